@@ -1,0 +1,58 @@
+"""The `pmf` command line: one sub-command per module in `apps/`, each exposing `add_parser(subparsers)`.
+
+Sub-command modules are imported lazily by name so `pmf --help` stays fast and a broken optional
+dependency of one command never takes the others down.
+"""
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+# (module, one-line help). Each module defines `add_parser(subparsers) -> argparse.ArgumentParser`
+# and sets `func=` on it via `set_defaults`; `func(args) -> int` is the exit code.
+COMMANDS: list[str] = [
+    "apps.cmd_train",
+    "apps.cmd_sample",
+    "apps.cmd_edit",
+    "apps.cmd_stylize",
+    "apps.cmd_interpolate",
+]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="pmf",
+        description="pixel MeanFlow: one-step generation, editing and frame interpolation.",
+    )
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name in COMMANDS:
+        try:
+            module = importlib.import_module(name)
+        except ModuleNotFoundError as err:
+            if err.name == name:  # command not shipped in this build
+                continue
+            raise
+        module.add_parser(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "func", None):
+        parser.print_help()
+        return 2
+    try:
+        return int(args.func(args) or 0)
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+    except (FileNotFoundError, ValueError) as err:
+        # Bad input: a clear one-line message, no traceback.
+        print(f"pmf {args.command}: error: {err}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())
