@@ -95,7 +95,8 @@ def resolve_backend(backend: str, q: torch.Tensor, *others: torch.Tensor) -> str
 def math_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
     """softmax(q k^T / sqrt(hd)) v with the logits and softmax in fp32. Shapes (B, nh, N, hd)."""
     scale = 1.0 / math.sqrt(q.shape[-1])
-    logits = torch.matmul(q.float() * scale, k.float().transpose(-2, -1))  # (B, nh, N, N)
+    acc = torch.promote_types(q.dtype, torch.float32)  # fp32 at least (fp64 stays fp64)
+    logits = torch.matmul(q.to(acc) * scale, k.to(acc).transpose(-2, -1))  # (B, nh, N, N)
     weights = logits.softmax(dim=-1).to(v.dtype)
     return torch.matmul(weights, v)  # (B, nh, N, hd)
 

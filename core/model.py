@@ -108,7 +108,7 @@ class RMSNorm(nn.Module):
         self.weight = nn.Parameter(torch.ones(dim))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        xf = x.float()
+        xf = x.to(torch.promote_types(x.dtype, torch.float32))  # fp32 at least, fp64 stays fp64
         y = xf * torch.rsqrt(xf.pow(2).mean(-1, keepdim=True) + self.eps)
         return y.to(x.dtype) * self.weight
 
@@ -143,7 +143,9 @@ def apply_rope(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.T
     """
     n = cos.shape[0]
     prefix, img = x[:, :, :-n], x[:, :, -n:]
-    a, b = img.float().unflatten(-1, (-1, 2)).unbind(-1)  # each (B, nh, N, hd/2)
+    img = img.to(torch.promote_types(x.dtype, torch.float32))
+    cos, sin = cos.to(img.dtype), sin.to(img.dtype)
+    a, b = img.unflatten(-1, (-1, 2)).unbind(-1)  # each (B, nh, N, hd/2)
     rotated = torch.stack([a * cos - b * sin, a * sin + b * cos], dim=-1).flatten(-2)  # (B,nh,N,hd)
     return torch.cat([prefix, rotated.to(x.dtype)], dim=2)
 
@@ -219,11 +221,11 @@ class ScalarEmbedder(nn.Module):
 
     def forward(self, s: torch.Tensor) -> torch.Tensor:
         half = self.freq_dim // 2
-        freqs = torch.exp(
-            -math.log(10000.0) * torch.arange(half, device=s.device, dtype=torch.float32) / half
-        )
-        args = s.float()[:, None] * freqs[None]  # (B, freq_dim/2)
-        return self.mlp(torch.cat([args.cos(), args.sin()], dim=-1))  # (B, D)
+        dtype = torch.promote_types(self.mlp[0].weight.dtype, torch.float32)
+        freqs = torch.exp(-math.log(10000.0) * torch.arange(half, device=s.device, dtype=dtype) / half)
+        args = s.to(dtype)[:, None] * freqs[None]  # (B, freq_dim/2)
+        emb = torch.cat([args.cos(), args.sin()], dim=-1)  # (B, freq_dim)
+        return self.mlp(emb.to(self.mlp[0].weight.dtype))  # (B, D)
 
 
 class BottleneckPatchEmbed(nn.Module):
@@ -405,7 +407,7 @@ class PixelMeanFlow(nn.Module):
             u and/or v, each (B, C, H, W): (z - x_pred) / clip(t, t_clip, 1).
         """
         B = z.shape[0]
-        ones = torch.ones(B, device=z.device, dtype=torch.float32)
+        ones = torch.ones(B, device=z.device, dtype=t.dtype)
         y = torch.full((B,), self.null_class, device=z.device, dtype=torch.long) if y is None else y
         omega = ones if omega is None else omega
         t_min = ones * 0 if t_min is None else t_min

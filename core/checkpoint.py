@@ -1,0 +1,154 @@
+"""Checkpoints: safetensors weights + JSON config, written atomically.
+
+A model directory holds
+    config.json          {"model": PMFConfig fields, "objective": "pmf" | "fm", "class_names": [...],
+                          "sampling": {default guidance etc.}, ...}
+    model.safetensors    network weights (EMA weights for a released model; no v-head needed)
+A training checkpoint (``core/train.py``) adds ``train_state.safetensors`` + ``train_state.json``.
+
+Every file is written to a temporary name in the same folder, fsync'ed, then ``os.replace``d, so a
+kill at any moment leaves either the previous file or the new one, never a truncated one.
+"""
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors.torch import load_file, save_file
+
+from core.model import PixelMeanFlow, PMFConfig
+
+CONFIG_NAME = "config.json"
+WEIGHTS_NAME = "model.safetensors"
+
+
+def _atomic_write(path: Path, write) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    try:
+        write(tmp)
+        with open(tmp, "rb") as f:
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+        raise
+
+
+def atomic_save_json(path: str | Path, obj: Any) -> None:
+    """Write ``obj`` as indented JSON to ``path`` atomically."""
+
+    def write(tmp: str) -> None:
+        with open(tmp, "w") as f:
+            json.dump(obj, f, indent=2, sort_keys=False)
+            f.write("\n")
+
+    _atomic_write(Path(path), write)
+
+
+def atomic_save_tensors(path: str | Path, tensors: dict[str, torch.Tensor]) -> None:
+    """Write a flat dict of tensors as safetensors to ``path`` atomically."""
+    flat = {k: v.detach().contiguous().cpu() for k, v in tensors.items()}
+    _atomic_write(Path(path), lambda tmp: save_file(flat, tmp))
+
+
+def model_state(net: PixelMeanFlow, include_v_head: bool = False) -> dict[str, torch.Tensor]:
+    """The network's weights; the v-head is dropped unless asked for (inference never uses it)."""
+    sd = net.state_dict()
+    if not include_v_head:
+        sd = {k: v for k, v in sd.items() if not k.startswith(("v_blocks.", "v_final."))}
+    return sd
+
+
+def save_model(
+    directory: str | Path,
+    net: PixelMeanFlow,
+    *,
+    state_dict: dict[str, torch.Tensor] | None = None,
+    include_v_head: bool = False,
+    dtype: torch.dtype | None = None,
+    **config_extra: Any,
+) -> Path:
+    """Save a network as ``config.json`` + ``model.safetensors`` in ``directory``.
+
+    Args:
+        directory: output folder (created).
+        net: the network (its ``cfg`` is written).
+        state_dict: weights to write instead of ``net``'s own (e.g. an EMA copy).
+        include_v_head: keep the auxiliary v-head weights (needed to resume training only).
+        dtype: cast floating weights (e.g. ``torch.bfloat16`` to halve a bundled file).
+        **config_extra: more JSON-able entries for config.json (class_names, sampling defaults, ...).
+
+    Returns:
+        The directory path.
+    """
+    directory = Path(directory)
+    sd = state_dict if state_dict is not None else model_state(net, include_v_head)
+    if not include_v_head:
+        sd = {k: v for k, v in sd.items() if not k.startswith(("v_blocks.", "v_final."))}
+    if dtype is not None:
+        sd = {k: v.to(dtype) if v.is_floating_point() else v for k, v in sd.items()}
+    atomic_save_tensors(directory / WEIGHTS_NAME, sd)
+    atomic_save_json(directory / CONFIG_NAME, {"model": net.cfg.to_dict(), **config_extra})
+    return directory
+
+
+def read_config(directory: str | Path) -> dict[str, Any]:
+    """Read ``config.json`` of a model directory, with a clear error when it is missing/corrupt."""
+    path = Path(directory) / CONFIG_NAME
+    if not path.is_file():
+        raise FileNotFoundError(f"no {CONFIG_NAME} in {directory} (is it a pmf-edit model folder?)")
+    try:
+        return json.loads(path.read_text())
+    except json.JSONDecodeError as err:
+        raise ValueError(f"corrupt {path}: {err}") from err
+
+
+def load_weights_into(net: PixelMeanFlow, sd: dict[str, torch.Tensor], source: str) -> None:
+    """Load ``sd`` into ``net`` strictly (v-head may be absent), naming every mismatch."""
+    own = net.state_dict()
+    missing = [k for k in own if k not in sd and not k.startswith(("v_blocks.", "v_final."))]
+    unexpected = [k for k in sd if k not in own]
+    shape = [f"{k}: checkpoint {tuple(sd[k].shape)} vs model {tuple(own[k].shape)}"
+             for k in sd if k in own and sd[k].shape != own[k].shape]
+    if missing or unexpected or shape:
+        parts = []
+        if missing:
+            parts.append(f"missing {len(missing)} keys (e.g. {missing[:3]})")
+        if unexpected:
+            parts.append(f"unexpected {len(unexpected)} keys (e.g. {unexpected[:3]})")
+        if shape:
+            parts.append(f"{len(shape)} shape mismatches (e.g. {shape[:3]})")
+        raise ValueError(f"checkpoint {source} does not match the model: " + "; ".join(parts))
+    dtype = next(net.parameters()).dtype
+    net.load_state_dict({k: v.to(dtype) for k, v in sd.items()}, strict=False)
+
+
+def load_model(
+    directory: str | Path,
+    *,
+    device: str | torch.device = "cpu",
+    with_v_head: bool = False,
+) -> tuple[PixelMeanFlow, dict[str, Any]]:
+    """Load a model folder written by ``save_model``; returns (network in eval mode, config dict)."""
+    directory = Path(directory)
+    cfg_all = read_config(directory)
+    if "model" not in cfg_all:
+        raise ValueError(f"{directory / CONFIG_NAME} has no 'model' section")
+    cfg = PMFConfig.from_dict(cfg_all["model"])
+    weights = directory / WEIGHTS_NAME
+    if not weights.is_file():
+        raise FileNotFoundError(f"no {WEIGHTS_NAME} in {directory}")
+    sd = load_file(str(weights))
+    has_v = any(k.startswith("v_blocks.") for k in sd)
+    if with_v_head and not has_v:
+        raise ValueError(f"{weights} has no v-head weights; it cannot resume training")
+    net = PixelMeanFlow(cfg, with_v_head=with_v_head)
+    load_weights_into(net, sd, str(weights))
+    return net.to(device).eval(), cfg_all
