@@ -85,9 +85,12 @@ def train_step_check(dev: torch.device, batch: int) -> dict[str, Any]:
         torch.manual_seed(0)
         net = build_model("pMF-B/16", with_v_head=True).to(dev).train()
         opt = torch.optim.AdamW(net.parameters(), lr=1e-4, betas=(0.9, 0.95))
-        g = torch.Generator(device=dev).manual_seed(0)
-        x = torch.rand(batch, 3, 256, 256, device=dev, generator=g) * 2 - 1  # data in [-1, 1]
-        y = torch.randint(0, 1000, (batch,), device=dev, generator=g)
+        gd = torch.Generator(device=dev).manual_seed(0)
+        x = torch.rand(batch, 3, 256, 256, device=dev, generator=gd) * 2 - 1  # data in [-1, 1]
+        y = torch.randint(0, 1000, (batch,), device=dev, generator=gd)
+        # core.meanflow draws (t, r, omega, noise, ...) on the CPU from this generator, then moves
+        # them to x.device, so that results do not depend on the device.
+        g = torch.Generator().manual_seed(0)
         info: dict[str, Any] = {}
 
         def step() -> None:
@@ -96,8 +99,9 @@ def train_step_check(dev: torch.device, batch: int) -> dict[str, Any]:
                 loss, stats = pmf_loss(net, x, y, cfg=MeanFlowConfig(), generator=g)
             loss.backward()
             opt.step()
-            info["loss"], info["stats"] = float(loss), {
-                k: float(v) for k, v in stats.items() if torch.is_tensor(v) and v.numel() == 1}
+            info["loss"], info["stats"] = float(loss.detach()), {
+                k: float(v) for k, v in stats.items()
+                if isinstance(v, (int, float)) or (torch.is_tensor(v) and v.numel() == 1)}
 
         torch.cuda.reset_peak_memory_stats()
         ms = cuda_time_ms(step, warmup=2, iters=5)
