@@ -464,6 +464,12 @@ def load_official(
            f"{tuple(own[k].shape)}" for k, v in sd.items() if k in own and v.shape != own[k].shape]
     if bad:
         raise ValueError(f"{source}: {len(bad)} shape mismatches, e.g. " + "; ".join(bad[:3]))
+    # to_empty leaves memory uninitialised, so every tensor must come from the file (including
+    # the v-head when asked for, which load_weights_into tolerates missing).
+    missing = [k for k in own if k not in sd]
+    if missing:
+        raise ValueError(f"{source}: entry {entry!r} lacks {len(missing)} tensors, e.g. "
+                         f"{[name_in_file(k) for k in missing[:5]]}")
     net = net.to_empty(device=device)
     load_weights_into(net, sd, source)  # strict: names every missing/unexpected key
     cos, sin = rope_tables(cfg.grid, cfg.width // cfg.num_heads, cfg.rope_theta)

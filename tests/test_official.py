@@ -198,6 +198,10 @@ def test_error_not_pmf_and_pickled_objects_and_missing_v_head(tiny, tmp_path):
     no_v = {k: v for k, v in official_sd(tiny).items() if ".v_" not in k and "net.v_" not in k}
     with pytest.raises(ValueError, match="no v-head"):
         load_official(no_v, with_v_head=True)
+    partial_v = official_sd(tiny)
+    del partial_v["net.v_final_layer.norm.weight"]
+    with pytest.raises(ValueError, match=r"lacks 1 tensors, e.g. \['v_final_layer\.norm\.weight'\]"):
+        load_official(partial_v, with_v_head=True)
     bad_rope = official_sd(tiny)
     bad_rope["net.rope_freqs"] = bad_rope["net.rope_freqs"] * 1j
     with pytest.raises(ValueError, match="rope_freqs differs"):
