@@ -169,7 +169,21 @@ def train_classifier(
         raise ValueError(f"dataset images are {tuple(dataset.images.shape[1:])}, model expects "
                          f"({model_config.in_channels}, {model_config.resolution}, {model_config.resolution})")
     start = time.perf_counter()
-    torch.manual_seed(config.seed)  # only the weight init draws from the global RNG
+    # Init and dropout draw from the global RNG: seed it inside fork_rng so the caller's stream is untouched.
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(config.seed)
+        return _train(dataset, config, model_config, eval_dataset, log, start)
+
+
+def _train(
+    dataset: ImageDataset,
+    config: TrainClassifierConfig,
+    model_config: ClassifierConfig,
+    eval_dataset: ImageDataset | None,
+    log: Callable[[str], None] | None,
+    start: float,
+) -> tuple[DigitClassifier, dict]:
+    """The loop of `train_classifier`, run with the global RNG seeded to config.seed."""
     model = DigitClassifier(model_config)
     aug_gen = torch.Generator().manual_seed(config.seed + 1)
     sampler = BatchSampler(len(dataset), config.batch_size, seed=config.seed)

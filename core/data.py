@@ -508,7 +508,9 @@ def load_image_folder(
         found = sorted(
             p
             for p in d.rglob("*")
-            if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS and not any(s.startswith(".") for s in p.relative_to(d).parts)
+            if p.is_file()
+            and p.suffix.lower() in IMAGE_EXTENSIONS
+            and not any(part.startswith(".") for part in p.relative_to(d).parts)  # skip hidden files/dirs
         )
         if not found:
             raise ValueError(f"class folder {str(d)!r} contains no images (extensions {IMAGE_EXTENSIONS})")
