@@ -24,6 +24,23 @@ from core.model import PixelMeanFlow, PMFConfig
 
 CONFIG_NAME = "config.json"
 WEIGHTS_NAME = "model.safetensors"
+ASSETS = Path(__file__).resolve().parent / "assets"
+BUNDLED_MODELS = {
+    "mnist": "pmf-mnist",  # class-conditional pMF on MNIST-5k (train split), 32x32, one step
+    "mnist-fm": "fm-mnist",  # the same network trained as flow matching (baseline), same budget
+}
+
+
+def bundled_model_dir(name: str = "mnist") -> Path:
+    """Folder of a model shipped inside the package (see README, "Bundled models")."""
+    if name not in BUNDLED_MODELS:
+        raise ValueError(f"unknown bundled model {name!r}; choose one of {sorted(BUNDLED_MODELS)}")
+    path = ASSETS / BUNDLED_MODELS[name]
+    if not (path / WEIGHTS_NAME).is_file():
+        raise FileNotFoundError(
+            f"bundled model {name!r} is missing from {path}; reinstall pmf-edit or pass --model DIR"
+        )
+    return path
 
 
 def _atomic_write(path: Path, write) -> None:

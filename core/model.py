@@ -133,7 +133,7 @@ def rope_tables(grid: int, head_dim: int, theta: float) -> tuple[torch.Tensor, t
     rows = (pos[:, None] * freqs[None]).unsqueeze(1).expand(grid, grid, quarter)  # (g, g, hd/4)
     cols = (pos[:, None] * freqs[None]).unsqueeze(0).expand(grid, grid, quarter)  # (g, g, hd/4)
     angles = torch.cat([rows, cols], dim=-1).reshape(grid * grid, head_dim // 2)  # (N, hd/2)
-    return angles.cos().float(), angles.sin().float()
+    return angles.cos(), angles.sin()  # fp64; apply_rope casts to the compute dtype (>= fp32)
 
 
 def apply_rope(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
@@ -443,9 +443,9 @@ PRESETS: dict[str, PMFConfig] = {
     "pMF-T/4": PMFConfig(image_size=32, patch_size=4, width=64, depth=4, head_depth=1, num_heads=2,
                          bottleneck=32, class_tokens=2, omega_tokens=1, interval_tokens=1,
                          h_tokens=1, freq_dim=64),
-    "pMF-S/4": PMFConfig(image_size=32, patch_size=4, width=192, depth=8, head_depth=2,
-                         num_heads=3, bottleneck=64, class_tokens=4, omega_tokens=2,
-                         interval_tokens=1, h_tokens=2, freq_dim=128),
+    "pMF-S/4": PMFConfig(image_size=32, patch_size=4, width=128, depth=6, head_depth=2,
+                         num_heads=2, bottleneck=48, class_tokens=2, omega_tokens=1,
+                         interval_tokens=1, h_tokens=1, freq_dim=64),
 }
 
 

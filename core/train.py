@@ -1,0 +1,400 @@
+"""The training loop: one linear function, ``train(cfg)``.
+
+Muon for the matrix weights (every nn.Linear), Adam(0.9, 0.95) for everything else (convs, norms,
+gates, tokens, embeddings, biases), constant learning rate, no weight decay (PMF_SPEC section 6);
+EMA copies with half-lives in kimg (EDM-style ramp-up); safetensors checkpoints written atomically;
+exact resume; a tqdm bar, a JSONL log and periodic one-step sample grids.
+
+Several processes: launch with ``torchrun --nproc_per_node N -m apps.cli train ...``. The network is
+NOT wrapped in DDP: ``torch.func.jvp`` cannot go through the wrapper (and DDP would then skip the
+all-reduce silently), so gradients are averaged with an explicit ``all_reduce`` after backward.
+
+Randomness is a pure function of (seed, rank, step): the loss's generator for step k is seeded from
+them and the data order from (seed, epoch), so a resumed run repeats the uninterrupted one exactly.
+"""
+from __future__ import annotations
+
+import json
+import math
+import os
+import shutil
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.distributed as dist
+from safetensors.torch import load_file
+
+from core.checkpoint import atomic_save_json, atomic_save_tensors, save_model
+from core.data import BatchSampler, ImageDataset, load_dataset
+from core.images import make_grid, save_png
+from core.meanflow import FlowMatchingConfig, MeanFlowConfig, fm_loss, pmf_loss
+from core.model import PixelMeanFlow, build_model
+from core.sampling import sample_flow_matching, sample_pmf
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """One training run. Written to ``<out_dir>/config.json``."""
+
+    out_dir: str = "runs/mnist-pmf"  # run folder (checkpoints, log.jsonl, samples/, model/)
+    dataset: str = "mnist"  # built-in name (mnist, digits, photos) or an image-folder path
+    resolution: int | None = None  # None: the data set's default (mnist: 32)
+    channels: int | None = None  # None: the data set's
+    preset: str = "pMF-S/4"  # core.model.PRESETS name
+    model_overrides: dict = field(default_factory=dict)  # PMFConfig field overrides
+    objective: str = "pmf"  # "pmf" (MeanFlow) or "fm" (flow-matching baseline, same network)
+    meanflow: MeanFlowConfig = field(default_factory=MeanFlowConfig)
+    flow_matching: FlowMatchingConfig = field(default_factory=FlowMatchingConfig)
+    batch_size: int = 64  # global batch (all processes together)
+    steps: int = 4000  # total optimizer steps
+    max_minutes: float = 0.0  # also stop (and export) after this much wall-clock time (0: no limit)
+    lr: float = 1e-3  # Muon and Adam learning rate (constant, as the paper)
+    adam_betas: tuple[float, float] = (0.9, 0.95)
+    muon_momentum: float = 0.95
+    ema_halflife_kimg: tuple[float, ...] = (5.0, 20.0)  # EMA half-lives in thousands of images
+    ema_rampup: float = 0.05  # half-life <= this share of the images seen so far (EDM)
+    export_ema: int = -1  # which EMA copy becomes model/ (index into ema_halflife_kimg)
+    seed: int = 0
+    device: str = "auto"  # "auto" (cuda if available), "cpu", "cuda", "cuda:1", ...
+    bf16: bool = False  # bf16 autocast for matmuls (CUDA); norms, softmax, 1/t and losses stay fp32
+    log_every: int = 10  # steps between JSONL log lines
+    sample_every: int = 500  # steps between sample grids (0: never)
+    ckpt_every: int = 500  # steps between checkpoints (and at the end)
+    keep_checkpoints: int = 2  # older checkpoint folders are deleted
+    guidance_scale: float = 2.0  # for the sample grids and the exported model's default
+    guidance_interval: tuple[float, float] = (0.0, 1.0)
+    threads: int = 0  # torch.set_num_threads on CPU (0: leave torch's default)
+    progress: bool = True  # tqdm bar
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> "TrainConfig":
+        d = dict(d)
+        if "meanflow" in d:
+            d["meanflow"] = MeanFlowConfig(**d["meanflow"])
+        if "flow_matching" in d:
+            d["flow_matching"] = FlowMatchingConfig(**d["flow_matching"])
+        for key in ("adam_betas", "ema_halflife_kimg", "guidance_interval"):
+            if key in d:
+                d[key] = tuple(d[key])
+        return cls(**d)
+
+
+class NonFiniteLossError(RuntimeError):
+    """Raised when the loss stops being finite; the last good checkpoint is kept on disk."""
+
+
+# ------------------------------------------------------------------------------------------------
+# Optimizer and EMA
+
+
+def build_optimizers(net: PixelMeanFlow, cfg: TrainConfig) -> list[torch.optim.Optimizer]:
+    """[Muon over nn.Linear weights, Adam over all other parameters]."""
+    linear_weights = {id(m.weight) for m in net.modules() if isinstance(m, torch.nn.Linear)}
+    muon_params = [p for p in net.parameters() if id(p) in linear_weights]
+    adam_params = [p for p in net.parameters() if id(p) not in linear_weights]
+    return [
+        # "original" scales each update by sqrt(max(1, fan_out / fan_in)), matching optax's Muon.
+        torch.optim.Muon(muon_params, lr=cfg.lr, momentum=cfg.muon_momentum, nesterov=True,
+                         weight_decay=0.0, adjust_lr_fn="original"),
+        torch.optim.Adam(adam_params, lr=cfg.lr, betas=cfg.adam_betas, eps=1e-8, weight_decay=0.0),
+    ]
+
+
+def ema_beta(halflife_kimg: float, step: int, batch_size: int, rampup: float) -> float:
+    """Per-step EMA decay: 0.5 ** (batch / halflife_images), halflife <= rampup * images seen."""
+    halflife = halflife_kimg * 1000.0
+    if rampup > 0:
+        halflife = min(halflife, step * batch_size * rampup)
+    return 0.5 ** (batch_size / max(halflife, 1e-8))
+
+
+@torch.no_grad()
+def update_ema(ema: dict[str, torch.Tensor], net: PixelMeanFlow, beta: float) -> None:
+    for name, p in net.named_parameters():
+        ema[name].lerp_(p.detach(), 1.0 - beta)
+
+
+# ------------------------------------------------------------------------------------------------
+# Checkpoint (de)serialisation. Optimizer state dicts are nested; tensors go to safetensors and the
+# rest to JSON, with dicts stored as [key, value] pairs so integer keys survive.
+
+
+def _flatten(obj: Any, prefix: str, tensors: dict[str, torch.Tensor]) -> Any:
+    if isinstance(obj, torch.Tensor):
+        tensors[prefix] = obj
+        return {"__tensor__": prefix}
+    if isinstance(obj, dict):
+        return {"__dict__": [[k, _flatten(v, f"{prefix}.{k}", tensors)] for k, v in obj.items()]}
+    if isinstance(obj, (list, tuple)):
+        return [_flatten(v, f"{prefix}.{i}", tensors) for i, v in enumerate(obj)]
+    return obj
+
+
+def _unflatten(obj: Any, tensors: dict[str, torch.Tensor]) -> Any:
+    if isinstance(obj, dict) and "__tensor__" in obj:
+        return tensors[obj["__tensor__"]]
+    if isinstance(obj, dict) and "__dict__" in obj:
+        return {k: _unflatten(v, tensors) for k, v in obj["__dict__"]}
+    if isinstance(obj, list):
+        return [_unflatten(v, tensors) for v in obj]
+    return obj
+
+
+def save_checkpoint(
+    run: Path, step: int, net: PixelMeanFlow, opts: list[torch.optim.Optimizer],
+    emas: list[dict[str, torch.Tensor]], sampler: BatchSampler, keep: int,
+) -> Path:
+    """Write ``checkpoints/step_XXXXXXX/`` (into a temp folder, then renamed) and point
+    ``checkpoints/latest.json`` at it; a kill at any moment leaves the previous checkpoint usable."""
+    root = run / "checkpoints"
+    final = root / f"step_{step:07d}"
+    tmp = root / f".tmp_step_{step:07d}"
+    shutil.rmtree(tmp, ignore_errors=True)
+    tensors: dict[str, torch.Tensor] = {f"model.{k}": v for k, v in net.state_dict().items()}
+    for i, ema in enumerate(emas):
+        tensors.update({f"ema{i}.{k}": v for k, v in ema.items()})
+    meta = {
+        "step": step,
+        "sampler": sampler.state_dict(),
+        "optimizers": [_flatten(o.state_dict(), f"opt{i}", tensors) for i, o in enumerate(opts)],
+        "model_config": net.cfg.to_dict(),
+    }
+    atomic_save_tensors(tmp / "state.safetensors", tensors)
+    atomic_save_json(tmp / "state.json", meta)
+    shutil.rmtree(final, ignore_errors=True)
+    os.replace(tmp, final)
+    atomic_save_json(root / "latest.json", {"step": step, "path": final.name})
+    old = sorted(p for p in root.glob("step_*") if p.is_dir() and p != final)
+    for p in old[: max(0, len(old) - (keep - 1))]:
+        shutil.rmtree(p, ignore_errors=True)
+    return final
+
+
+def load_checkpoint(
+    run: Path, net: PixelMeanFlow, opts: list[torch.optim.Optimizer],
+    emas: list[dict[str, torch.Tensor]], sampler: BatchSampler,
+) -> int:
+    """Restore the latest checkpoint of ``run`` (if any) in place; returns the step to continue from."""
+    pointer = run / "checkpoints" / "latest.json"
+    if not pointer.is_file():
+        return 0
+    ckpt = run / "checkpoints" / json.loads(pointer.read_text())["path"]
+    meta = json.loads((ckpt / "state.json").read_text())
+    if meta["model_config"] != net.cfg.to_dict():
+        raise ValueError(
+            f"checkpoint {ckpt} was trained with a different model config; use a new --out-dir "
+            f"(checkpoint: {meta['model_config']}, now: {net.cfg.to_dict()})"
+        )
+    tensors = load_file(str(ckpt / "state.safetensors"))
+    net.load_state_dict({k[len("model."):]: v for k, v in tensors.items() if k.startswith("model.")})
+    for i, ema in enumerate(emas):
+        for k in ema:
+            ema[k].copy_(tensors[f"ema{i}.{k}"])
+    for o, state in zip(opts, meta["optimizers"]):
+        o.load_state_dict(_unflatten(state, tensors))
+    sampler.load_state_dict(meta["sampler"])
+    return int(meta["step"])
+
+
+# ------------------------------------------------------------------------------------------------
+# Distributed helpers
+
+
+def _dist_setup(device: str) -> tuple[int, int, torch.device]:
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if device == "auto":
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+    if world > 1 and not dist.is_initialized():
+        backend = "nccl" if device.startswith("cuda") else "gloo"
+        dist.init_process_group(backend)
+    rank = dist.get_rank() if dist.is_initialized() else 0
+    if device.startswith("cuda") and world > 1:
+        device = f"cuda:{int(os.environ.get('LOCAL_RANK', 0))}"
+        torch.cuda.set_device(device)
+    return rank, world, torch.device(device)
+
+
+def _all_reduce_grads(net: torch.nn.Module, world: int) -> None:
+    if world == 1:
+        return
+    grads = [p.grad for p in net.parameters() if p.grad is not None]
+    flat = torch.cat([g.flatten() for g in grads])  # one collective instead of one per tensor
+    dist.all_reduce(flat)
+    flat /= world
+    offset = 0
+    for g in grads:
+        g.copy_(flat[offset : offset + g.numel()].view_as(g))
+        offset += g.numel()
+
+
+def _truncate_log(path: Path, step: int) -> None:
+    """Drop log lines past ``step`` (written after the checkpoint a resumed run restarts from)."""
+    if not path.is_file():
+        return
+    keep = [ln for ln in path.read_text().splitlines() if ln.strip() and json.loads(ln)["step"] <= step]
+    path.write_text("".join(ln + "\n" for ln in keep))
+
+
+def _time_is_up(t_start: float, minutes: float, world: int) -> bool:
+    """Wall-clock budget check that all ranks agree on (else one would wait forever in a collective)."""
+    up = torch.tensor([float(time.perf_counter() - t_start > 60.0 * minutes)])
+    if world > 1:
+        dist.all_reduce(up, op=dist.ReduceOp.MAX)
+    return bool(up.item())
+
+
+def step_generator(seed: int, rank: int, step: int) -> torch.Generator:
+    """The loss's generator for ``step`` on ``rank``: a pure function of (seed, rank, step)."""
+    return torch.Generator().manual_seed((seed * 1_000_003 + rank * 7_919 + step) % (2**63))
+
+
+# ------------------------------------------------------------------------------------------------
+
+
+def sample_grid(net: PixelMeanFlow, cfg: TrainConfig, num_classes: int, objective: str) -> torch.Tensor:
+    """A fixed grid: 8 samples per class (up to 10 classes), the same noise at every call."""
+    classes = list(range(min(num_classes, 10))) if num_classes else [None]
+    labels = [c for c in classes for _ in range(8)] if num_classes else None
+    g = torch.Generator().manual_seed(1234)
+    kw = dict(guidance_scale=cfg.guidance_scale, guidance_interval=cfg.guidance_interval, generator=g)
+    if objective == "pmf":
+        return sample_pmf(net, labels, num_samples=8, num_steps=1, **kw).images
+    return sample_flow_matching(net, labels, num_samples=8, num_steps=20, method="heun", **kw).images
+
+
+def train(cfg: TrainConfig, dataset: ImageDataset | None = None) -> dict[str, Any]:
+    """Train (or resume) the run in ``cfg.out_dir``; returns a summary dict.
+
+    The run folder gets ``config.json`` (resolved), ``log.jsonl`` (one line per ``log_every``
+    steps), ``samples/step_*.png``, ``checkpoints/`` and, at the end, ``model/`` (the exported EMA
+    network, loadable with ``core.checkpoint.load_model`` / ``pmf sample --model``).
+
+    Example:
+        >>> train(TrainConfig(out_dir="runs/tiny", preset="pMF-T/4", steps=20, batch_size=16))
+    """
+    if cfg.objective not in ("pmf", "fm"):
+        raise ValueError(f"objective must be 'pmf' or 'fm', got {cfg.objective!r}")
+    rank, world, device = _dist_setup(cfg.device)
+    if cfg.threads and device.type == "cpu":
+        torch.set_num_threads(cfg.threads)
+    run = Path(cfg.out_dir)
+    if dataset is None:
+        dataset = load_dataset(cfg.dataset, split="train", resolution=cfg.resolution, channels=cfg.channels)
+    overrides = dict(image_size=dataset.resolution, in_channels=dataset.channels,
+                     num_classes=dataset.num_classes, **cfg.model_overrides)
+    torch.manual_seed(cfg.seed)  # identical initial weights on every rank
+    net = build_model(cfg.preset, with_v_head=cfg.objective == "pmf", **overrides).to(device)
+    net.train()
+    opts = build_optimizers(net, cfg)
+    emas = [{k: p.detach().clone() for k, p in net.named_parameters()} for _ in cfg.ema_halflife_kimg]
+    sampler = BatchSampler(len(dataset), cfg.batch_size, seed=cfg.seed, rank=rank, world_size=world)
+    start = load_checkpoint(run, net, opts, emas, sampler)
+    is_main = rank == 0
+    if is_main:
+        run.mkdir(parents=True, exist_ok=True)
+        atomic_save_json(run / "config.json", {"train": cfg.to_dict(), "model": net.cfg.to_dict(),
+                                               "class_names": dataset.class_names, "world_size": world})
+    if is_main:
+        _truncate_log(run / "log.jsonl", start)
+    log = open(run / "log.jsonl", "a") if is_main else None
+    bar = None
+    if is_main and cfg.progress:
+        from tqdm.auto import tqdm
+
+        bar = tqdm(total=cfg.steps, initial=start, desc=f"train {cfg.objective}", unit="step")
+    autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=cfg.bf16)
+    last_ckpt = None
+    t_last = time.perf_counter()
+    step = start
+    t_start = time.perf_counter()
+    try:
+        while step < cfg.steps:
+            if cfg.max_minutes and _time_is_up(t_start, cfg.max_minutes, world):
+                if is_main:
+                    last_ckpt = save_checkpoint(run, step, net, opts, emas, sampler, cfg.keep_checkpoints)
+                break
+            idx = next(sampler)
+            x, y = dataset[idx]
+            x, y = x.to(device), y.to(device)
+            g = step_generator(cfg.seed, rank, step)
+            with autocast:
+                if cfg.objective == "pmf":
+                    loss, stats = pmf_loss(net, x, y, cfg.meanflow, g)
+                else:
+                    loss, stats = fm_loss(net, x, y, cfg.flow_matching, g)
+            if not math.isfinite(stats["loss"]):
+                raise NonFiniteLossError(
+                    f"non-finite loss {stats['loss']} at step {step} ({stats}); the last good "
+                    f"checkpoint is {last_ckpt or 'none (no checkpoint written yet)'}"
+                )
+            for o in opts:
+                o.zero_grad(set_to_none=True)
+            loss.backward()
+            _all_reduce_grads(net, world)
+            for o in opts:
+                o.step()
+            step += 1
+            for ema, hl in zip(emas, cfg.ema_halflife_kimg):
+                update_ema(ema, net, ema_beta(hl, step, cfg.batch_size, cfg.ema_rampup))
+            if is_main and (step % cfg.log_every == 0 or step == cfg.steps):
+                now = time.perf_counter()
+                sec = (now - t_last) / (cfg.log_every if step % cfg.log_every == 0 else 1)
+                t_last = now
+                log.write(json.dumps({"step": step, **stats, "sec_per_step": sec}) + "\n")
+                log.flush()
+            if bar is not None:
+                bar.update(1)
+                bar.set_postfix(loss=f"{stats['loss']:.4f}")
+            if is_main and cfg.sample_every and step % cfg.sample_every == 0:
+                _write_grid(run / "samples" / f"step_{step:07d}.png", net, emas[cfg.export_ema], cfg,
+                            dataset.num_classes)
+            if is_main and (step % cfg.ckpt_every == 0 or step == cfg.steps):
+                last_ckpt = save_checkpoint(run, step, net, opts, emas, sampler, cfg.keep_checkpoints)
+            if world > 1:
+                dist.barrier()
+    finally:
+        if bar is not None:
+            bar.close()
+        if log is not None:
+            log.close()
+    summary: dict[str, Any] = {"steps": step, "out_dir": str(run)}
+    if is_main:
+        export = run / "model"
+        save_model(
+            export, net, state_dict=emas[cfg.export_ema], objective=cfg.objective,
+            class_names=dataset.class_names,
+            sampling={"guidance_scale": cfg.guidance_scale, "guidance_interval": list(cfg.guidance_interval),
+                      "num_steps": 1 if cfg.objective == "pmf" else 50},
+            ema_halflife_kimg=cfg.ema_halflife_kimg[cfg.export_ema], train_steps=step,
+            dataset=cfg.dataset,
+        )
+        summary["model_dir"] = str(export)
+    return summary
+
+
+def _write_grid(path: Path, net: PixelMeanFlow, ema: dict[str, torch.Tensor], cfg: TrainConfig,
+                num_classes: int) -> None:
+    """Sample with the EMA weights (swapped in, then back) and write a PNG grid."""
+    live = {k: p.detach().clone() for k, p in net.named_parameters()}
+    was_training = net.training
+    try:
+        with torch.no_grad():
+            for k, p in net.named_parameters():
+                p.copy_(ema[k])
+        net.eval()
+        images = sample_grid(net, cfg, num_classes, cfg.objective)
+        save_png(path, make_grid(images, nrow=8 if num_classes else 8))
+    finally:
+        with torch.no_grad():
+            for k, p in net.named_parameters():
+                p.copy_(live[k])
+        net.train(was_training)
+
+
+__all__ = ["TrainConfig", "train", "NonFiniteLossError", "build_optimizers", "ema_beta", "step_generator"]

@@ -1,0 +1,187 @@
+"""Training loop: exact resume after a kill, non-finite loss handling, checkpoints, DDP gradients."""
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+import torch.distributed as dist
+import torch.multiprocessing as mp
+
+import core.train as train_mod
+from core.checkpoint import load_model
+from core.data import BatchSampler, load_dataset
+from core.meanflow import MeanFlowConfig, pmf_loss
+from core.model import build_model
+from core.train import NonFiniteLossError, TrainConfig, build_optimizers, step_generator, train
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def _tiny(out_dir, **kw):
+    base = dict(out_dir=str(out_dir), dataset="mnist", preset="pMF-T/4", steps=8, batch_size=8,
+                log_every=1, sample_every=0, ckpt_every=2, progress=False, threads=1)
+    base.update(kw)
+    return TrainConfig(**base)
+
+
+def _losses(run):
+    lines = [json.loads(ln) for ln in (Path(run) / "log.jsonl").read_text().splitlines()]
+    return [(d["step"], d["loss_u"], d["loss_v"]) for d in lines]
+
+
+@pytest.fixture(scope="module")
+def mnist_small():
+    ds = load_dataset("mnist")
+    return ds.subset(torch.arange(0, len(ds), 45))  # 100 images, every class
+
+
+def test_resume_after_kill_repeats_the_uninterrupted_run(tmp_path, mnist_small):
+    full = tmp_path / "full"
+    train(_tiny(full), dataset=mnist_small)
+    # The same run in a separate process, killed with SIGKILL once a checkpoint past step 2 exists.
+    killed = tmp_path / "killed"
+    cfg = _tiny(killed, steps=10_000)
+    code = (
+        "import torch, json, sys; from core.train import TrainConfig, train; "
+        "from core.data import load_dataset; ds = load_dataset('mnist'); "
+        "ds = ds.subset(torch.arange(0, len(ds), 45)); "
+        f"train(TrainConfig.from_dict(json.loads({json.dumps(json.dumps(cfg.to_dict()))})), dataset=ds)"
+    )
+    proc = subprocess.Popen([sys.executable, "-c", code], cwd=REPO, env={**os.environ, "OMP_NUM_THREADS": "1"})
+    pointer = killed / "checkpoints" / "latest.json"
+    deadline = time.time() + 240
+    while time.time() < deadline:
+        if pointer.is_file() and json.loads(pointer.read_text())["step"] >= 4:
+            break
+        if proc.poll() is not None:
+            pytest.fail("training subprocess exited early")
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    resumed_from = json.loads(pointer.read_text())["step"]
+    assert 4 <= resumed_from < 8
+    train(_tiny(killed), dataset=mnist_small)  # resume to step 8
+    assert _losses(killed) == _losses(full)
+    a, _ = load_model(full / "model")
+    b, _ = load_model(killed / "model")
+    for (k, p), q in zip(a.state_dict().items(), b.state_dict().values()):
+        assert torch.equal(p, q), k
+
+
+def test_run_folder_contents_and_exported_model(tmp_path, mnist_small):
+    run = tmp_path / "run"
+    train(_tiny(run, steps=4, sample_every=2, keep_checkpoints=1), dataset=mnist_small)
+    cfg = json.loads((run / "config.json").read_text())
+    assert cfg["train"]["steps"] == 4 and cfg["model"]["num_classes"] == 10
+    assert sorted(p.name for p in (run / "checkpoints").iterdir()) == ["latest.json", "step_0000004"]
+    assert (run / "samples" / "step_0000002.png").is_file()
+    net, meta = load_model(run / "model")
+    assert meta["objective"] == "pmf" and not net.has_v_head
+    assert meta["class_names"] == [str(i) for i in range(10)]
+
+
+def test_non_finite_loss_stops_with_a_clear_error_and_keeps_last_checkpoint(tmp_path, mnist_small, monkeypatch):
+    real = train_mod.pmf_loss
+    calls = {"n": 0}
+
+    def flaky(*args, **kwargs):
+        calls["n"] += 1
+        loss, stats = real(*args, **kwargs)
+        if calls["n"] == 4:  # step index 3
+            return loss * float("nan"), {**stats, "loss": float("nan")}
+        return loss, stats
+
+    monkeypatch.setattr(train_mod, "pmf_loss", flaky)
+    run = tmp_path / "nan"
+    with pytest.raises(NonFiniteLossError, match="non-finite loss .* at step 3.*step_0000002"):
+        train(_tiny(run), dataset=mnist_small)
+    assert json.loads((run / "checkpoints" / "latest.json").read_text())["step"] == 2
+    monkeypatch.setattr(train_mod, "pmf_loss", real)
+    train(_tiny(run, steps=4), dataset=mnist_small)  # resumes from the good checkpoint
+    assert [s for s, *_ in _losses(run)] == [1, 2, 3, 4]
+
+
+def test_resume_refuses_a_different_model(tmp_path, mnist_small):
+    run = tmp_path / "r"
+    train(_tiny(run, steps=2), dataset=mnist_small)
+    with pytest.raises(ValueError, match="different model config"):
+        train(_tiny(run, steps=4, model_overrides={"width": 32}), dataset=mnist_small)
+
+
+def test_flow_matching_objective_trains(tmp_path, mnist_small):
+    run = tmp_path / "fm"
+    train(_tiny(run, steps=3, objective="fm"), dataset=mnist_small)
+    _, meta = load_model(run / "model")
+    assert meta["objective"] == "fm" and meta["sampling"]["num_steps"] == 50
+
+
+def test_ema_beta_ramp():
+    # Early on the half-life is capped by 5% of the images seen; later it is the configured one.
+    assert train_mod.ema_beta(10.0, 10, 64, 0.05) == pytest.approx(0.5 ** (64 / (10 * 64 * 0.05)))
+    assert train_mod.ema_beta(10.0, 10**6, 64, 0.05) == pytest.approx(0.5 ** (64 / 10_000))
+
+
+def test_optimizer_split_muon_for_linear_weights_only():
+    net = build_model("pMF-T/4")
+    muon, adam = build_optimizers(net, TrainConfig())
+    assert isinstance(muon, torch.optim.Muon)
+    assert all(p.ndim == 2 for g in muon.param_groups for p in g["params"])
+    n_muon = sum(len(g["params"]) for g in muon.param_groups)
+    n_adam = sum(len(g["params"]) for g in adam.param_groups)
+    assert n_muon + n_adam == len(list(net.parameters()))
+    assert id(net.class_embed.weight) in {id(p) for g in adam.param_groups for p in g["params"]}
+
+
+# ---------------------------------------------------------------------------------------------
+# Two CPU processes (gloo): the same primitives the loop uses (bare module, explicit all-reduce).
+
+
+def _ddp_worker(rank: int, world: int, port: int, out: str) -> None:
+    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank), WORLD_SIZE=str(world))
+    torch.set_num_threads(1)
+    dist.init_process_group("gloo", rank=rank, world_size=world)
+    ds = load_dataset("mnist")
+    torch.manual_seed(0)
+    net = build_model("pMF-T/4")
+    opts = build_optimizers(net, TrainConfig())
+    sampler = BatchSampler(len(ds), 8, seed=0, rank=rank, world_size=world)
+    record = []
+    for step in range(3):
+        x, y = ds[next(sampler)]
+        loss, _ = pmf_loss(net, x, y, MeanFlowConfig(), step_generator(0, rank, step))
+        for o in opts:
+            o.zero_grad()
+        loss.backward()
+        local = torch.cat([p.grad.flatten() for p in net.parameters()]).clone()
+        train_mod._all_reduce_grads(net, world)
+        reduced = torch.cat([p.grad.flatten() for p in net.parameters()]).clone()
+        for o in opts:
+            o.step()
+        weights = torch.cat([p.detach().flatten() for p in net.parameters()]).clone()
+        record.append({"local": local, "reduced": reduced, "weights": weights, "idx": x.sum()})
+    torch.save(record, os.path.join(out, f"rank{rank}.pt"))
+    dist.destroy_process_group()
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_two_process_gradients_and_weights_stay_identical(tmp_path):
+    mp.spawn(_ddp_worker, args=(2, _free_port(), str(tmp_path)), nprocs=2, join=True)
+    r0 = torch.load(tmp_path / "rank0.pt")
+    r1 = torch.load(tmp_path / "rank1.pt")
+    for a, b in zip(r0, r1):
+        assert not torch.equal(a["local"], b["local"])  # ranks saw different data and noise
+        assert a["idx"] != b["idx"]
+        assert torch.allclose(a["reduced"], (a["local"] + b["local"]) / 2, rtol=1e-5, atol=1e-7)
+        assert torch.equal(a["reduced"], b["reduced"])
+        assert torch.equal(a["weights"], b["weights"])
