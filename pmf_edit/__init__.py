@@ -11,6 +11,15 @@ _EXPORTS = {
     "interpolate_frames": "pmf_edit.interpolate",
     "interpolate_video": "pmf_edit.video",
     "interpolate_videos": "pmf_edit.video",
+    "from_pretrained": "pmf_edit.editing",
+    "invert": "pmf_edit.editing",
+    "reconstruct": "pmf_edit.editing",
+    "edit": "pmf_edit.editing",
+    "sdedit": "pmf_edit.editing",
+    "flow_edit": "pmf_edit.editing",
+    "inpaint": "pmf_edit.editing",
+    "EditResult": "pmf_edit.editing",
+    "InversionResult": "pmf_edit.editing",
 }
 
 __all__ = sorted(_EXPORTS)
