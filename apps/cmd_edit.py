@@ -30,8 +30,17 @@ def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N")
 
 
+class _Formatter(argparse.ArgumentDefaultsHelpFormatter):
+    """Shows "(default: ...)" only where there is a value to show."""
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        if action.default is None or action.required:
+            return action.help or ""
+        return super()._get_help_string(action)
+
+
 def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
-    fmt = argparse.ArgumentDefaultsHelpFormatter
+    fmt = _Formatter
     p = sub.add_parser("invert", help="image -> the noise that regenerates it (implicit jumps)",
                        description="Invert an image to the state z_t at t = --strength (1: noise) and "
                        "save it as a .npy array (C, H, W); optionally write the round-trip reconstruction.",
