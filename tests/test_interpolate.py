@@ -1,0 +1,106 @@
+"""Frame-pair interpolation: exactness on translations, endpoints, shapes, configs, bad input."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from pmf_edit import interpolate_frames
+from pmf_edit.interpolate import CONFIGS, InterpolationConfig
+
+
+def textured(c: int = 3, h: int = 48, w: int = 64, seed: int = 0) -> torch.Tensor:
+    """Smooth random texture (C, H, W) in [0, 1]: structure DIS can track, unlike white noise."""
+    g = torch.Generator().manual_seed(seed)
+    x = torch.rand(1, c, h // 4, w // 4, generator=g)
+    return torch.nn.functional.interpolate(x, size=(h, w), mode="bicubic", align_corners=False)[0].clamp(0, 1)
+
+
+@pytest.mark.parametrize("name", ["flow", "flow-fast", "plain-warp"])
+def test_pure_translation_is_exact_away_from_borders(name: str) -> None:
+    # A 4-pixel shift: the frame at t=0.5 is the 2-pixel shift, exactly (integer flow, no resampling blur).
+    f0 = textured(w=96)
+    f1 = torch.roll(f0, 4, dims=-1)
+    mid = interpolate_frames(f0, f1, 0.5, config=CONFIGS[name])
+    want = torch.roll(f0, 2, dims=-1)
+    err = (mid - want)[:, 8:-8, 12:-12].abs().max().item()
+    assert err < 2e-2, f"{name}: max error {err:.4f}"
+
+
+def test_translation_beats_linear_blend_at_quarter_time() -> None:
+    f0 = textured(w=96, seed=1)
+    f1 = torch.roll(f0, 4, dims=-1)
+    out = interpolate_frames(f0, f1, [0.25, 0.75])
+    for t, frame in zip((1, 3), out):
+        want = torch.roll(f0, t, dims=-1)[:, 8:-8, 12:-12]
+        flow_err = (frame[:, 8:-8, 12:-12] - want).abs().mean()
+        blend = interpolate_frames(f0, f1, t / 4, config=CONFIGS["linear"])[:, 8:-8, 12:-12]
+        assert flow_err < 0.25 * (blend - want).abs().mean()
+
+
+def test_endpoints_are_exact() -> None:
+    f0, f1 = textured(seed=2).double(), textured(seed=3).double()
+    out = interpolate_frames(f0, f1, [0.0, 1.0])
+    assert torch.equal(out[0], f0) and torch.equal(out[1], f1)
+    assert out.dtype == torch.float64
+
+
+@pytest.mark.parametrize("shape", [(3, 48, 64), (1, 3, 33, 47), (2, 1, 17, 23), (1, 31, 40)])
+def test_shapes_odd_sizes_gray_and_batches(shape: tuple[int, ...]) -> None:
+    f0 = torch.rand(shape)
+    f1 = torch.rand(shape)
+    single = interpolate_frames(f0, f1, 0.3)
+    several = interpolate_frames(f0, f1, [0.2, 0.5, 0.9])
+    assert single.shape == shape and several.shape == (3, *shape)
+    assert single.min() >= 0 and single.max() <= 1
+
+
+def test_flow_scale_and_bands_do_not_change_a_translation() -> None:
+    f0 = textured(h=64, w=96, seed=4)
+    f1 = torch.roll(f0, 4, dims=-1)
+    a = interpolate_frames(f0, f1, 0.5, config=InterpolationConfig(band_rows=7))
+    b = interpolate_frames(f0, f1, 0.5, config=InterpolationConfig(flow_scale=0.5))
+    want = torch.roll(f0, 2, dims=-1)[:, 8:-8, 12:-12]
+    assert (a[:, 8:-8, 12:-12] - want).abs().max() < 2e-2
+    assert (b[:, 8:-8, 12:-12] - want).abs().mean() < 2e-2
+
+
+def test_batch_items_are_independent() -> None:
+    f0 = torch.stack([textured(seed=5), textured(seed=6)])
+    f1 = torch.roll(f0, 3, dims=-1)
+    both = interpolate_frames(f0, f1, 0.5)
+    one = interpolate_frames(f0[1:], f1[1:], 0.5)
+    assert torch.allclose(both[1:], one)
+
+
+@pytest.mark.parametrize(
+    "f0, f1, times, match",
+    [
+        (torch.rand(3, 8, 8), torch.rand(3, 8, 9), 0.5, r"same shape.*\(3, 8, 8\).*\(3, 8, 9\)"),
+        (torch.rand(8, 8), torch.rand(8, 8), 0.5, r"got shape \(8, 8\)"),
+        (torch.rand(2, 8, 8), torch.rand(2, 8, 8), 0.5, r"C in \{1, 3\}"),
+        (torch.randint(0, 255, (3, 8, 8)), torch.randint(0, 255, (3, 8, 8)), 0.5, "dtype torch.int64"),
+        (torch.rand(3, 8, 8) * 255, torch.rand(3, 8, 8), 0.5, r"in \[0, 1\], got range"),
+        (torch.rand(3, 8, 8), torch.rand(3, 8, 8), 1.5, "got 1.5"),
+        (torch.rand(3, 8, 8), torch.rand(3, 8, 8), [0.5, -0.1], "got -0.1"),
+        (torch.rand(3, 8, 8), torch.rand(3, 8, 8), [], "empty"),
+        (np.zeros((3, 8, 8), np.float32), torch.rand(3, 8, 8), 0.5, "torch.Tensor"),
+    ],
+)
+def test_bad_input_errors(f0, f1, times, match) -> None:
+    with pytest.raises(ValueError, match=match):
+        interpolate_frames(f0, f1, times)
+
+
+def test_nan_input_is_rejected() -> None:
+    f0 = torch.rand(3, 8, 8)
+    f0[0, 0, 0] = float("nan")
+    with pytest.raises(ValueError, match="range"):
+        interpolate_frames(f0, torch.rand(3, 8, 8), 0.5)
+
+
+def test_bad_config() -> None:
+    with pytest.raises(ValueError, match="preset"):
+        InterpolationConfig(preset="slow")
+    with pytest.raises(ValueError, match="flow_scale"):
+        InterpolationConfig(flow_scale=0.0)

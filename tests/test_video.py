@@ -1,0 +1,170 @@
+"""Streaming video interpolation on tiny synthetic clips made with the bundled ffmpeg."""
+from __future__ import annotations
+
+import os
+import subprocess
+from pathlib import Path
+
+import imageio_ffmpeg
+import numpy as np
+import pytest
+
+from apps.cli import main as cli_main
+from pmf_edit import interpolate_video, interpolate_videos
+from pmf_edit import video as video_mod
+from pmf_edit.video import cut_score, has_audio
+
+FFMPEG = imageio_ffmpeg.get_ffmpeg_exe()
+
+
+def read_all(path: Path) -> tuple[dict, np.ndarray]:
+    gen = imageio_ffmpeg.read_frames(str(path))
+    meta = next(gen)
+    w, h = meta["size"]
+    frames = np.stack([np.frombuffer(b, np.uint8).reshape(h, w, 3) for b in gen])
+    return meta, frames
+
+
+def write_clip(path: Path, frames: np.ndarray, fps: float = 10.0) -> None:
+    """Near-lossless (crf 0) H.264 so decoded frames stay close to what was written."""
+    h, w = frames.shape[1:3]
+    writer = imageio_ffmpeg.write_frames(str(path), (w, h), fps=fps, quality=10, macro_block_size=1,
+                                         pix_fmt_out="yuv444p", ffmpeg_log_level="error")
+    writer.send(None)
+    for f in frames:
+        writer.send(np.ascontiguousarray(f).tobytes())
+    writer.close()
+
+
+@pytest.fixture(scope="module")
+def clip_with_audio(tmp_path_factory) -> Path:
+    path = tmp_path_factory.mktemp("clips") / "tone.mp4"
+    subprocess.run([FFMPEG, "-v", "error", "-y", "-f", "lavfi", "-i", "testsrc2=size=64x48:rate=10:duration=0.8",
+                    "-f", "lavfi", "-i", "sine=frequency=440:duration=0.8", "-c:v", "libx264",
+                    "-pix_fmt", "yuv420p", "-c:a", "aac", "-shortest", str(path)], check=True)
+    return path
+
+
+def cut_clip(path: Path) -> np.ndarray:
+    rng = np.random.default_rng(0)
+    a = (rng.random((48, 64, 3)) * 60 + 20).astype(np.uint8)  # dark scene
+    b = (rng.random((48, 64, 3)) * 60 + 170).astype(np.uint8)  # bright scene
+    frames = np.stack([a, a, a, b, b, b])
+    write_clip(path, frames)
+    return frames
+
+
+def test_doubles_rate_keeps_audio(clip_with_audio: Path, tmp_path: Path) -> None:
+    out = tmp_path / "out.mp4"
+    res = interpolate_video(clip_with_audio, out, factor=2, progress=False)
+    n_in = res.frames_in
+    assert res.audio and has_audio(str(out))
+    assert res.frames_out == 2 * n_in - 1 and res.fps_out == 2 * res.fps_in
+    meta, frames = read_all(out)
+    assert len(frames) == res.frames_out and abs(meta["fps"] - 20) < 1e-6
+    assert not [p for p in os.listdir(tmp_path) if "partial" in p]
+
+
+def test_fps_target_and_slowmo(clip_with_audio: Path, tmp_path: Path) -> None:
+    res = interpolate_video(clip_with_audio, tmp_path / "24.mp4", fps=24, progress=False)
+    assert res.fps_out == 24 and res.frames_out == int((res.frames_in - 1) * 2.4) + 1
+    slow = interpolate_video(clip_with_audio, tmp_path / "slow.mp4", factor=4, slowmo=True, progress=False)
+    assert slow.fps_out == slow.fps_in and slow.frames_out == 4 * (slow.frames_in - 1) + 1
+    assert not slow.audio and not has_audio(str(tmp_path / "slow.mp4"))
+
+
+def test_scene_cut_is_not_blended(tmp_path: Path) -> None:
+    src = tmp_path / "cut.mp4"
+    frames = cut_clip(src)
+    _, decoded = read_all(src)
+    res = interpolate_video(src, tmp_path / "out.mp4", factor=2, progress=False, quality=10)
+    assert res.scene_cuts == 1
+    _, out = read_all(tmp_path / "out.mp4")
+    mid = out[5].astype(float)  # output 5 sits halfway between source frames 2 (dark) and 3 (bright)
+    err_copy = min(np.abs(mid - decoded[2]).mean(), np.abs(mid - decoded[3]).mean())  # the nearer frame
+    err_blend = np.abs(mid - (decoded[2].astype(float) + decoded[3]) / 2).mean()
+    assert err_copy < 3 and err_blend > 30
+    # With detection off the same frame is a blend of the two scenes.
+    interpolate_video(src, tmp_path / "blend.mp4", factor=2, progress=False, quality=10, scene_threshold=None)
+    _, blended = read_all(tmp_path / "blend.mp4")
+    assert np.abs(blended[5].astype(float) - decoded[2]).mean() > 30
+    assert frames.shape[0] == 6
+
+
+def test_cut_score_motion_vs_cut() -> None:
+    rng = np.random.default_rng(1)
+    a = (rng.random((36, 64, 3)) * 255).astype(np.uint8)
+    assert cut_score(a, np.roll(a, 5, axis=1)) < 0.1
+    assert cut_score(a, (a * 0.3).astype(np.uint8)) > 0.5
+
+
+def test_failure_leaves_no_output(clip_with_audio: Path, tmp_path: Path, monkeypatch) -> None:
+    def boom(self, t):
+        raise RuntimeError("disk full")
+
+    monkeypatch.setattr(video_mod.PairInterpolator, "render", boom)
+    out = tmp_path / "out.mp4"
+    with pytest.raises(RuntimeError, match="disk full"):
+        interpolate_video(clip_with_audio, out, progress=False)
+    assert os.listdir(tmp_path) == []
+
+
+def test_bad_inputs(tmp_path: Path) -> None:
+    with pytest.raises(FileNotFoundError, match="missing.mp4"):
+        interpolate_video(tmp_path / "missing.mp4", tmp_path / "o.mp4", progress=False)
+    empty = tmp_path / "empty.mp4"
+    empty.write_bytes(b"")
+    with pytest.raises(ValueError, match="empty.*empty.mp4"):
+        interpolate_video(empty, tmp_path / "o.mp4", progress=False)
+    text = tmp_path / "notes.mp4"
+    text.write_text("not a video")
+    with pytest.raises(ValueError, match="not a readable video.*notes.mp4"):
+        interpolate_video(text, tmp_path / "o.mp4", progress=False)
+    with pytest.raises(ValueError, match="factor"):
+        interpolate_video(text, tmp_path / "o.mp4", factor=0)
+    with pytest.raises(ValueError, match="fps"):
+        interpolate_video(text, tmp_path / "o.mp4", fps=-1)
+    assert not (tmp_path / "o.mp4").exists()
+
+
+def test_zero_frame_video(tmp_path: Path) -> None:
+    # An audio-only file has no video stream: refused by name.
+    src = tmp_path / "audio_only.mp4"
+    subprocess.run([FFMPEG, "-v", "error", "-y", "-f", "lavfi", "-i", "sine=duration=0.2", "-c:a", "aac",
+                    str(src)], check=True)
+    with pytest.raises(ValueError, match="audio_only.mp4"):
+        interpolate_video(src, tmp_path / "o.mp4", progress=False)
+
+
+def test_folder_reports_failures_and_keeps_successes(clip_with_audio: Path, tmp_path: Path) -> None:
+    src_dir = tmp_path / "in"
+    src_dir.mkdir()
+    (src_dir / "good.mp4").write_bytes(clip_with_audio.read_bytes())
+    (src_dir / "bad.mp4").write_text("garbage")
+    res = interpolate_videos(src_dir, tmp_path / "out", suffix="_2x", progress=False)
+    assert [Path(r.dst).name for r in res.done] == ["good_2x.mp4"]
+    assert list(res.failed) == [str(src_dir / "bad.mp4")] and "ValueError" in res.failed[str(src_dir / "bad.mp4")]
+    assert sorted(os.listdir(tmp_path / "out")) == ["good_2x.mp4"]
+
+
+def test_cli(clip_with_audio: Path, tmp_path: Path, capsys) -> None:
+    import imageio.v3 as iio
+
+    rng = np.random.default_rng(2)
+    a = (rng.random((24, 32, 3)) * 255).astype(np.uint8)
+    iio.imwrite(tmp_path / "a.png", a)
+    iio.imwrite(tmp_path / "b.png", np.roll(a, 2, axis=1))
+    iio.imwrite(tmp_path / "small.png", a[:20])
+    assert cli_main(["interpolate", str(tmp_path / "a.png"), str(tmp_path / "b.png"), "-o",
+                     str(tmp_path / "m.png"), "--t", "0.5"]) == 0
+    assert iio.imread(tmp_path / "m.png").shape == (24, 32, 3)
+    assert cli_main(["interpolate", str(tmp_path / "a.png"), str(tmp_path / "small.png"), "-o",
+                     str(tmp_path / "x.png")]) == 2
+    assert "frame sizes differ" in capsys.readouterr().err
+    assert cli_main(["interpolate", str(tmp_path / "a.png"), str(tmp_path / "nope.png"), "-o",
+                     str(tmp_path / "x.png")]) == 2
+    assert "nope.png" in capsys.readouterr().err
+    assert cli_main(["interpolate-video", str(clip_with_audio), str(tmp_path / "v.mp4"), "--quiet",
+                     "--method", "flow-fast"]) == 0
+    assert cli_main(["interpolate-video", str(tmp_path / "none.mp4"), str(tmp_path / "v2.mp4")]) == 2
+    assert "none.mp4" in capsys.readouterr().err
