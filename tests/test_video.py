@@ -83,7 +83,7 @@ def test_scene_cut_is_not_blended(tmp_path: Path) -> None:
     mid = out[5].astype(float)  # output 5 sits halfway between source frames 2 (dark) and 3 (bright)
     err_copy = min(np.abs(mid - decoded[2]).mean(), np.abs(mid - decoded[3]).mean())  # the nearer frame
     err_blend = np.abs(mid - (decoded[2].astype(float) + decoded[3]) / 2).mean()
-    assert err_copy < 3 and err_blend > 30
+    assert err_copy < 20 and err_blend > 50  # codec noise on a noise texture is ~10; a blend is ~75 off
     # With detection off the same frame is a blend of the two scenes.
     interpolate_video(src, tmp_path / "blend.mp4", factor=2, progress=False, quality=10, scene_threshold=None)
     _, blended = read_all(tmp_path / "blend.mp4")
