@@ -38,7 +38,8 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     p.add_argument("--max-minutes", type=float, default=d.max_minutes,
                    help="also stop after this many minutes of training (0: no limit)")
     p.add_argument("--batch-size", type=int, default=d.batch_size, help="global batch size")
-    p.add_argument("--lr", type=float, default=d.lr, help="learning rate (Muon and Adam)")
+    p.add_argument("--lr", type=float, default=d.lr, help="Adam learning rate (and Muon's unless --muon-lr)")
+    p.add_argument("--muon-lr", type=float, default=d.muon_lr, help="Muon learning rate (default: --lr)")
     p.add_argument("--ema-halflife-kimg", type=float, nargs="+", default=list(d.ema_halflife_kimg),
                    help="EMA half-lives in thousands of images; the last one is exported")
     p.add_argument("--P-mean", type=float, default=m.P_mean, help="logit-normal mean of t (t=1 is noise)")
@@ -80,7 +81,7 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
         out_dir=args.out_dir, dataset=args.dataset, resolution=args.resolution, channels=args.channels,
         preset=args.preset, model_overrides=_parse_overrides(args.model_override),
         objective=args.objective, meanflow=mf, flow_matching=fm, batch_size=args.batch_size,
-        steps=args.steps, max_minutes=args.max_minutes, lr=args.lr,
+        steps=args.steps, max_minutes=args.max_minutes, lr=args.lr, muon_lr=args.muon_lr,
         ema_halflife_kimg=tuple(args.ema_halflife_kimg), seed=args.seed, device=args.device,
         bf16=args.bf16, threads=args.threads, log_every=args.log_every,
         sample_every=args.sample_every, ckpt_every=args.ckpt_every,

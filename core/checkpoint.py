@@ -130,7 +130,9 @@ def read_config(directory: str | Path) -> dict[str, Any]:
 def load_weights_into(net: PixelMeanFlow, sd: dict[str, torch.Tensor], source: str) -> None:
     """Load ``sd`` into ``net`` strictly (v-head may be absent), naming every mismatch."""
     own = net.state_dict()
-    missing = [k for k in own if k not in sd and not k.startswith(("v_blocks.", "v_final."))]
+    # A network built with a v-head needs all of it (a partial v-head would load silently).
+    optional = () if net.has_v_head else ("v_blocks.", "v_final.")
+    missing = [k for k in own if k not in sd and not (optional and k.startswith(optional))]
     unexpected = [k for k in sd if k not in own]
     shape = [f"{k}: checkpoint {tuple(sd[k].shape)} vs model {tuple(own[k].shape)}"
              for k in sd if k in own and sd[k].shape != own[k].shape]

@@ -51,7 +51,8 @@ class TrainConfig:
     batch_size: int = 64  # global batch (all processes together)
     steps: int = 4000  # total optimizer steps
     max_minutes: float = 0.0  # also stop (and export) after this much wall-clock time (0: no limit)
-    lr: float = 1e-3  # Muon and Adam learning rate (constant, as the paper)
+    lr: float = 1e-3  # Adam learning rate (constant, as the paper)
+    muon_lr: float | None = None  # Muon learning rate; None: the same as lr (the paper's 1e-3)
     adam_betas: tuple[float, float] = (0.9, 0.95)
     muon_momentum: float = 0.95
     ema_halflife_kimg: tuple[float, ...] = (5.0, 20.0)  # EMA half-lives in thousands of images
@@ -100,7 +101,7 @@ def build_optimizers(net: PixelMeanFlow, cfg: TrainConfig) -> list[torch.optim.O
     adam_params = [p for p in net.parameters() if id(p) not in linear_weights]
     return [
         # "original" scales each update by sqrt(max(1, fan_out / fan_in)), matching optax's Muon.
-        torch.optim.Muon(muon_params, lr=cfg.lr, momentum=cfg.muon_momentum, nesterov=True,
+        torch.optim.Muon(muon_params, lr=cfg.muon_lr or cfg.lr, momentum=cfg.muon_momentum, nesterov=True,
                          weight_decay=0.0, adjust_lr_fn="original"),
         torch.optim.Adam(adam_params, lr=cfg.lr, betas=cfg.adam_betas, eps=1e-8, weight_decay=0.0),
     ]

@@ -1,0 +1,203 @@
+"""Training-step cost of the pMF loss against the flow-matching loss, same network and batch.
+
+Reports, per objective / JVP strategy: milliseconds per optimizer step (median of timed steps after
+warm-up), peak memory (CUDA: max_memory_allocated; CPU: peak RSS growth of a fresh subprocess), and
+for pMF a breakdown into the guidance forwards (v-head, 2B rows, no grad), the JVP (r < t rows, no
+grad), the grad forward (both heads) and the backward.
+
+    python benchmarks/bench_train_step.py --preset pMF-S/4 --batch-size 32 --out benchmarks/results/train_step.json
+
+Prints one JSON line. Ratios (pMF / FM) are the numbers to compare across machines.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from core.meanflow import (  # noqa: E402
+    FlowMatchingConfig, MeanFlowConfig, draw_batch, du_dt, fm_loss, pmf_loss,
+)
+from core.model import build_model  # noqa: E402
+from core.train import TrainConfig, build_optimizers  # noqa: E402
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+
+
+def _setup(args, objective: str, device: torch.device):
+    torch.manual_seed(0)
+    net = build_model(args.preset, with_v_head=objective != "fm", image_size=32, in_channels=1,
+                      num_classes=10).to(device)
+    opts = build_optimizers(net, TrainConfig())
+    g = torch.Generator().manual_seed(0)
+    x = (torch.rand(args.batch_size, 1, 32, 32, generator=g) * 2 - 1).to(device)
+    y = torch.randint(0, 10, (args.batch_size,), generator=g).to(device)
+    return net, opts, x, y
+
+
+def time_steps(args, objective: str, jvp: str, device: torch.device) -> dict:
+    """Median ms per full optimizer step (loss + backward + optimizer)."""
+    net, opts, x, y = _setup(args, objective, device)
+    times = []
+    for i in range(args.warmup + args.steps):
+        _sync(device)
+        t0 = time.perf_counter()
+        g = torch.Generator().manual_seed(i)
+        if objective == "fm":
+            loss, _ = fm_loss(net, x, y, FlowMatchingConfig(), g)
+        else:
+            loss, _ = pmf_loss(net, x, y, MeanFlowConfig(jvp=jvp), g)
+        for o in opts:
+            o.zero_grad(set_to_none=True)
+        loss.backward()
+        for o in opts:
+            o.step()
+        _sync(device)
+        if i >= args.warmup:
+            times.append((time.perf_counter() - t0) * 1e3)
+    return {"ms_per_step": statistics.median(times), "ms_min": min(times)}
+
+
+def breakdown(args, device: torch.device) -> dict:
+    """Median ms of each phase of one pMF step (the phases of core.meanflow.pmf_loss_given)."""
+    net, _, x, y = _setup(args, "pmf", device)
+    cfg = MeanFlowConfig()
+    phases: dict[str, list[float]] = {"guidance_forwards": [], "jvp": [], "grad_forward": [], "backward": []}
+
+    def clock(name, fn):
+        _sync(device)
+        t0 = time.perf_counter()
+        out = fn()
+        _sync(device)
+        phases[name].append((time.perf_counter() - t0) * 1e3)
+        return out
+
+    for i in range(args.warmup + args.steps):
+        b = draw_batch(x, cfg, torch.Generator().manual_seed(i))
+        z = (1 - b.t.view(-1, 1, 1, 1)) * x + b.t.view(-1, 1, 1, 1) * b.e
+        ones = torch.ones_like(b.t)
+        null = torch.full_like(y, net.null_class)
+        with torch.no_grad():
+            v_c = clock("guidance_forwards", lambda: net(
+                torch.cat([z, z]), torch.cat([b.t, b.t]), torch.cat([b.t, b.t]), torch.cat([y, null]),
+                torch.cat([b.omega, ones]), heads="v").chunk(2)[0])
+        mf = b.t > b.r
+        clock("jvp", lambda: du_dt(net, z[mf], b.t[mf], b.r[mf], v_c[mf], y[mf], b.omega[mf],
+                                   b.t_min[mf], b.t_max[mf]))
+        u, v = clock("grad_forward", lambda: net(z, b.t, b.r, y, b.omega, b.t_min, b.t_max, heads="uv"))
+        clock("backward", lambda: (u.square().sum() + v.square().sum()).backward())
+        if i < args.warmup:
+            for k in phases:
+                phases[k].clear()
+    return {k: statistics.median(v) for k, v in phases.items()}
+
+
+def saved_activation_mb(args, objective: str, jvp: str, device: torch.device) -> float:
+    """MB of tensors autograd keeps for the backward of one loss (deduplicated by storage):
+    the activation memory the JVP strategy decides, independent of allocator caching."""
+    net, _, x, y = _setup(args, objective, device)
+    seen: dict[int, int] = {}
+
+    def pack(t: torch.Tensor):
+        try:
+            key = t.untyped_storage().data_ptr()
+            seen[key] = max(seen.get(key, 0), t.untyped_storage().nbytes())
+        except Exception:  # functorch-wrapped tensors have no plain storage
+            seen[id(t)] = t.numel() * t.element_size()
+        return t
+
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+        g = torch.Generator().manual_seed(0)
+        if objective == "fm":
+            loss, _ = fm_loss(net, x, y, FlowMatchingConfig(), g)
+        else:
+            loss, _ = pmf_loss(net, x, y, MeanFlowConfig(jvp=jvp), g)
+    loss.backward()
+    return sum(seen.values()) / 2**20
+
+
+def peak_memory_child(args, objective: str, jvp: str) -> float:
+    """Peak memory growth in MB of `steps` steps, in a fresh subprocess (CPU) or via CUDA stats."""
+    cmd = [sys.executable, __file__, "--child", objective, jvp, "--preset", args.preset,
+           "--batch-size", str(args.batch_size), "--device", args.device, "--threads", str(args.threads)]
+    out = subprocess.run(cmd, capture_output=True, text=True, check=True)
+    return float(json.loads(out.stdout.strip().splitlines()[-1])["peak_mb"])
+
+
+def _child(args) -> None:
+    objective, jvp = args.child
+    device = torch.device(args.device)
+    net, opts, x, y = _setup(args, objective, device)
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats()
+        base = torch.cuda.memory_allocated()
+    else:
+        base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KB
+    for i in range(3):
+        g = torch.Generator().manual_seed(i)
+        loss, _ = (fm_loss(net, x, y, FlowMatchingConfig(), g) if objective == "fm"
+                   else pmf_loss(net, x, y, MeanFlowConfig(jvp=jvp), g))
+        for o in opts:
+            o.zero_grad(set_to_none=True)
+        loss.backward()
+        for o in opts:
+            o.step()
+    if device.type == "cuda":
+        peak = (torch.cuda.max_memory_allocated() - base) / 2**20
+    else:
+        peak = (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - base) / 1024
+    print(json.dumps({"peak_mb": peak}))
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--preset", default="pMF-S/4", help="network preset (32x32 grayscale, 10 classes)")
+    p.add_argument("--batch-size", type=int, default=32, help="batch size")
+    p.add_argument("--steps", type=int, default=8, help="timed steps")
+    p.add_argument("--warmup", type=int, default=2, help="untimed warm-up steps")
+    p.add_argument("--device", default="cpu", help="cpu or cuda")
+    p.add_argument("--threads", type=int, default=1, help="CPU threads")
+    p.add_argument("--out", default=None, help="also write the JSON here")
+    p.add_argument("--child", nargs=2, default=None, help=argparse.SUPPRESS)
+    args = p.parse_args()
+    torch.set_num_threads(args.threads)
+    if args.child:
+        _child(args)
+        return
+    device = torch.device(args.device)
+    res: dict = {"preset": args.preset, "batch_size": args.batch_size, "device": str(device),
+                 "threads": args.threads, "torch": torch.__version__}
+    # Interleave the configurations so that machine noise hits them alike.
+    runs = {"fm": ("fm", "nograd"), "pmf_nograd_jvp": ("pmf", "nograd"), "pmf_fused_jvp": ("pmf", "fused")}
+    for name, (obj, jvp) in runs.items():
+        res[name] = time_steps(args, obj, jvp, device)
+        res[name]["peak_mb"] = peak_memory_child(args, obj, jvp)
+        res[name]["saved_activations_mb"] = saved_activation_mb(args, obj, jvp, device)
+    res["pmf_breakdown_ms"] = breakdown(args, device)
+    fm = res["fm"]["ms_per_step"]
+    res["ratio_time_pmf_over_fm"] = res["pmf_nograd_jvp"]["ms_per_step"] / fm
+    res["ratio_time_fused_over_nograd"] = res["pmf_fused_jvp"]["ms_per_step"] / res["pmf_nograd_jvp"]["ms_per_step"]
+    for key in ("peak_mb", "saved_activations_mb"):
+        res[f"ratio_{key}_pmf_over_fm"] = res["pmf_nograd_jvp"][key] / max(res["fm"][key], 1e-6)
+        res[f"ratio_{key}_fused_over_nograd"] = res["pmf_fused_jvp"][key] / max(res["pmf_nograd_jvp"][key], 1e-6)
+    line = json.dumps(res)
+    print(line)
+    if args.out:
+        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.out).write_text(json.dumps(res, indent=2) + "\n")
+
+
+if __name__ == "__main__":
+    main()
