@@ -101,12 +101,13 @@ def splat(values: np.ndarray, flow: np.ndarray, weight: np.ndarray) -> tuple[np.
     ys = np.stack([y0, y0, y0 + 1, y0 + 1])
     ks = np.stack([(1 - fx) * (1 - fy), fx * (1 - fy), (1 - fx) * fy, fx * fy])
     ks *= (xs >= 0) & (xs < w) & (ys >= 0) & (ys < h)
-    ks *= weight.reshape(1, n)
+    ks *= weight.reshape(1, n).astype(np.float32)
     idx = (np.clip(ys, 0, h - 1) * w + np.clip(xs, 0, w - 1)).astype(np.int64).reshape(4 * n)
     ks = ks.reshape(4 * n)
     # np.bincount is a single-threaded scatter-add: as fast as torch.index_add_ here and it does not
     # fight other processes for cores (torch's threaded scatter slowed 10x on a busy 2-core machine).
     vals = values.reshape(n, c)
-    num = np.stack([np.bincount(idx, ks * np.tile(vals[:, i], 4), minlength=n) for i in range(c)], -1)
+    num = np.stack([np.bincount(idx, (ks.reshape(4, n) * vals[:, i]).reshape(4 * n), minlength=n)
+                    for i in range(c)], -1)
     den = np.bincount(idx, ks, minlength=n)
     return num.reshape(h, w, c).astype(np.float32), den.reshape(h, w).astype(np.float32)

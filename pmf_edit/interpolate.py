@@ -104,11 +104,12 @@ class PairInterpolator:
             return approx[..., :2], approx[..., 2:]
         # A frame-0 pixel x0 lands at x0 + t f01 and carries F_t0 = -t f01, F_t1 = (1-t) f01;
         # a frame-1 pixel x1 lands at x1 + (1-t) f10 and carries F_t0 = t f10, F_t1 = -(1-t) f10.
-        n0, d0 = splat(np.concatenate([-t * f01, (1 - t) * f01], -1), t * f01, (1 - t) * self.z0)
-        n1, d1 = splat(np.concatenate([t * f10, -(1 - t) * f10], -1), (1 - t) * f10, t * self.z1)
-        den = d0 + d1
-        ft = (n0 + n1) / np.maximum(den, 1e-6)[..., None]
-        hole = den < 1e-3
+        # Both carried flows are multiples of the splatted one, so splat f01 / f10 once (2 channels each).
+        n0, d0 = splat(f01, t * f01, (1 - t) * self.z0)
+        n1, d1 = splat(f10, (1 - t) * f10, t * self.z1)
+        den = np.maximum(d0 + d1, 1e-6)[..., None]
+        ft = np.concatenate([(t * (n1 - n0)) / den, ((1 - t) * (n0 - n1)) / den], -1)  # (h, w, 4)
+        hole = (d0 + d1) < 1e-3
         ft[hole] = approx[hole]
         return np.ascontiguousarray(ft[..., :2]), np.ascontiguousarray(ft[..., 2:])
 
