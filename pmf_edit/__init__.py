@@ -20,6 +20,10 @@ _EXPORTS = {
     "inpaint": "pmf_edit.editing",
     "EditResult": "pmf_edit.editing",
     "InversionResult": "pmf_edit.editing",
+    "style_transfer": "pmf_edit.style",
+    "StyleResult": "pmf_edit.style",
+    "reinhard_transfer": "pmf_edit.style_baselines",
+    "gatys_transfer": "pmf_edit.style_baselines",
 }
 
 __all__ = sorted(_EXPORTS)

@@ -1,0 +1,185 @@
+"""Style-transfer benchmark: pMF velocity-field style transfer vs Reinhard colour transfer and Gatys
+optimisation on MobileNetV2 features, on content/style pairs of held-out "photos" crops (32x32).
+
+Pairs: ``--pairs`` contents drawn from the 650 held-out test crops, each with a style crop of a
+different source (class), both chosen by ``--seed``.
+
+Metrics per pair (``pmf_edit.style_baselines``), averaged over the pairs:
+    ssim                SSIM(output, content)                                  (higher = more content)
+    content_distance    LPIPS-style MobileNetV2 distance(output, content)      (lower = more content)
+    gram_distance       mean over features.{3,6,13,18} of ||G(out) - G(style)||_F / ||G(style)||_F
+    histogram_distance  total variation of joint 8^3-bin RGB histograms (output vs style), in [0, 1]
+    combined            (1 + content_distance) x (1 + gram_distance)           (ArtFID-like; lower is better)
+    ms_per_image        batched wall time / pairs, this machine's CPU, ``--threads`` threads
+    nfe                 pMF network evaluations per image (model-size passes)
+
+    OMP_NUM_THREADS=1 python benchmarks/bench_style.py --pairs 24 \
+        --out benchmarks/results/style.json --grid benchmarks/results/style_grid.png
+
+Prints one JSON line (also written to --out). Gatys optimises the very Gram matrices the metric
+reads (the most favourable setting for it); compare times within one run only.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+from typing import Any, Callable
+
+import torch
+
+from core.checkpoint import bundled_model_dir
+from core.data import load_dataset
+from core.images import make_grid, save_png
+from core.perceptual import MobileNetFeatures
+from pmf_edit.style import style_transfer
+from pmf_edit.style_baselines import GatysConfig, gatys_transfer, reinhard_transfer, style_scores
+
+Method = Callable[[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor], tuple[torch.Tensor, int]]
+
+# Our variants: name -> style_transfer keyword arguments (strength is swept separately).
+PMF_VARIANTS: dict[str, dict[str, Any]] = {
+    "pmf-kv": dict(method="kv"),  # style image only (null class), attention K/V sharing
+    "pmf-kv-class": dict(method="kv", use_style_class=True),  # + the style crop's class
+    "pmf-feat": dict(method="feat"),
+    "pmf-feat-class": dict(method="feat", use_style_class=True),
+    "pmf-swap-class": dict(method="swap", use_style_class=True),  # condition swap, partial inversion
+    "pmf-kv-noise": dict(method="kv", inversion="noise"),
+    "pmf-kv-nocolor": dict(method="kv", color_match=False),
+    "pmf-kv-noadain": dict(method="kv", state_adain=False),
+    "pmf-kv-inv2x2": dict(method="kv", num_inversion_steps=2, num_iterations=2),
+}
+
+
+def make_pairs(n: int, seed: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(content (n,3,32,32), style, content labels, style labels) from held-out crops, [0, 1]."""
+    test = load_dataset("photos", split="test", resolution=32)
+    g = torch.Generator().manual_seed(seed)
+    ci = torch.randperm(len(test), generator=g)[:n]
+    si = []
+    for i in ci.tolist():
+        while True:
+            j = int(torch.randint(len(test), (1,), generator=g))
+            if test.labels[j] != test.labels[i]:
+                si.append(j)
+                break
+    si_t = torch.tensor(si)
+    to01 = lambda x: ((x + 1) / 2).clamp(0, 1)  # noqa: E731
+    return to01(test.images[ci]), to01(test.images[si_t]), test.labels[ci], test.labels[si_t]
+
+
+def timed(fn: Callable[[], tuple[torch.Tensor, int]], n: int, repeats: int) -> tuple[torch.Tensor, int, float]:
+    """Run fn once as burn-in, then ``repeats`` times; returns (output, nfe, ms per image (best run))."""
+    out, nfe = fn()
+    best = float("inf")
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        out, nfe = fn()
+        best = min(best, time.perf_counter() - t0)
+    return out, nfe, 1000.0 * best / n
+
+
+def main(argv: list[str] | None = None) -> dict:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--model", default=None, help="pMF model folder (default: the bundled photos model)")
+    ap.add_argument("--pairs", type=int, default=24)
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--variants", default="pmf-kv,pmf-kv-class,pmf-feat,pmf-swap-class",
+                    help=f"comma-separated pMF variants from {sorted(PMF_VARIANTS)}")
+    ap.add_argument("--strengths", default="0.6", help="comma-separated strengths for every pMF variant")
+    ap.add_argument("--inject-from", type=int, default=None, help="override style_transfer's inject_from")
+    ap.add_argument("--gatys-steps", type=int, default=100)
+    ap.add_argument("--gatys-style-weight", type=float, default=1.0)
+    ap.add_argument("--gatys-lr", type=float, default=0.03)
+    ap.add_argument("--no-gatys", action="store_true")
+    ap.add_argument("--repeats", type=int, default=2, help="timed repeats (best kept) for the fast methods")
+    ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--grid-rows", type=int, default=8)
+    ap.add_argument("--out", default=None, help="JSON output path")
+    ap.add_argument("--grid", default=None, help="PNG grid path (rows: pairs; columns: content, style, methods)")
+    args = ap.parse_args(argv)
+    torch.set_num_threads(args.threads)
+
+    from pmf_edit.editing import from_pretrained
+
+    model_dir = Path(args.model) if args.model else bundled_model_dir("photos")
+    net, meta = from_pretrained(model_dir)
+    content, style, yc, ys = make_pairs(args.pairs, args.seed)
+    n = content.shape[0]
+    feats = MobileNetFeatures()
+
+    methods: dict[str, tuple[Method, int]] = {}  # name -> (fn, repeats)
+    methods["reinhard"] = (lambda c, s, a, b: (reinhard_transfer(c, s), 0), args.repeats)
+    if not args.no_gatys:
+        gcfg = GatysConfig(num_steps=args.gatys_steps, style_weight=args.gatys_style_weight, lr=args.gatys_lr)
+        methods[f"gatys-{args.gatys_steps}"] = (lambda c, s, a, b: (gatys_transfer(c, s, feats, gcfg), 0), 0)
+    for name in [v for v in args.variants.split(",") if v]:
+        if name not in PMF_VARIANTS:
+            raise ValueError(f"unknown variant {name!r}; choose from {sorted(PMF_VARIANTS)}")
+        kw = dict(PMF_VARIANTS[name])
+        use_class = kw.pop("use_style_class", False)
+        if args.inject_from is not None:
+            kw["inject_from"] = args.inject_from
+        for st in [float(v) for v in args.strengths.split(",")]:
+
+            def fn(c, s, a, b, kw=kw, st=st, use_class=use_class):
+                r = style_transfer(net, c, s, strength=st, style_labels=b if use_class else None,
+                                   generator=torch.Generator().manual_seed(args.seed), **kw)
+                return r.images, r.nfe
+
+            methods[f"{name}@{st:g}"] = (fn, args.repeats)
+
+    results: dict[str, dict] = {}
+    outputs: dict[str, torch.Tensor] = {}
+    for name, (fn, reps) in methods.items():
+        if reps == 0:  # slow method: one timed run
+            t0 = time.perf_counter()
+            out, nfe = fn(content, style, yc, ys)
+            ms = 1000.0 * (time.perf_counter() - t0) / n
+        else:
+            out, nfe, ms = timed(lambda: fn(content, style, yc, ys), n, reps)
+        sc = style_scores(out, content, style, feats)
+        results[name] = {k: round(float(v.mean()), 5) for k, v in sc.items()}
+        results[name].update(ms_per_image=round(ms, 3), nfe=nfe)
+        outputs[name] = out
+        print(name, json.dumps(results[name]), flush=True)
+
+    # Targets: better combined than Reinhard; within 20% of Gatys's combined at >= 50x less time.
+    pmf_names = [k for k in results if k.startswith("pmf")]
+    summary: dict[str, Any] = {}
+    if pmf_names:
+        best = min(pmf_names, key=lambda k: results[k]["combined"])
+        summary = {"best_pmf": best, "beats_reinhard": results[best]["combined"] < results["reinhard"]["combined"]}
+        gname = next((k for k in results if k.startswith("gatys")), None)
+        if gname:
+            g = results[gname]
+            summary.update(
+                combined_vs_gatys=round(results[best]["combined"] / g["combined"], 4),
+                within_20pct_of_gatys=results[best]["combined"] <= 1.2 * g["combined"],
+                speedup_vs_gatys=round(g["ms_per_image"] / results[best]["ms_per_image"], 1),
+            )
+    report = {
+        "benchmark": "style", "model": str(model_dir), "pairs": n, "seed": args.seed, "threads": args.threads,
+        "combined_definition": "(1 + content_distance) * (1 + gram_distance); content_distance = LPIPS-style "
+        "MobileNetV2 distance to the content (core.perceptual), gram_distance = mean over features.{3,6,13,18} "
+        "of ||G(out)-G(style)||_F / ||G(style)||_F at 224 px",
+        "methods": results, "summary": summary,
+    }
+    if args.out:
+        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.out).write_text(json.dumps(report, indent=2) + "\n")
+    if args.grid:
+        k = min(args.grid_rows, n)
+        cols = [content[:k], style[:k]] + [outputs[m][:k].float() for m in methods]
+        grid = torch.stack(cols, 1).flatten(0, 1)  # (k * (2 + M), 3, 32, 32), row = one pair
+        save_png(args.grid, make_grid(grid * 2 - 1, nrow=len(cols)))
+        report["grid_columns"] = ["content", "style"] + list(methods)
+        if args.out:
+            Path(args.out).write_text(json.dumps(report, indent=2) + "\n")
+    print(json.dumps(report))
+    return report
+
+
+if __name__ == "__main__":
+    main()

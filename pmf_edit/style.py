@@ -1,0 +1,495 @@
+"""Style transfer through a pMF network's average-velocity field.
+
+"This picture, in that style": keep the content's layout, take the colours and textures of a style
+image or of a style class of the model, in a handful of network evaluations (NFE).
+
+Time convention (``core/meanflow.py``): t = 1 is noise, t = 0 is data, z_t = (1 - t) x + t s e; a jump
+is z_r = z_t - (t - r) u(z_t, r, t). With t* = ``strength``:
+
+    1. states      z_c = state of the content at t*, z_s = state of the style at t*
+                   (``inversion="fixed_point"``: implicit backward jumps, ``pmf_edit.velocity.invert``;
+                    ``"noise"``: z = (1 - t*) x + t* s e with the caller's generator, 0 NFE)
+    2. AdaIN       z_c <- per-channel mean/std of z_c matched to z_s (``state_adain``, 0 NFE)
+    3. jump        z_c -> image in ``num_steps`` jumps under the style class (or the null class),
+                   with the style's own jumps run in the same batch so that, in the blocks from
+                   ``inject_from`` on, the content's attention also reads the style's image-token
+                   keys/values (``method="kv"``, StyleAligned-like attention sharing), or the content's
+                   image-token features are AdaIN-matched to the style's (``method="feat"``), or
+                   nothing is injected (``method="swap"``: a condition swap with partial inversion)
+    4. colour      the image's Lab mean/std moved towards the style's by ``strength`` (``color_match``)
+
+``strength`` = 0 returns the content; 1 inverts all the way to noise. Inputs larger than the
+model's side are cut into overlapping tiles (``size_mode="tile"``) or resized with the content's
+high frequencies added back (``"resize"``); ``StyleResult.size_mode`` says which ran. ``nfe`` counts
+model-size network evaluations per input image, tiles and the style branch included.
+
+Example:
+    >>> from core.checkpoint import bundled_model_dir
+    >>> from pmf_edit.editing import from_pretrained
+    >>> net, cfg = from_pretrained(bundled_model_dir("photos"))
+    >>> out = style_transfer(net, content01, style01, strength=0.6)
+    >>> out.images.shape, out.nfe
+"""
+from __future__ import annotations
+
+import contextlib
+import math
+from dataclasses import dataclass
+from typing import Iterator, Literal, Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from core.attention import attention
+from core.images import from_model_range, to_model_range
+from core.model import PixelMeanFlow, apply_rope
+from pmf_edit import velocity as vf
+
+__all__ = ["StyleResult", "style_transfer", "resolve_style_class"]
+
+Method = Literal["kv", "feat", "swap"]
+Inversion = Literal["fixed_point", "noise"]
+SizeMode = Literal["auto", "native", "resize", "tile"]
+StyleSpec = Tensor | int | str | Sequence[int]
+
+# Defaults (set by benchmarks/bench_style.py on the bundled photos model; see docs/style.md).
+DEFAULT_STRENGTH = 0.6
+DEFAULT_METHOD: Method = "kv"
+DEFAULT_INJECT_FROM = 0  # first block (over shared + u blocks) whose attention reads the style
+TILE_OVERLAP = 0.25  # fraction of a tile shared with its neighbour (blended with a tent window)
+
+
+@dataclass
+class StyleResult:
+    """Stylised images and what they cost.
+
+    Attributes:
+        images: (B, 3, H, W) in [0, 1], the content's dtype and size.
+        nfe: network evaluations per input image, at the model's size (tiles and the style branch
+            included).
+        size_mode: "native" (content at the model's size), "resize" or "tile".
+        num_tiles: model-size tiles per image (1 unless tiled).
+        method: the injection method that ran ("kv", "feat" or "swap").
+        style_labels: (B,) class condition of the generation, or None for the null class.
+    """
+
+    images: Tensor
+    nfe: int
+    size_mode: str
+    num_tiles: int
+    method: str
+    style_labels: Tensor | None
+
+
+# ------------------------------------------------------------------------------------------------
+# Validation
+
+
+def _check_rgb(net: PixelMeanFlow, x: Tensor, name: str) -> None:
+    if not isinstance(x, Tensor):
+        raise TypeError(f"{name} must be a torch.Tensor (B, 3, H, W) in [0, 1], got {type(x).__name__}")
+    if x.dtype not in (torch.float32, torch.float64):
+        raise ValueError(f"{name} must be float32 or float64 in [0, 1], got dtype {x.dtype} (shape {tuple(x.shape)})")
+    if x.ndim != 4 or x.shape[1] != net.cfg.in_channels or x.shape[0] == 0:
+        raise ValueError(f"{name} must be (B, {net.cfg.in_channels}, H, W) with B >= 1, got shape {tuple(x.shape)}")
+    if min(x.shape[2:]) < 2:
+        raise ValueError(f"{name} is too small to stylise: shape {tuple(x.shape)}")
+    lo, hi = float(x.min()), float(x.max())
+    if not (0.0 <= lo and hi <= 1.0):  # also catches NaN
+        raise ValueError(f"{name} must lie in [0, 1], got values in [{lo:.4g}, {hi:.4g}] (shape {tuple(x.shape)})")
+
+
+def resolve_style_class(
+    net: PixelMeanFlow, style: int | str | Sequence[int] | Tensor, n: int, class_names: Sequence[str] | None = None
+) -> Tensor:
+    """Class indices (n,) for a style given as an index, a class name, or (n,) indices.
+
+    Args:
+        net: the network (its ``cfg.num_classes`` bounds the indices).
+        style: int index, class name (needs ``class_names``; ``"class:NAME"`` also works), or (n,) ints.
+        n: batch size.
+        class_names: the model's class names (``config["class_names"]`` of a model folder).
+
+    Example:
+        >>> resolve_style_class(net, "class:brick", 2, cfg["class_names"])
+        tensor([7, 7])
+    """
+    k = net.cfg.num_classes
+    if isinstance(style, str):
+        name = style[len("class:"):] if style.startswith("class:") else style
+        if name.isdigit():
+            idx = int(name)
+        elif class_names is None:
+            raise ValueError(f"style class {name!r} given by name but no class_names were passed")
+        elif name not in class_names:
+            raise ValueError(f"unknown style class {name!r}; this model's classes are {list(class_names)}")
+        else:
+            idx = list(class_names).index(name)
+        y = torch.tensor([idx])
+    else:
+        y = torch.as_tensor(style).reshape(-1)
+        if y.is_floating_point() or y.dtype == torch.bool:
+            raise ValueError(f"style class indices must be integers, got dtype {y.dtype}")
+    y = y.long()
+    if y.numel() == 1:
+        y = y.expand(n)
+    if y.shape != (n,):
+        raise ValueError(f"style classes must be one class or ({n},) for {n} images, got shape {tuple(y.shape)}")
+    if y.min() < 0 or y.max() >= k:
+        bad = sorted(set(y[(y < 0) | (y >= k)].tolist()))
+        raise ValueError(f"style classes {bad[:5]} outside the model's classes 0..{k - 1}")
+    return y.to(next(net.parameters()).device)
+
+
+# ------------------------------------------------------------------------------------------------
+# Statistics transfer
+
+
+def _adain(x: Tensor, ref: Tensor, weight: float = 1.0, dims: tuple[int, ...] = (2, 3)) -> Tensor:
+    """Move x's per-channel mean/std (over ``dims``) towards ref's by ``weight`` in [0, 1]."""
+    mu_x, sd_x = x.mean(dims, keepdim=True), x.std(dims, keepdim=True) + 1e-5
+    mu_r, sd_r = ref.mean(dims, keepdim=True), ref.std(dims, keepdim=True) + 1e-5
+    mu = (1 - weight) * mu_x + weight * mu_r
+    sd = (1 - weight) * sd_x + weight * sd_r
+    return (x - mu_x) / sd_x * sd + mu
+
+
+def _lab_color_match(x01: Tensor, style01: Tensor, weight: float) -> Tensor:
+    """Reinhard-style Lab statistics move of x towards the style (the image field's colours)."""
+    import kornia.color as kc
+
+    lab = kc.rgb_to_lab(x01.float())
+    ref = kc.rgb_to_lab(style01.float())
+    return kc.lab_to_rgb(_adain(lab, ref, weight), clip=True).clamp(0, 1).to(x01.dtype)
+
+
+# ------------------------------------------------------------------------------------------------
+# Injection of the style branch into the content branch (batch = [content (n); style (n)])
+
+
+def _blocks(net: PixelMeanFlow) -> list[torch.nn.Module]:
+    return list(net.shared_blocks) + list(net.u_blocks)
+
+
+def _shared_kv_forward(attn: torch.nn.Module, prefix: int):
+    """Attention.forward where the content half also attends to the style half's image tokens.
+
+    Mirrors ``core.model.Attention.forward``; only the keys/values the content queries see change:
+    [content prefix + content image tokens + style image tokens]. The style half runs unchanged, so
+    its own trajectory is what a plain forward would give.
+    """
+
+    def forward(x: Tensor, cos: Tensor, sin: Tensor, backend) -> Tensor:
+        B, L, D = x.shape
+        n = B // 2
+        q = attn.q(x).view(B, L, attn.num_heads, -1).transpose(1, 2)  # (B, nh, L, hd)
+        k = attn.k(x).view(B, L, attn.num_heads, -1).transpose(1, 2)  # (B, nh, L, hd)
+        v = attn.v(x).view(B, L, attn.num_heads, -1).transpose(1, 2)  # (B, nh, L, hd)
+        q = apply_rope(attn.q_norm(q), cos, sin)
+        k = apply_rope(attn.k_norm(k), cos, sin)
+        k_c = torch.cat([k[:n], k[n:, :, prefix:]], dim=2)  # (n, nh, L + N, hd)
+        v_c = torch.cat([v[:n], v[n:, :, prefix:]], dim=2)
+        # Cross-length attention (L queries, L + N keys): core.attention is self-attention only,
+        # and this path never runs under a JVP, so plain SDPA is enough.
+        o_c = F.scaled_dot_product_attention(q[:n], k_c, v_c)
+        o_s = attention(q[n:], k[n:], v[n:], backend=backend)
+        o = torch.cat([o_c, o_s])  # (B, nh, L, hd)
+        return attn.out(o.transpose(1, 2).reshape(B, L, D))
+
+    return forward
+
+
+@contextlib.contextmanager
+def _inject(net: PixelMeanFlow, method: Method, inject_from: int, weight: float) -> Iterator[None]:
+    """Patch the blocks from ``inject_from`` on for a [content; style] batch (restored on exit)."""
+    blocks = _blocks(net)[inject_from:]
+    P = net.cfg.num_prefix
+    handles, patched = [], []
+    try:
+        if method == "kv":
+            for blk in blocks:
+                blk.attn.forward = _shared_kv_forward(blk.attn, P)  # instance attribute shadows the method
+                patched.append(blk.attn)
+        elif method == "feat":
+
+            def hook(_mod, _inp, out: Tensor) -> Tensor:
+                n = out.shape[0] // 2
+                img_c, img_s = out[:n, P:], out[n:, P:]  # (n, N, D) image tokens
+                # AdaIN over the token axis: per-channel statistics of the style's features.
+                img_c = _adain(img_c, img_s, weight, dims=(1,))
+                return torch.cat([torch.cat([out[:n, :P], img_c], 1), out[n:]])
+
+            handles = [blk.register_forward_hook(hook) for blk in blocks]
+        yield
+    finally:
+        for attn in patched:
+            del attn.forward
+        for h in handles:
+            h.remove()
+
+
+# ------------------------------------------------------------------------------------------------
+# The model-size core
+
+
+def _noise(n: int, shape: tuple[int, ...], generator: torch.Generator | None, like: Tensor) -> Tensor:
+    """(n, *shape) normal noise drawn sample by sample (results do not depend on the batch size)."""
+    eps = torch.stack([torch.randn(shape, generator=generator) for _ in range(n)])
+    return eps.to(device=like.device, dtype=like.dtype)
+
+
+def _state(
+    net: PixelMeanFlow, x: Tensor, t: float, y: Tensor | None, inversion: Inversion,
+    num_inversion_steps: int, num_iterations: int, eps: Tensor | None,
+) -> tuple[Tensor, int]:
+    """z_t of images x (model range) and the NFE spent; ``eps`` is the noise of ``"noise"``."""
+    if inversion == "noise":
+        return (1 - t) * x + t * net.cfg.noise_scale * eps.to(x), 0
+    inv = vf.invert(net, x, t, labels=y, num_intervals=num_inversion_steps, num_iterations=num_iterations,
+                    seed="carry")
+    return inv.latents, inv.nfe
+
+
+@torch.no_grad()
+def _stylize_native(
+    net: PixelMeanFlow, x_c: Tensor, x_s: Tensor, *, t: float, y_gen: Tensor | None, y_content: Tensor | None,
+    y_style: Tensor | None, method: Method, inversion: Inversion, num_inversion_steps: int,
+    num_iterations: int, num_steps: int, guidance_scale: float, state_adain: bool, inject_from: int,
+    eps: Tensor | None,
+) -> tuple[Tensor, int]:
+    """Content x_c and style x_s, (n, C, S, S) in the model range -> (stylised (n, C, S, S), NFE).
+
+    ``eps``: (n, 2, C, S, S) noise of the content and the style state (``inversion="noise"`` only).
+    """
+    n = x_c.shape[0]
+    e_c, e_s = (None, None) if eps is None else (eps[:, 0], eps[:, 1])
+    z_c, nfe_c = _state(net, x_c, t, y_content, inversion, num_inversion_steps, num_iterations, e_c)
+    z_s, nfe_s = _state(net, x_s, t, y_style, inversion, num_inversion_steps, num_iterations, e_s)
+    if state_adain:
+        z_c = _adain(z_c, z_s)
+    ts = torch.linspace(t, 0.0, num_steps + 1, dtype=torch.float64).tolist()
+    nfe = nfe_c + nfe_s
+    null = torch.full((n,), net.null_class, dtype=torch.long, device=z_c.device)
+    y_c = y_gen if y_gen is not None else null
+    if method == "swap":
+        z = z_c
+        for k in range(num_steps):
+            z = vf.jump(net, z, ts[k], ts[k + 1], y_c, guidance_scale)
+        return z, nfe + num_steps
+    # The style runs its own jumps beside the content in one batch; the patched blocks let the
+    # content read it. Style branch: its own class if known (else null), unguided.
+    y_s = y_style if y_style is not None else null
+    z = torch.cat([z_c, z_s.to(z_c)])
+    y = torch.cat([y_c, y_s])
+    omega = torch.cat([torch.full((n,), float(guidance_scale)), torch.ones(n)]).to(z)
+    with _inject(net, method, inject_from, 1.0):
+        for k in range(num_steps):
+            tt = torch.full((2 * n,), ts[k], device=z.device, dtype=z.dtype)
+            rr = torch.full((2 * n,), ts[k + 1], device=z.device, dtype=z.dtype)
+            u = net(z, tt, rr, y, omega)
+            z = z - (tt - rr).view(-1, 1, 1, 1) * u
+    return z[:n], nfe + 2 * num_steps
+
+
+# ------------------------------------------------------------------------------------------------
+# Sizes: tiles or resizing around the model-size core
+
+
+def _tile_starts(length: int, tile: int, stride: int) -> list[int]:
+    if length <= tile:
+        return [0]
+    starts = list(range(0, length - tile + 1, stride))
+    if starts[-1] != length - tile:
+        starts.append(length - tile)
+    return starts
+
+
+def _tent(tile: int, device, dtype) -> Tensor:
+    """(tile, tile) separable tent window, > 0 everywhere (so every pixel has weight)."""
+    r = torch.arange(tile, device=device, dtype=dtype)
+    w = torch.minimum(r + 1, tile - r) / math.ceil(tile / 2)
+    return w[:, None] * w[None, :]
+
+
+def _resize(x: Tensor, size: tuple[int, int]) -> Tensor:
+    if tuple(x.shape[-2:]) == tuple(size):
+        return x
+    down = size[0] < x.shape[-2] or size[1] < x.shape[-1]
+    return F.interpolate(x, size=size, mode="bicubic", align_corners=False, antialias=down)
+
+
+def style_transfer(
+    net: PixelMeanFlow,
+    content: Tensor,
+    style: StyleSpec,
+    *,
+    strength: float = DEFAULT_STRENGTH,
+    method: Method = DEFAULT_METHOD,
+    style_labels: int | Sequence[int] | Tensor | None = None,
+    content_labels: int | Sequence[int] | Tensor | None = None,
+    class_names: Sequence[str] | None = None,
+    inversion: Inversion = "fixed_point",
+    num_inversion_steps: int = 1,
+    num_iterations: int = 1,
+    num_steps: int = 1,
+    guidance_scale: float = 1.0,
+    state_adain: bool = True,
+    color_match: bool = True,
+    inject_from: int = DEFAULT_INJECT_FROM,
+    size_mode: SizeMode = "auto",
+    generator: torch.Generator | None = None,
+) -> StyleResult:
+    """Render ``content`` in the style of a reference image or of a class of the model.
+
+    Args:
+        net: an RGB pMF network (e.g. the bundled ``photos`` model).
+        content: (B, 3, H, W) float32/float64 in [0, 1]; any H, W >= 2 (see ``size_mode``).
+        style: a reference image (B or 1, 3, H', W') in [0, 1] (resized to the model's side), or a
+            style class: an index, a name (with ``class_names``; ``"class:NAME"`` works too), or (B,)
+            indices. A class is turned into a reference by a one-step sample (1 NFE, ``generator``).
+        strength: in [0, 1]; the time t* the content is inverted to, the weight of the colour move.
+            0 returns the content (0 NFE), larger values trade content fidelity for style.
+        method: "kv" (content attends to the style's keys/values), "feat" (AdaIN of the content's
+            token features to the style's) or "swap" (no injection: partial inversion + the style
+            class; needs a class).
+        style_labels: the class a reference style image shows, if known: the generation is then
+            conditioned on it (otherwise on the null class). Ignored when ``style`` is a class.
+        content_labels: the class the content shows, if known (its inversion is conditioned on it).
+        class_names: the model's class names, to resolve a style given by name.
+        inversion: "fixed_point" (deterministic implicit backward jumps) or "noise" (stochastic
+            re-noising from ``generator``, 0 NFE).
+        num_inversion_steps: intervals of the fixed-point inversion (each costs ``num_iterations``).
+        num_iterations: fixed-point updates per interval.
+        num_steps: jumps from t* back to the image.
+        guidance_scale: omega >= 1 of the generation (a network input: no extra NFE).
+        state_adain: match the content state's per-channel mean/std to the style state's.
+        color_match: move the output's Lab mean/std towards the style's by ``strength``.
+        inject_from: first block (counting shared then u-head blocks) that reads the style branch.
+        size_mode: "auto" (native at the model's side, tiles when both sides are larger, else
+            resize), "native", "resize" (resize to the model's side, stylise, resize back and add
+            the content's lost high frequencies) or "tile" (overlapping model-size tiles blended
+            with a tent window).
+        generator: the caller's generator (class styles and ``inversion="noise"``); deterministic
+            for a given generator state.
+
+    Returns:
+        ``StyleResult`` with images (B, 3, H, W) in [0, 1] (the content's dtype), NFE per image and
+        the size mode used.
+
+    Raises:
+        TypeError, ValueError: bad images (shape, dtype, range), strength, class or option.
+
+    Example:
+        >>> out = style_transfer(net, content, "class:brick", class_names=cfg["class_names"],
+        ...                      strength=0.5, generator=torch.Generator().manual_seed(0))
+        >>> out.images.shape, out.nfe, out.size_mode
+        (torch.Size([1, 3, 32, 32]), 4, 'native')
+    """
+    _check_rgb(net, content, "content")
+    s = float(strength)
+    if not 0.0 <= s <= 1.0:
+        raise ValueError(f"strength must lie in [0, 1], got {strength}")
+    if method not in ("kv", "feat", "swap"):
+        raise ValueError(f"method must be 'kv', 'feat' or 'swap', got {method!r}")
+    if inversion not in ("fixed_point", "noise"):
+        raise ValueError(f"inversion must be 'fixed_point' or 'noise', got {inversion!r}")
+    if size_mode not in ("auto", "native", "resize", "tile"):
+        raise ValueError(f"size_mode must be 'auto', 'native', 'resize' or 'tile', got {size_mode!r}")
+    for name, v in (("num_inversion_steps", num_inversion_steps), ("num_iterations", num_iterations),
+                    ("num_steps", num_steps)):
+        if int(v) != v or v < 1:
+            raise ValueError(f"{name} must be an integer >= 1, got {v}")
+    if guidance_scale < 1.0:
+        raise ValueError(f"guidance_scale must be >= 1 (1 = unguided), got {guidance_scale}")
+    n_blocks = len(_blocks(net))
+    if not 0 <= inject_from < n_blocks:
+        raise ValueError(f"inject_from must lie in [0, {n_blocks - 1}] for this network, got {inject_from}")
+
+    B, _, H, W = content.shape
+    S = net.cfg.image_size
+    p = next(net.parameters())
+    if size_mode == "auto":
+        size_mode = "native" if (H, W) == (S, S) else ("tile" if min(H, W) >= S else "resize")
+    if size_mode == "native" and (H, W) != (S, S):
+        raise ValueError(f"size_mode='native' needs {S}x{S} content, got shape {tuple(content.shape)}; "
+                         "use 'resize' or 'tile'")
+    if size_mode == "tile" and min(H, W) < S:
+        raise ValueError(f"size_mode='tile' needs both sides >= {S}, got shape {tuple(content.shape)}; use 'resize'")
+
+    # Tile layout first: every image's noise is drawn in one piece (class sample, then two states
+    # per tile), so image i's result does not depend on the batch size.
+    stride = max(1, int(round(S * (1 - TILE_OVERLAP))))
+    ys_, xs_ = ([0], [0]) if size_mode != "tile" else (_tile_starts(H, S, stride), _tile_starts(W, S, stride))
+    tiles = len(ys_) * len(xs_)
+    style_is_image = isinstance(style, Tensor) and style.is_floating_point()
+    draws = (0 if style_is_image else 1) + (2 * tiles if inversion == "noise" else 0)
+    C = net.cfg.in_channels
+    eps = _noise(B, (draws, C, S, S), generator, p) if draws else None  # (B, draws, C, S, S)
+
+    # The style as a model-size reference image (B, C, S, S) in [0, 1], and its class if any.
+    y_style: Tensor | None
+    nfe_style_sample = 0
+    if style_is_image:
+        _check_rgb(net, style, "style")
+        if style.shape[0] not in (1, B):
+            raise ValueError(f"style batch {style.shape[0]} must be 1 or match the content batch {B} "
+                             f"(style shape {tuple(style.shape)})")
+        style01 = _resize(style.to(device=p.device, dtype=p.dtype), (S, S)).clamp(0, 1).expand(B, -1, -1, -1)
+        y_style = None if style_labels is None else resolve_style_class(net, style_labels, B, class_names)
+    else:
+        y_style = resolve_style_class(net, style, B, class_names)
+        # A class becomes a reference through a one-step sample of it (the model's own texture).
+        x1 = vf.jump(net, net.cfg.noise_scale * eps[:, 0], 1.0, 0.0, y_style)
+        style01 = from_model_range(x1)
+        nfe_style_sample = 1
+    if method == "swap" and y_style is None:
+        raise ValueError("method='swap' needs a style class: pass style as a class or style_labels=")
+    y_content = None if content_labels is None else resolve_style_class(net, content_labels, B, class_names)
+
+    if s == 0.0:
+        return StyleResult(content.clone(), 0, size_mode, tiles, method, y_style)
+    state_eps = None
+    if inversion == "noise":
+        state_eps = eps[:, draws - 2 * tiles :].reshape(B * tiles, 2, C, S, S)  # (B T, 2, C, S, S)
+
+    def core(x01: Tensor, ref01: Tensor, yc: Tensor | None, ys: Tensor | None) -> tuple[Tensor, int]:
+        """(m, C, S, S) [0, 1] tiles -> stylised [0, 1] tiles, NFE per tile."""
+        out, nfe = _stylize_native(
+            net, to_model_range(x01), to_model_range(ref01), t=s, y_gen=ys, y_content=yc, y_style=ys,
+            method=method, inversion=inversion, num_inversion_steps=num_inversion_steps,
+            num_iterations=num_iterations, num_steps=num_steps, guidance_scale=guidance_scale,
+            state_adain=state_adain, inject_from=inject_from, eps=state_eps,
+        )
+        out01 = from_model_range(out)
+        if color_match:
+            out01 = _lab_color_match(out01, ref01, s)
+        return out01, nfe
+
+    x = content.to(device=p.device, dtype=p.dtype)
+    if size_mode == "native":
+        out, nfe = core(x, style01, y_content, y_style)
+    elif size_mode == "resize":
+        small = _resize(x, (S, S))
+        out_small, nfe = core(small, style01, y_content, y_style)
+        # Add back what the resize lost (the content's detail above the model's resolution).
+        detail = x - _resize(small, (H, W))
+        out = (_resize(out_small, (H, W)) + detail).clamp(0, 1)
+    else:
+        crops = torch.stack([x[:, :, a : a + S, b : b + S] for a in ys_ for b in xs_], 1)  # (B, T, C, S, S)
+        rep = lambda v: None if v is None else v.repeat_interleave(tiles)  # noqa: E731
+        out_t, nfe = core(crops.flatten(0, 1), style01.repeat_interleave(tiles, 0), rep(y_content), rep(y_style))
+        out_t = out_t.view(B, tiles, -1, S, S)
+        win = _tent(S, x.device, x.dtype)
+        acc = torch.zeros_like(x)
+        wsum = torch.zeros((1, 1, H, W), device=x.device, dtype=x.dtype)
+        i = 0
+        for a in ys_:
+            for b in xs_:
+                acc[:, :, a : a + S, b : b + S] += out_t[:, i] * win
+                wsum[:, :, a : a + S, b : b + S] += win
+                i += 1
+        out = (acc / wsum).clamp(0, 1)
+        nfe = nfe * tiles
+    return StyleResult(out.to(device=content.device, dtype=content.dtype), nfe + nfe_style_sample,
+                       size_mode, tiles, method, y_style)

@@ -1,0 +1,195 @@
+"""Style transfer (pmf_edit.style) and its baselines/metrics (pmf_edit.style_baselines), tiny models."""
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+from core.model import build_model
+from pmf_edit.style import StyleResult, _inject, style_transfer
+
+NAMES = [f"c{i}" for i in range(5)]
+
+
+@pytest.fixture(scope="module")
+def net():
+    torch.manual_seed(0)
+    m = build_model("pMF-T/4", in_channels=3, num_classes=5, with_v_head=False).eval()
+    # Non-zero residual gates and output layer, so attention (and the injection) changes the output;
+    # at init the gates are zero and every block is the identity.
+    with torch.no_grad():
+        for name, p in m.named_parameters():
+            if name.endswith("_gate") or name.startswith("u_final.linear"):
+                p.normal_(0.0, 0.1)
+    return m
+
+
+def _images(n: int, h: int = 32, w: int = 32, seed: int = 0, dtype=torch.float32) -> torch.Tensor:
+    return torch.rand(n, 3, h, w, generator=torch.Generator().manual_seed(seed), dtype=dtype)
+
+
+@pytest.mark.parametrize("method", ["kv", "feat"])
+def test_shapes_range_nfe_native(net, method):
+    c, s = _images(2), _images(1, 40, 24, seed=1)
+    out = style_transfer(net, c, s, method=method)
+    assert isinstance(out, StyleResult)
+    assert out.images.shape == c.shape and out.images.dtype == c.dtype
+    assert 0.0 <= float(out.images.min()) and float(out.images.max()) <= 1.0
+    # 1 (content inversion) + 1 (style inversion) + 2 (content and style branch of the jump)
+    assert (out.nfe, out.size_mode, out.num_tiles) == (4, "native", 1)
+
+
+def test_swap_with_class_name_and_float64(net):
+    c = _images(2, dtype=torch.float64)
+    g = torch.Generator().manual_seed(0)
+    out = style_transfer(net, c, "class:c3", method="swap", class_names=NAMES, generator=g)
+    assert out.images.dtype == torch.float64 and out.images.shape == c.shape
+    assert out.style_labels.tolist() == [3, 3]
+    assert out.nfe == 1 + 1 + 1 + 1  # class sample + two inversions + one jump
+
+
+def test_sizes_tile_and_resize(net):
+    s = _images(1, seed=1)
+    big = style_transfer(net, _images(1, 70, 50), s)
+    assert big.images.shape == (1, 3, 70, 50) and big.size_mode == "tile" and big.num_tiles > 1
+    assert big.nfe == 4 * big.num_tiles
+    small = style_transfer(net, _images(2, 20, 45), s)
+    assert small.images.shape == (2, 3, 20, 45) and small.size_mode == "resize" and small.nfe == 4
+    forced = style_transfer(net, _images(1, 64, 64), s, size_mode="resize")
+    assert forced.size_mode == "resize" and forced.images.shape == (1, 3, 64, 64)
+    for r in (big, small, forced):
+        assert 0.0 <= float(r.images.min()) and float(r.images.max()) <= 1.0
+
+
+def test_deterministic_for_a_generator(net):
+    c, s = _images(2), _images(2, seed=1)
+    kw = dict(inversion="noise", strength=0.7)
+    a = style_transfer(net, c, s, generator=torch.Generator().manual_seed(5), **kw).images
+    b = style_transfer(net, c, s, generator=torch.Generator().manual_seed(5), **kw).images
+    d = style_transfer(net, c, s, generator=torch.Generator().manual_seed(6), **kw).images
+    assert torch.equal(a, b) and not torch.allclose(a, d)
+    # The default fixed-point inversion with an image style does not draw noise at all.
+    e = style_transfer(net, c, s).images
+    f = style_transfer(net, c, s, generator=torch.Generator().manual_seed(9)).images
+    assert torch.equal(e, f)
+    # Batch-size invariance: image 0 alone gives the same result as in the batch.
+    one = style_transfer(net, c[:1], s[:1], generator=torch.Generator().manual_seed(5), **kw).images
+    torch.testing.assert_close(one, a[:1], atol=1e-5, rtol=0)
+
+
+def test_strength_zero_returns_content_and_strength_orders_change(net):
+    c, s = _images(2), _images(1, seed=1)
+    out = style_transfer(net, c, s, strength=0.0)
+    assert torch.equal(out.images, c) and out.nfe == 0
+    near = style_transfer(net, c, s, strength=0.02, color_match=False).images
+    far = style_transfer(net, c, s, strength=0.9, color_match=False).images
+    assert (near - c).abs().mean() < (far - c).abs().mean()
+
+
+def test_injection_changes_content_only_and_is_restored(net):
+    z = torch.randn(4, 3, 32, 32)
+    t, r = torch.full((4,), 0.6), torch.zeros(4)
+    plain = net(z, t, r)
+    for method in ("kv", "feat"):
+        with _inject(net, method, 0, 1.0):
+            mixed = net(z, t, r)
+        torch.testing.assert_close(mixed[2:], plain[2:], atol=1e-5, rtol=0)  # style half untouched
+        assert not torch.allclose(mixed[:2], plain[:2], atol=1e-4)  # content half reads the style
+    torch.testing.assert_close(net(z, t, r), plain, atol=0, rtol=0)  # hooks and patches removed
+    assert all("forward" not in vars(b.attn) for b in list(net.shared_blocks) + list(net.u_blocks))
+
+
+@pytest.mark.parametrize(
+    "content, style, kwargs, match",
+    [
+        (torch.rand(1, 1, 32, 32), None, {}, r"\(B, 3, H, W\).*shape \(1, 1, 32, 32\)"),
+        (torch.rand(1, 3, 32, 32) * 2, None, {}, r"\[0, 1\], got values in"),
+        (torch.full((1, 3, 32, 32), float("nan")), None, {}, r"\[0, 1\]"),
+        ((torch.rand(1, 3, 32, 32) * 255).to(torch.uint8), None, {}, r"float32 or float64.*uint8"),
+        (torch.rand(1, 3, 32, 32), None, {"strength": 1.5}, r"strength must lie in \[0, 1\]"),
+        (torch.rand(1, 3, 32, 32), None, {"method": "magic"}, r"method must be"),
+        (torch.rand(1, 3, 32, 32), None, {"method": "swap"}, r"needs a style class"),
+        (torch.rand(1, 3, 32, 32), "class:nope", {}, r"unknown style class 'nope'"),
+        (torch.rand(1, 3, 32, 32), 9, {}, r"outside the model's classes 0..4"),
+        (torch.rand(3, 3, 32, 32), torch.rand(2, 3, 32, 32), {}, r"style batch 2 must be 1 or match"),
+        (torch.rand(1, 3, 40, 40), None, {"size_mode": "native"}, r"needs 32x32 content"),
+        (torch.rand(1, 3, 32, 32), None, {"inject_from": 99}, r"inject_from must lie in"),
+        (torch.rand(1, 3, 32, 32), None, {"num_steps": 0}, r"num_steps must be an integer >= 1"),
+    ],
+)
+def test_bad_inputs(net, content, style, kwargs, match):
+    style = torch.rand(1, 3, 32, 32) if style is None else style
+    with pytest.raises(ValueError, match=match):
+        style_transfer(net, content, style, class_names=NAMES, **kwargs)
+
+
+def test_not_a_tensor(net):
+    with pytest.raises(TypeError, match="must be a torch.Tensor"):
+        style_transfer(net, [[0.5]], torch.rand(1, 3, 32, 32))
+
+
+# ------------------------------------------------------------------------------------------------
+# Baselines and metrics
+
+
+def test_reinhard_matches_lab_statistics():
+    import kornia.color as kc
+
+    from pmf_edit.style_baselines import reinhard_transfer
+
+    c, s = _images(2) * 0.5 + 0.25, _images(1, 48, 48, seed=3) * 0.5 + 0.25
+    out = reinhard_transfer(c, s)
+    assert out.shape == c.shape and 0 <= float(out.min()) and float(out.max()) <= 1
+    mu_out, mu_s = kc.rgb_to_lab(out).mean((2, 3)), kc.rgb_to_lab(s).mean((2, 3))
+    torch.testing.assert_close(mu_out, mu_s.expand_as(mu_out), atol=1.0, rtol=0)  # Lab units
+    torch.testing.assert_close(reinhard_transfer(c, s, strength=0.0), c, atol=2e-3, rtol=0)
+    with pytest.raises(ValueError, match=r"\(B, 3, H, W\)"):
+        reinhard_transfer(torch.rand(1, 1, 8, 8), s)
+
+
+def test_metrics_and_gatys():
+    from core.perceptual import MobileNetFeatures
+    from pmf_edit.style_baselines import GatysConfig, gatys_transfer, histogram_distance, style_scores
+
+    feats = MobileNetFeatures(size=64)  # small input keeps the test fast
+    c, s = _images(1), _images(1, seed=4)
+    same = style_scores(c, c, c, feats)
+    assert float(same["gram_distance"]) < 1e-5 and float(same["histogram_distance"]) == 0.0
+    assert abs(float(same["combined"]) - 1.0) < 1e-4 and float(same["ssim"]) > 0.999
+    assert 0.0 < float(histogram_distance(c, s)) <= 1.0
+    out = gatys_transfer(c, s, feats, GatysConfig(num_steps=3))
+    assert out.shape == c.shape and 0 <= float(out.min()) and float(out.max()) <= 1
+    after = style_scores(out, c, s, feats)["gram_distance"]
+    assert float(after) < float(style_scores(c, c, s, feats)["gram_distance"])  # it moves towards the style
+
+
+# ------------------------------------------------------------------------------------------------
+# Command line
+
+
+def test_cli_stylize(net, tmp_path, capsys):
+    import imageio.v3 as iio
+    import numpy as np
+
+    from apps.cli import main
+    from core.checkpoint import save_model
+
+    model = save_model(tmp_path / "model", net, class_names=NAMES, objective="pmf")
+    rng = np.random.default_rng(0)
+    iio.imwrite(tmp_path / "c.png", rng.integers(0, 255, (40, 36, 3), dtype=np.uint8))
+    iio.imwrite(tmp_path / "s.png", rng.integers(0, 255, (32, 32), dtype=np.uint8))  # gray style
+    out = tmp_path / "o.png"
+    assert main(["stylize", str(tmp_path / "c.png"), str(tmp_path / "s.png"), "-o", str(out), "--model", str(model)]) == 0
+    assert iio.imread(out).shape == (40, 36, 3)
+    line = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert line["size_mode"] == "tile" and line["nfe"] == 4 * line["tiles"]
+    assert main(["stylize", str(tmp_path / "c.png"), "class:c2", "-o", str(out), "--model", str(model)]) == 0
+    # Bad input: clear one-line errors, exit code 2.
+    assert main(["stylize", str(tmp_path / "c.png"), "class:zebra", "-o", str(out), "--model", str(model)]) == 2
+    assert "unknown style class 'zebra'" in capsys.readouterr().err
+    assert main(["stylize", str(tmp_path / "missing.png"), "class:c1", "-o", str(out), "--model", str(model)]) == 2
+    assert "no image file" in capsys.readouterr().err
+    (tmp_path / "bad.png").write_bytes(b"not an image")
+    assert main(["stylize", str(tmp_path / "c.png"), str(tmp_path / "bad.png"), "-o", str(out), "--model", str(model)]) == 2
+    assert "cannot read image file" in capsys.readouterr().err
