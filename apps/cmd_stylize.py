@@ -33,8 +33,9 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     p.add_argument("--model", default=None, help="RGB pMF model folder (default: the bundled photos model)")
     p.add_argument("--strength", type=float, default=DEFAULT_STRENGTH,
                    help="0 = the content, 1 = all style (the time the content is inverted to)")
-    p.add_argument("--method", choices=("kv", "feat", "swap"), default=DEFAULT_METHOD,
-                   help="kv: attention key/value sharing; feat: feature AdaIN; swap: class swap only")
+    p.add_argument("--method", choices=("kv", "kv_replace", "feat", "swap"), default=DEFAULT_METHOD,
+                   help="kv: attention key/value sharing; kv_replace: the style's keys/values instead "
+                   "of the content's; feat: feature AdaIN; swap: class swap only")
     p.add_argument("--style-class", default=None,
                    help="the class a style IMAGE shows, if known (conditions the generation on it)")
     p.add_argument("--size-mode", choices=("auto", "native", "resize", "tile"), default="auto",

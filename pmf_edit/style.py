@@ -15,7 +15,8 @@ is z_r = z_t - (t - r) u(z_t, r, t). With t* = ``strength``:
                    ``inject_from`` on, the content's attention also reads the style's image-token
                    keys/values (``method="kv"``, StyleAligned-like attention sharing), or the content's
                    image-token features are AdaIN-matched to the style's (``method="feat"``), or
-                   nothing is injected (``method="swap"``: a condition swap with partial inversion)
+                   nothing is injected (``method="swap"``: a condition swap with partial inversion);
+                   ``"kv_replace"`` swaps the content's image-token keys/values for the style's
     4. colour      the image's Lab mean/std moved towards the style's by ``strength`` (``color_match``)
 
 ``strength`` = 0 returns the content; 1 inverts all the way to noise. Inputs larger than the
@@ -48,7 +49,7 @@ from pmf_edit import velocity as vf
 
 __all__ = ["StyleResult", "style_transfer", "resolve_style_class"]
 
-Method = Literal["kv", "feat", "swap"]
+Method = Literal["kv", "kv_replace", "feat", "swap"]
 Inversion = Literal["fixed_point", "noise"]
 SizeMode = Literal["auto", "native", "resize", "tile"]
 StyleSpec = Tensor | int | str | Sequence[int]
@@ -172,12 +173,13 @@ def _blocks(net: PixelMeanFlow) -> list[torch.nn.Module]:
     return list(net.shared_blocks) + list(net.u_blocks)
 
 
-def _shared_kv_forward(attn: torch.nn.Module, prefix: int):
+def _shared_kv_forward(attn: torch.nn.Module, prefix: int, replace: bool):
     """Attention.forward where the content half also attends to the style half's image tokens.
 
     Mirrors ``core.model.Attention.forward``; only the keys/values the content queries see change:
-    [content prefix + content image tokens + style image tokens]. The style half runs unchanged, so
-    its own trajectory is what a plain forward would give.
+    [content prefix + content image tokens + style image tokens] (shared, StyleAligned-like), or
+    with ``replace`` [content prefix + style image tokens] (StyleID-like). The style half runs
+    unchanged, so its own trajectory is what a plain forward would give.
     """
 
     def forward(x: Tensor, cos: Tensor, sin: Tensor, backend) -> Tensor:
@@ -188,8 +190,9 @@ def _shared_kv_forward(attn: torch.nn.Module, prefix: int):
         v = attn.v(x).view(B, L, attn.num_heads, -1).transpose(1, 2)  # (B, nh, L, hd)
         q = apply_rope(attn.q_norm(q), cos, sin)
         k = apply_rope(attn.k_norm(k), cos, sin)
-        k_c = torch.cat([k[:n], k[n:, :, prefix:]], dim=2)  # (n, nh, L + N, hd)
-        v_c = torch.cat([v[:n], v[n:, :, prefix:]], dim=2)
+        own = prefix if replace else L  # content tokens kept: the prefix only, or all of them
+        k_c = torch.cat([k[:n, :, :own], k[n:, :, prefix:]], dim=2)  # (n, nh, own + N, hd)
+        v_c = torch.cat([v[:n, :, :own], v[n:, :, prefix:]], dim=2)
         # Cross-length attention (L queries, L + N keys): core.attention is self-attention only,
         # and this path never runs under a JVP, so plain SDPA is enough.
         o_c = F.scaled_dot_product_attention(q[:n], k_c, v_c)
@@ -207,9 +210,10 @@ def _inject(net: PixelMeanFlow, method: Method, inject_from: int, weight: float)
     P = net.cfg.num_prefix
     handles, patched = [], []
     try:
-        if method == "kv":
+        if method in ("kv", "kv_replace"):
             for blk in blocks:
-                blk.attn.forward = _shared_kv_forward(blk.attn, P)  # instance attribute shadows the method
+                # An instance attribute shadows the class's forward until it is deleted below.
+                blk.attn.forward = _shared_kv_forward(blk.attn, P, replace=method == "kv_replace")
                 patched.append(blk.attn)
         elif method == "feat":
 
@@ -350,7 +354,8 @@ def style_transfer(
             indices. A class is turned into a reference by a one-step sample (1 NFE, ``generator``).
         strength: in [0, 1]; the time t* the content is inverted to, the weight of the colour move.
             0 returns the content (0 NFE), larger values trade content fidelity for style.
-        method: "kv" (content attends to the style's keys/values), "feat" (AdaIN of the content's
+        method: "kv" (content attends to its own and the style's keys/values), "kv_replace" (to
+            the style's image-token keys/values instead of its own), "feat" (AdaIN of the content's
             token features to the style's) or "swap" (no injection: partial inversion + the style
             class; needs a class).
         style_labels: the class a reference style image shows, if known: the generation is then
@@ -390,8 +395,8 @@ def style_transfer(
     s = float(strength)
     if not 0.0 <= s <= 1.0:
         raise ValueError(f"strength must lie in [0, 1], got {strength}")
-    if method not in ("kv", "feat", "swap"):
-        raise ValueError(f"method must be 'kv', 'feat' or 'swap', got {method!r}")
+    if method not in ("kv", "kv_replace", "feat", "swap"):
+        raise ValueError(f"method must be 'kv', 'kv_replace', 'feat' or 'swap', got {method!r}")
     if inversion not in ("fixed_point", "noise"):
         raise ValueError(f"inversion must be 'fixed_point' or 'noise', got {inversion!r}")
     if size_mode not in ("auto", "native", "resize", "tile"):

@@ -29,7 +29,7 @@ def _images(n: int, h: int = 32, w: int = 32, seed: int = 0, dtype=torch.float32
     return torch.rand(n, 3, h, w, generator=torch.Generator().manual_seed(seed), dtype=dtype)
 
 
-@pytest.mark.parametrize("method", ["kv", "feat"])
+@pytest.mark.parametrize("method", ["kv", "kv_replace", "feat"])
 def test_shapes_range_nfe_native(net, method):
     c, s = _images(2), _images(1, 40, 24, seed=1)
     out = style_transfer(net, c, s, method=method)
@@ -91,7 +91,7 @@ def test_injection_changes_content_only_and_is_restored(net):
     z = torch.randn(4, 3, 32, 32)
     t, r = torch.full((4,), 0.6), torch.zeros(4)
     plain = net(z, t, r)
-    for method in ("kv", "feat"):
+    for method in ("kv", "kv_replace", "feat"):
         with _inject(net, method, 0, 1.0):
             mixed = net(z, t, r)
         torch.testing.assert_close(mixed[2:], plain[2:], atol=1e-5, rtol=0)  # style half untouched
