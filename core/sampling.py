@@ -54,6 +54,29 @@ def _check_guidance(guidance_scale: float, guidance_interval: tuple[float, float
         raise ValueError(f"guidance_interval must satisfy 0 <= t_min <= t_max <= 1, got {guidance_interval}")
 
 
+def _initial_state(
+    net: PixelMeanFlow,
+    labels: torch.Tensor | Sequence[int] | None,
+    num_samples: int | None,
+    noise: torch.Tensor | None,
+    generator: torch.Generator | None,
+    guidance_scale: float,
+    guidance_interval: tuple[float, float],
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Checked labels (B,) and the initial state z_1 = s * noise (B, C, H, W) on the net's device."""
+    _check_guidance(guidance_scale, guidance_interval)
+    dev = next(net.parameters()).device
+    cfg = net.cfg
+    n = len(labels) if labels is not None else (num_samples or (noise.shape[0] if noise is not None else 1))
+    y = _labels(labels, n, net, dev)
+    shape = (cfg.in_channels, cfg.image_size, cfg.image_size)
+    if noise is None:
+        noise = draw_noise(n, shape, generator, dev)
+    elif tuple(noise.shape) != (n, *shape):
+        raise ValueError(f"noise must be {(n, *shape)}, got {tuple(noise.shape)}")
+    return y, cfg.noise_scale * noise.to(dev)
+
+
 def time_grid(num_steps: int, device=None, dtype=torch.float32) -> torch.Tensor:
     """t_k = linspace(1, 0, K + 1), (K + 1,)."""
     if num_steps < 1:
@@ -94,17 +117,8 @@ def sample_pmf(
         >>> out.images.shape, out.nfe
         (torch.Size([2, 1, 32, 32]), 1)
     """
-    _check_guidance(guidance_scale, guidance_interval)
-    dev = next(net.parameters()).device
-    cfg = net.cfg
-    n = len(labels) if labels is not None else (num_samples or (noise.shape[0] if noise is not None else 1))
-    y = _labels(labels, n, net, dev)
-    shape = (cfg.in_channels, cfg.image_size, cfg.image_size)
-    if noise is None:
-        noise = draw_noise(n, shape, generator, dev)
-    elif tuple(noise.shape) != (n, *shape):
-        raise ValueError(f"noise must be {(n, *shape)}, got {tuple(noise.shape)}")
-    z = cfg.noise_scale * noise.to(dev)
+    y, z = _initial_state(net, labels, num_samples, noise, generator, guidance_scale, guidance_interval)
+    n, dev = z.shape[0], z.device
     ts = time_grid(num_steps, dev)
     full = lambda v: torch.full((n,), float(v), device=dev)  # noqa: E731
     for k in range(num_steps):
@@ -159,19 +173,9 @@ def sample_flow_matching(
         >>> out = sample_flow_matching(net, [1, 2], num_steps=8, method="heun",
         ...                            generator=torch.Generator().manual_seed(0))
     """
-    _check_guidance(guidance_scale, guidance_interval)
     if method not in ("euler", "heun"):
         raise ValueError(f"method must be 'euler' or 'heun', got {method!r}")
-    dev = next(net.parameters()).device
-    cfg = net.cfg
-    n = len(labels) if labels is not None else (num_samples or (noise.shape[0] if noise is not None else 1))
-    y = _labels(labels, n, net, dev)
-    shape = (cfg.in_channels, cfg.image_size, cfg.image_size)
-    if noise is None:
-        noise = draw_noise(n, shape, generator, dev)
-    elif tuple(noise.shape) != (n, *shape):
-        raise ValueError(f"noise must be {(n, *shape)}, got {tuple(noise.shape)}")
-    z = cfg.noise_scale * noise.to(dev)
+    y, z = _initial_state(net, labels, num_samples, noise, generator, guidance_scale, guidance_interval)
     ts = time_grid(num_steps).tolist()
     nfe = 0
     for k in range(num_steps):
