@@ -188,8 +188,8 @@ def invert(
         images: (B, C, H, W) float32/float64 in [0, 1].
         labels: the class each image shows (one int or (B,)); None inverts under the null class.
         strength: end time t in (0, 1].
-        num_steps: uniform intervals on [0, t]; each is inverted by ``num_iterations`` fixed-point
-            updates after a velocity seed, so nfe = num_steps * (num_iterations + 1).
+        num_steps: uniform intervals on [0, t]; each is inverted by ``num_iterations``
+            (Anderson-accelerated) fixed-point updates, so nfe = num_steps * num_iterations.
         num_iterations: fixed-point updates per interval (>= 1).
         guidance_scale, guidance_interval: the condition the jumps are inverted under.
 
@@ -199,7 +199,7 @@ def invert(
     Example:
         >>> inv = invert(net, images01, labels=[3, 7])
         >>> inv.latents.shape, inv.nfe
-        (torch.Size([2, 1, 32, 32]), 6)
+        (torch.Size([2, 1, 32, 32]), 7)
     """
     _check_images(net, images)
     y = _check_labels(net, labels, images.shape[0], "labels", allow_none=True)
@@ -223,7 +223,7 @@ def reconstruct(
 ) -> EditResult:
     """Invert to t = ``strength``, then jump back to an image along the same grid (round trip).
 
-    nfe = num_steps * (num_iterations + 1) to invert + num_steps to regenerate (8 by default).
+    nfe = num_steps * num_iterations to invert + num_steps to regenerate (8 by default).
 
     Args: as ``invert``.
 
@@ -273,7 +273,7 @@ def edit(
         source_guidance_scale: guidance used while inverting.
 
     Returns:
-        ``EditResult``; nfe = num_inversion_steps * (num_iterations + 1) + num_steps.
+        ``EditResult``; nfe = num_inversion_steps * num_iterations + num_steps.
 
     Example:
         >>> out = edit(net, images01, source_labels=labels, labels=(labels + 1) % 10)

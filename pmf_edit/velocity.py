@@ -28,11 +28,14 @@ from core.model import PixelMeanFlow
 Labels = torch.Tensor | Sequence[int] | int | None
 Seed = Literal["velocity", "state", "carry"]
 
-# Provisional (to be set by round-trip PSNR vs NFE on held-out digits with the trained model):
-# 2 intervals of 2 fixed-point iterations after a velocity seed = 6 NFE to invert, 8 for the round trip.
-DEFAULT_INTERVALS = 2
-DEFAULT_ITERATIONS = 2
-DEFAULT_SEED: Seed = "velocity"
+# Chosen by round-trip PSNR vs NFE on held-out digits (benchmarks/bench_editing.py --sections sweep;
+# docs/editing.md): one interval, seeded by the state itself, 7 Anderson-accelerated (m = 3)
+# fixed-point updates = 7 NFE to invert, 8 for the round trip. The velocity seed is poor at r = 0:
+# u(x, 0, 0) divides the x-prediction error by clip(t) = 0.05.
+DEFAULT_INTERVALS = 1
+DEFAULT_ITERATIONS = 7
+DEFAULT_SEED: Seed = "state"
+DEFAULT_ANDERSON = 3
 
 
 @dataclass
@@ -201,11 +204,13 @@ def invert(
     num_intervals: int = DEFAULT_INTERVALS,
     num_iterations: int = DEFAULT_ITERATIONS,
     seed: Seed = DEFAULT_SEED,
+    anderson: int = DEFAULT_ANDERSON,
 ) -> Inversion:
     """Image -> state z_{t_end}: invert the jumps z_r = z_t - (t - r) u(z_t, r, t) on a uniform grid.
 
     Each interval [r, t] solves the implicit equation z_t = z_r + (t - r) u(z_t, r, t) by
-    ``num_iterations`` fixed-point updates, seeded by the instantaneous velocity
+    ``num_iterations`` fixed-point updates (optionally Anderson-accelerated), seeded by the
+    instantaneous velocity
     z_t^(0) = z_r + (t - r) u(z_r, r, r) (``seed="velocity"``, one evaluation), by z_t^(0) = z_r
     (``seed="state"``, free: its first update is then z_r + (t - r) u(z_r, r, t)), or by the velocity
     carried over from the previous interval's last update (``seed="carry"``, free; on the first
@@ -220,6 +225,8 @@ def invert(
         num_intervals: K uniform intervals on [0, t_end].
         num_iterations: J >= 1 fixed-point updates per interval.
         seed: "velocity", "state" or "carry" (above).
+        anderson: history length m of Anderson acceleration of the fixed-point updates (0 = plain
+            updates). Free: it recombines the last m + 1 updates, no extra evaluation.
 
     Returns:
         ``Inversion`` with latents z_{t_end} (B, C, H, W) in the network's dtype and
@@ -245,14 +252,31 @@ def invert(
             nfe += 1
         elif seed == "carry":
             z = z_r + (t - r) * u_prev
+        zs: list[torch.Tensor] = []
+        fs: list[torch.Tensor] = []
         for _ in range(num_iterations):
             # Fixed point of z_t = z_r + (t - r) u(z_t, r, t): the jump's implicit backward form.
             u_prev = average_velocity(net, z, t, r, labels, guidance_scale, guidance_interval)
-            z_new = z_r + (t - r) * u_prev
-            residual = float((z_new - z).abs().mean())
-            z = z_new
+            f = z_r + (t - r) * u_prev - z  # fixed-point residual g(z) - z
+            residual = float(f.abs().mean())
+            zs, fs = (zs + [z])[-(anderson + 1):], (fs + [f])[-(anderson + 1):]
+            z = _anderson_step(zs, fs) if anderson and len(fs) > 1 else z + f
             nfe += 1
     return Inversion(latents=z, t=float(t_end), nfe=nfe, residual=residual)
+
+
+def _anderson_step(zs: list[torch.Tensor], fs: list[torch.Tensor], ridge: float = 1e-8) -> torch.Tensor:
+    """Anderson acceleration (type II), per sample: z+ = z_k + f_k - (dZ + dF) gamma with
+    gamma = argmin ||f_k - dF gamma||, dZ, dF the differences of the last iterates and residuals."""
+    B = zs[-1].shape[0]
+    Z = torch.stack([z.reshape(B, -1).double() for z in zs], dim=2)  # (B, D, m + 1)
+    F = torch.stack([f.reshape(B, -1).double() for f in fs], dim=2)
+    dZ, dF = Z[..., 1:] - Z[..., :-1], F[..., 1:] - F[..., :-1]  # (B, D, m)
+    A = dF.transpose(1, 2) @ dF  # (B, m, m)
+    A = A + ridge * A.diagonal(dim1=1, dim2=2).mean(-1).clamp_min(1e-30)[:, None, None] * torch.eye(A.shape[-1], dtype=A.dtype)
+    gamma = torch.linalg.solve(A, dF.transpose(1, 2) @ F[..., -1:])  # (B, m, 1)
+    z_new = Z[..., -1:] + F[..., -1:] - (dZ + dF) @ gamma
+    return z_new.reshape(zs[-1].shape).to(zs[-1].dtype)
 
 
 @torch.no_grad()
