@@ -45,6 +45,14 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     p.add_argument("--P-mean", type=float, default=m.P_mean, help="logit-normal mean of t (t=1 is noise)")
     p.add_argument("--P-std", type=float, default=m.P_std, help="logit-normal std of t")
     p.add_argument("--cfg-max", type=float, default=m.cfg_max, help="guidance scales trained: [1, 1 + cfg_max]")
+    p.add_argument("--perceptual-weight", type=float, default=m.perceptual_weight,
+                   help="weight of the perceptual term on the image field (0: off)")
+    p.add_argument("--perceptual-net", default=d.perceptual_net,
+                   help="'mobilenet' (offline ImageNet MobileNetV2) or a path to MobileNetV2 weights")
+    p.add_argument("--perceptual-size", type=int, default=d.perceptual_size,
+                   help="input side of the perceptual network")
+    p.add_argument("--perceptual-max-t", type=float, default=m.perceptual_max_t,
+                   help="perceptual term only where t < this")
     p.add_argument("--jvp", choices=("nograd", "fused"), default=m.jvp, help="JVP strategy of the pMF loss")
     p.add_argument("--seed", type=int, default=d.seed, help="seed of weights, data order and noise")
     p.add_argument("--device", default=d.device, help="auto, cpu, cuda, cuda:N")
@@ -75,7 +83,8 @@ def _parse_overrides(items: list[str]) -> dict:
 
 
 def config_from_args(args: argparse.Namespace) -> TrainConfig:
-    mf = replace(MeanFlowConfig(), P_mean=args.P_mean, P_std=args.P_std, cfg_max=args.cfg_max, jvp=args.jvp)
+    mf = replace(MeanFlowConfig(), P_mean=args.P_mean, P_std=args.P_std, cfg_max=args.cfg_max, jvp=args.jvp,
+                 perceptual_weight=args.perceptual_weight, perceptual_max_t=args.perceptual_max_t)
     fm = replace(FlowMatchingConfig(), P_mean=args.P_mean, P_std=args.P_std)
     return TrainConfig(
         out_dir=args.out_dir, dataset=args.dataset, resolution=args.resolution, channels=args.channels,
@@ -86,6 +95,7 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
         bf16=args.bf16, threads=args.threads, log_every=args.log_every,
         sample_every=args.sample_every, ckpt_every=args.ckpt_every,
         guidance_scale=args.guidance_scale, progress=not args.no_progress,
+        perceptual_net=args.perceptual_net, perceptual_size=args.perceptual_size,
     )
 
 

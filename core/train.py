@@ -48,6 +48,10 @@ class TrainConfig:
     objective: str = "pmf"  # "pmf" (MeanFlow) or "fm" (flow-matching baseline, same network)
     meanflow: MeanFlowConfig = field(default_factory=MeanFlowConfig)
     flow_matching: FlowMatchingConfig = field(default_factory=FlowMatchingConfig)
+    perceptual_net: str = "mobilenet"  # feature net of the perceptual term (used when
+    #   meanflow.perceptual_weight > 0): "mobilenet" (offline ImageNet MobileNetV2) or a path to
+    #   MobileNetV2 weights (torchvision names); LPIPS/ConvNeXt weights do not exist offline
+    perceptual_size: int = 224  # side the perceptual net sees (ImageNet: 224; smaller is cheaper)
     batch_size: int = 64  # global batch (all processes together)
     steps: int = 4000  # total optimizer steps
     max_minutes: float = 0.0  # also stop (and export) after this much wall-clock time (0: no limit)
@@ -309,6 +313,12 @@ def train(cfg: TrainConfig, dataset: ImageDataset | None = None) -> dict[str, An
         from tqdm.auto import tqdm
 
         bar = tqdm(total=cfg.steps, initial=start, desc=f"train {cfg.objective}", unit="step")
+    perceptual = None
+    if cfg.objective == "pmf" and cfg.meanflow.perceptual_weight > 0:
+        from core.perceptual import MobileNetFeatures
+
+        weights = None if cfg.perceptual_net == "mobilenet" else cfg.perceptual_net
+        perceptual = MobileNetFeatures(weights, size=cfg.perceptual_size).to(device).distance
     autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=cfg.bf16)
     last_ckpt = None
     t_last = time.perf_counter()
@@ -326,7 +336,7 @@ def train(cfg: TrainConfig, dataset: ImageDataset | None = None) -> dict[str, An
             g = step_generator(cfg.seed, rank, step)
             with autocast:
                 if cfg.objective == "pmf":
-                    loss, stats = pmf_loss(net, x, y, cfg.meanflow, g)
+                    loss, stats = pmf_loss(net, x, y, cfg.meanflow, g, perceptual)
                 else:
                     loss, stats = fm_loss(net, x, y, cfg.flow_matching, g)
             if not math.isfinite(stats["loss"]):

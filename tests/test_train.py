@@ -121,6 +121,17 @@ def test_flow_matching_objective_trains(tmp_path, mnist_small):
     assert meta["objective"] == "fm" and meta["sampling"]["num_steps"] == 50
 
 
+def test_perceptual_term_with_the_offline_mobilenet(tmp_path, mnist_small):
+    run = tmp_path / "perc"
+    cfg = _tiny(run, steps=2, perceptual_size=32,
+                meanflow=MeanFlowConfig(perceptual_weight=0.5, perceptual_max_t=1.0))
+    train(cfg, dataset=mnist_small)
+    assert all("loss_perc" in json.loads(ln) for ln in (run / "log.jsonl").read_text().splitlines())
+    with pytest.raises(FileNotFoundError, match="does not exist"):
+        train(_tiny(tmp_path / "bad", steps=1, perceptual_net=str(tmp_path / "missing.pth"),
+                    meanflow=MeanFlowConfig(perceptual_weight=0.5)), dataset=mnist_small)
+
+
 def test_ema_beta_ramp():
     # Early on the half-life is capped by 5% of the images seen; later it is the configured one.
     assert train_mod.ema_beta(10.0, 10, 64, 0.05) == pytest.approx(0.5 ** (64 / (10 * 64 * 0.05)))
