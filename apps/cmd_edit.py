@@ -192,7 +192,7 @@ def run_edit(args: argparse.Namespace) -> int:
     gen = torch.Generator().manual_seed(args.seed)
     t0 = time.perf_counter()
     if args.method == "invert":
-        out = editing.edit(net, x, labels=tgt, source_labels=src, **kw, **g)
+        out = editing.edit(net, x, labels=tgt, source_labels=src, generator=gen, **kw, **g)
     elif args.method == "flow":
         out = editing.flow_edit(net, x, labels=tgt, source_labels=src, generator=gen, **kw, **g)
     else:

@@ -26,7 +26,7 @@ import torch
 from core.model import PixelMeanFlow
 
 Labels = torch.Tensor | Sequence[int] | int | None
-Seed = Literal["velocity", "state", "carry"]
+Seed = Literal["velocity", "state", "carry", "noise"]
 
 # Chosen by round-trip PSNR vs NFE on held-out digits (benchmarks/bench_editing.py --sections sweep;
 # docs/editing.md): one interval, seeded by the state itself, 7 Anderson-accelerated (m = 3)
@@ -205,6 +205,7 @@ def invert(
     num_iterations: int = DEFAULT_ITERATIONS,
     seed: Seed = DEFAULT_SEED,
     anderson: int = DEFAULT_ANDERSON,
+    noise: torch.Tensor | None = None,
 ) -> Inversion:
     """Image -> state z_{t_end}: invert the jumps z_r = z_t - (t - r) u(z_t, r, t) on a uniform grid.
 
@@ -224,7 +225,11 @@ def invert(
             (regenerate with the same one to reconstruct).
         num_intervals: K uniform intervals on [0, t_end].
         num_iterations: J >= 1 fixed-point updates per interval.
-        seed: "velocity", "state" or "carry" (above).
+        seed: "velocity", "state", "carry" (above) or "noise": z_t^(0) = (1 - t) z_r + t s e on the
+            first interval, the forward noising with the given ``noise`` e (keeps the latent
+            noise-like, which the class-swap edit needs; the "state" seed finds a latent that looks
+            like the image itself and regenerates it under any class).
+        noise: (B, C, H, W) standard normal e for ``seed="noise"``.
         anderson: history length m of Anderson acceleration of the fixed-point updates (0 = plain
             updates). Free: it recombines the last m + 1 updates, no extra evaluation.
 
@@ -238,8 +243,11 @@ def invert(
     """
     if num_iterations < 1:
         raise ValueError(f"num_iterations must be >= 1, got {num_iterations}")
-    if seed not in ("velocity", "state", "carry"):
-        raise ValueError(f"seed must be 'velocity', 'state' or 'carry', got {seed!r}")
+    if seed not in ("velocity", "state", "carry", "noise"):
+        raise ValueError(f"seed must be 'velocity', 'state', 'carry' or 'noise', got {seed!r}")
+    if seed == "noise" and (noise is None or noise.shape != x.shape):
+        raise ValueError(f"seed='noise' needs noise of shape {tuple(x.shape)}, got "
+                         f"{None if noise is None else tuple(noise.shape)}")
     ts = inversion_grid(t_end, num_intervals)
     z = x.to(next(net.parameters()).dtype)
     nfe, residual = 0, 0.0
@@ -252,6 +260,8 @@ def invert(
             nfe += 1
         elif seed == "carry":
             z = z_r + (t - r) * u_prev
+        elif seed == "noise" and k == 0:
+            z = (1.0 - t) * z_r + t * net.cfg.noise_scale * noise.to(z_r)  # z_t = (1 - t) x + t s e
         zs: list[torch.Tensor] = []
         fs: list[torch.Tensor] = []
         for _ in range(num_iterations):

@@ -126,7 +126,7 @@ def _tasks():
     mask[..., 10:22, 8:24] = True
     return {
         "reconstruct": lambda net, x, g: pmf_edit.reconstruct(net, x, labels=1),
-        "edit": lambda net, x, g: pmf_edit.edit(net, x, labels=2, source_labels=1),
+        "edit": lambda net, x, g: pmf_edit.edit(net, x, labels=2, source_labels=1, generator=g),
         "sdedit": lambda net, x, g: pmf_edit.sdedit(net, x, labels=2, strength=0.6, generator=g),
         "flow_edit": lambda net, x, g: pmf_edit.flow_edit(net, x, labels=2, source_labels=1, generator=g),
         "inpaint": lambda net, x, g: pmf_edit.inpaint(net, x, mask, labels=1, generator=g),
@@ -193,7 +193,8 @@ def test_from_pretrained_round_trip(tmp_path, net):
     loaded, cfg = pmf_edit.from_pretrained(tmp_path / "m")
     assert cfg["objective"] == "pmf"
     x = _images(1)
-    torch.testing.assert_close(pmf_edit.edit(loaded, x, labels=3).images, pmf_edit.edit(net, x, labels=3).images)
+    torch.testing.assert_close(pmf_edit.edit(loaded, x, labels=3, generator=_gen()).images,
+                               pmf_edit.edit(net, x, labels=3, generator=_gen()).images)
 
 
 # ------------------------------------------------------------------------------------------------
