@@ -139,7 +139,8 @@ def fm_roundtrip(fm, x01, y, steps: int, interval) -> dict:
             "ms_per_image": round(ms, 2)}
 
 
-def edit_curves(pmf, fm, x01, y, strengths, fm_strengths, g_pmf, g_fm, i_pmf, i_fm, fm_steps, seed) -> tuple[dict, dict]:
+def edit_curves(pmf, fm, x01, y, strengths, fm_strengths, g_pmf, g_fm, i_pmf, i_fm, fm_steps, seed,
+                only: list[str] | None = None) -> tuple[dict, dict]:
     """Class swap y -> (y + 1) % 10 for each editor and strength."""
     tgt = (y + 1) % 10
     x = _m(x01)
@@ -164,6 +165,8 @@ def edit_curves(pmf, fm, x01, y, strengths, fm_strengths, g_pmf, g_fm, i_pmf, i_
         f"fm_flowedit_{fm_steps}": lambda s: fm_flowedit(fm, x, y, tgt, s, fm_steps, g_fm, i_fm, gen()),
     }
     results, examples = {}, {}
+    if only:
+        editors = {k: v for k, v in editors.items() if any(k.startswith(o) for o in only)}
     for name, fn in editors.items():
         rows = []
         for s in (fm_strengths if name.startswith("fm_") else strengths):
@@ -253,6 +256,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--sections", default="sweep,roundtrip,edits", help="comma-separated: sweep, roundtrip, edits")
     p.add_argument("--strengths", default="0.4,0.5,0.6,0.7,0.8,0.9,1.0", help="strength curve")
     p.add_argument("--fm-strengths", default=None, help="strength curve of the FM editors (default: --strengths)")
+    p.add_argument("--editors", default=None, help="comma-separated editor-name prefixes to run (default: all)")
     p.add_argument("--merge", action="store_true", help="update the sections in an existing --out file")
     p.add_argument("--plot-strength", type=float, default=0.8, help="strength of the example edits in the figure")
     p.add_argument("--fm-steps", type=int, default=50, help="steps of the flow-matching editors (each way)")
@@ -306,7 +310,8 @@ def main(argv: list[str] | None = None) -> int:
         if args.plot_strength not in fm_strengths:
             fm_strengths.append(args.plot_strength)
         results, examples = edit_curves(pmf, fm, x01, y, sorted(strengths), sorted(fm_strengths), g_pmf, g_fm,
-                                        i_pmf, i_fm, args.fm_steps, args.seed)
+                                        i_pmf, i_fm, args.fm_steps, args.seed,
+                                        args.editors.split(",") if args.editors else None)
         report["edits"] = results
         if args.plot:
             plot(Path(args.plot), x01, examples, results, args.plot_strength)
