@@ -180,13 +180,17 @@ def set_metrics(s2: torch.Tensor, dense: torch.Tensor, ref: torch.Tensor,
 
 
 def run_cell(dim: int, prediction: str, steps: int, batch_size: int, lr: float, seed: int,
-             n_eval: int, cond: str = "th", width: int = 256, layers: int = 7) -> dict:
+             n_eval: int, cond: str = "th", width: int = 256, layers: int = 7,
+             P_mean: float = 0.8, uniform_tr: float = 0.0) -> dict:
     """Train one toy model and evaluate its one-step samples. Returns metrics and 2-D samples."""
     g_data = torch.Generator().manual_seed(seed)  # projection + training data
     P = random_projection(dim, g_data)  # (D, 2), the same for both predictions at a given seed
     torch.manual_seed(seed)  # network init (same for x and u: only the head semantics differ)
     net = ToyMeanFlow(ToyConfig(dim=dim, prediction=prediction, width=width, layers=layers, cond=cond))
-    mf_cfg = MeanFlowConfig(cfg_max=0.0, label_drop=0.0)  # unconditional, omega = 1
+    # Unconditional (omega = 1). With the image default P_mean = 0.8 both t and r sit near 0.7, so
+    # the one-step pair (t, r) = (1, 0) is almost never trained; the long recipe's P_mean = 0 and
+    # 10% uniform (t, r) pairs (PMF_SPEC 2.3) cover it.
+    mf_cfg = MeanFlowConfig(cfg_max=0.0, label_drop=0.0, P_mean=P_mean, uniform_tr_prob=uniform_tr)
     g_loss = torch.Generator().manual_seed(seed + 1)
     opt = torch.optim.Adam(net.parameters(), lr=lr)
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, steps)
@@ -269,6 +273,8 @@ def main() -> None:
     p.add_argument("--steps", type=int, default=3000)
     p.add_argument("--batch-size", type=int, default=512)
     p.add_argument("--lr", type=float, default=1e-3)
+    p.add_argument("--P-mean", type=float, default=0.8, help="logit-normal mean of t and r")
+    p.add_argument("--uniform-tr", type=float, default=0.0, help="share of uniform (t, r) pairs")
     p.add_argument("--cond", default="th", choices=["th", "h"], help="time inputs: (t, t-r) or t-r only")
     p.add_argument("--n-eval", type=int, default=2000)
     p.add_argument("--seed", type=int, default=0)
@@ -283,13 +289,14 @@ def main() -> None:
     for dim in args.dims:
         for pred in args.predictions:
             res = run_cell(dim, pred, args.steps, args.batch_size, args.lr, args.seed, args.n_eval,
-                           cond=args.cond)
+                           cond=args.cond, P_mean=args.P_mean, uniform_tr=args.uniform_tr)
             results.append(res)
             print(json.dumps(res["metrics"]), file=sys.stderr, flush=True)
     report = {
         "config": {**{k: v for k, v in vars(args).items() if k not in ("out", "plot")},
                    "model": asdict(ToyConfig()) | {"dim": None, "prediction": None, "cond": args.cond},
-                   "loss": "core.meanflow.pmf_loss, MeanFlowConfig(cfg_max=0, label_drop=0)",
+                   "loss": f"core.meanflow.pmf_loss, MeanFlowConfig(cfg_max=0, label_drop=0, "
+                           f"P_mean={args.P_mean}, uniform_tr_prob={args.uniform_tr})",
                    "optimizer": "Adam, cosine decay to 0"},
         "cells": [r["metrics"] for r in results],
         "floor": floor_metrics(args.n_eval, args.seed),
