@@ -63,18 +63,14 @@ def _resolve_classes(spec: str | None, names: list[str]) -> list[int]:
 
 
 def run(args: argparse.Namespace) -> int:
-    from core.checkpoint import bundled_model_dir, load_model
+    from core.checkpoint import bundled_model_dir
+    from core.pretrained import from_pretrained  # model folders and official .pt files
     from core.images import make_grid, save_png, to_uint8
     from core.sampling import sample_flow_matching, sample_pmf
 
     device = args.device if args.device != "auto" else ("cuda" if torch.cuda.is_available() else "cpu")
     model_path = Path(args.model) if args.model else bundled_model_dir("mnist")
-    if model_path.suffix == ".pt":
-        from core.official import from_pretrained  # official checkpoints
-
-        net, meta = from_pretrained(model_path, device=device)
-    else:
-        net, meta = load_model(model_path, device=device)
+    net, meta = from_pretrained(model_path, device=device)
     names = meta.get("class_names") or [str(i) for i in range(net.cfg.num_classes)]
     defaults = meta.get("sampling", {})
     objective = meta.get("objective", "pmf")
