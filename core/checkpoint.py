@@ -28,6 +28,8 @@ ASSETS = Path(__file__).resolve().parent / "assets"
 BUNDLED_MODELS = {
     "mnist": "pmf-mnist",  # class-conditional pMF on MNIST-5k (train split), 32x32, one step
     "mnist-fm": "fm-mnist",  # the same network trained as flow matching (baseline), same budget
+    "photos": "pmf-photos",  # class-conditional pMF on the 13-source "photos" crops, 32x32 RGB
+    "photos-fm": "fm-photos",  # the same network trained as flow matching, same wall-clock budget
 }
 
 
