@@ -48,8 +48,13 @@ PMF_VARIANTS: dict[str, dict[str, Any]] = {
     "pmf-feat": dict(method="feat"),
     "pmf-feat-class": dict(method="feat", use_style_class=True),
     "pmf-swap-class": dict(method="swap", use_style_class=True),  # condition swap, partial inversion
+    "pmf-swap-class-w2": dict(method="swap", use_style_class=True, guidance_scale=2.0),
+    "pmf-kv-class-w2": dict(method="kv", use_style_class=True, guidance_scale=2.0),
+    "pmf-kv-late": dict(method="kv", inject_from=3),  # only the last blocks read the style
     "pmf-kv-noise": dict(method="kv", inversion="noise"),
     "pmf-kv-nocolor": dict(method="kv", color_match=False),
+    "pmf-kv-nores": dict(method="kv", residual=False),  # regenerate the content instead of adding the change
+    "pmf-kv-class-nores": dict(method="kv", use_style_class=True, residual=False),
     "pmf-kv-noadain": dict(method="kv", state_adain=False),
     "pmf-kv-inv2x2": dict(method="kv", num_inversion_steps=2, num_iterations=2),
 }
@@ -122,6 +127,9 @@ def main(argv: list[str] | None = None) -> dict:
     feats = MobileNetFeatures()
 
     methods: dict[str, tuple[Method, int]] = {}  # name -> (fn, repeats)
+    # Reference rows that bracket the metric: the content itself and the style itself as the output.
+    methods["copy-content"] = (lambda c, s, a, b: (c.clone(), 0), 1)
+    methods["copy-style"] = (lambda c, s, a, b: (s.clone(), 0), 1)
     methods["reinhard"] = (lambda c, s, a, b: (reinhard_transfer(c, s), 0), args.repeats)
     if not args.no_gatys:
         gcfg = GatysConfig(num_steps=args.gatys_steps, style_weight=args.gatys_style_weight, lr=args.gatys_lr)
@@ -146,7 +154,7 @@ def main(argv: list[str] | None = None) -> dict:
     outputs: dict[str, torch.Tensor] = {}
     for name, (fn, reps) in methods.items():
         cache = None
-        if args.baseline_cache and not name.startswith("pmf"):
+        if args.baseline_cache and name.startswith(("reinhard", "gatys")):
             key = f"{name}_n{n}_seed{args.seed}_t{args.threads}_lr{args.gatys_lr:g}_sw{args.gatys_style_weight:g}"
             cache = Path(args.baseline_cache) / f"{key}.pt"
         if cache is not None and cache.is_file():
@@ -194,10 +202,11 @@ def main(argv: list[str] | None = None) -> dict:
         Path(args.out).write_text(json.dumps(report, indent=2) + "\n")
     if args.grid:
         k = min(args.grid_rows, n)
-        cols = [content[:k], style[:k]] + [outputs[m][:k].float() for m in methods]
+        shown = [m for m in methods if not m.startswith("copy")]
+        cols = [content[:k], style[:k]] + [outputs[m][:k].float() for m in shown]
         grid = torch.stack(cols, 1).flatten(0, 1)  # (k * (2 + M), 3, 32, 32), row = one pair
         save_png(args.grid, make_grid(grid * 2 - 1, nrow=len(cols)))
-        report["grid_columns"] = ["content", "style"] + list(methods)
+        report["grid_columns"] = ["content", "style"] + shown
         if args.out:
             Path(args.out).write_text(json.dumps(report, indent=2) + "\n")
     print(json.dumps(report))

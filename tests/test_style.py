@@ -36,8 +36,11 @@ def test_shapes_range_nfe_native(net, method):
     assert isinstance(out, StyleResult)
     assert out.images.shape == c.shape and out.images.dtype == c.dtype
     assert 0.0 <= float(out.images.min()) and float(out.images.max()) <= 1.0
-    # 1 (content inversion) + 1 (style inversion) + 2 (content and style branch of the jump)
-    assert (out.nfe, out.size_mode, out.num_tiles) == (4, "native", 1)
+    # 1 (content inversion) + 1 (style inversion) + 1 (residual reconstruction) + 2 (content and
+    # style branch of the jump)
+    assert (out.nfe, out.size_mode, out.num_tiles) == (5, "native", 1)
+    plain = style_transfer(net, c, s, method=method, residual=False)
+    assert plain.nfe == 4 and not torch.allclose(plain.images, out.images)
 
 
 def test_swap_with_class_name_and_float64(net):
@@ -46,16 +49,16 @@ def test_swap_with_class_name_and_float64(net):
     out = style_transfer(net, c, "class:c3", method="swap", class_names=NAMES, generator=g)
     assert out.images.dtype == torch.float64 and out.images.shape == c.shape
     assert out.style_labels.tolist() == [3, 3]
-    assert out.nfe == 1 + 1 + 1 + 1  # class sample + two inversions + one jump
+    assert out.nfe == 1 + 1 + 1 + 1 + 1  # class sample + two inversions + reconstruction + one jump
 
 
 def test_sizes_tile_and_resize(net):
     s = _images(1, seed=1)
     big = style_transfer(net, _images(1, 70, 50), s)
     assert big.images.shape == (1, 3, 70, 50) and big.size_mode == "tile" and big.num_tiles > 1
-    assert big.nfe == 4 * big.num_tiles
+    assert big.nfe == 5 * big.num_tiles
     small = style_transfer(net, _images(2, 20, 45), s)
-    assert small.images.shape == (2, 3, 20, 45) and small.size_mode == "resize" and small.nfe == 4
+    assert small.images.shape == (2, 3, 20, 45) and small.size_mode == "resize" and small.nfe == 5
     forced = style_transfer(net, _images(1, 64, 64), s, size_mode="resize")
     assert forced.size_mode == "resize" and forced.images.shape == (1, 3, 64, 64)
     for r in (big, small, forced):
@@ -82,9 +85,11 @@ def test_strength_zero_returns_content_and_strength_orders_change(net):
     c, s = _images(2), _images(1, seed=1)
     out = style_transfer(net, c, s, strength=0.0)
     assert torch.equal(out.images, c) and out.nfe == 0
-    near = style_transfer(net, c, s, strength=0.02, color_match=False).images
-    far = style_transfer(net, c, s, strength=0.9, color_match=False).images
+    near = style_transfer(net, c, s, strength=0.02, color_match=False, residual=False).images
+    far = style_transfer(net, c, s, strength=0.9, color_match=False, residual=False).images
     assert (near - c).abs().mean() < (far - c).abs().mean()
+    # With the residual (default) a small strength stays near the content even on a random network.
+    assert (style_transfer(net, c, s, strength=0.02).images - c).abs().mean() < 0.05
 
 
 def test_injection_changes_content_only_and_is_restored(net):
@@ -183,7 +188,7 @@ def test_cli_stylize(net, tmp_path, capsys):
     assert main(["stylize", str(tmp_path / "c.png"), str(tmp_path / "s.png"), "-o", str(out), "--model", str(model)]) == 0
     assert iio.imread(out).shape == (40, 36, 3)
     line = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
-    assert line["size_mode"] == "tile" and line["nfe"] == 4 * line["tiles"]
+    assert line["size_mode"] == "tile" and line["nfe"] == 5 * line["tiles"]
     assert main(["stylize", str(tmp_path / "c.png"), "class:c2", "-o", str(out), "--model", str(model)]) == 0
     # Bad input: clear one-line errors, exit code 2.
     assert main(["stylize", str(tmp_path / "c.png"), "class:zebra", "-o", str(out), "--model", str(model)]) == 2
