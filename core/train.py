@@ -264,8 +264,7 @@ def step_generator(seed: int, rank: int, step: int) -> torch.Generator:
 
 def sample_grid(net: PixelMeanFlow, cfg: TrainConfig, num_classes: int, objective: str) -> torch.Tensor:
     """A fixed grid: 8 samples per class (up to 10 classes), the same noise at every call."""
-    classes = list(range(min(num_classes, 10))) if num_classes else [None]
-    labels = [c for c in classes for _ in range(8)] if num_classes else None
+    labels = [c for c in range(min(num_classes, 10)) for _ in range(8)] or None  # None: unconditional
     g = torch.Generator().manual_seed(1234)
     kw = dict(guidance_scale=cfg.guidance_scale, guidance_interval=cfg.guidance_interval, generator=g)
     if objective == "pmf":
@@ -400,7 +399,7 @@ def _write_grid(path: Path, net: PixelMeanFlow, ema: dict[str, torch.Tensor], cf
                 p.copy_(ema[k])
         net.eval()
         images = sample_grid(net, cfg, num_classes, cfg.objective)
-        save_png(path, make_grid(images, nrow=8 if num_classes else 8))
+        save_png(path, make_grid(images, nrow=8))  # one row of 8 per class
     finally:
         with torch.no_grad():
             for k, p in net.named_parameters():
