@@ -152,11 +152,14 @@ def du_dt(
 ) -> torch.Tensor:
     """Total derivative du/dt = (du/dz) dz + du/dt|_z of u(z, r, t) along tangents (dz, 1, 0).
 
-    One ``torch.func.jvp`` without gradient, through the forward-AD-safe attention path; the
-    tangent on t reaches both h = t - r and the 1/clip(t) of the x -> u conversion.
+    One ``torch.func.jvp`` without gradient and without autocast, through the forward-AD-safe
+    attention path; the tangent on t reaches both h = t - r and the 1/clip(t) of the x -> u
+    conversion.
     Shapes: z, dz (B, C, H, W); t, r, omega, t_min, t_max (B,); y (B,) int64. Returns (B, C, H, W).
     """
-    with forward_ad_safe():
+    # fp32 JVP even under bf16 autocast (tangents through 1/t and softmax are sensitive; the
+    # MeanFlow reference disables autocast around its jvp too).
+    with forward_ad_safe(), torch.autocast(z.device.type, enabled=False):
         _, tangent = torch.func.jvp(
             lambda z_, t_, r_: net(z_, t_, r_, y, omega, t_min, t_max, heads="u"),
             (z, t, r), (dz, torch.ones_like(t), torch.zeros_like(r)),
