@@ -100,9 +100,9 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--model", default=None, help="pMF model folder (default: the bundled photos model)")
     ap.add_argument("--pairs", type=int, default=24)
     ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--variants", default="pmf-kv,pmf-kv-class,pmf-feat,pmf-swap-class",
+    ap.add_argument("--variants", default="pmf-kv,pmf-kv-class,pmf-swap-class,pmf-kv-nores,pmf-feat-class,pmf-kvr-class",
                     help=f"comma-separated pMF variants from {sorted(PMF_VARIANTS)}")
-    ap.add_argument("--strengths", default="0.6", help="comma-separated strengths for every pMF variant")
+    ap.add_argument("--strengths", default="0.3,0.5", help="comma-separated strengths for every pMF variant")
     ap.add_argument("--inject-from", type=int, default=None, help="override style_transfer's inject_from")
     ap.add_argument("--gatys-steps", type=int, default=100)
     ap.add_argument("--gatys-style-weight", type=float, default=1.0)
