@@ -77,7 +77,8 @@ def run_video(args: argparse.Namespace) -> int:
 
     kw = dict(factor=args.factor, fps=args.fps, slowmo=args.slowmo, config=_config(args),
               scene_threshold=None if args.no_scene_detect else args.scene_threshold,
-              keep_audio=not args.no_audio, codec=args.codec, quality=args.quality, progress=not args.quiet)
+              keep_audio=not args.no_audio, codec=args.codec, quality=args.quality, progress=not args.quiet,
+              workers=args.workers)
     if os.path.isdir(args.input):
         res = interpolate_videos(args.input, args.output, suffix=args.suffix, **kw)
         for r in res.done:
@@ -120,6 +121,8 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     v.add_argument("--quality", type=float, default=8.0, help="1 (smallest file) to 10 (best), default 8")
     v.add_argument("--suffix", default="", help="folder mode: appended to each output file's stem, e.g. _2x")
     v.add_argument("--quiet", action="store_true", help="no progress bar")
+    v.add_argument("--workers", type=int, default=None,
+                   help="frame pairs interpolated at once in threads (default: min(4, CPU count); 1 = no threads)")
     _add_method_flags(v)
     v.set_defaults(func=run_video)
     return p

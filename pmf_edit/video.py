@@ -11,7 +11,9 @@ import math
 import os
 import re
 import subprocess
+from collections import deque
 from collections.abc import Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -98,6 +100,23 @@ def _frames(gen: Iterator[bytes], w: int, h: int) -> Iterator[np.ndarray]:
         yield np.frombuffer(buf, np.uint8).reshape(h, w, 3)  # (H, W, 3)
 
 
+def _render_pair(prev: np.ndarray, cur: np.ndarray, plan: list[float | np.ndarray],
+                 cfg: InterpolationConfig) -> list[np.ndarray]:
+    """The output frames (H, W, 3) uint8 of one source pair, in order: each entry of `plan` is a time t
+    in (0, 1) to interpolate, or a frame to pass through (the source frame itself, or the nearer
+    source frame inside a scene cut). The pair's flows are computed once, and only if some t needs them."""
+    pair = None
+    out = []
+    for t in plan:
+        if isinstance(t, np.ndarray):
+            out.append(t)
+            continue
+        if pair is None:
+            pair = PairInterpolator(prev.astype(np.float32) / 255.0, cur.astype(np.float32) / 255.0, cfg)
+        out.append(np.clip(pair.render(t) * 255.0 + 0.5, 0, 255).astype(np.uint8))
+    return out
+
+
 def interpolate_video(
     src: str | os.PathLike,
     dst: str | os.PathLike,
@@ -110,6 +129,7 @@ def interpolate_video(
     codec: str | None = None,
     quality: float = 8.0,
     progress: bool = True,
+    workers: int | None = None,
 ) -> VideoResult:
     """Raise a video's frame rate (or make slow motion) by flow-based frame interpolation, streaming.
 
@@ -128,6 +148,8 @@ def interpolate_video(
         codec: ffmpeg video encoder (default libx264 when available).
         quality: 1 (smallest) to 10 (best), imageio-ffmpeg's scale (libx264 crf = 51 * (1 - q/10)).
         progress: show a tqdm progress bar.
+        workers: frame pairs interpolated at once by a thread pool (output order is kept, at most
+            2 * workers pairs are held); default min(4, CPU count). 1 runs everything in this thread.
 
     Returns:
         A `VideoResult` with frame counts, rates, scene cuts and whether audio was kept.
@@ -146,6 +168,9 @@ def interpolate_video(
         raise ValueError(f"fps must be a positive number, got {fps!r}")
     if not 1 <= quality <= 10:
         raise ValueError(f"quality must be in [1, 10], got {quality!r}")
+    workers = min(4, os.cpu_count() or 1) if workers is None else workers
+    if not isinstance(workers, int) or workers < 1:
+        raise ValueError(f"workers must be an integer >= 1, got {workers!r}")
     cfg = config or InterpolationConfig()
     meta, gen = _open(src)
     w, h = meta["size"]
@@ -169,6 +194,9 @@ def interpolate_video(
                                          audio_path=src if audio else None, audio_codec="aac" if audio else None)
     bar = None
     frames_in = frames_out = cuts = 0
+    # Source pairs are interpolated by a small thread pool (OpenCV and most numpy work release the GIL)
+    # and written in order; at most 2 * workers pairs are in flight, so memory does not grow.
+    pool = ThreadPoolExecutor(workers, thread_name_prefix="pmf-vfi") if workers > 1 else None
     try:
         from tqdm.auto import tqdm
 
@@ -188,11 +216,11 @@ def interpolate_video(
             frames_out += 1
             bar.update(1)
 
-        prev_f = prev_thumb = None
+        prev_thumb = None
+        pending: deque[Future] = deque()  # pairs being rendered by the pool, in output order
         for cur in frames:
             frames_in += 1
             i = frames_in - 2  # index of `prev`; the pair spans source times [i, i + 1)
-            pair = None
             cut = False
             if scene_threshold is not None:
                 prev_thumb = _thumb(prev) if prev_thumb is None else prev_thumb
@@ -200,31 +228,42 @@ def interpolate_video(
                 cut = cut_score(prev_thumb, cur_thumb) > scene_threshold
                 cuts += cut
                 prev_thumb = cur_thumb
+            plan: list[float | np.ndarray] = []
             while j * step < i + 1 - 1e-6:
                 t = j * step - i
                 if t < 1e-6:
-                    emit(prev)
+                    plan.append(prev)
                 elif cut:
-                    emit(prev if t < 0.5 else cur)  # never blend across a cut
+                    plan.append(prev if t < 0.5 else cur)  # never blend across a cut
                 else:
-                    if pair is None:
-                        prev_f = prev.astype(np.float32) / 255.0 if prev_f is None else prev_f
-                        cur_f = cur.astype(np.float32) / 255.0
-                        pair = PairInterpolator(prev_f, cur_f, cfg)
-                    emit(np.clip(pair.render(t) * 255.0 + 0.5, 0, 255).astype(np.uint8))
+                    plan.append(t)
                 j += 1
-            prev_f = cur_f if pair is not None else None
+            if pool is None:
+                for img in _render_pair(prev, cur, plan, cfg):
+                    emit(img)
+            else:
+                pending.append(pool.submit(_render_pair, prev, cur, plan, cfg))
+                while len(pending) > 2 * workers:  # bounded look-ahead keeps memory flat
+                    for img in pending.popleft().result():
+                        emit(img)
             prev = cur
+        while pending:
+            for img in pending.popleft().result():
+                emit(img)
         # The last source frame, if the output clock lands on it.
         if abs(j * step - (frames_in - 1)) < 1e-6:
             emit(prev)
         writer.close()
     except BaseException:
+        if pool is not None:
+            pool.shutdown(wait=True, cancel_futures=True)
         _abort(writer)
         if os.path.exists(tmp):
             os.remove(tmp)
         raise
     finally:
+        if pool is not None:
+            pool.shutdown(wait=True)
         gen.close()
         if bar is not None:
             bar.close()

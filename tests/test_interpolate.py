@@ -6,6 +6,7 @@ import pytest
 import torch
 
 from pmf_edit import interpolate_frames
+from pmf_edit.flow import splat
 from pmf_edit.interpolate import CONFIGS, InterpolationConfig
 
 
@@ -25,6 +26,30 @@ def test_pure_translation_is_exact_away_from_borders(name: str) -> None:
     want = torch.roll(f0, 2, dims=-1)
     err = (mid - want)[:, 8:-8, 12:-12].abs().max().item()
     assert err < 2e-2, f"{name}: max error {err:.4f}"
+
+
+def test_splat_matches_a_direct_bilinear_scatter() -> None:
+    # Reference: every source pixel adds weight * bilinear kernel to the up-to-4 pixels around its
+    # target; corners outside the picture are dropped (targets far outside included).
+    rng = np.random.default_rng(0)
+    h, w = 7, 9
+    vals = rng.random((h, w, 2), dtype=np.float32)
+    flow = (rng.standard_normal((h, w, 2)) * 3).astype(np.float32)
+    flow[0, 0] = (-50.0, 2.0)
+    flow[1, 1] = (0.0, 40.0)
+    weight = rng.random((h, w), dtype=np.float32)
+    num_ref, den_ref = np.zeros((h, w, 2)), np.zeros((h, w))
+    for y in range(h):
+        for x in range(w):
+            tx, ty = x + flow[y, x, 0], y + flow[y, x, 1]
+            x0, y0 = int(np.floor(tx)), int(np.floor(ty))
+            for xx, yy in ((x0, y0), (x0 + 1, y0), (x0, y0 + 1), (x0 + 1, y0 + 1)):
+                k = (1 - abs(tx - xx)) * (1 - abs(ty - yy)) * weight[y, x]
+                if 0 <= xx < w and 0 <= yy < h:
+                    num_ref[yy, xx] += k * vals[y, x]
+                    den_ref[yy, xx] += k
+    num, den = splat(vals, flow, weight)
+    assert np.allclose(num, num_ref, atol=1e-5) and np.allclose(den, den_ref, atol=1e-5)
 
 
 def test_translation_beats_linear_blend_at_quarter_time() -> None:
@@ -104,3 +129,5 @@ def test_bad_config() -> None:
         InterpolationConfig(preset="slow")
     with pytest.raises(ValueError, match="flow_scale"):
         InterpolationConfig(flow_scale=0.0)
+    with pytest.raises(ValueError, match="splat_scale"):
+        InterpolationConfig(splat_scale=1.5)
