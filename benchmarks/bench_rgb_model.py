@@ -14,34 +14,19 @@ from __future__ import annotations
 
 import argparse
 import json
-import time
+import sys
 from pathlib import Path
 
 import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as a script from anywhere
 
 from core.checkpoint import bundled_model_dir, load_model
 from core.data import load_dataset
 from core.evaluation import mobilenet_features
 from core.images import make_grid, save_png
 from core.metrics import FeatureStats, frechet_distance
-from core.sampling import sample_flow_matching, sample_pmf
-
-
-def _sample(net, objective: str, labels: list[int], steps: int, method: str, scale: float, interval,
-            seed: int, batch: int) -> tuple[torch.Tensor, int, float]:
-    gen = torch.Generator().manual_seed(seed)
-    out, nfe = [], 0
-    t0 = time.perf_counter()
-    for i in range(0, len(labels), batch):
-        chunk = labels[i : i + batch]
-        if objective == "pmf":
-            r = sample_pmf(net, chunk, num_steps=steps, guidance_scale=scale, guidance_interval=interval, generator=gen)
-        else:
-            r = sample_flow_matching(net, chunk, num_steps=steps, method=method, guidance_scale=scale,
-                                     guidance_interval=interval, generator=gen)
-        out.append(r.images.clamp(-1, 1))
-        nfe = r.nfe
-    return torch.cat(out), nfe, 1000.0 * (time.perf_counter() - t0) / len(labels)
+from benchmarks.bench_generation import generate  # the same batched sampler as the MNIST benchmark
 
 
 def main(argv: list[str] | None = None) -> dict:
@@ -82,7 +67,9 @@ def main(argv: list[str] | None = None) -> dict:
             raise ValueError(f"{path} is a {meta.get('objective')!r} model, expected {objective!r}")
         interval = tuple(meta.get("sampling", {}).get("guidance_interval", (0.0, 1.0)))
         for scale in scales:
-            images, nfe, ms = _sample(net, objective, labels, steps, args.fm_method, scale, interval, args.seed, args.batch)
+            images, nfe, sec = generate(net, objective, labels, steps, scale, interval, args.seed, args.batch,
+                                        args.fm_method)
+            ms = 1000.0 * sec / len(labels)
             fd = frechet_distance(mobilenet_features(images), ref)
             name = f"{objective}-{steps}step-w{scale:g}"
             rows[name] = {"fd_mobilenet": round(fd, 3), "nfe": nfe, "ms_per_image": round(ms, 3),
