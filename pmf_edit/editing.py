@@ -31,6 +31,7 @@ import torch
 
 from core.images import from_model_range, to_model_range
 from core.model import PixelMeanFlow
+from core.sampling import draw_noise
 from pmf_edit import velocity as vf
 from pmf_edit.velocity import DEFAULT_INTERVALS, DEFAULT_ITERATIONS, Labels
 
@@ -159,12 +160,11 @@ def _to_images(x: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
 
 def _noise(net: PixelMeanFlow, n: int, draws: int, generator: torch.Generator | None) -> torch.Tensor:
     """(draws, B, C, H, W) standard normal noise, each sample's draws taken together from the generator,
-    so sample i's noise does not depend on the batch size (as ``core.sampling.draw_noise``)."""
+    so sample i's noise does not depend on the batch size (``core.sampling.draw_noise``)."""
     cfg = net.cfg
-    shape = (draws, cfg.in_channels, cfg.image_size, cfg.image_size)
-    eps = torch.stack([torch.randn(shape, generator=generator) for _ in range(n)], dim=1)
     p = next(net.parameters())
-    return eps.to(device=p.device, dtype=p.dtype)
+    eps = draw_noise(n, (draws, cfg.in_channels, cfg.image_size, cfg.image_size), generator, p.device)
+    return eps.transpose(0, 1).to(dtype=p.dtype)  # (n, draws, ...) -> (draws, n, ...)
 
 
 # ------------------------------------------------------------------------------------------------
