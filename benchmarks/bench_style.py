@@ -57,6 +57,20 @@ PMF_VARIANTS: dict[str, dict[str, Any]] = {
     "pmf-kv-class-nores": dict(method="kv", use_style_class=True, residual=False),
     "pmf-kv-noadain": dict(method="kv", state_adain=False),
     "pmf-kv-inv2x2": dict(method="kv", num_inversion_steps=2, num_iterations=2),
+    "pmf-kv-color1": dict(method="kv", color_weight=1.0),  # full Lab colour move, whatever the strength
+    "pmf-kv-class-color1": dict(method="kv", use_style_class=True, color_weight=1.0),
+    "pmf-swap-class-color1": dict(method="swap", use_style_class=True, color_weight=1.0),
+    "pmf-swap-class-colorfirst": dict(method="swap", use_style_class=True, state_adain=False, color_weight=1.0,
+                                      color_first=True),
+    "pmf-kv-class-colorfirst": dict(method="kv", use_style_class=True, state_adain=False, color_weight=1.0,
+                                    color_first=True),
+    "pmf-kvr-colorfirst": dict(method="kv_replace", state_adain=False, color_weight=1.0, color_first=True),
+    "pmf-kvr-class-colorfirst": dict(method="kv_replace", use_style_class=True, state_adain=False,
+                                     color_weight=1.0, color_first=True),
+    "pmf-feat-colorfirst": dict(method="feat", state_adain=False, color_weight=1.0, color_first=True),
+    "pmf-kv-colorfirst": dict(method="kv", state_adain=False, color_weight=1.0, color_first=True),
+    "pmf-kv-noadain-color1": dict(method="kv", state_adain=False, color_weight=1.0),
+    "pmf-swap-class-noadain-color1": dict(method="swap", use_style_class=True, state_adain=False, color_weight=1.0),
 }
 
 

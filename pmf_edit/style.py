@@ -355,6 +355,8 @@ def style_transfer(
     guidance_scale: float = 1.0,
     state_adain: bool = True,
     color_match: bool = True,
+    color_weight: float | None = None,
+    color_first: bool = False,
     residual: bool = DEFAULT_RESIDUAL,
     inject_from: int = DEFAULT_INJECT_FROM,
     size_mode: SizeMode = "auto",
@@ -385,7 +387,11 @@ def style_transfer(
         num_steps: jumps from t* back to the image.
         guidance_scale: omega >= 1 of the generation (a network input: no extra NFE).
         state_adain: match the content state's per-channel mean/std to the style state's.
-        color_match: move the output's Lab mean/std towards the style's by ``strength``.
+        color_match: move the output's Lab mean/std towards the style's.
+        color_weight: how far that colour move goes, in [0, 1] (1 = the style's Lab mean/std, as
+            Reinhard transfer); None = ``strength``.
+        color_first: make that colour move on the content before the velocity-field pass (the
+            model then stylises an image that already has the style's colours) instead of after.
         residual: return content + (stylised - reconstruction), the reconstruction being the
             content's own jump from the same state with nothing injected (+1 NFE): keeps the
             content's detail that the model's regeneration would blur.
@@ -414,6 +420,9 @@ def style_transfer(
     s = float(strength)
     if not 0.0 <= s <= 1.0:
         raise ValueError(f"strength must lie in [0, 1], got {strength}")
+    cw = s if color_weight is None else float(color_weight)
+    if not 0.0 <= cw <= 1.0:
+        raise ValueError(f"color_weight must lie in [0, 1] (or None = strength), got {color_weight}")
     if method not in ("kv", "kv_replace", "feat", "swap"):
         raise ValueError(f"method must be 'kv', 'kv_replace', 'feat' or 'swap', got {method!r}")
     if inversion not in ("fixed_point", "noise"):
@@ -479,6 +488,8 @@ def style_transfer(
 
     def core(x01: Tensor, ref01: Tensor, yc: Tensor | None, ys: Tensor | None) -> tuple[Tensor, int]:
         """(m, C, S, S) [0, 1] tiles -> stylised [0, 1] tiles, NFE per tile."""
+        if color_match and color_first:
+            x01 = _lab_color_match(x01, ref01, cw)
         out, nfe = _stylize_native(
             net, to_model_range(x01), to_model_range(ref01), t=s, y_gen=ys, y_content=yc, y_style=ys,
             method=method, inversion=inversion, num_inversion_steps=num_inversion_steps,
@@ -486,8 +497,8 @@ def style_transfer(
             state_adain=state_adain, inject_from=inject_from, eps=state_eps, residual=residual,
         )
         out01 = from_model_range(out)
-        if color_match:
-            out01 = _lab_color_match(out01, ref01, s)
+        if color_match and not color_first:
+            out01 = _lab_color_match(out01, ref01, cw)
         return out01, nfe
 
     x = content.to(device=p.device, dtype=p.dtype)

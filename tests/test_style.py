@@ -121,12 +121,34 @@ def test_injection_changes_content_only_and_is_restored(net):
         (torch.rand(1, 3, 40, 40), None, {"size_mode": "native"}, r"needs 32x32 content"),
         (torch.rand(1, 3, 32, 32), None, {"inject_from": 99}, r"inject_from must lie in"),
         (torch.rand(1, 3, 32, 32), None, {"num_steps": 0}, r"num_steps must be an integer >= 1"),
+        (torch.rand(1, 3, 32, 32), None, {"color_weight": 1.5}, r"color_weight must lie in \[0, 1\]"),
     ],
 )
 def test_bad_inputs(net, content, style, kwargs, match):
     style = torch.rand(1, 3, 32, 32) if style is None else style
     with pytest.raises(ValueError, match=match):
         style_transfer(net, content, style, class_names=NAMES, **kwargs)
+
+
+def test_color_weight_sets_the_lab_statistics_move(net):
+    import kornia.color as kc
+
+    # Mid-range images so that the Lab move does not clip.
+    c = 0.3 + 0.4 * _images(2)
+    s = 0.3 + 0.4 * _images(1, seed=1)
+    lab_s = kc.rgb_to_lab(s)
+    full = style_transfer(net, c, s, strength=0.3, color_weight=1.0).images
+    lab = kc.rgb_to_lab(full)
+    # After the velocity-field pass, weight 1 puts the output's Lab mean on the style's.
+    torch.testing.assert_close(lab.mean((2, 3)), lab_s.mean((2, 3)).expand(2, -1), atol=0.5, rtol=0)
+    default = style_transfer(net, c, s, strength=0.3).images  # weight = strength
+    d_full = (lab.mean((2, 3)) - lab_s.mean((2, 3))).abs().sum()
+    d_default = (kc.rgb_to_lab(default).mean((2, 3)) - lab_s.mean((2, 3))).abs().sum()
+    assert d_full < d_default
+    first = style_transfer(net, c, s, strength=0.3, color_weight=1.0, color_first=True).images
+    assert first.shape == c.shape and not torch.allclose(first, full, atol=1e-4)
+    # Strength 0 still returns the content, whatever the colour weight.
+    torch.testing.assert_close(style_transfer(net, c, s, strength=0.0, color_weight=1.0).images, c)
 
 
 def test_not_a_tensor(net):
