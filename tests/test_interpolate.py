@@ -7,7 +7,7 @@ import torch
 
 from pmf_edit import interpolate_frames
 from pmf_edit.flow import splat
-from pmf_edit.interpolate import CONFIGS, InterpolationConfig
+from pmf_edit.interpolate import CONFIGS, InterpolationConfig, PairInterpolator
 
 
 def textured(c: int = 3, h: int = 48, w: int = 64, seed: int = 0) -> torch.Tensor:
@@ -17,7 +17,7 @@ def textured(c: int = 3, h: int = 48, w: int = 64, seed: int = 0) -> torch.Tenso
     return torch.nn.functional.interpolate(x, size=(h, w), mode="bicubic", align_corners=False)[0].clamp(0, 1)
 
 
-@pytest.mark.parametrize("name", ["flow", "flow-fast", "plain-warp"])
+@pytest.mark.parametrize("name", ["flow", "flow-medium", "flow-fast", "plain-warp"])
 def test_pure_translation_is_exact_away_from_borders(name: str) -> None:
     # A 4-pixel shift: the frame at t=0.5 is the 2-pixel shift, exactly (integer flow, no resampling blur).
     f0 = textured(w=96)
@@ -131,3 +131,34 @@ def test_bad_config() -> None:
         InterpolationConfig(flow_scale=0.0)
     with pytest.raises(ValueError, match="splat_scale"):
         InterpolationConfig(splat_scale=1.5)
+    with pytest.raises(ValueError, match="finest_scale"):
+        InterpolationConfig(finest_scale=-1)
+
+
+def test_uint8_path_matches_float_path() -> None:
+    # pmf_edit.video hands uint8 frames straight to PairInterpolator; it must agree with the float path.
+    f0 = (textured(h=40, w=72, seed=7).permute(1, 2, 0).numpy() * 255 + 0.5).astype(np.uint8)
+    f1 = np.roll(f0, 3, axis=1)
+    for name in ("flow", "flow-fast", "linear"):
+        u8 = PairInterpolator(f0, f1, CONFIGS[name])
+        fl = PairInterpolator(f0.astype(np.float32) / 255, f1.astype(np.float32) / 255, CONFIGS[name])
+        out = u8.render(0.4)
+        assert out.dtype == np.uint8 and out.shape == f0.shape
+        assert np.abs(out.astype(np.float32) - fl.render(0.4) * 255).mean() < 1.0, name
+        assert np.array_equal(u8.render(0.0), f0) and np.array_equal(u8.render(1.0), f1)
+
+
+def test_warps_blend_to_render() -> None:
+    f0 = textured(h=40, w=72, seed=8).permute(1, 2, 0).numpy()
+    f1 = np.ascontiguousarray(np.roll(f0, 3, axis=1))
+    pair = PairInterpolator(f0, f1, InterpolationConfig())
+    a, b, wa, wb = pair.warps(0.25)
+    assert a.shape == b.shape == f0.shape and wa.shape == wb.shape == f0.shape[:2]
+    assert (wa > 0).all() and (wb > 0).all()
+    blend = (wa[..., None] * a + wb[..., None] * b) / (wa + wb)[..., None]
+    assert np.abs(np.clip(blend, 0, 1) - pair.render(0.25)).max() < 1e-4
+
+
+def test_pair_interpolator_rejects_mixed_inputs() -> None:
+    with pytest.raises(ValueError, match="uint8"):
+        PairInterpolator(np.zeros((8, 8, 3), np.uint8), np.zeros((8, 8, 3), np.float32), InterpolationConfig())

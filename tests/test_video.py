@@ -93,6 +93,21 @@ def test_worker_threads_keep_order_and_output(tmp_path: Path) -> None:
         interpolate_video(src, tmp_path / "x.mp4", workers=0, progress=False)
 
 
+def test_encoder_options_and_refine_config(clip_with_audio: Path, tmp_path: Path) -> None:
+    # Extra ffmpeg output options reach the encoder; the learned refinement runs on the video path (uint8).
+    from pmf_edit.interpolate import CONFIGS
+
+    fast = interpolate_video(clip_with_audio, tmp_path / "fast.mp4", factor=2, progress=False, keep_audio=False,
+                             encoder_options=("-preset", "ultrafast"), config=CONFIGS["flow-refine"])
+    meta, frames = read_all(tmp_path / "fast.mp4")
+    assert len(frames) == fast.frames_out == 2 * fast.frames_in - 1
+    with pytest.raises(ValueError, match="no-such-preset"):
+        interpolate_video(clip_with_audio, tmp_path / "bad.mp4", progress=False,
+                          encoder_options=("-preset", "no-such-preset"))
+    assert not (tmp_path / "bad.mp4").exists()
+    assert not [p for p in os.listdir(tmp_path) if "partial" in p]
+
+
 def test_scene_cut_is_not_blended(tmp_path: Path) -> None:
     src = tmp_path / "cut.mp4"
     frames = cut_clip(src)
