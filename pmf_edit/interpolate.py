@@ -229,7 +229,11 @@ def _resize_flow(flow: np.ndarray, w: int, h: int) -> np.ndarray:
     if (h0, w0) == (h, w):
         return flow
     interp = cv2.INTER_AREA if h < h0 else cv2.INTER_LINEAR
-    return cv2.resize(flow, (w, h), interpolation=interp) * np.float32([w / w0, h / h0])
+    # Resizing is linear, so rescale the vectors on the smaller side of the resize (fewer pixels to touch).
+    scale = np.float32([w / w0, h / h0])
+    if h * w > h0 * w0:
+        return cv2.resize(flow * scale, (w, h), interpolation=interp)
+    return cv2.resize(flow, (w, h), interpolation=interp) * scale
 
 
 def _flow_inputs(img: np.ndarray, w: int, h: int) -> tuple[np.ndarray, np.ndarray]:

