@@ -83,10 +83,6 @@ def score(pred: np.ndarray, gt: np.ndarray) -> tuple[float, float]:
             structural_similarity(gt, pred, channel_axis=-1, data_range=255))
 
 
-def to_u8(x: np.ndarray) -> np.ndarray:
-    return np.clip(x * 255.0 + 0.5, 0, 255).astype(np.uint8)
-
-
 def run_ours(cfg: InterpolationConfig, a: np.ndarray, b: np.ndarray) -> np.ndarray:
     """uint8 (H, W, 3) frames in and out, the path `interpolate_video` takes."""
     return PairInterpolator(a, b, cfg).render(0.5)
