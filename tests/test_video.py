@@ -201,6 +201,11 @@ def test_cli(clip_with_audio: Path, tmp_path: Path, capsys) -> None:
                      str(tmp_path / "x.png")]) == 2
     assert "nope.png" in capsys.readouterr().err
     assert cli_main(["interpolate-video", str(clip_with_audio), str(tmp_path / "v.mp4"), "--quiet",
-                     "--method", "flow-fast"]) == 0
+                     "--method", "flow-fast", "--encoder-options", "-preset ultrafast"]) == 0
+    assert (tmp_path / "v.mp4").stat().st_size > 0
+    # A bad encoder option reaches ffmpeg and fails clearly instead of leaving no file silently.
+    assert cli_main(["interpolate-video", str(clip_with_audio), str(tmp_path / "v3.mp4"), "--quiet",
+                     "--encoder-options", "-preset no-such-preset"]) == 2
+    assert "encoder" in capsys.readouterr().err and not (tmp_path / "v3.mp4").exists()
     assert cli_main(["interpolate-video", str(tmp_path / "none.mp4"), str(tmp_path / "v2.mp4")]) == 2
     assert "none.mp4" in capsys.readouterr().err
