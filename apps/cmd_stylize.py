@@ -40,7 +40,9 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
                    help="the class a style IMAGE shows, if known (conditions the generation on it)")
     p.add_argument("--size-mode", choices=("auto", "native", "resize", "tile"), default="auto",
                    help="how images of another size than the model's are handled")
-    p.add_argument("--no-color-match", action="store_true", help="skip the final Lab colour move")
+    p.add_argument("--no-color-match", action="store_true", help="skip the Lab colour move")
+    p.add_argument("--color-after", action="store_true",
+                   help="make the Lab colour move on the output instead of on the content before the model")
     p.add_argument("--seed", type=int, default=0, help="seed (class styles draw a one-step sample)")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N")
     p.add_argument("--list-classes", action="store_true", help="print the model's style classes and exit")
@@ -110,7 +112,7 @@ def run(args: argparse.Namespace) -> int:
     res = style_transfer(
         net, content, style, strength=args.strength, method=args.method, class_names=names,
         style_labels=None if args.style_class is None else resolve_style_class(net, args.style_class, 1, names),
-        color_match=not args.no_color_match, size_mode=args.size_mode,
+        color_match=not args.no_color_match, color_first=not args.color_after, size_mode=args.size_mode,
         generator=torch.Generator().manual_seed(args.seed),
     )
     seconds = time.perf_counter() - t0

@@ -34,43 +34,48 @@ from core.checkpoint import bundled_model_dir
 from core.data import load_dataset
 from core.images import make_grid, save_png
 from core.perceptual import MobileNetFeatures
-from pmf_edit.style import style_transfer
+from pmf_edit.style import DEFAULT_STRENGTH, style_transfer
 from pmf_edit.style_baselines import GatysConfig, gatys_transfer, reinhard_transfer, style_scores
 
 Method = Callable[[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor], tuple[torch.Tensor, int]]
 
 # Our variants: name -> style_transfer keyword arguments (strength is swept separately).
+# The first default (state AdaIN on, Lab colour move on the output): the rows of docs/style.md's
+# first tables; spelled out so that their commands keep reproducing them.
+_V1: dict[str, Any] = dict(state_adain=True, color_first=False)
+# Colour first: the content takes the style's Lab statistics before the velocity-field pass.
+_CF: dict[str, Any] = dict(state_adain=False, color_first=True)
 PMF_VARIANTS: dict[str, dict[str, Any]] = {
-    "pmf-kv": dict(method="kv"),  # style image only (null class), attention K/V sharing
-    "pmf-kv-class": dict(method="kv", use_style_class=True),  # + the style crop's class
-    "pmf-kvr": dict(method="kv_replace"),
-    "pmf-kvr-class": dict(method="kv_replace", use_style_class=True),
-    "pmf-feat": dict(method="feat"),
-    "pmf-feat-class": dict(method="feat", use_style_class=True),
-    "pmf-swap-class": dict(method="swap", use_style_class=True),  # condition swap, partial inversion
-    "pmf-swap-class-w2": dict(method="swap", use_style_class=True, guidance_scale=2.0),
-    "pmf-kv-class-w2": dict(method="kv", use_style_class=True, guidance_scale=2.0),
-    "pmf-kv-late": dict(method="kv", inject_from=3),  # only the last blocks read the style
-    "pmf-kv-noise": dict(method="kv", inversion="noise"),
-    "pmf-kv-nocolor": dict(method="kv", color_match=False),
-    "pmf-kv-nores": dict(method="kv", residual=False),  # regenerate the content instead of adding the change
-    "pmf-kv-class-nores": dict(method="kv", use_style_class=True, residual=False),
-    "pmf-kv-noadain": dict(method="kv", state_adain=False),
-    "pmf-kv-inv2x2": dict(method="kv", num_inversion_steps=2, num_iterations=2),
-    "pmf-kv-color1": dict(method="kv", color_weight=1.0),  # full Lab colour move, whatever the strength
-    "pmf-kv-class-color1": dict(method="kv", use_style_class=True, color_weight=1.0),
-    "pmf-swap-class-color1": dict(method="swap", use_style_class=True, color_weight=1.0),
-    "pmf-swap-class-colorfirst": dict(method="swap", use_style_class=True, state_adain=False, color_weight=1.0,
-                                      color_first=True),
-    "pmf-kv-class-colorfirst": dict(method="kv", use_style_class=True, state_adain=False, color_weight=1.0,
-                                    color_first=True),
-    "pmf-kvr-colorfirst": dict(method="kv_replace", state_adain=False, color_weight=1.0, color_first=True),
-    "pmf-kvr-class-colorfirst": dict(method="kv_replace", use_style_class=True, state_adain=False,
-                                     color_weight=1.0, color_first=True),
-    "pmf-feat-colorfirst": dict(method="feat", state_adain=False, color_weight=1.0, color_first=True),
-    "pmf-kv-colorfirst": dict(method="kv", state_adain=False, color_weight=1.0, color_first=True),
-    "pmf-kv-noadain-color1": dict(method="kv", state_adain=False, color_weight=1.0),
-    "pmf-swap-class-noadain-color1": dict(method="swap", use_style_class=True, state_adain=False, color_weight=1.0),
+    "pmf-default": dict(),  # whatever style_transfer's defaults are (today: pmf-kv-colorfirst-coupled)
+    "pmf-kv-colorfirst-coupled": dict(method="kv", **_CF),  # colour weight = strength (the default)
+    "pmf-kv-colorfirst": dict(method="kv", color_weight=1.0, **_CF),  # full colour move at any strength
+    "pmf-kv-class-colorfirst": dict(method="kv", use_style_class=True, color_weight=1.0, **_CF),
+    "pmf-kvr-colorfirst": dict(method="kv_replace", color_weight=1.0, **_CF),
+    "pmf-kvr-class-colorfirst": dict(method="kv_replace", use_style_class=True, color_weight=1.0, **_CF),
+    "pmf-feat-colorfirst": dict(method="feat", color_weight=1.0, **_CF),
+    "pmf-swap-class-colorfirst": dict(method="swap", use_style_class=True, color_weight=1.0, **_CF),
+    "pmf-kv": dict(method="kv", **_V1),  # style image only (null class), attention K/V sharing
+    "pmf-kv-class": dict(method="kv", use_style_class=True, **_V1),  # + the style crop's class
+    "pmf-kvr": dict(method="kv_replace", **_V1),
+    "pmf-kvr-class": dict(method="kv_replace", use_style_class=True, **_V1),
+    "pmf-feat": dict(method="feat", **_V1),
+    "pmf-feat-class": dict(method="feat", use_style_class=True, **_V1),
+    "pmf-swap-class": dict(method="swap", use_style_class=True, **_V1),  # condition swap, partial inversion
+    "pmf-swap-class-w2": dict(method="swap", use_style_class=True, guidance_scale=2.0, **_V1),
+    "pmf-kv-class-w2": dict(method="kv", use_style_class=True, guidance_scale=2.0, **_V1),
+    "pmf-kv-late": dict(method="kv", inject_from=3, **_V1),  # only the last blocks read the style
+    "pmf-kv-noise": dict(method="kv", inversion="noise", **_V1),
+    "pmf-kv-nocolor": dict(method="kv", color_match=False, **_V1),
+    "pmf-kv-nores": dict(method="kv", residual=False, **_V1),  # regenerate the content instead of adding the change
+    "pmf-kv-class-nores": dict(method="kv", use_style_class=True, residual=False, **_V1),
+    "pmf-kv-noadain": dict(method="kv", state_adain=False, color_first=False),
+    "pmf-kv-inv2x2": dict(method="kv", num_inversion_steps=2, num_iterations=2, **_V1),
+    "pmf-kv-color1": dict(method="kv", color_weight=1.0, **_V1),  # full Lab colour move on the output
+    "pmf-kv-class-color1": dict(method="kv", use_style_class=True, color_weight=1.0, **_V1),
+    "pmf-swap-class-color1": dict(method="swap", use_style_class=True, color_weight=1.0, **_V1),
+    "pmf-kv-noadain-color1": dict(method="kv", state_adain=False, color_first=False, color_weight=1.0),
+    "pmf-swap-class-noadain-color1": dict(method="swap", use_style_class=True, state_adain=False,
+                                          color_first=False, color_weight=1.0),
 }
 
 
@@ -114,10 +119,12 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--model", default=None, help="pMF model folder (default: the bundled photos model)")
     ap.add_argument("--pairs", type=int, default=24)
     ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--variants", default="pmf-kv,pmf-kv-class,pmf-swap-class,pmf-kv-nores,pmf-feat-class,pmf-kvr-class",
+    ap.add_argument("--variants", default="pmf-default,pmf-kv,pmf-swap-class-colorfirst",
                     help=f"comma-separated pMF variants from {sorted(PMF_VARIANTS)}")
-    ap.add_argument("--strengths", default="0.3,0.5", help="comma-separated strengths for every pMF variant")
+    ap.add_argument("--strengths", default="0.5,0.7,0.9", help="comma-separated strengths for every pMF variant")
     ap.add_argument("--inject-from", type=int, default=None, help="override style_transfer's inject_from")
+    ap.add_argument("--reinhard-strengths", default="0.5,0.7,0.9",
+                    help="extra rows: Reinhard with the Lab statistics moved only part way (comma-separated, in (0, 1))")
     ap.add_argument("--gatys-steps", type=int, default=100)
     ap.add_argument("--gatys-style-weight", type=float, default=1.0)
     ap.add_argument("--gatys-lr", type=float, default=0.01)
@@ -145,6 +152,8 @@ def main(argv: list[str] | None = None) -> dict:
     methods["copy-content"] = (lambda c, s, a, b: (c.clone(), 0), 1)
     methods["copy-style"] = (lambda c, s, a, b: (s.clone(), 0), 1)
     methods["reinhard"] = (lambda c, s, a, b: (reinhard_transfer(c, s), 0), args.repeats)
+    for w in [float(v) for v in args.reinhard_strengths.split(",") if v]:
+        methods[f"reinhard@{w:g}"] = (lambda c, s, a, b, w=w: (reinhard_transfer(c, s, strength=w), 0), args.repeats)
     if not args.no_gatys:
         gcfg = GatysConfig(num_steps=args.gatys_steps, style_weight=args.gatys_style_weight, lr=args.gatys_lr)
         methods[f"gatys-{args.gatys_steps}"] = (lambda c, s, a, b: (gatys_transfer(c, s, feats, gcfg), 0), 0)
@@ -186,11 +195,26 @@ def main(argv: list[str] | None = None) -> dict:
         print(name, json.dumps(results[name]), flush=True)
 
     # Targets: better combined than Reinhard; within 20% of Gatys's combined at >= 50x less time.
+    # "best" is the library default at its default strength when it ran (chosen on other pairs),
+    # else the best pMF row of this run (a choice made on these pairs: say so).
     pmf_names = [k for k in results if k.startswith("pmf")]
     summary: dict[str, Any] = {}
     if pmf_names:
-        best = min(pmf_names, key=lambda k: results[k]["combined"])
-        summary = {"best_pmf": best, "beats_reinhard": results[best]["combined"] < results["reinhard"]["combined"]}
+        default = f"pmf-default@{DEFAULT_STRENGTH:g}"
+        best = default if default in results else min(pmf_names, key=lambda k: results[k]["combined"])
+        r_best = results[best]
+        reinhard_rows = [k for k in results if k.startswith("reinhard")]
+        summary = {"best_pmf": best, "chosen_on_these_pairs": best != default,
+                   "beats_reinhard": r_best["combined"] < results["reinhard"]["combined"],
+                   # Rows that do less (partial Reinhard, copying the content) can score better:
+                   # list every reference row with a lower combined score, and the Reinhard rows that
+                   # are better on BOTH terms (the pMF row is then dominated).
+                   "reference_rows_scoring_better": sorted(
+                       k for k in results if not k.startswith("pmf") and results[k]["combined"] < r_best["combined"]),
+                   "reinhard_rows_dominating": sorted(
+                       k for k in reinhard_rows if results[k]["content_distance"] <= r_best["content_distance"]
+                       and results[k]["gram_distance"] <= r_best["gram_distance"]),
+                   "reinhard_min_gram_distance": min(results[k]["gram_distance"] for k in reinhard_rows)}
         gname = next((k for k in results if k.startswith("gatys")), None)
         if gname:
             g = results[gname]
