@@ -217,7 +217,11 @@ def interpolate_video(
 
         def emit(img: np.ndarray) -> None:
             nonlocal frames_out
-            writer.send(np.ascontiguousarray(img).tobytes())
+            try:
+                writer.send(np.ascontiguousarray(img).tobytes())
+            except OSError as e:  # ffmpeg exited (e.g. an encoder that failed to open): a broken pipe
+                raise ValueError(f"ffmpeg stopped accepting frames for {src} (codec {codec or 'libx264'!r}, "
+                                 f"encoder options {list(encoder_options)}): see its messages above") from e
             frames_out += 1
             bar.update(1)
 
@@ -258,7 +262,11 @@ def interpolate_video(
         # The last source frame, if the output clock lands on it.
         if abs(j * step - (frames_in - 1)) < 1e-6:
             emit(prev)
-        writer.close()
+        try:
+            writer.close()
+        except OSError as e:
+            raise ValueError(f"ffmpeg failed while finishing {src} (codec {codec or 'libx264'!r}, "
+                             f"encoder options {list(encoder_options)}): see its messages above") from e
         # imageio-ffmpeg does not check ffmpeg's exit status: an encoder that failed to open (a bad
         # codec or encoder option) leaves no or an empty file, and a short clip never fills the pipe.
         if not os.path.exists(tmp) or os.path.getsize(tmp) == 0:

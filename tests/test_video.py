@@ -108,6 +108,20 @@ def test_encoder_options_and_refine_config(clip_with_audio: Path, tmp_path: Path
     assert not [p for p in os.listdir(tmp_path) if "partial" in p]
 
 
+def test_encoder_dying_mid_stream_is_a_clear_error(clip_with_audio: Path, tmp_path: Path, monkeypatch) -> None:
+    # When ffmpeg exits while frames are still being written (how a bad encoder option shows on a
+    # long clip), the pipe breaks: that must surface as a ValueError naming the file, not an OSError.
+    def broken_writer(path, *args, **kwargs):
+        yield  # started
+        raise BrokenPipeError(32, "Broken pipe")
+
+    monkeypatch.setattr(video_mod.imageio_ffmpeg, "write_frames", broken_writer)
+    with pytest.raises(ValueError, match="ffmpeg stopped accepting frames"):
+        interpolate_video(clip_with_audio, tmp_path / "out.mp4", progress=False, workers=1)
+    assert not (tmp_path / "out.mp4").exists()
+    assert not [p for p in os.listdir(tmp_path) if "partial" in p]
+
+
 def test_scene_cut_is_not_blended(tmp_path: Path) -> None:
     src = tmp_path / "cut.mp4"
     frames = cut_clip(src)
