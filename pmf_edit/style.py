@@ -6,12 +6,12 @@ image or of a style class of the model, in a handful of network evaluations (NFE
 Time convention (``core/meanflow.py``): t = 1 is noise, t = 0 is data, z_t = (1 - t) x + t s e; a jump
 is z_r = z_t - (t - r) u(z_t, r, t). With t* = ``strength``:
 
+    0. colour      (``color_first``, default) the content's Lab mean/std moved towards the style's
+                   by ``color_weight`` (default ``strength``; Reinhard statistics, 0 NFE): the model
+                   then stylises an image that already has the style's colours
     1. states      z_c = state of the content at t*, z_s = state of the style at t*
                    (``inversion="fixed_point"``: implicit backward jumps, ``pmf_edit.velocity.invert``;
                     ``"noise"``: z = (1 - t*) x + t* s e with the caller's generator, 0 NFE)
-    0. colour      (``color_first``, default) the content's Lab mean/std moved towards the style's
-                   by ``strength`` (Reinhard statistics, 0 NFE): the model then stylises an image
-                   that already has the style's colours
     2. AdaIN       (``state_adain``, off by default) z_c <- per-channel mean/std of z_c matched to
                    z_s (0 NFE)
     3. jump        z_c -> image in ``num_steps`` jumps under the style class (or the null class),
@@ -62,8 +62,9 @@ SizeMode = Literal["auto", "native", "resize", "tile"]
 StyleSpec = Tensor | int | str | Sequence[int]
 
 # Defaults chosen by benchmarks/bench_style.py on 16 tuning pairs (--seed 1) of the bundled photos
-# model (docs/style.md): kv at 0.5 was the best variant that needs no style class.
-DEFAULT_STRENGTH = 0.7  # chosen on the tuning pairs (docs/style.md), confirmed on the test pairs
+# model (docs/style.md): kv with the colour move first, at 0.7, was the best variant that needs no
+# style class (combined 2.929; the first default, AdaIN + colour after at 0.5, scored 3.277).
+DEFAULT_STRENGTH = 0.7
 DEFAULT_METHOD: Method = "kv"
 DEFAULT_RESIDUAL = True  # add the style's change to the content instead of regenerating it
 DEFAULT_INJECT_FROM = 0  # first block (over shared + u blocks) whose attention reads the style
