@@ -57,6 +57,12 @@ def load_clip(path: str, max_frames: int | None) -> np.ndarray:
     return np.stack(frames)
 
 
+def children_cpu_s() -> float:
+    """User + system CPU seconds of this process's finished children (the ffmpeg runs)."""
+    ru = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return ru.ru_utime + ru.ru_stime
+
+
 def minterpolate(frames: np.ndarray) -> tuple[np.ndarray, float, float]:
     """Run ffmpeg minterpolate (mci) on the even frames at half rate.
 
@@ -69,12 +75,11 @@ def minterpolate(frames: np.ndarray) -> tuple[np.ndarray, float, float]:
            "-vf", "format=yuv444p,minterpolate=fps=25:mi_mode=mci,format=rgb24",
            "-f", "rawvideo", "-pix_fmt", "rgb24", "-"]
     data = frames[0::2].tobytes()
-    ru0 = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu0 = children_cpu_s()
     t0 = time.perf_counter()
     proc = subprocess.run(cmd, input=data, capture_output=True, check=True)
     seconds = time.perf_counter() - t0
-    ru1 = resource.getrusage(resource.RUSAGE_CHILDREN)
-    cpu = (ru1.ru_utime - ru0.ru_utime) + (ru1.ru_stime - ru0.ru_stime)
+    cpu = children_cpu_s() - cpu0
     return np.frombuffer(proc.stdout, np.uint8).reshape(-1, h, w, 3), seconds, cpu
 
 
@@ -133,14 +138,13 @@ def video_fps(path: str, methods: dict[str, InterpolationConfig], workers: list[
 
     def ours(cfg: InterpolationConfig, n: int) -> tuple[float, float, int]:
         with tempfile.TemporaryDirectory() as tmp:
-            ru0 = resource.getrusage(resource.RUSAGE_CHILDREN)  # + the ffmpeg decoder / encoder children
+            ch0 = children_cpu_s()  # + the ffmpeg decoder / encoder children
             c0, t0 = time.process_time(), time.perf_counter()
             r = interpolate_video(path, os.path.join(tmp, "o.mp4"), factor=2, config=cfg, progress=False,
                                   keep_audio=False, workers=n, scene_threshold=None,
                                   encoder_options=("-preset", x264_preset))
             secs, cpu = time.perf_counter() - t0, time.process_time() - c0
-            ru1 = resource.getrusage(resource.RUSAGE_CHILDREN)
-            return secs, cpu + (ru1.ru_utime - ru0.ru_utime) + (ru1.ru_stime - ru0.ru_stime), r.frames_out
+            return secs, cpu + children_cpu_s() - ch0, r.frames_out
 
     gen = imageio_ffmpeg.read_frames(path)
     fps_in = next(gen)["fps"]
@@ -149,16 +153,16 @@ def video_fps(path: str, methods: dict[str, InterpolationConfig], workers: list[
     def ffmpeg() -> tuple[float, float, int]:
         with tempfile.TemporaryDirectory() as tmp:
             out = os.path.join(tmp, "o.mp4")
-            ru0 = resource.getrusage(resource.RUSAGE_CHILDREN)
+            ch0 = children_cpu_s()
             t0 = time.perf_counter()
             subprocess.run([imageio_ffmpeg.get_ffmpeg_exe(), "-v", "error", "-i", path, "-an", "-vf",
                             f"minterpolate=fps={2 * fps_in:g}:mi_mode=mci", "-c:v", "libx264", "-crf", "10",
                             "-preset", x264_preset, "-pix_fmt", "yuv420p", out],
                            check=True)
             secs = time.perf_counter() - t0
-            ru1 = resource.getrusage(resource.RUSAGE_CHILDREN)
+            cpu = children_cpu_s() - ch0
             n = imageio_ffmpeg.count_frames_and_secs(out)[0]
-            return secs, (ru1.ru_utime - ru0.ru_utime) + (ru1.ru_stime - ru0.ru_stime), n
+            return secs, cpu, n
 
     runs: dict[str, list] = {"minterpolate": [], **{f"{m}-workers{n}": [] for m in methods for n in workers}}
     for _ in range(repeats):

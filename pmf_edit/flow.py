@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import threading
 from concurrent.futures import ThreadPoolExecutor
+from functools import lru_cache
 
 import cv2
 import numpy as np
@@ -33,8 +34,10 @@ _pool_lock = threading.Lock()
 
 
 def to_gray_u8(img: np.ndarray) -> np.ndarray:
-    """(H, W, C) float32 in [0, 1] with C in {1, 3} -> (H, W) uint8, the input DIS expects."""
+    """(H, W, C) float32 in [0, 1] or uint8, C in {1, 3} -> (H, W) uint8, the input DIS expects."""
     g = img[..., 0] if img.shape[-1] == 1 else cv2.cvtColor(img, cv2.COLOR_RGB2GRAY)
+    if g.dtype == np.uint8:
+        return np.ascontiguousarray(g)
     return cv2.convertScaleAbs(g, alpha=255.0)  # rounds and saturates to [0, 255]
 
 
@@ -92,9 +95,14 @@ def dis_flows(
     return f01, fut.result()
 
 
-def _grid(h: int, w: int) -> tuple[np.ndarray, np.ndarray]:
-    """Pixel coordinates as broadcastable (1, w) and (h, 1) float32 rows/columns."""
-    return np.arange(w, dtype=np.float32)[None, :], np.arange(h, dtype=np.float32)[:, None]
+@lru_cache(maxsize=4)
+def pixel_grid(h: int, w: int) -> np.ndarray:
+    """(h, w, 2) float32 pixel coordinates (x, y), read-only (cached: one per frame or band shape)."""
+    g = np.empty((h, w, 2), np.float32)
+    g[..., 0] = np.arange(w, dtype=np.float32)[None, :]
+    g[..., 1] = np.arange(h, dtype=np.float32)[:, None]
+    g.flags.writeable = False
+    return g
 
 
 def backward_warp(img: np.ndarray, flow: np.ndarray, mode: str = "linear", row0: int = 0) -> np.ndarray:
@@ -109,10 +117,9 @@ def backward_warp(img: np.ndarray, flow: np.ndarray, mode: str = "linear", row0:
     Returns:
         (h, W[, C]) float32, the same channel layout as `img`.
     """
-    h, w = flow.shape[:2]
-    gx, gy = _grid(h, w)
-    out = cv2.remap(img, flow[..., 0] + gx, flow[..., 1] + (gy + row0), REMAP_MODES[mode],
-                    borderMode=cv2.BORDER_REPLICATE)
+    m = flow + pixel_grid(*flow.shape[:2])  # (h, W, 2) absolute sample positions
+    m[..., 1] += row0
+    out = cv2.remap(img, m, None, REMAP_MODES[mode], borderMode=cv2.BORDER_REPLICATE)
     if img.ndim == 3 and out.ndim == 2:  # remap drops a singleton channel
         out = out[..., None]
     return out
@@ -141,12 +148,12 @@ def splat(values: np.ndarray, flow: np.ndarray, weight: np.ndarray) -> tuple[np.
     """
     h, w, c = values.shape
     n = h * w
-    gx, gy = _grid(h, w)
+    grid = pixel_grid(h, w)
     # Targets are clamped into a canvas padded by 1 pixel left/top and 2 right/bottom: a clamped
     # target's weight falls on the padding (or has zero bilinear weight inside), and the padding is
     # cropped away, which is exactly "drop the corners that fall outside the picture".
-    x = np.clip(flow[..., 0] + gx, -1.0, float(w)).reshape(n)
-    y = np.clip(flow[..., 1] + gy, -1.0, float(h)).reshape(n)
+    x = np.clip(flow[..., 0] + grid[..., 0], -1.0, float(w)).reshape(n)
+    y = np.clip(flow[..., 1] + grid[..., 1], -1.0, float(h)).reshape(n)
     x0, y0 = np.floor(x), np.floor(y)
     fx, fy = x - x0, y - y0
     pw = w + 3

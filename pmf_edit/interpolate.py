@@ -22,7 +22,6 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from functools import lru_cache
 from typing import Literal
 
 import cv2
@@ -30,7 +29,8 @@ import numpy as np
 import torch
 
 from pmf_edit.vfi_refine import refine
-from pmf_edit.flow import DIS_PRESETS, REMAP_MODES, backward_warp, dis_flows, fb_consistency, splat, to_gray_u8
+from pmf_edit.flow import (DIS_PRESETS, REMAP_MODES, backward_warp, dis_flows, fb_consistency, pixel_grid, splat,
+                           to_gray_u8)
 
 
 @dataclass(frozen=True)
@@ -171,7 +171,7 @@ class PairInterpolator:
     def _warp(self, img: np.ndarray, flow: np.ndarray, w: float, vis: np.ndarray | None,
               r0: int, r1: int) -> tuple[np.ndarray, np.ndarray]:
         """Rows r0:r1 of `img` backward-warped along full-size `flow`, and their blend weight (w, x100 inside)."""
-        m = flow[r0:r1] + _grid2(r1 - r0, self.W)  # (h_band, W, 2) absolute sample positions
+        m = flow[r0:r1] + pixel_grid(r1 - r0, self.W)  # (h_band, W, 2) absolute sample positions
         m[..., 1] += r0
         out = cv2.remap(img, m, None, REMAP_MODES[self.cfg.remap], borderMode=cv2.BORDER_REPLICATE)
         out = out.reshape((r1 - r0, self.W, -1))  # remap drops a singleton channel
@@ -210,7 +210,6 @@ class PairInterpolator:
                 np.clip(blend, 0.0, 1.0, out=out[r:r1])  # bicubic overshoots
         return out
 
-
     def _refined(self, t: float) -> np.ndarray:
         """`render(t)` through the learned refinement (grey frames go through it as three equal channels)."""
         a, b, wa, wb = self.warps(t)
@@ -243,20 +242,8 @@ def _flow_inputs(img: np.ndarray, w: int, h: int) -> tuple[np.ndarray, np.ndarra
         # INTER_AREA when shrinking avoids aliasing that DIS would read as motion.
         interp = cv2.INTER_AREA if h < img.shape[0] else cv2.INTER_LINEAR
         img = cv2.resize(img, (w, h), interpolation=interp).reshape(h, w, -1)
-    if img.dtype == np.uint8:
-        grey = img[..., 0] if img.shape[-1] == 1 else cv2.cvtColor(img, cv2.COLOR_RGB2GRAY)
-        return img.astype(np.float32) * np.float32(1 / 255), np.ascontiguousarray(grey)
-    return img, to_gray_u8(img)
-
-
-@lru_cache(maxsize=4)
-def _grid2(h: int, w: int) -> np.ndarray:
-    """(h, w, 2) float32 pixel coordinates (x, y), read-only (cached: one per band shape)."""
-    g = np.empty((h, w, 2), np.float32)
-    g[..., 0] = np.arange(w, dtype=np.float32)[None, :]
-    g[..., 1] = np.arange(h, dtype=np.float32)[:, None]
-    g.flags.writeable = False
-    return g
+    small = img.astype(np.float32) * np.float32(1 / 255) if img.dtype == np.uint8 else img
+    return small, to_gray_u8(img)
 
 
 def _splat_weight(src: np.ndarray, matched: np.ndarray, fb: np.ndarray, cfg: InterpolationConfig) -> np.ndarray:

@@ -194,6 +194,11 @@ def interpolate_video(
     tmp = os.path.join(dst_dir, f".{stem}.partial-{os.getpid()}{ext}")
     out_params = ["-vf", "pad=ceil(iw/2)*2:ceil(ih/2)*2"] if (w % 2 or h % 2) else []  # yuv420p needs even sizes
     out_params += list(encoder_options)
+
+    def encoder_failed(what: str) -> ValueError:
+        return ValueError(f"ffmpeg {what} {src} (codec {codec or 'libx264'!r}, encoder options "
+                          f"{list(encoder_options)}): see its messages above")
+
     writer = imageio_ffmpeg.write_frames(tmp, (w, h), fps=fps_out, codec=codec, quality=quality,
                                          macro_block_size=1, output_params=out_params,
                                          audio_path=src if audio else None, audio_codec="aac" if audio else None)
@@ -220,8 +225,7 @@ def interpolate_video(
             try:
                 writer.send(np.ascontiguousarray(img).tobytes())
             except OSError as e:  # ffmpeg exited (e.g. an encoder that failed to open): a broken pipe
-                raise ValueError(f"ffmpeg stopped accepting frames for {src} (codec {codec or 'libx264'!r}, "
-                                 f"encoder options {list(encoder_options)}): see its messages above") from e
+                raise encoder_failed("stopped accepting frames for") from e
             frames_out += 1
             bar.update(1)
 
@@ -265,13 +269,11 @@ def interpolate_video(
         try:
             writer.close()
         except OSError as e:
-            raise ValueError(f"ffmpeg failed while finishing {src} (codec {codec or 'libx264'!r}, "
-                             f"encoder options {list(encoder_options)}): see its messages above") from e
+            raise encoder_failed("failed while finishing") from e
         # imageio-ffmpeg does not check ffmpeg's exit status: an encoder that failed to open (a bad
         # codec or encoder option) leaves no or an empty file, and a short clip never fills the pipe.
         if not os.path.exists(tmp) or os.path.getsize(tmp) == 0:
-            raise ValueError(f"ffmpeg wrote no output for {src} (codec {codec or 'libx264'!r}, "
-                               f"encoder options {list(encoder_options)}): see its messages above")
+            raise encoder_failed("wrote no output for")
     except BaseException:
         if pool is not None:
             pool.shutdown(wait=True, cancel_futures=True)
