@@ -46,7 +46,8 @@ from torch import Tensor
 
 __all__ = [
     "SizeMode", "SIZE_MODES", "SizeConfig", "SizePlan", "MIN_SIDE", "MAX_SIDE", "check_image_size",
-    "plan_size", "to_network", "from_network", "mask_to_network", "guided_upsample",
+    "plan_size", "to_network", "from_network", "mask_to_network", "guided_upsample", "through_network",
+    "repeat_per_tile",
 ]
 
 SizeMode = Literal["fit", "crop", "tile"]
@@ -260,10 +261,11 @@ def to_network(plan: SizePlan, images: Tensor) -> Tensor:
 
     Args:
         plan: from ``plan_size``.
-        images: (B, C, H, W) float, any range (images in [0, 1] stay in [0, 1]: resizing is bilinear).
+        images: (B, C, H, W) float in [0, 1].
 
     Returns:
-        (B T, C, S, S), image-major (image i's T tiles are consecutive); ``images`` itself when native.
+        (B T, C, S, S) in [0, 1], image-major (image i's T tiles are consecutive); ``images`` itself
+        when native.
 
     Example:
         >>> to_network(plan_size(300, 451, 32, "tile"), torch.rand(2, 3, 300, 451)).shape
@@ -275,10 +277,13 @@ def to_network(plan: SizePlan, images: Tensor) -> Tensor:
     top, left, h, w = plan.box
     x = images[:, :, top:top + h, left:left + w]
     if plan.mode == "crop":
-        return _resize(x, (plan.side, plan.side))
-    if plan.mode == "fit":
-        x = _resize(x, plan.inner[2:])
-    return _split(plan, _reflect_pad(x, plan.inner, plan.canvas))
+        x = _resize(x, (plan.side, plan.side))
+    else:
+        if plan.mode == "fit":
+            x = _resize(x, plan.inner[2:])
+        x = _split(plan, _reflect_pad(x, plan.inner, plan.canvas))
+    # Resampling weights are convex, but their rounding can step 1 ulp outside [0, 1].
+    return x.clamp(0.0, 1.0)
 
 
 def mask_to_network(plan: SizePlan, mask: Tensor) -> Tensor:
@@ -438,3 +443,51 @@ def from_network(plan: SizePlan, images: Tensor, net_in: Tensor, net_out: Tensor
     out = images.clone()
     out[:, :, btop:btop + bh, bleft:bleft + bw] = (region + change).clamp(0, 1)
     return out
+
+
+def through_network(images: Tensor, side: int, fn, *, size_mode: str = "fit", mask: Tensor | None = None,
+                    config: SizeConfig = SizeConfig()) -> Tensor:
+    """Run ``fn`` at the network's size on images of any size and return the input's size.
+
+    The one place every image task meets the size policy: plan, ``to_network``, ``fn``,
+    ``from_network``. For ``crop`` with a ``mask`` the square is centred on the mask's bounding box
+    (the region to refill), and a mask reaching outside the square is refused.
+
+    Args:
+        images: (B, C, H, W) in [0, 1], H and W in [MIN_SIDE, MAX_SIDE].
+        side: the network's side S.
+        fn: ``fn(net_in, plan) -> net_out``, both (B T, C, S, S) in [0, 1]; ``plan.num_tiles`` = T
+            (per-image inputs such as labels repeat T times, ``repeat_per_tile``).
+        size_mode: "fit", "crop" or "tile".
+        mask: optional (B or 1, 1 or C, H, W) bool, True = refill (inpainting): the rest of the
+            image is returned bit-identical.
+        config: the policy's knobs.
+
+    Returns:
+        (B, C, H, W) in [0, 1], the dtype of ``images``.
+
+    Example:
+        >>> out = through_network(x, 32, lambda x_in, plan: 1 - x_in, size_mode="fit")
+    """
+    check_image_size(images, "images")
+    H, W = images.shape[-2:]
+    center = None
+    if mask is not None and size_mode == "crop" and bool(mask.any()):
+        ys, xs = torch.nonzero(mask.reshape(-1, H, W).any(0), as_tuple=True)
+        center = ((int(ys.min()) + int(ys.max()) + 1) / 2, (int(xs.min()) + int(xs.max()) + 1) / 2)
+    plan = plan_size(H, W, side, size_mode, center=center, config=config)
+    if center is not None and not plan.native:
+        top, left, h, w = plan.box
+        inside = torch.zeros(H, W, dtype=torch.bool, device=mask.device)
+        inside[top:top + h, left:left + w] = True
+        if bool((mask.reshape(-1, H, W) & ~inside).any()):
+            raise ValueError(f"mask reaches outside the {h}x{w} square that size_mode='crop' can refill in a "
+                             f"{H}x{W} image; use size_mode='fit' or 'tile'")
+    net_in = to_network(plan, images)
+    net_out = fn(net_in, plan)
+    return from_network(plan, images, net_in, net_out, mask=mask)
+
+
+def repeat_per_tile(values: Tensor | None, plan: SizePlan) -> Tensor | None:
+    """Per-image values (B, ...) -> per network input (B T, ...) (None stays None)."""
+    return None if values is None or plan.num_tiles == 1 else values.repeat_interleave(plan.num_tiles, 0)

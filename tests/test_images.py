@@ -8,7 +8,7 @@ import torch.nn.functional as F
 
 from pmf_edit.images import (
     MAX_SIDE, SIZE_MODES, SizeConfig, check_image_size, from_network, guided_upsample, mask_to_network,
-    plan_size, to_network,
+    plan_size, repeat_per_tile, through_network, to_network,
 )
 
 SIZES = [(300, 451), (451, 300), (8, 700), (700, 8), (20, 45), (31, 33), (64, 64), (96, 40)]
@@ -160,3 +160,29 @@ def test_guided_upsample_zero_change_is_exactly_zero():
 def test_bad_sizes_name_the_argument(call, match):
     with pytest.raises(ValueError, match=match):
         call()
+
+
+def test_through_network_crop_centres_on_the_mask_and_refuses_a_mask_outside():
+    x = _rand(40, 200, b=1)
+    mask = torch.zeros(1, 1, 40, 200, dtype=torch.bool)
+    mask[..., 10:20, 170:190] = True
+    seen = {}
+
+    def fn(x_in, plan):
+        seen["box"] = plan.box
+        return 1.0 - x_in
+
+    out = through_network(x, 32, fn, size_mode="crop", mask=mask)
+    assert seen["box"] == (0, 160, 40, 40)  # the square around the hole, clamped to the image
+    assert torch.equal(out[~mask.expand_as(x)], x[~mask.expand_as(x)])
+    wide = mask.clone()
+    wide[..., 5, 10] = True
+    with pytest.raises(ValueError, match=r"mask reaches outside the 40x40 square.*use size_mode='fit' or 'tile'"):
+        through_network(x, 32, fn, size_mode="crop", mask=wide)
+
+
+def test_repeat_per_tile():
+    plan = plan_size(32, 80, 32, "tile")
+    assert plan.num_tiles == 3
+    assert repeat_per_tile(torch.tensor([4, 7]), plan).tolist() == [4, 4, 4, 7, 7, 7]
+    assert repeat_per_tile(None, plan) is None
