@@ -1,6 +1,6 @@
 """A small learned refinement of the flow-interpolated frame (optional: `InterpolationConfig(refine=True)`).
 
-The flow method (`pmf_edit.interpolate`) ends by blending the two warped frames a, b with per-pixel
+The flow method (`pmf_edit.video.interpolate`) ends by blending the two warped frames a, b with per-pixel
 weights. Where the flow is wrong or a region is occluded, that blend ghosts, and bicubic warping
 softens edges. `RefineNet` looks at a, b and the blend share m = wa / (wa + wb) and predicts a
 correction added to the blend: out = m a + (1 - m) b + r(a, b, m).

@@ -14,7 +14,7 @@ default method:
    other frame fills it (optionally also samples that forward-backward consistency marks as occluded:
    `visibility=True`, which measured no better than the splatting's own occlusion handling);
 5. optionally (`refine=True`, preset "flow-refine") a 22k-weight CNN corrects the blend
-   (`pmf_edit.vfi_refine`).
+   (`pmf_edit.video.refine`).
 
 Each frame pair's flows are computed once and reused for every requested t.
 """
@@ -28,8 +28,8 @@ import cv2
 import numpy as np
 import torch
 
-from pmf_edit.vfi_refine import refine
-from pmf_edit.flow import (DIS_PRESETS, REMAP_MODES, backward_warp, dis_flows, fb_consistency, pixel_grid, splat,
+from pmf_edit.video.refine import refine
+from pmf_edit.video.flow import (DIS_PRESETS, REMAP_MODES, backward_warp, dis_flows, fb_consistency, pixel_grid, splat,
                            to_gray_u8)
 
 
@@ -51,7 +51,7 @@ class InterpolationConfig:
     remap: str = "cubic"  # backward-warp kernel: "linear", "cubic" or "lanczos"
     band_rows: int = 512  # output rows warped at once, bounding peak memory on 4K frames
     parallel_flows: bool = True  # the two DIS flows of a pair in two threads (off: one thread per pair)
-    refine: bool = False  # correct the blend with the small learned network of pmf_edit/vfi_refine.py
+    refine: bool = False  # correct the blend with the small learned network of pmf_edit/video/refine.py
 
     def __post_init__(self) -> None:
         if self.method not in ("flow", "linear"):
@@ -92,7 +92,7 @@ class PairInterpolator:
 
     Works on numpy (H, W, C) images, float32 in [0, 1] or uint8 in [0, 255] (the video path: no
     float copies of the full-size frames); `render` returns the input's dtype. `interpolate_frames` is
-    the tensor front end and `pmf_edit.video` uses this class directly so each pair's flows are shared
+    the tensor front end and `pmf_edit.video.files` uses this class directly so each pair's flows are shared
     by every t.
     """
 

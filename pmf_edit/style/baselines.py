@@ -26,6 +26,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from core.perceptual import MobileNetFeatures
+from pmf_edit.boundary import check_images
 
 __all__ = [
     "reinhard_transfer", "gatys_transfer", "GatysConfig", "gram_matrices", "gram_distance",
@@ -34,13 +35,7 @@ __all__ = [
 
 
 def _check_rgb01(x: Tensor, name: str) -> None:
-    if not isinstance(x, Tensor):
-        raise TypeError(f"{name} must be a torch.Tensor (B, 3, H, W) in [0, 1], got {type(x).__name__}")
-    if x.ndim != 4 or x.shape[1] != 3 or not x.is_floating_point() or x.shape[0] == 0:
-        raise ValueError(f"{name} must be float (B, 3, H, W) in [0, 1], got {x.dtype} {tuple(x.shape)}")
-    lo, hi = float(x.min()), float(x.max())
-    if not (0.0 <= lo and hi <= 1.0):  # also catches NaN
-        raise ValueError(f"{name} must lie in [0, 1], got values in [{lo:.4g}, {hi:.4g}]")
+    check_images(x, name, channels=3)
 
 
 def _pair_batch(content: Tensor, style: Tensor) -> Tensor:
