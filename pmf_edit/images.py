@@ -490,4 +490,6 @@ def through_network(images: Tensor, side: int, fn, *, size_mode: str = "fit", ma
 
 def repeat_per_tile(values: Tensor | None, plan: SizePlan) -> Tensor | None:
     """Per-image values (B, ...) -> per network input (B T, ...) (None stays None)."""
-    return None if values is None or plan.num_tiles == 1 else values.repeat_interleave(plan.num_tiles, 0)
+    if values is None or plan.num_tiles == 1:
+        return values
+    return values.repeat_interleave(plan.num_tiles, 0)

@@ -186,3 +186,5 @@ def test_repeat_per_tile():
     assert plan.num_tiles == 3
     assert repeat_per_tile(torch.tensor([4, 7]), plan).tolist() == [4, 4, 4, 7, 7, 7]
     assert repeat_per_tile(None, plan) is None
+    one = torch.tensor([4, 7])
+    assert repeat_per_tile(one, plan_size(32, 32, 32, "tile")) is one
