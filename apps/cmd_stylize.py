@@ -2,7 +2,7 @@
 
     pmf stylize photo.png texture.png -o out.png                    # reference style image
     pmf stylize photo.png class:brick -o out.png --strength 0.5      # a style class of the model
-    pmf stylize big.jpg class:gravel -o out.png --size-mode resize   # larger inputs: tile or resize
+    pmf stylize big.jpg class:gravel -o out.png --size-mode tile     # any size: fit (default), crop, tile
 
 Default model: the bundled ``photos`` pMF (13 classes, 32x32; ``--list-classes`` prints them).
 Writes OUT (PNG) and prints one JSON line (network evaluations, size mode, seconds).
@@ -38,8 +38,11 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
                    "of the content's; feat: feature AdaIN; swap: class swap only")
     p.add_argument("--style-class", default=None,
                    help="the class a style IMAGE shows, if known (conditions the generation on it)")
-    p.add_argument("--size-mode", choices=("auto", "native", "resize", "tile"), default="auto",
-                   help="how images of another size than the model's are handled")
+    p.add_argument("--size-mode", choices=("fit", "crop", "tile", "auto", "native", "resize"), default="fit",
+                   help="how a content of another size than the model's is shown to it: fit (whole picture, "
+                   "aspect kept, the change carried back to full resolution edge-aware), crop (centre square) "
+                   "or tile (model-size tiles at full resolution: slower, a visible patch mesh); auto, native "
+                   "and resize are former names of fit")
     p.add_argument("--no-color-match", action="store_true", help="skip the Lab colour move")
     p.add_argument("--color-after", action="store_true",
                    help="make the Lab colour move on the output instead of on the content before the model")
@@ -74,8 +77,9 @@ def read_image01(path: str) -> torch.Tensor:
     x = torch.from_numpy(arr.astype(np.float32) / np.iinfo(arr.dtype).max).permute(2, 0, 1)
     if x.shape[0] == 1:
         x = x.expand(3, -1, -1)
-    if min(x.shape[1:]) < 2:
-        raise ValueError(f"{path!r} is too small ({x.shape[1]}x{x.shape[2]})")
+    from pmf_edit.images import check_image_size
+
+    check_image_size(x, repr(path))
     return x[None].contiguous()
 
 
