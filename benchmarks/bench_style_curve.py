@@ -44,7 +44,7 @@ import torch
 from benchmarks.style_quality import folded_gradient_excess, lightness_std_ratio
 from core.checkpoint import bundled_model_dir
 from core.perceptual import MobileNetFeatures
-from pmf_edit.style_baselines import GatysConfig, content_distance, gatys_transfer, gram_distance, reinhard_transfer
+from pmf_edit.style.baselines import GatysConfig, content_distance, gatys_transfer, gram_distance, reinhard_transfer
 
 # (content, style image, pMF style: None = the style image, or a class of the photos model)
 PAIRS: list[tuple[str, str, str | None]] = [
@@ -89,6 +89,9 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--gatys-steps", type=int, default=100)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--reuse-baselines", default=None,
+                    help="a previous --out JSON of the same pairs: take its Reinhard and Gatys rows instead of "
+                    "rerunning them (they do not depend on the pMF model or its settings)")
     ap.add_argument("--out", default=None, help="JSON output path")
     ap.add_argument("--plot", default=None, help="PNG plot of the curves (needs matplotlib)")
     args = ap.parse_args(argv)
@@ -119,6 +122,15 @@ def main(argv: list[str] | None = None) -> dict:
     methods["gatys"] = [(g.style_weight, lambda c, s, k, g=g: gatys_transfer(c, s, feats, g)) for g in gcfgs]
 
     rows: list[dict] = []
+    if args.reuse_baselines:
+        old = json.loads(Path(args.reuse_baselines).read_text())
+        if old["pairs"] != [list(p) for p in pairs] or old["gatys_steps"] != args.gatys_steps:
+            raise ValueError(f"--reuse-baselines {args.reuse_baselines} has other pairs or Gatys steps")
+        rows = [r for r in old["rows"] if r["method"] in ("reinhard", "gatys")]
+        gatys_cpu_reused = [r["cpu_s"] for r in rows if r["method"] == "gatys"]
+        methods = {k: v for k, v in methods.items() if k.startswith("pmf")} | {
+            "reinhard": [], "gatys": []}
+        gcfgs = gcfgs if gatys_cpu_reused else []
     for family, runs in methods.items():
         for strength, fn in runs:
             per = []
@@ -168,7 +180,8 @@ def main(argv: list[str] | None = None) -> dict:
                                    and gatys_cpu >= 50 * cpu),
             }
     report = {"benchmark": "style_curve", "model": str(model_dir), "pairs": [list(p) for p in pairs],
-              "threads": args.threads, "gatys_steps": args.gatys_steps, "rows": rows, "summary": summary}
+              "threads": args.threads, "gatys_steps": args.gatys_steps, "baselines_reused_from": args.reuse_baselines,
+              "rows": rows, "summary": summary}
     if args.out:
         Path(args.out).parent.mkdir(parents=True, exist_ok=True)
         Path(args.out).write_text(json.dumps(report, indent=2) + "\n")

@@ -62,7 +62,12 @@ class SizeConfig:
 
     tile_overlap: float = 0.25  # fraction of a tile shared with its neighbour (stride = S (1 - overlap))
     guide_radius: int = 1  # window radius of the guided upsampler, in network pixels (1 = 3x3)
-    guide_eps: float = 1e-4  # its regulariser, in [0, 1]^2 units: smaller follows the original's edges more
+    # Its regulariser in [0, 1]^2 units. Smaller follows the original's edges more closely but fits
+    # changes that do not follow the original (new content) to its noise, which a_hi then amplifies
+    # into speckle. On a 512-px step edge (tests/test_images.py) the change leaking across it is
+    # 0.0014 / 0.0097 / 0.029 at 1e-4 / 1e-3 / 1e-2 (bilinear: 0.049); 1e-4 visibly speckled a
+    # class edit drawn on a noisy background, 1e-2 left ghosts of removed strokes.
+    guide_eps: float = 1e-3
     crop_feather: float = 0.125  # fraction of the crop side over which the change fades out at an inner border
 
     def __post_init__(self) -> None:
@@ -315,7 +320,7 @@ def mask_to_network(plan: SizePlan, mask: Tensor) -> Tensor:
 
 
 def guided_upsample(delta: Tensor, guide_lo: Tensor, guide_hi: Tensor, *, radius: int = 1,
-                    eps: float = 1e-4) -> Tensor:
+                    eps: float = 1e-3) -> Tensor:
     """Carry a low-resolution change to a high resolution along the edges of a guide (fast guided
     filter, He and Sun 2015), per channel.
 
@@ -331,7 +336,8 @@ def guided_upsample(delta: Tensor, guide_lo: Tensor, guide_hi: Tensor, *, radius
         guide_lo: (B, C, h, w) the low-resolution image the change was made to.
         guide_hi: (B, C, H, W) the same image at the target resolution (any H, W).
         radius: window radius in low-resolution pixels.
-        eps: ridge regulariser (units of guide^2); larger = smoother, less edge-following.
+        eps: ridge regulariser (units of guide^2); larger = smoother, less edge-following
+            (``SizeConfig.guide_eps`` says how it was chosen).
 
     Returns:
         (B, C, H, W) change at the target resolution.
