@@ -66,6 +66,41 @@ def skimage_rgb01(name: str) -> torch.Tensor:
     return torch.from_numpy(arr[..., :3].astype(np.float32) / 255.0).permute(2, 0, 1)[None].contiguous()
 
 
+def multiscale_style(net, content: torch.Tensor, style: torch.Tensor, pmf_style: str | None, strength: float,
+                     scale: int, class_names, seed: int) -> torch.Tensor:
+    """A design tried for texture (not in the library): stylise the content at ``scale`` x the model's
+    side in model-size tiles, each tile reading a crop of the style taken at the same relative scale
+    (kv_replace, no residual, full colour move), and carry the change up with the guided upsampler.
+
+    content (1, 3, H, W), style (1, 3, H', W') in [0, 1] -> (1, 3, H, W).
+    """
+    from pmf_edit.images import guided_upsample, plan_size, to_network, from_network
+    from pmf_edit.style import style_transfer
+
+    S = net.cfg.image_size
+
+    def at_scale(x: torch.Tensor) -> torch.Tensor:
+        H, W = x.shape[-2:]
+        k = scale * S / max(H, W)
+        size = (max(S, round(H * k)), max(S, round(W * k)))
+        return torch.nn.functional.interpolate(x, size=size, mode="bilinear", antialias=True,
+                                               align_corners=False).clamp(0, 1)
+
+    work = at_scale(content)
+    plan = plan_size(*work.shape[-2:], S, "tile")
+    tiles = to_network(plan, work)  # (T, 3, S, S)
+    if pmf_style is None:
+        small = at_scale(style)
+        refs = to_network(plan_size(*small.shape[-2:], S, "tile"), small)
+        ref = refs[torch.arange(tiles.shape[0]) % refs.shape[0]]  # style crops, cycled over the tiles
+    else:
+        ref = pmf_style
+    out = style_transfer(net, tiles, ref, strength=strength, method="kv_replace", residual=False, color_weight=1.0,
+                         class_names=class_names, generator=torch.Generator().manual_seed(seed)).images
+    changed = from_network(plan, work, tiles, out)
+    return (content + guided_upsample(changed - work, work, content)).clamp(0, 1)
+
+
 def curve_at(points: list[tuple[float, float]], cd: float) -> float | None:
     """Gram distance of a curve [(content distance, Gram distance)] at content distance ``cd``, by
     linear interpolation between its points sorted by content distance; None outside its range."""
@@ -84,6 +119,8 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--pairs", type=int, default=len(PAIRS), help=f"first N of the {len(PAIRS)} pairs")
     ap.add_argument("--strengths", default="0.3,0.5,0.7,0.85,1.0", help="pMF strengths")
     ap.add_argument("--size-modes", default="fit", help="pMF size modes (comma-separated: fit, crop, tile)")
+    ap.add_argument("--multiscale", type=int, default=0,
+                    help="also run the multi-scale tile design (multiscale_style) at this scale (x the model's side)")
     ap.add_argument("--reinhard-strengths", default="0.25,0.5,0.75,1.0")
     ap.add_argument("--gatys-weights", default="0.1,1.0", help="Gatys style weights (one run per pair each)")
     ap.add_argument("--gatys-steps", type=int, default=100)
@@ -117,6 +154,10 @@ def main(argv: list[str] | None = None) -> dict:
             (st, lambda c, s, k, st=st, mode=mode: style_transfer(
                 net, c, s if k is None else k, strength=st, class_names=names, size_mode=mode,
                 generator=torch.Generator().manual_seed(args.seed)).images)
+            for st in map(float, args.strengths.split(","))]
+    if args.multiscale:
+        methods[f"pmf-multiscale{args.multiscale}"] = [
+            (st, lambda c, s, k, st=st: multiscale_style(net, c, s, k, st, args.multiscale, names, args.seed))
             for st in map(float, args.strengths.split(","))]
     gcfgs = [GatysConfig(num_steps=args.gatys_steps, style_weight=float(w)) for w in args.gatys_weights.split(",") if w]
     methods["gatys"] = [(g.style_weight, lambda c, s, k, g=g: gatys_transfer(c, s, feats, g)) for g in gcfgs]
