@@ -15,7 +15,8 @@ Images of any size H x W (and aspect ratio) go through the size policy ``pmf_edi
 changes is carried back to H x W by an edge-aware upsampler, so the pixels it leaves alone keep their
 full-resolution values; at H = W = S nothing is resized.
 
-    invert       image -> z_t, implicit backward jumps solved by fixed-point iterations
+    invert       image -> z_t: explicit jumps toward noise (networks trained in both directions) or
+                 the forward jump's implicit form solved by fixed-point iterations
     reconstruct  invert, then jump back along the same grid
     edit         invert under the source class to t = strength, regenerate under the target class
     sdedit       noise to t = strength, one jump (or a few) under the target class
@@ -31,7 +32,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Literal
 
 import torch
 
@@ -41,7 +42,7 @@ from pmf_edit.boundary import (Labels, check_guidance, check_images, check_label
                                forward_noise, sample_noise, to_images, to_model)
 from pmf_edit.images import (SIZE_MODES, SizeMode, SizePlan, check_image_size, mask_to_network, plan_size,
                              repeat_per_tile, through_network, to_network)
-from pmf_edit.velocity import DEFAULT_INTERVALS, DEFAULT_ITERATIONS
+from pmf_edit.velocity import DEFAULT_INTERVALS, DEFAULT_ITERATIONS, DEFAULT_REFINEMENTS
 
 __all__ = [
     "EditResult", "InversionResult", "from_pretrained", "invert", "reconstruct", "edit", "sdedit",
@@ -49,6 +50,7 @@ __all__ = [
 ]
 
 Interval = tuple[float, float]
+InvertMethod = Literal["auto", "backward", "fixed-point"]
 
 # Defaults from class-swap measurements on held-out digits (benchmarks/bench_editing.py, docs/editing.md).
 EDIT_STRENGTH = 1.0  # invert all the way: at t < 1 the noise-seeded latent keeps too much of the source class
@@ -139,6 +141,31 @@ def _noise(net: PixelMeanFlow, n: int, draws: int, generator: torch.Generator | 
     return eps.transpose(0, 1)  # (n, draws, ...) -> (draws, n, ...)
 
 
+def _use_backward(net: PixelMeanFlow, method: str) -> bool:
+    """Resolve an inversion ``method`` ("auto", "backward", "fixed-point") for ``net``."""
+    if method not in ("auto", "backward", "fixed-point"):
+        raise ValueError(f"method must be 'auto', 'backward' or 'fixed-point', got {method!r}")
+    if method == "backward" and not vf.has_backward_field(net):
+        raise ValueError("method='backward' needs a network trained in both directions "
+                         "(pmf train --backward-ratio > 0); this one has no backward head")
+    return method == "backward" or (method == "auto" and vf.has_backward_field(net))
+
+
+def _check_refinements(num_refinements: int) -> int:
+    if isinstance(num_refinements, bool) or not isinstance(num_refinements, int) or num_refinements < 0:
+        raise ValueError(f"num_refinements must be an integer >= 0, got {num_refinements!r}")
+    return num_refinements
+
+
+def _invert(net: PixelMeanFlow, x: torch.Tensor, t: float, y: torch.Tensor | None, guidance_scale: float,
+            guidance_interval: Interval, num_steps: int, num_iterations: int, backward: bool,
+            num_refinements: int) -> vf.Inversion:
+    """Model-range x -> z_t with the backward field or the fixed-point solver (``invert``'s two paths)."""
+    if backward:
+        return vf.invert_backward(net, x, t, y, guidance_scale, guidance_interval, num_steps, num_refinements)
+    return vf.invert(net, x, t, y, guidance_scale, guidance_interval, num_steps, num_iterations)
+
+
 # ------------------------------------------------------------------------------------------------
 # Tasks
 
@@ -153,9 +180,16 @@ def invert(
     num_iterations: int = DEFAULT_ITERATIONS,
     guidance_scale: float = 1.0,
     guidance_interval: Interval = (0.0, 1.0),
+    method: InvertMethod = "auto",
+    num_refinements: int = DEFAULT_REFINEMENTS,
     size_mode: SizeMode = "fit",
 ) -> InversionResult:
     """Image -> the state z_t at t = ``strength`` (t = 1: the noise that generates the image).
+
+    Two solvers: "backward" (networks trained in both directions, ``has_backward_field``): explicit
+    jumps toward noise, z_1 = x + u(x, 1, 0), plus ``num_refinements`` image-space corrections of
+    2 NFE each; "fixed-point": the implicit form of the forward jump solved by fixed-point updates
+    (any network). "auto" takes "backward" when the network has the field.
 
     Args:
         net: a trained pMF network.
@@ -164,8 +198,11 @@ def invert(
         strength: end time t in (0, 1].
         num_steps: uniform intervals on [0, t]; each is inverted by ``num_iterations``
             (Anderson-accelerated) fixed-point updates, so nfe = num_steps * num_iterations.
-        num_iterations: fixed-point updates per interval (>= 1).
+        num_iterations: fixed-point updates per interval (>= 1; "fixed-point" only).
         guidance_scale, guidance_interval: the condition the jumps are inverted under.
+        method: "auto", "backward" or "fixed-point" (above).
+        num_refinements: round-trip corrections of the backward solver (>= 0); its
+            nfe = num_steps * (1 + 2 * num_refinements).
         size_mode: how images of another size than the model's are shown to it ("fit", "crop",
             "tile"; ``pmf_edit.images``): the latents are those of what the network saw.
 
@@ -183,9 +220,11 @@ def invert(
     t = check_strength(strength)
     check_guidance(guidance_scale, guidance_interval)
     K, J = check_steps(num_steps), check_steps(num_iterations, "num_iterations")
+    backward, R = _use_backward(net, method), _check_refinements(num_refinements)
     plan = plan_size(*images.shape[-2:], net.cfg.image_size, size_mode)
     x_in = to_network(plan, images)
-    inv = vf.invert(net, to_model(net, x_in), t, repeat_per_tile(y, plan), guidance_scale, guidance_interval, K, J)
+    inv = _invert(net, to_model(net, x_in), t, repeat_per_tile(y, plan), guidance_scale, guidance_interval, K, J,
+                  backward, R)
     return InversionResult(latents=inv.latents.to(device=images.device, dtype=images.dtype), t=inv.t,
                            nfe=inv.nfe * plan.num_tiles, residual=inv.residual, num_tiles=plan.num_tiles)
 
@@ -200,11 +239,14 @@ def reconstruct(
     num_iterations: int = DEFAULT_ITERATIONS,
     guidance_scale: float = 1.0,
     guidance_interval: Interval = (0.0, 1.0),
+    method: InvertMethod = "auto",
+    num_refinements: int = DEFAULT_REFINEMENTS,
     size_mode: SizeMode = "fit",
 ) -> EditResult:
     """Invert to t = ``strength``, then jump back to an image along the same grid (round trip).
 
-    nfe = num_steps * num_iterations to invert + num_steps to regenerate (8 by default).
+    nfe = the inversion's (``invert``) + num_steps to regenerate: 8 by default with the fixed-point
+    solver, 4 with the backward field (1 jump + 1 refinement of 2, then 1 to regenerate).
 
     Args: as ``invert``.
 
@@ -220,10 +262,11 @@ def reconstruct(
     t = check_strength(strength)
     check_guidance(guidance_scale, guidance_interval)
     K, J = check_steps(num_steps), check_steps(num_iterations, "num_iterations")
+    backward, R = _use_backward(net, method), _check_refinements(num_refinements)
 
     def run(x01: torch.Tensor, plan: SizePlan) -> tuple[torch.Tensor, int]:
         yy = repeat_per_tile(y, plan)
-        inv = vf.invert(net, to_model(net, x01), t, yy, guidance_scale, guidance_interval, K, J)
+        inv = _invert(net, to_model(net, x01), t, yy, guidance_scale, guidance_interval, K, J, backward, R)
         x, n = vf.generate(net, inv.latents, inv.t, K, yy, guidance_scale, guidance_interval)
         return to_images(x, x01), inv.nfe + n
 
@@ -244,10 +287,16 @@ def edit(
     guidance_interval: Interval = (0.0, 1.0),
     source_guidance_scale: float = 1.0,
     generator: torch.Generator | None = None,
+    method: InvertMethod = "auto",
+    num_refinements: int = DEFAULT_REFINEMENTS,
     size_mode: SizeMode = "fit",
 ) -> EditResult:
     """Change the class of images: invert under the source class to t = ``strength``, regenerate
     from there to t = 0 under the target class in ``num_steps`` jumps.
+
+    With a network trained in both directions ("auto" -> "backward") the inversion is the backward
+    field's (``invert``): the latents that regenerate the source under the source class, found in
+    1 + 2 ``num_refinements`` evaluations, with no seed noise. Otherwise ("fixed-point"):
 
     The inversion is seeded with the forward noising z_t = (1 - t) x + t s e (e from ``generator``)
     and refined by fixed-point updates until the latent regenerates the source under the source
@@ -266,12 +315,15 @@ def edit(
         num_iterations: fixed-point updates per inversion interval (fewer: noisier latent, bigger edits).
         guidance_scale, guidance_interval: the target condition's guidance (network inputs).
         source_guidance_scale: guidance used while inverting.
-        generator: the caller's generator for the seed noise e.
+        generator: the caller's generator for the seed noise e ("fixed-point" only).
+        method: "auto", "backward" or "fixed-point" (see ``invert``).
+        num_refinements: round-trip corrections of the backward inversion (>= 0).
         size_mode: "fit" (default), "crop" or "tile": how an image of another size than the model's
             is shown to it (``pmf_edit.images``); the result has the input's size.
 
     Returns:
-        ``EditResult``; nfe = num_inversion_steps * num_iterations + num_steps.
+        ``EditResult``; nfe = num_inversion_steps * num_iterations + num_steps ("fixed-point") or
+        num_inversion_steps * (1 + 2 num_refinements) + num_steps ("backward").
 
     Example:
         >>> out = edit(net, images01, source_labels=labels, labels=(labels + 1) % 10,
@@ -286,11 +338,15 @@ def edit(
     check_guidance(source_guidance_scale, name="source_guidance_scale")
     K_inv, J = check_steps(num_inversion_steps, "num_inversion_steps"), check_steps(num_iterations, "num_iterations")
     K = check_steps(num_steps)
+    backward, R = _use_backward(net, method), _check_refinements(num_refinements)
 
     def run(x01: torch.Tensor, plan: SizePlan) -> tuple[torch.Tensor, int]:
-        e = _noise(net, x01.shape[0], 1, generator)[0]
-        inv = vf.invert(net, to_model(net, x01), t, repeat_per_tile(y_src, plan), source_guidance_scale,
-                        guidance_interval, K_inv, J, seed="noise", noise=e)
+        x, y_in = to_model(net, x01), repeat_per_tile(y_src, plan)
+        if backward:
+            inv = vf.invert_backward(net, x, t, y_in, source_guidance_scale, guidance_interval, K_inv, R)
+        else:
+            e = _noise(net, x01.shape[0], 1, generator)[0]
+            inv = vf.invert(net, x, t, y_in, source_guidance_scale, guidance_interval, K_inv, J, seed="noise", noise=e)
         x, k = vf.generate(net, inv.latents, t, K, repeat_per_tile(y_tgt, plan), guidance_scale, guidance_interval)
         return to_images(x, x01), inv.nfe + k
 
