@@ -122,7 +122,7 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--multiscale", type=int, default=0,
                     help="also run the multi-scale tile design (multiscale_style) at this scale (x the model's side)")
     ap.add_argument("--reinhard-strengths", default="0.25,0.5,0.75,1.0")
-    ap.add_argument("--gatys-weights", default="0.1,1.0", help="Gatys style weights (one run per pair each)")
+    ap.add_argument("--gatys-weights", default="0.02,0.1,1.0", help="Gatys style weights (one run per pair each)")
     ap.add_argument("--gatys-steps", type=int, default=100)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--threads", type=int, default=1)
@@ -168,10 +168,10 @@ def main(argv: list[str] | None = None) -> dict:
         if old["pairs"] != [list(p) for p in pairs] or old["gatys_steps"] != args.gatys_steps:
             raise ValueError(f"--reuse-baselines {args.reuse_baselines} has other pairs or Gatys steps")
         rows = [r for r in old["rows"] if r["method"] in ("reinhard", "gatys")]
-        gatys_cpu_reused = [r["cpu_s"] for r in rows if r["method"] == "gatys"]
-        methods = {k: v for k, v in methods.items() if k.startswith("pmf")} | {
-            "reinhard": [], "gatys": []}
-        gcfgs = gcfgs if gatys_cpu_reused else []
+        done = {r["strength"] for r in rows if r["method"] == "gatys"}
+        # Gatys weights the old run did not have are still run.
+        methods["gatys"] = [(w, fn) for w, fn in methods["gatys"] if w not in done]
+        methods["reinhard"] = []
     for family, runs in methods.items():
         for strength, fn in runs:
             per = []
@@ -195,8 +195,11 @@ def main(argv: list[str] | None = None) -> dict:
             rows.append(row)
             print(json.dumps(row), flush=True)
 
+    # Every method at strength 0 returns the content: the curves all start at (0, Gram(content)).
+    g0 = float(np.mean([float(gram_distance(images[c], images[s], feats)) for c, s, _ in pairs]))
+
     def curve(family: str) -> list[tuple[float, float]]:
-        return [(r["content_distance"], r["gram_distance"]) for r in rows if r["method"] == family]
+        return [(0.0, g0)] + [(r["content_distance"], r["gram_distance"]) for r in rows if r["method"] == family]
 
     full_r = next(r for r in rows if r["method"] == "reinhard" and r["strength"] == 1.0) if any(
         r["method"] == "reinhard" and r["strength"] == 1.0 for r in rows) else None
@@ -205,7 +208,9 @@ def main(argv: list[str] | None = None) -> dict:
         cd = full_r["content_distance"]
         g_r = full_r["gram_distance"]
         g_g = curve_at(curve("gatys"), cd)
-        gatys_cpu = float(np.mean([r["cpu_s"] for r in rows if r["method"] == "gatys"])) if gcfgs else None
+        g_rows = [r["cpu_s"] for r in rows if r["method"] == "gatys"]
+        gatys_cpu = float(np.mean(g_rows)) if g_rows else None
+        summary["content_itself"] = {"content_distance": 0.0, "gram_distance": round(g0, 4)}
         summary["reinhard_full"] = {"content_distance": cd, "gram_distance": g_r}
         summary["gatys_gram_at_reinhard_cd"] = None if g_g is None else round(g_g, 4)
         for fam in [f for f in methods if f.startswith("pmf")]:

@@ -38,7 +38,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Literal
+from typing import Callable, Literal
 
 import torch
 import torch.nn.functional as F
@@ -451,8 +451,8 @@ def from_network(plan: SizePlan, images: Tensor, net_in: Tensor, net_out: Tensor
     return out
 
 
-def through_network(images: Tensor, side: int, fn, *, size_mode: str = "fit", mask: Tensor | None = None,
-                    config: SizeConfig = SizeConfig()) -> Tensor:
+def through_network(images: Tensor, side: int, fn: Callable[[Tensor, SizePlan], Tensor], *, size_mode: str = "fit",
+                    mask: Tensor | None = None, config: SizeConfig = SizeConfig()) -> Tensor:
     """Run ``fn`` at the network's size on images of any size and return the input's size.
 
     The one place every image task meets the size policy: plan, ``to_network``, ``fn``,
