@@ -78,7 +78,7 @@ def _floats(spec: str, name: str) -> list[float]:
 
 def run_run(args: argparse.Namespace) -> int:
     from pmf_edit.bench.curves import strength_dirname
-    from pmf_edit.bench.editors import make_editor
+    from pmf_edit.bench.editors import default_strength, make_editor
     from pmf_edit.bench.run import run_editor, write_outputs
 
     if args.strength is not None and args.strengths is not None:
@@ -90,6 +90,7 @@ def run_run(args: argparse.Namespace) -> int:
     for s in _floats(args.strengths, "--strengths") if sweep else [args.strength]:
         res = run_editor(m, editor, strength=s, batch_size=args.batch_size, name=args.editor)
         res.meta.update(model=args.model, guidance_scale=args.guidance_scale,
+                        strength_used=s if s is not None else default_strength(args.editor),
                         fm_steps=args.fm_steps if args.editor.startswith("fm_") else None)
         out = write_outputs(Path(args.out) / strength_dirname(s) if sweep else Path(args.out), m, res, fmt=args.format)
         nfe = {r["nfe"] for r in res.records.values()}
@@ -121,7 +122,9 @@ def run_score(args: argparse.Namespace) -> int:
     points = []
     for folder in _point_folders(Path(args.outputs)):
         rep = scorer.score_folder(folder)
-        row = {"folder": str(folder), "editor": rep["meta"].get("editor"), "strength": rep["meta"].get("strength"),
+        meta = rep["meta"]
+        strength = meta.get("strength") if meta.get("strength") is not None else meta.get("strength_used")
+        row = {"folder": str(folder), "editor": meta.get("editor"), "strength": strength,
                **rep["summary"]}
         print(json.dumps(row))
         points.append({**row, "items": rep["items"]} if args.per_item else row)

@@ -10,8 +10,8 @@
   source class: an inpainting manifest whose preservation metrics apply outside the mask.
 - ``photos_imagenet``: the offline colour photos (skimage / sklearn) at 256 x 256 with ImageNet class
   edits, for the official ImageNet checkpoints. Source = the ImageNet MobileNetV2's top-1 class on the
-  unedited photo (so the scoring classifier agrees with it); targets are ImageNet indices (names given
-  for reading only).
+  unedited photo (so the scoring classifier agrees with it); targets are ImageNet indices; ``edit``
+  holds a text prompt naming the target ("a photo of a lion") for text-driven editors.
 """
 from __future__ import annotations
 
@@ -69,7 +69,7 @@ PHOTO_EDITS = (
 def photos_imagenet_manifest(name: str = "photos_imagenet") -> Manifest:
     """ImageNet class edits of the offline colour photos at 256 x 256 (official checkpoints' size)."""
     items = tuple(EditItem(id=f"{k:02d}_{photo}_to_{tgt}", image=f"photo:{photo}", source=src, target=tgt,
-                           edit=f"turn it into a {tname}", seed=k)
+                           edit=f"a photo of a {tname}", seed=k)
                   for k, (photo, src, tgt, tname) in enumerate(PHOTO_EDITS))
     return Manifest(items=items, resolution=256, channels=3, classifier="imagenet", feature_size=224, name=name)
 

@@ -18,6 +18,7 @@ import torch
 
 from core.model import PixelMeanFlow
 from core.sampling import velocity_cfg
+from pmf_edit.boundary import forward_noise
 
 __all__ = ["per_item_noise", "fm_invert", "fm_generate", "fm_ode_edit", "fm_sdedit", "fm_flowedit"]
 
@@ -73,7 +74,7 @@ def fm_ode_edit(net: PixelMeanFlow, x: torch.Tensor, y_src: torch.Tensor, y_tgt:
 def fm_sdedit(net: PixelMeanFlow, x: torch.Tensor, y_tgt: torch.Tensor, strength: float, steps: int, scale: float,
               interval: Interval, eps: torch.Tensor) -> tuple[torch.Tensor, int]:
     """SDEdit: z = (1 - t) x + t s e at t = strength, Euler to 0 under the target; eps (B, C, H, W)."""
-    z = (1 - strength) * x + strength * net.cfg.noise_scale * eps
+    z = forward_noise(x, eps, strength, net.cfg.noise_scale)
     return fm_generate(net, z, y_tgt, strength, steps, scale, interval)
 
 
@@ -86,7 +87,7 @@ def fm_flowedit(net: PixelMeanFlow, x: torch.Tensor, y_src: torch.Tensor, y_tgt:
     x_edit, nfe = x.clone(), 0
     for k in range(steps):
         t, r = ts[k], ts[k + 1]
-        z_src = (1 - t) * x + t * s * eps[k]
+        z_src = forward_noise(x, eps[k], t, s)
         z_tgt = z_src + x_edit - x
         v_t, c1 = velocity_cfg(net, z_tgt, t, y_tgt, scale, interval)
         v_s, c2 = velocity_cfg(net, z_src, t, y_src, 1.0, interval)
