@@ -14,7 +14,7 @@ from core.edit_metrics import EditFeatures, self_similarity
 from core.metrics import ssim as core_ssim
 from core.model import build_model
 from pmf_edit.bench import examples
-from pmf_edit.bench.curves import choose_strength
+from pmf_edit.bench.curves import choose_strength, sweep
 from pmf_edit.bench.editors import EditBatch, make_editor
 from pmf_edit.bench.manifest import (EditItem, Manifest, bundled_manifest, load_images, load_manifest, load_masks,
                                      save_manifest)
@@ -263,3 +263,29 @@ def test_structure_distance():
 def test_default_rule(accs, chosen):
     rows = [{"strength": s, "target_accuracy": a} for s, a in zip([0.5, 0.6, 0.7, 0.8], accs)]
     assert choose_strength(rows, 0.9)[0] == chosen
+
+
+def test_sweep_scores_each_strength_from_its_folder(toy_manifest, tmp_path):
+    m = load_manifest(toy_manifest)
+    scorer = Scorer(m, classifier=toy_classifier, metrics=("accuracy", "pixels"))
+    rows = sweep(m, "identity", [0.3, None], scorer, out_dir=tmp_path / "sw")
+    assert [r["strength"] for r in rows] == [0.3, None]
+    assert (tmp_path / "sw" / "strength_0.30" / "im0.png").is_file() and (tmp_path / "sw" / "default" / "run.json").is_file()
+    assert all(r["target_accuracy"] == 0.5 and r["mse"] == 0 and r["nfe"] == 0 for r in rows)
+
+
+def test_rgb_edit_of_a_gray_manifest_is_scored_in_luma(toy_manifest):
+    m = load_manifest(toy_manifest)
+    s = Scorer(m, metrics=("pixels",))
+    rgb = [x.expand(3, -1, -1) for x in s.sources]  # the same gray image as RGB
+    assert s.score(rgb)["summary"]["mse"] == pytest.approx(0, abs=1e-12)
+
+
+def test_bundled_flow_edit_default_changes_the_class():
+    # The bundled pMF at the default strength on one held-out digit per class (96 % on 100 in docs/bench_edit.md).
+    m = load_manifest(bundled_manifest("mnist_heldout_swap100"))
+    m = m.select([it.id for it in m.items[::10]])
+    res = run_editor(m, make_editor("flow_edit"), batch_size=10)
+    summary = Scorer(m, metrics=("accuracy", "pixels")).score(res.images, res.records)["summary"]
+    assert summary["target_accuracy"] >= 0.7 and summary["nfe"] == 8
+    assert 0.3 < summary["ssim"] < 0.9  # changed, yet not regenerated from scratch

@@ -25,6 +25,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from core.data import _to_channels
 from core.edit_metrics import EditFeatures
 from pmf_edit.bench.classifiers import Classifier, make_classifier, predict
 from pmf_edit.bench.manifest import Manifest, load_images, load_masks, read_image01
@@ -120,8 +121,8 @@ class Scorer:
             if y.ndim != 3 or y.shape[0] not in (1, 3):
                 raise ValueError(f"output {it.id!r} must be (C, H, W) with C in (1, 3), got {tuple(y.shape)}")
             y = y.float()
-            if y.shape[0] != C:  # gray edit of an RGB source (repeat) or RGB edit of a gray source (mean)
-                y = y.expand(3, -1, -1) if C == 3 else y.mean(0, keepdim=True)
+            if y.shape[0] != C:  # gray edit of an RGB source (repeated) or RGB edit of a gray source (luma)
+                y = _to_channels(y[None], C)[0]
             if tuple(y.shape[1:]) != (R, R):
                 if not self.resize:
                     raise ValueError(f"output {it.id!r} is {y.shape[1]}x{y.shape[2]} but the manifest's images are "
