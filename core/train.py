@@ -271,8 +271,10 @@ def warm_start(net: PixelMeanFlow, directory: str | Path) -> None:
 
     The v-head (absent from exported models) becomes a copy of the u-head: the u-head at h = 0 is
     the guided instantaneous velocity that the v-head regresses, so the guidance targets start
-    right. A backward head gets the u-head's blocks (its trunk features) and keeps its zero final
-    layer (its output means the noise endpoint, not an image). Everything else must match exactly.
+    right. A backward head gets the u-head's blocks; its final layer too with the "data"
+    parameterisation (an image estimate, as the u-head's: then a jump toward noise starts nearly
+    right away from t = 0), a zero one with "noise" (its output means the noise endpoint).
+    Everything else must match exactly.
     """
     from core.checkpoint import WEIGHTS_NAME, read_config
 
@@ -294,7 +296,10 @@ def warm_start(net: PixelMeanFlow, directory: str | Path) -> None:
             if k.startswith(head) and src + k[len(head):] in sd:
                 sd[k] = sd[src + k[len(head):]]
         if k.startswith("b_final."):
-            sd[k] = own[k]  # zero-initialised
+            if net.cfg.backward_param == "data":  # an image too: the u-head's final layer fits
+                sd[k] = sd["u_final." + k[len("b_final."):]]
+            else:
+                sd[k] = own[k]  # zero-initialised: its output means the noise endpoint
     missing = [k for k in own if k not in sd]
     unexpected = [k for k in sd if k not in own]
     if missing or unexpected:
