@@ -128,3 +128,18 @@ def test_training_on_a_streamed_folder_resumes_exactly(folder, tmp_path):
     assert [d["loss"] for d in a] == [d["loss"] for d in b]
     cfg = json.loads((tmp_path / "full" / "config.json").read_text())
     assert cfg["class_names"] == ["a", "b", "c"] and cfg["model"]["image_size"] == 8
+
+
+def test_cli_pack_then_train_on_the_packed_folder(folder, tmp_path, capsys):
+    from apps.cli import main
+
+    packed = tmp_path / "packed"
+    assert main(["pack-dataset", str(folder), str(packed), "--resolution", "8", "--workers", "0", "--quiet"]) == 0
+    assert json.loads(capsys.readouterr().out)["images"] == 12
+    assert main(["train", "--dataset", str(packed), "--out-dir", str(tmp_path / "run"), "--preset", "pMF-T/4",
+                 "--model-override", "patch_size=2", "--steps", "1", "--batch-size", "4", "--data-workers", "0",
+                 "--sample-every", "0", "--no-progress", "--threads", "1"]) == 0
+    cfg = json.loads((tmp_path / "run" / "config.json").read_text())
+    assert cfg["train"]["dataset"] == str(packed) and cfg["model"]["image_size"] == 8
+    assert main(["train", "--dataset", str(folder), "--stream", "--out-dir", str(tmp_path / "r2"), "--steps", "1"]) == 2
+    assert "needs a resolution" in capsys.readouterr().err
