@@ -1,4 +1,4 @@
-"""Batch video over Ray: a local 2-CPU Ray instance, one task per file, per-file failures, resume."""
+"""Batch video: resume with skip_existing, and over Ray (a local 2-CPU instance; skipped without ray)."""
 from __future__ import annotations
 
 import os
@@ -10,15 +10,16 @@ import numpy as np
 import pytest
 
 from apps.cli import main as cli_main
-from pmf_edit.video import interpolate_videos
+from pmf_edit.video import interpolate_video, interpolate_videos
+from pmf_edit.video_ray import interpolate_files_on_ray
 from tests.test_video import read_all, write_clip
 
-ray = pytest.importorskip("ray")
 REPO = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture(scope="module")
 def local_ray():
+    ray = pytest.importorskip("ray")
     # Two CPUs = at most two files at once; workers import this checkout (not an installed copy).
     ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False,
              runtime_env={"env_vars": {"PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}})
@@ -47,11 +48,9 @@ def test_each_file_once_failures_per_file_and_resume(local_ray, clips: Path, tmp
     for r, n in zip(res.done, (5, 6, 7)):
         assert r.frames_in == n and r.frames_out == 2 * n - 1  # factor 2: every source frame + one between
         assert read_all(Path(r.dst))[1].shape[0] == r.frames_out
-    # Same frames as the single-machine path with one thread per file.
-    local = interpolate_videos(clips, tmp_path / "local", suffix="_2x", progress=False, workers=1)
-    assert [r.frames_out for r in local.done] == [r.frames_out for r in res.done]
-    for a, b in zip(local.done, res.done):
-        assert np.array_equal(read_all(Path(a.dst))[1], read_all(Path(b.dst))[1])
+    # Same frames as the single-machine path.
+    local = interpolate_video(clips / "clip2.mp4", tmp_path / "local.mp4", progress=False, workers=1)
+    assert np.array_equal(read_all(Path(local.dst))[1], read_all(Path(res.done[2].dst))[1])
     assert sorted(p.name for p in out.iterdir()) == ["clip0_2x.mp4", "clip1_2x.mp4", "clip2_2x.mp4"]  # no partials
 
     # Resume: one finished output lost and a stale partial from a killed run; the rest is skipped.
@@ -77,12 +76,25 @@ def test_cli_ray_flag(local_ray, clips: Path, tmp_path: Path, capsys) -> None:
     assert capsys.readouterr().out.count("skip ") == 3 and code == 1
 
 
-def test_single_machine_path_does_not_import_ray(clips: Path, tmp_path: Path) -> None:
+def test_single_machine_path_resumes_and_does_not_import_ray(clips: Path, tmp_path: Path) -> None:
+    out = tmp_path / "o"
     code = (
         "import sys; from pmf_edit.video import interpolate_videos; "
-        f"r = interpolate_videos({str(clips)!r}, {str(tmp_path / 'o')!r}, progress=False, workers=1); "
-        "assert len(r.done) == 3 and len(r.failed) == 1; "
+        f"r = interpolate_videos({str(clips)!r}, {str(out)!r}, progress=False, workers=1); "
+        "assert len(r.done) == 3 and len(r.failed) == 1 and r.skipped == []; "
+        f"r = interpolate_videos({str(clips)!r}, {str(out)!r}, progress=False, workers=1, skip_existing=True); "
+        "assert r.done == [] and len(r.skipped) == 3 and len(r.failed) == 1; "
         "assert 'ray' not in sys.modules and 'pmf_edit.video_ray' not in sys.modules"
     )
     subprocess.run([sys.executable, "-c", code], cwd=REPO, check=True,
                    env={**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"})
+
+
+def test_missing_ray_is_a_clear_error_and_bad_jobs_are_refused(clips: Path, tmp_path: Path, monkeypatch) -> None:
+    monkeypatch.setitem(sys.modules, "ray", None)  # as if not installed: `import ray` raises ImportError
+    with pytest.raises(ImportError, match="pip install 'pmf-edit\\[ray\\]'"):
+        interpolate_videos(clips, tmp_path / "o", ray=True, progress=False)
+    with pytest.raises(ValueError, match="same output"):
+        interpolate_files_on_ray([(clips / "clip0.mp4", tmp_path / "x.mp4"), (clips / "clip1.mp4", tmp_path / "x.mp4")])
+    with pytest.raises(ValueError, match="workers"):
+        interpolate_files_on_ray([(clips / "clip0.mp4", tmp_path / "x.mp4")], workers=0)
