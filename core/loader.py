@@ -132,12 +132,6 @@ class _KeyBatches:
 def _worker_init(_: int) -> None:
     # Each worker decodes one image at a time; intra-op threads would only fight the other workers.
     torch.set_num_threads(1)
-    try:
-        import cv2
-
-        cv2.setNumThreads(1)
-    except ImportError:
-        pass
 
 
 class BatchStream:
