@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import asdict, dataclass, field, replace
-from typing import Literal
+from typing import Callable, Literal
 
 import torch
 import torch.nn as nn
@@ -32,6 +32,11 @@ import torch.nn.functional as F
 from core.attention import Backend, attention
 
 Heads = Literal["u", "v", "uv"]
+# An attention processor replaces the attention of one Attention layer for the calls made while it is
+# set (``Attention.processor``): it receives the projected, qk-normed, RoPE-rotated q, k, v
+# (B, nh, L, hd) and the backend, and returns the attention output (B, nh, L, hd). The projections,
+# norms, RoPE and output projection stay the layer's own, so a change to them reaches every processor.
+AttentionProcessor = Callable[[torch.Tensor, torch.Tensor, torch.Tensor, Backend], torch.Tensor]
 
 
 @dataclass(frozen=True)
@@ -162,7 +167,12 @@ def apply_rope(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.T
 
 
 class Attention(nn.Module):
-    """Multi-head self-attention: no biases, qk-RMSNorm per head, 2D RoPE on image tokens."""
+    """Multi-head self-attention: no biases, qk-RMSNorm per head, 2D RoPE on image tokens.
+
+    ``processor`` (None by default) is the one hook for editing methods that change what the
+    queries attend to (e.g. style transfer sharing keys/values across a batch): see
+    ``AttentionProcessor``. It is a plain attribute, not part of the weights.
+    """
 
     def __init__(self, width: int, num_heads: int, init_std: float):
         super().__init__()
@@ -174,6 +184,7 @@ class Attention(nn.Module):
         self.out = _linear(width, width, init_std)
         self.q_norm = RMSNorm(hd)
         self.k_norm = RMSNorm(hd)
+        self.processor: AttentionProcessor | None = None
 
     def forward(
         self, x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor, backend: Backend
@@ -184,7 +195,10 @@ class Attention(nn.Module):
         v = self.v(x).view(B, L, self.num_heads, -1).transpose(1, 2)  # (B, nh, L, hd)
         q = apply_rope(self.q_norm(q), cos, sin)
         k = apply_rope(self.k_norm(k), cos, sin)
-        o = attention(q, k, v, backend=backend)  # (B, nh, L, hd)
+        if self.processor is None:
+            o = attention(q, k, v, backend=backend)  # (B, nh, L, hd)
+        else:
+            o = self.processor(q, k, v, backend)  # (B, nh, L, hd)
         return self.out(o.transpose(1, 2).reshape(B, L, D))
 
 

@@ -446,6 +446,39 @@ def train(cfg: TrainConfig, dataset: ImageDataset | Any = None) -> dict[str, Any
     return summary
 
 
+def export_checkpoint(run_dir: str | Path, out_dir: str | Path, ema_index: int = -1) -> Path:
+    """Export the EMA weights of a run's latest checkpoint as a model folder, without resuming it.
+
+    For a look at a run that is still going (or was stopped): the result loads with
+    ``core.checkpoint.load_model`` like the ``model/`` folder a finished run writes.
+
+    Example:
+        >>> export_checkpoint("runs/mnist", "runs/mnist/model_peek")
+    """
+    from core.checkpoint import read_config
+
+    run = Path(run_dir)
+    pointer = run / "checkpoints" / "latest.json"
+    if not pointer.is_file():
+        raise FileNotFoundError(f"{run} has no checkpoints/latest.json (no checkpoint written yet?)")
+    ckpt = run / "checkpoints" / json.loads(pointer.read_text())["path"]
+    meta = json.loads((ckpt / "state.json").read_text())
+    tensors = load_file(str(ckpt / "state.safetensors"))
+    run_cfg = read_config(run)
+    train_cfg = TrainConfig.from_dict(run_cfg["train"])
+    k = range(len(train_cfg.ema_halflife_kimg))[ema_index]
+    net = PixelMeanFlow(PMFConfig.from_dict(meta["model_config"]), with_v_head=True)
+    ema = {name[len(f"ema{k}."):]: v for name, v in tensors.items() if name.startswith(f"ema{k}.")}
+    return save_model(
+        out_dir, net, state_dict=ema, objective=train_cfg.objective, class_names=run_cfg.get("class_names"),
+        sampling={"guidance_scale": train_cfg.guidance_scale,
+                  "guidance_interval": list(train_cfg.guidance_interval),
+                  "num_steps": 1 if train_cfg.objective == "pmf" else 50},
+        ema_halflife_kimg=train_cfg.ema_halflife_kimg[k], train_steps=int(meta["step"]),
+        dataset=train_cfg.dataset,
+    )
+
+
 def _write_grid(path: Path, net: PixelMeanFlow, ema: dict[str, torch.Tensor], cfg: TrainConfig,
                 num_classes: int) -> None:
     """Sample with the EMA weights (swapped in, then back) and write a PNG grid."""
@@ -465,4 +498,4 @@ def _write_grid(path: Path, net: PixelMeanFlow, ema: dict[str, torch.Tensor], cf
         net.train(was_training)
 
 
-__all__ = ["TrainConfig", "train", "warm_start", "NonFiniteLossError", "build_optimizers", "ema_beta", "step_generator"]
+__all__ = ["TrainConfig", "train", "warm_start", "export_checkpoint", "NonFiniteLossError", "build_optimizers", "ema_beta", "step_generator"]

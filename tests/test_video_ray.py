@@ -11,7 +11,7 @@ import pytest
 
 from apps.cli import main as cli_main
 from pmf_edit.video import interpolate_video, interpolate_videos
-from pmf_edit.video_ray import interpolate_files_on_ray
+from pmf_edit.video.distributed import interpolate_files_on_ray
 from tests.test_video import read_all, write_clip
 
 REPO = Path(__file__).resolve().parents[1]
@@ -84,7 +84,7 @@ def test_single_machine_path_resumes_and_does_not_import_ray(clips: Path, tmp_pa
         "assert len(r.done) == 3 and len(r.failed) == 1 and r.skipped == []; "
         f"r = interpolate_videos({str(clips)!r}, {str(out)!r}, progress=False, workers=1, skip_existing=True); "
         "assert r.done == [] and len(r.skipped) == 3 and len(r.failed) == 1; "
-        "assert 'ray' not in sys.modules and 'pmf_edit.video_ray' not in sys.modules"
+        "assert 'ray' not in sys.modules and 'pmf_edit.video.distributed' not in sys.modules"
     )
     subprocess.run([sys.executable, "-c", code], cwd=REPO, check=True,
                    env={**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"})

@@ -21,7 +21,7 @@ import cv2
 import imageio_ffmpeg
 import numpy as np
 
-from pmf_edit.interpolate import InterpolationConfig, PairInterpolator
+from pmf_edit.video.interpolate import InterpolationConfig, PairInterpolator
 
 VIDEO_EXTENSIONS = (".mp4", ".mov", ".mkv", ".avi", ".webm", ".m4v", ".mpg", ".mpeg", ".wmv", ".flv")
 
@@ -319,7 +319,7 @@ def interpolate_videos(
             rename), so re-running an interrupted batch with this resumes it.
         ray: False (default): convert here, one file after another. True or a cluster address
             ("auto", "ray://head:10001"): one Ray task per file over a cluster, see
-            `pmf_edit.video_ray.interpolate_files_on_ray` (needs the optional `ray` package and the
+            `pmf_edit.video.distributed.interpolate_files_on_ray` (needs the optional `ray` package and the
             folders on a shared filesystem).
         **kwargs: passed to `interpolate_video` (factor, fps, config, quality, ...).
 
@@ -344,7 +344,7 @@ def interpolate_videos(
     dst_dir.mkdir(parents=True, exist_ok=True)
     jobs = [(path, dst_dir / f"{path.stem}{suffix}{path.suffix}") for path in files]
     if ray is not False:
-        from pmf_edit.video_ray import interpolate_files_on_ray  # Ray is imported only on this path
+        from pmf_edit.video.distributed import interpolate_files_on_ray  # Ray is imported only on this path
 
         return interpolate_files_on_ray(jobs, address=ray, skip_existing=skip_existing, **kwargs)
     result = BatchResult()

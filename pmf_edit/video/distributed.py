@@ -27,7 +27,7 @@ import socket
 from collections.abc import Sequence
 from typing import Any
 
-from pmf_edit.video import BatchResult, VideoResult, interpolate_video
+from pmf_edit.video.files import BatchResult, VideoResult, interpolate_video
 
 __all__ = ["interpolate_files_on_ray"]
 
