@@ -65,13 +65,15 @@ class InversionResult:
     """The state z_t (B, C, H, W) in model units (noise scale s, not an image) at time ``t``.
 
     ``nfe`` counts network evaluations per image; ``residual`` is the mean absolute size of the last
-    fixed-point update (small = converged).
+    fixed-point update (small = converged); ``diverged`` is True when the iteration ran away (a
+    RuntimeWarning says why and what to change; see ``pmf_edit.velocity.DIVERGED_RMS``).
     """
 
     latents: torch.Tensor
     t: float
     nfe: int
     residual: float
+    diverged: bool = False
 
 
 def from_pretrained(path: str | Path, *, device: str | torch.device = "cpu") -> tuple[PixelMeanFlow, dict[str, Any]]:
@@ -137,7 +139,15 @@ def invert(
         guidance_scale, guidance_interval: the condition the jumps are inverted under.
 
     Returns:
-        ``InversionResult``: latents (B, C, H, W) in model units, input dtype; t; nfe; residual.
+        ``InversionResult``: latents (B, C, H, W) in model units, input dtype; t; nfe; residual;
+        diverged.
+
+    Warns:
+        RuntimeWarning: the fixed-point iteration diverged (latents far outside the range of a
+            state; e.g. an untrained checkpoint); the message names the remedies.
+
+    Raises:
+        FloatingPointError: the latents became NaN or infinite.
 
     Example:
         >>> inv = invert(net, images01, labels=[3, 7])
@@ -151,7 +161,7 @@ def invert(
     inv = vf.invert(net, to_model(net, images), t, y, guidance_scale, guidance_interval,
                     check_steps(num_steps), check_steps(num_iterations, "num_iterations"))
     return InversionResult(latents=inv.latents.to(device=images.device, dtype=images.dtype), t=inv.t,
-                           nfe=inv.nfe, residual=inv.residual)
+                           nfe=inv.nfe, residual=inv.residual, diverged=inv.diverged)
 
 
 def reconstruct(
