@@ -50,8 +50,8 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
-    except (FileNotFoundError, ValueError) as err:
-        # Bad input: a clear one-line message, no traceback.
+    except (FileNotFoundError, ValueError, FloatingPointError) as err:
+        # Bad input (or a checkpoint whose computation blew up): a clear one-line message, no traceback.
         print(f"pmf {args.command}: error: {err}", file=sys.stderr)
         return 2
 

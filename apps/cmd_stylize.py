@@ -30,7 +30,9 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     p.add_argument("content", nargs="?", help="content image file (PNG/JPEG/...)")
     p.add_argument("style", nargs="?", help="style image file, or class:NAME / class:INDEX of the model")
     p.add_argument("-o", "--output", default=None, help="output PNG path (required unless --list-classes)")
-    p.add_argument("--model", default=None, help="RGB pMF model folder (default: the bundled photos model)")
+    p.add_argument("--model", default=None,
+                   help="RGB pMF model folder or official .pt file (e.g. pMF-B-16.pt: style classes are ImageNet "
+                   "names or indices, class:goldfish); default: the bundled photos model")
     p.add_argument("--strength", type=float, default=DEFAULT_STRENGTH,
                    help="0 = the content, 1 = all style (the time the content is inverted to)")
     p.add_argument("--method", choices=("kv", "kv_replace", "feat", "swap"), default=DEFAULT_METHOD,

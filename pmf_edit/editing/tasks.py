@@ -79,7 +79,8 @@ class InversionResult:
     (B T, C, S, S), image i's T tiles consecutive (T = ``num_tiles``, 1 unless ``size_mode="tile"``).
 
     ``nfe`` counts network evaluations per image (every tile); ``residual`` is the mean absolute size
-    of the last fixed-point update (small = converged).
+    of the last fixed-point update (small = converged); ``diverged`` is True when the iteration ran
+    away (a RuntimeWarning says why and what to change; see ``pmf_edit.velocity.DIVERGED_RMS``).
     """
 
     latents: torch.Tensor
@@ -87,6 +88,7 @@ class InversionResult:
     nfe: int
     residual: float
     num_tiles: int = 1
+    diverged: bool = False
 
 
 def from_pretrained(path: str | Path, *, device: str | torch.device = "cpu") -> tuple[PixelMeanFlow, dict[str, Any]]:
@@ -210,7 +212,14 @@ def invert(
 
     Returns:
         ``InversionResult``: latents (B T, C, S, S) in model units, input dtype; t; nfe; residual;
-        num_tiles T.
+        num_tiles T; diverged.
+
+    Warns:
+        RuntimeWarning: the fixed-point iteration diverged (latents far outside the range of a
+            state; e.g. an untrained checkpoint); the message names the remedies.
+
+    Raises:
+        FloatingPointError: the latents became NaN or infinite.
 
     Example:
         >>> inv = invert(net, images01, labels=[3, 7])
@@ -228,7 +237,8 @@ def invert(
     inv = _invert(net, to_model(net, x_in), t, repeat_per_tile(y, plan), guidance_scale, guidance_interval, K, J,
                   backward, R)
     return InversionResult(latents=inv.latents.to(device=images.device, dtype=images.dtype), t=inv.t,
-                           nfe=inv.nfe * plan.num_tiles, residual=inv.residual, num_tiles=plan.num_tiles)
+                           nfe=inv.nfe * plan.num_tiles, residual=inv.residual, num_tiles=plan.num_tiles,
+                           diverged=inv.diverged)
 
 
 def reconstruct(

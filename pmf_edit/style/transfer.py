@@ -52,6 +52,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from core.attention import Backend, attention
+from core.class_names import resolve_class
 from core.images import from_model_range, to_model_range
 from core.model import AttentionProcessor, PixelMeanFlow
 from pmf_edit import velocity as vf
@@ -132,10 +133,8 @@ def resolve_style_class(
             idx = int(name)
         elif class_names is None:
             raise ValueError(f"style class {name!r} given by name but no class_names were passed")
-        elif name not in class_names:
-            raise ValueError(f"unknown style class {name!r}; this model's classes are {list(class_names)}")
-        else:
-            idx = list(class_names).index(name)
+        else:  # case-insensitive, any synonym; close matches listed when unknown
+            idx = resolve_class(name, class_names, "style class")
         y = torch.tensor([idx])
     else:
         y = torch.as_tensor(style).reshape(-1)
