@@ -1,0 +1,106 @@
+"""Data-parallel engines for training: PyTorch DDP or FSDP2 (``fully_shard``), chosen by name.
+
+``parallelize(net, "ddp" | "fsdp", world)`` returns the module that runs the GRAD forward of the loss:
+
+* ``"ddp"``: a ``DistributedDataParallel`` wrapper of ``net`` (bucketed all-reduce overlapped with the
+  backward). The loss's no-grad passes (guidance forwards, the ``torch.func.jvp`` of du/dt) call the
+  bare ``net``: forward AD cannot go through the wrapper, and they need no gradient sync.
+* ``"fsdp"``: ``net`` itself after ``fully_shard`` on every transformer block and then on the root
+  (ZeRO-3: parameters, gradients and optimizer state sharded over the ranks, one all-gather per
+  block per forward, reduce-scatter in the backward). Parameters become ``DTensor`` shards.
+
+  The JVP on FSDP2: FSDP2's forward pre-hooks all-gather a module's shards into ordinary unsharded
+  tensors and swap them in before EVERY forward, the one inside ``torch.func.jvp`` included (the
+  hooks are plain module hooks, which functorch's jvp runs), and reshard after it. So the JVP sees
+  ordinary tensors; its tangents are on the inputs (z, t, r) only, the parameters carry none, and no
+  DTensor enters forward AD. tests/test_parallel.py checks du/dt and whole training runs under FSDP2
+  against the bare module and DDP. We chose this over unsharding the whole model around the JVP
+  (``net.unshard()``): the hooks gather one block at a time, so the JVP's peak parameter memory is one
+  block, not the model.
+
+  Muon on FSDP2: ``torch.optim.Muon``'s Newton-Schulz iteration runs on the ``DTensor`` shards; DTensor
+  turns each matmul and norm into the full-matrix operation (with collectives), so the update is that
+  of the unsharded matrix (tested equal to DDP).
+
+With one process both modes return ``net`` unchanged (no process group, nothing to shard).
+Gradient accumulation: ``grad_sync(grad_net, False)`` around all but the last micro-batch skips the
+gradient communication (DDP ``no_sync``; FSDP2 ``set_requires_gradient_sync``).
+"""
+from __future__ import annotations
+
+import contextlib
+from typing import Iterator, Literal
+
+import torch
+from torch.distributed.tensor import DTensor
+
+Parallel = Literal["ddp", "fsdp"]
+PARALLEL_MODES = ("ddp", "fsdp")
+
+
+def parallelize(net: torch.nn.Module, mode: Parallel, world: int,
+                device: torch.device | None = None) -> torch.nn.Module:
+    """Make ``net`` data-parallel over the ``world`` processes of the default process group.
+
+    Args:
+        net: the bare network (PixelMeanFlow), already on its device and identical on every rank.
+        mode: "ddp" (replicated parameters, all-reduced gradients) or "fsdp" (FSDP2 sharding of
+            every block in ``shared_blocks``, ``u_blocks``, ``v_blocks`` and then the root).
+        world: number of processes; 1 returns ``net`` unchanged.
+        device: ``net``'s device (DDP's ``device_ids`` on CUDA).
+
+    Returns:
+        The module for the grad forward: the DDP wrapper, or ``net`` itself (sharded in place).
+        Build optimizers and EMA copies from ``net.parameters()`` AFTER this call (FSDP2 replaces
+        the parameters by DTensor shards).
+
+    Example:
+        >>> grad_net = parallelize(net, "ddp", world=dist.get_world_size())
+        >>> loss, stats = pmf_loss_given(net, x, y, draws, cfg, grad_net=grad_net)
+    """
+    if mode not in PARALLEL_MODES:
+        raise ValueError(f"parallel must be one of {PARALLEL_MODES}, got {mode!r}")
+    if world == 1:
+        return net
+    if mode == "ddp":
+        from torch.nn.parallel import DistributedDataParallel
+
+        ids = [device.index] if device is not None and device.type == "cuda" else None
+        # broadcast_buffers=False: the only buffers are the RoPE tables, equal on every rank.
+        return DistributedDataParallel(net, device_ids=ids, broadcast_buffers=False)
+    from torch.distributed.fsdp import fully_shard
+
+    for name in ("shared_blocks", "u_blocks", "v_blocks"):
+        for block in getattr(net, name, ()):
+            fully_shard(block)
+    fully_shard(net)  # the rest: embeddings, tokens, final layers
+    return net
+
+
+@contextlib.contextmanager
+def grad_sync(grad_net: torch.nn.Module, enabled: bool) -> Iterator[None]:
+    """Inside, the backward of ``grad_net`` syncs gradients across ranks only if ``enabled``
+    (False for all but the last micro-batch of an accumulated step; the gradients then add up
+    locally and the last backward reduces their sum)."""
+    if enabled:
+        yield
+    elif hasattr(grad_net, "no_sync"):  # DDP
+        with grad_net.no_sync():
+            yield
+    elif hasattr(grad_net, "set_requires_gradient_sync"):  # FSDP2
+        grad_net.set_requires_gradient_sync(False)
+        try:
+            yield
+        finally:
+            grad_net.set_requires_gradient_sync(True)
+    else:  # one process: nothing to sync
+        yield
+
+
+def full_tensors(tensors: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """The same dict with every DTensor shard gathered into its full tensor (a collective: every
+    rank must call it); plain tensors are returned as they are."""
+    return {k: v.full_tensor() if isinstance(v, DTensor) else v for k, v in tensors.items()}
+
+
+__all__ = ["Parallel", "PARALLEL_MODES", "parallelize", "grad_sync", "full_tensors"]
