@@ -18,9 +18,13 @@
   (``net.unshard()``): the hooks gather one block at a time, so the JVP's peak parameter memory is one
   block, not the model.
 
-  Muon on FSDP2: ``torch.optim.Muon``'s Newton-Schulz iteration runs on the ``DTensor`` shards; DTensor
-  turns each matmul and norm into the full-matrix operation (with collectives), so the update is that
-  of the unsharded matrix (tested equal to DDP).
+  Muon on FSDP2: Muon orthogonalises each weight's whole update matrix. Plain ``torch.optim.Muon``
+  on ``DTensor`` shards gets it right (DTensor turns every Newton-Schulz matmul into the full-matrix
+  operation) but with collectives inside each of the ~15 matmuls per matrix per step (10x slower than
+  DDP's optimizer step here). ``ShardedMuon`` instead keeps the momentum in shards, gathers each
+  matrix's update once, runs Muon's own Newton-Schulz on it and applies this rank's rows: one
+  all-gather per matrix, the same numbers as the unsharded optimizer (tested equal to DDP). Every
+  rank repeats the Newton-Schulz work (a few small matmuls per weight, small next to the step).
 
 With one process both modes return ``net`` unchanged (no process group, nothing to shard).
 Gradient accumulation: ``grad_sync(grad_net, False)`` around all but the last micro-batch skips the
@@ -32,7 +36,8 @@ import contextlib
 from typing import Iterator, Literal
 
 import torch
-from torch.distributed.tensor import DTensor
+from torch.distributed.tensor import DTensor, distribute_tensor
+from torch.optim._muon import _adjust_lr, _zeropower_via_newtonschulz  # Muon's own math, reused
 
 Parallel = Literal["ddp", "fsdp"]
 PARALLEL_MODES = ("ddp", "fsdp")
@@ -66,8 +71,8 @@ def parallelize(net: torch.nn.Module, mode: Parallel, world: int,
         from torch.nn.parallel import DistributedDataParallel
 
         ids = [device.index] if device is not None and device.type == "cuda" else None
-        # broadcast_buffers=False: the only buffers are the RoPE tables, equal on every rank.
-        return DistributedDataParallel(net, device_ids=ids, broadcast_buffers=False)
+        # No buffer sync per forward: the only buffers are the RoPE tables, equal on every rank.
+        return DistributedDataParallel(net, device_ids=ids, forward_sync_buffers=False)
     from torch.distributed.fsdp import fully_shard
 
     for name in ("shared_blocks", "u_blocks", "v_blocks"):
@@ -97,10 +102,49 @@ def grad_sync(grad_net: torch.nn.Module, enabled: bool) -> Iterator[None]:
         yield
 
 
+class ShardedMuon(torch.optim.Muon):
+    """``torch.optim.Muon`` for FSDP2 ``DTensor`` parameters: one all-gather of each update matrix per
+    step, Newton-Schulz on the full matrix, this rank's shard applied (module docstring). Same
+    arguments and state (``momentum_buffer``, sharded like its parameter) as ``torch.optim.Muon``,
+    which it is for plain tensors.
+
+    Example:
+        >>> opt = ShardedMuon(linear_weights, lr=1e-3, momentum=0.95, nesterov=True, weight_decay=0.0)
+    """
+
+    @torch.no_grad()
+    def step(self, closure=None):
+        if not any(isinstance(p, DTensor) for g in self.param_groups for p in g["params"]):
+            return super().step(closure)
+        loss = None
+        if closure is not None:
+            with torch.enable_grad():
+                loss = closure()
+        for group in self.param_groups:
+            for p in group["params"]:
+                if p.grad is None:
+                    continue
+                state = self.state[p]
+                if "momentum_buffer" not in state:
+                    state["momentum_buffer"] = torch.zeros_like(p.grad)
+                buf = state["momentum_buffer"]
+                buf.lerp_(p.grad, 1 - group["momentum"])  # elementwise: on the shards, no collective
+                update = p.grad.lerp(buf, group["momentum"]) if group["nesterov"] else buf
+                full = update.full_tensor() if isinstance(update, DTensor) else update  # (out, in)
+                ortho = _zeropower_via_newtonschulz(full, group["ns_coefficients"], group["ns_steps"],
+                                                    group["eps"])
+                if isinstance(p, DTensor):  # this rank's rows; src_data_rank=None: no communication
+                    ortho = distribute_tensor(ortho, p.device_mesh, p.placements, src_data_rank=None)
+                lr = float(group["lr"])
+                p.mul_(1 - lr * group["weight_decay"])
+                p.add_(ortho, alpha=-_adjust_lr(lr, group["adjust_lr_fn"], p.shape))
+        return loss
+
+
 def full_tensors(tensors: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     """The same dict with every DTensor shard gathered into its full tensor (a collective: every
     rank must call it); plain tensors are returned as they are."""
     return {k: v.full_tensor() if isinstance(v, DTensor) else v for k, v in tensors.items()}
 
 
-__all__ = ["Parallel", "PARALLEL_MODES", "parallelize", "grad_sync", "full_tensors"]
+__all__ = ["Parallel", "PARALLEL_MODES", "parallelize", "grad_sync", "ShardedMuon", "full_tensors"]

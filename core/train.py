@@ -40,7 +40,7 @@ from core.meanflow import (
     FlowMatchingConfig, MeanFlowConfig, draw_fm_rows, draw_rows, fm_loss_given, pmf_loss_given,
 )
 from core.model import PixelMeanFlow, build_model
-from core.parallel import PARALLEL_MODES, full_tensors, grad_sync, parallelize
+from core.parallel import PARALLEL_MODES, ShardedMuon, full_tensors, grad_sync, parallelize
 from core.sampling import sample_flow_matching, sample_pmf
 from core.sharded_checkpoint import FORMAT as SHARDED_FORMAT
 from core.sharded_checkpoint import load_sharded, save_sharded
@@ -118,8 +118,9 @@ def build_optimizers(net: PixelMeanFlow, cfg: TrainConfig) -> list[torch.optim.O
     adam_params = [p for p in net.parameters() if id(p) not in linear_weights]
     return [
         # "original" scales each update by sqrt(max(1, fan_out / fan_in)), matching optax's Muon.
-        torch.optim.Muon(muon_params, lr=cfg.muon_lr or cfg.lr, momentum=cfg.muon_momentum, nesterov=True,
-                         weight_decay=0.0, adjust_lr_fn="original"),
+        # ShardedMuon is torch.optim.Muon with one gather per matrix for FSDP2 shards (core/parallel.py).
+        ShardedMuon(muon_params, lr=cfg.muon_lr or cfg.lr, momentum=cfg.muon_momentum, nesterov=True,
+                    weight_decay=0.0, adjust_lr_fn="original"),
         torch.optim.Adam(adam_params, lr=cfg.lr, betas=cfg.adam_betas, eps=1e-8, weight_decay=0.0),
     ]
 
