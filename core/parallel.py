@@ -50,7 +50,8 @@ def parallelize(net: torch.nn.Module, mode: Parallel, world: int,
     Args:
         net: the bare network (PixelMeanFlow), already on its device and identical on every rank.
         mode: "ddp" (replicated parameters, all-reduced gradients) or "fsdp" (FSDP2 sharding of
-            every block in ``shared_blocks``, ``u_blocks``, ``v_blocks`` and then the root).
+            every block in ``shared_blocks``, ``u_blocks``, ``v_blocks`` and then the root; not for
+            a network with a backward head, whose rows are routed per rank).
         world: number of processes; 1 returns ``net`` unchanged.
         device: ``net``'s device (DDP's ``device_ids`` on CUDA).
 
@@ -67,12 +68,21 @@ def parallelize(net: torch.nn.Module, mode: Parallel, world: int,
         raise ValueError(f"parallel must be one of {PARALLEL_MODES}, got {mode!r}")
     if world == 1:
         return net
+    # A backward head (bidirectional pMF) runs only for rows with r > t, so which modules run, and
+    # which parameters get a gradient, differs between ranks and steps.
+    routed = bool(getattr(getattr(net, "cfg", None), "backward_head", False))
     if mode == "ddp":
         from torch.nn.parallel import DistributedDataParallel
 
         ids = [device.index] if device is not None and device.type == "cuda" else None
         # No buffer sync per forward: the only buffers are the RoPE tables, equal on every rank.
-        return DistributedDataParallel(net, device_ids=ids, forward_sync_buffers=False)
+        # find_unused_parameters: a rank whose rows skip the backward head still joins its all-reduce.
+        return DistributedDataParallel(net, device_ids=ids, forward_sync_buffers=False,
+                                       find_unused_parameters=routed)
+    if routed:
+        raise ValueError("parallel='fsdp' needs every rank to run the same modules, but the backward "
+                         "head runs only for r > t rows (its all-gathers would pair up wrongly); "
+                         "train a bidirectional network with parallel='ddp'")
     from torch.distributed.fsdp import fully_shard
 
     for name in ("shared_blocks", "u_blocks", "v_blocks"):

@@ -68,4 +68,12 @@ def load_sharded(directory: str | Path, net: torch.nn.Module, opts: list[torch.o
         set_optimizer_state_dict(net, o, state[f"opt{i}"])
 
 
-__all__ = ["FORMAT", "save_sharded", "load_sharded"]
+def load_sharded_ema(directory: str | Path, net: torch.nn.Module, index: int) -> dict[str, torch.Tensor]:
+    """EMA copy ``index`` of a sharded checkpoint as full tensors shaped like ``net``'s parameters
+    (a bare network), read in this process alone: the EMA is all that is loaded."""
+    ema = {k: torch.empty_like(p) for k, p in net.named_parameters()}
+    dcp.load({f"ema{index}": ema}, checkpoint_id=str(directory))
+    return ema
+
+
+__all__ = ["FORMAT", "save_sharded", "load_sharded", "load_sharded_ema"]

@@ -18,7 +18,8 @@ from core.checkpoint import load_model
 from core.data import BatchSampler, load_dataset
 from core.meanflow import FlowMatchingConfig, MeanFlowConfig, draw_fm_rows, draw_rows, spread_rows
 from core.model import build_model
-from core.train import TrainConfig, build_optimizers, load_checkpoint, train
+from core.parallel import parallelize
+from core.train import TrainConfig, build_optimizers, export_checkpoint, load_checkpoint, train
 
 STEPS = 3
 
@@ -69,9 +70,12 @@ def _losses(run):
     return torch.tensor([[d["loss_u"], d["loss_v"]] for d in _log(run)], dtype=torch.float64)
 
 
+def _state(net):
+    return {k: v.clone() for k, v in net.state_dict().items()}
+
+
 def _exported(run):
-    net, _ = load_model(Path(run) / "model")
-    return net.state_dict()
+    return _state(load_model(Path(run) / "model")[0])
 
 
 def _live_weights(run):
@@ -195,3 +199,23 @@ def test_two_process_checkpoint_resumes_in_one_process(runs, tmp_path):
     torch.testing.assert_close(_losses(run), _losses(runs / "single"), rtol=1e-4, atol=1e-6)
     _assert_same_training(_live_weights(run)[1], _live_weights(runs / "single")[1])
     assert json.loads((run / "checkpoints" / f"step_{STEPS:07d}" / "state.json").read_text()).get("format") is None
+
+
+def test_sharded_checkpoint_exports_its_ema(tmp_path):
+    run = tmp_path / "peek"
+    spawn_train(_cfg(run, steps=1), 2)  # its last checkpoint (step 1) is sharded, model/ its EMA
+    peek = _state(load_model(export_checkpoint(run, tmp_path / "exported"))[0])
+    final = _exported(run)
+    assert all(torch.equal(peek[k], final[k]) for k in final)
+
+
+def test_bidirectional_ddp_equals_one_process_and_fsdp_refuses_it(tmp_path):
+    # The backward head runs only for r > t rows: ranks use different parameters in a step, which
+    # DDP handles with find_unused_parameters; FSDP2 would pair its all-gathers up wrongly.
+    kw = dict(steps=2, meanflow=MeanFlowConfig(backward_ratio=0.5))
+    train(TrainConfig.from_dict(_cfg(tmp_path / "one", **kw)), dataset=_small())
+    spawn_train(_cfg(tmp_path / "two", **kw), 2)
+    torch.testing.assert_close(_losses(tmp_path / "two"), _losses(tmp_path / "one"), rtol=1e-4, atol=1e-6)
+    net = build_model("pMF-T/4", backward_head=True)
+    with pytest.raises(ValueError, match="backward head"):
+        parallelize(net, "fsdp", world=2)
