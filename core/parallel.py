@@ -11,10 +11,11 @@
 
   The JVP on FSDP2: FSDP2's forward pre-hooks all-gather a module's shards into ordinary unsharded
   tensors and swap them in before EVERY forward, the one inside ``torch.func.jvp`` included (the
-  hooks are plain module hooks, which functorch's jvp runs), and reshard after it. So the JVP sees
+  hooks are plain module hooks, which functorch's jvp runs), and reshard each block after it (the
+  root's small group, embeddings and final layers, stays gathered, as FSDP2 does). So the JVP sees
   ordinary tensors; its tangents are on the inputs (z, t, r) only, the parameters carry none, and no
-  DTensor enters forward AD. tests/test_parallel.py checks du/dt and whole training runs under FSDP2
-  against the bare module and DDP. We chose this over unsharding the whole model around the JVP
+  DTensor enters forward AD. tests/test_parallel.py checks du/dt under FSDP2 against the bare
+  module (and that the blocks are shards again after it) and whole FSDP2 runs against DDP. We chose this over unsharding the whole model around the JVP
   (``net.unshard()``): the hooks gather one block at a time, so the JVP's peak parameter memory is one
   block, not the model.
 

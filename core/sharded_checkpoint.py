@@ -2,8 +2,8 @@
 
 A checkpoint folder ``checkpoints/step_XXXXXXX/`` written by N processes holds
     .metadata, __<rank>_0.distcp   DCP: model, both optimizers and the EMA copies; under FSDP2 each
-                                   rank writes its own shards, under DDP rank 0 writes the (replicated)
-                                   tensors once
+                                   rank writes its own shards, under DDP the replicated tensors are
+                                   written once
     state.json                     {"format": "dcp", "step", "sampler", "model_config", "world_size"}
 
 Every tensor is saved under its parameter name (``get_model_state_dict`` / ``get_optimizer_state_dict``

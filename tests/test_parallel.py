@@ -1,6 +1,7 @@
 """Several processes (CPU, gloo): DDP equals one process on the same global batch, FSDP2 equals DDP,
 gradient accumulation equals the big batch, a killed sharded run resumes exactly, and a checkpoint of
 2 processes resumes in 1. Tiny pMF-T/4 runs of 3 steps on 100 MNIST digits."""
+import copy
 import functools
 import json
 import os
@@ -13,10 +14,13 @@ import pytest
 import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
+from torch.distributed.tensor import DTensor
 
 from core.checkpoint import load_model
 from core.data import BatchSampler, load_dataset
-from core.meanflow import FlowMatchingConfig, MeanFlowConfig, draw_fm_rows, draw_rows, spread_rows
+from core.meanflow import (
+    FlowMatchingConfig, MeanFlowConfig, draw_fm_rows, draw_rows, du_dt, spread_rows,
+)
 from core.model import build_model
 from core.parallel import parallelize
 from core.train import TrainConfig, build_optimizers, export_checkpoint, load_checkpoint, train
@@ -143,6 +147,40 @@ def test_spread_rows_keeps_group_order_and_interleaves():
     assert sorted(order.tolist()) == list(range(8))
     assert same[order].tolist() == [True, False] * 4
     assert order[same[order]].tolist() == [0, 1, 2, 3]
+
+
+def _jvp_worker(rank: int, world: int, port: int, out: str) -> None:
+    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
+    torch.set_num_threads(1)
+    dist.init_process_group("gloo", rank=rank, world_size=world)
+    torch.manual_seed(0)
+    bare = build_model("pMF-T/4")
+    with torch.no_grad():  # non-zero residual gates, so every block shapes the JVP
+        for p in bare.parameters():
+            p.add_(torch.randn_like(p) * 0.05)
+    sharded = copy.deepcopy(bare)
+    parallelize(sharded, "fsdp", world)
+    g = torch.Generator().manual_seed(1)
+    z, dz = torch.randn(3, 1, 32, 32, generator=g), torch.randn(3, 1, 32, 32, generator=g)
+    t, r = torch.tensor([0.9, 0.6, 0.4]), torch.tensor([0.1, 0.3, 0.0])
+    args = (torch.tensor([1, 2, 3]), torch.ones(3) * 2, torch.zeros(3), torch.ones(3))
+    results = [du_dt(n, z, t, r, dz, *args) for n in (bare, sharded)]
+    # The blocks are shards again; FSDP2 keeps its root group (embeddings, final layers) gathered
+    # between forwards by design.
+    blocks = [sharded.shared_blocks, sharded.u_blocks, sharded.v_blocks]
+    still_sharded = all(isinstance(p, DTensor) for b in blocks for p in b.parameters())
+    torch.save({"bare": results[0], "fsdp": results[1], "resharded": still_sharded}, f"{out}/rank{rank}.pt")
+    dist.destroy_process_group()
+
+
+def test_jvp_runs_on_fsdp2_shards_through_the_unsharding_hooks(tmp_path):
+    mp.start_processes(_jvp_worker, args=(2, _free_port(), str(tmp_path)), nprocs=2, join=True,
+                       start_method="fork")
+    for rank in range(2):
+        res = torch.load(tmp_path / f"rank{rank}.pt")
+        assert res["bare"].abs().max() > 0
+        torch.testing.assert_close(res["fsdp"], res["bare"], rtol=1e-5, atol=1e-6)
+        assert res["resharded"]  # the blocks' parameters are DTensor shards again after the JVP
 
 
 def test_ddp_equals_one_process_on_the_same_global_batch(runs):
