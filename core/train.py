@@ -403,7 +403,10 @@ def train(cfg: TrainConfig, dataset: ImageDataset | None = None) -> dict[str, An
         weights = None if cfg.perceptual_net == "mobilenet" else cfg.perceptual_net
         perceptual = MobileNetFeatures(weights, size=cfg.perceptual_size).to(device).distance
     autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=cfg.bf16)
-    save = lambda: save_checkpoint(run, step, net, opts, emas, sampler, cfg.keep_checkpoints, world)  # noqa: E731
+
+    def save() -> Path:  # every rank calls it (several processes write one sharded checkpoint)
+        return save_checkpoint(run, step, net, opts, emas, sampler, cfg.keep_checkpoints, world)
+
     last_ckpt = None
     t_last = time.perf_counter()
     step = start
