@@ -34,8 +34,9 @@ from safetensors.torch import load_file
 from torch.distributed.tensor import DTensor
 
 from core.checkpoint import atomic_save_json, atomic_save_tensors, load_weights_into, save_model
-from core.data import BatchSampler, ImageDataset, load_dataset
+from core.data import ImageDataset
 from core.images import make_grid, save_png
+from core.loader import BatchStream, LoaderConfig, open_training_set
 from core.meanflow import (
     FlowMatchingConfig, MeanFlowConfig, draw_fm_rows, draw_rows, fm_loss_given, pmf_loss_given,
 )
@@ -51,7 +52,13 @@ class TrainConfig:
     """One training run. Written to ``<out_dir>/config.json``."""
 
     out_dir: str = "runs/mnist-pmf"  # run folder (checkpoints, log.jsonl, samples/, model/)
-    dataset: str = "mnist"  # built-in name (mnist, digits, photos) or an image-folder path
+    dataset: str = "mnist"  # built-in name (mnist, digits, photos), an image-folder path, a file list
+    #   (lines "path [label]") or a packed folder (core.shards); see core.loader.open_training_set
+    stream: bool = False  # decode an image folder lazily in DataLoader workers (ADM centre crop) instead
+    #   of loading it into memory: needed for ImageNet-size sets; file lists and packed folders always stream
+    data_workers: int = 4  # DataLoader processes per rank decoding streamed sets (0: in the training process)
+    hflip: bool = False  # random horizontal flips, a function of (seed, epoch, index); the official pMF
+    #   ImageNet recipe uses none
     resolution: int | None = None  # None: the data set's default (mnist: 32)
     channels: int | None = None  # None: the data set's
     preset: str = "pMF-S/4"  # core.model.PRESETS name
@@ -170,7 +177,7 @@ def _unflatten(obj: Any, tensors: dict[str, torch.Tensor]) -> Any:
 
 def save_checkpoint(
     run: Path, step: int, net: PixelMeanFlow, opts: list[torch.optim.Optimizer],
-    emas: list[dict[str, torch.Tensor]], sampler: BatchSampler, keep: int, world: int = 1,
+    emas: list[dict[str, torch.Tensor]], sampler: BatchStream, keep: int, world: int = 1,
 ) -> Path:
     """Write ``checkpoints/step_XXXXXXX/`` (into a temp folder, then renamed) and point
     ``checkpoints/latest.json`` at it; a kill at any moment leaves the previous checkpoint usable.
@@ -208,7 +215,7 @@ def save_checkpoint(
 
 def load_checkpoint(
     run: Path, net: PixelMeanFlow, opts: list[torch.optim.Optimizer],
-    emas: list[dict[str, torch.Tensor]], sampler: BatchSampler,
+    emas: list[dict[str, torch.Tensor]], sampler: BatchStream,
 ) -> int:
     """Restore the latest checkpoint of ``run`` (if any) in place; returns the step to continue from.
 
@@ -302,8 +309,10 @@ def warm_start(net: PixelMeanFlow, directory: str | Path) -> None:
 
     The v-head (absent from exported models) becomes a copy of the u-head: the u-head at h = 0 is
     the guided instantaneous velocity that the v-head regresses, so the guidance targets start
-    right. A backward head gets the u-head's blocks (its trunk features) and keeps its zero final
-    layer (its output means the noise endpoint, not an image). Everything else must match exactly.
+    right. A backward head gets the u-head's blocks; its final layer too with the "data"
+    parameterisation (an image estimate, as the u-head's: then a jump toward noise starts nearly
+    right away from t = 0), a zero one with "noise" (its output means the noise endpoint).
+    Everything else must match exactly.
     """
     from core.checkpoint import WEIGHTS_NAME, read_config
 
@@ -325,7 +334,10 @@ def warm_start(net: PixelMeanFlow, directory: str | Path) -> None:
             if k.startswith(head) and src + k[len(head):] in sd:
                 sd[k] = sd[src + k[len(head):]]
         if k.startswith("b_final."):
-            sd[k] = own[k]  # zero-initialised
+            if net.cfg.backward_param == "data":  # an image too: the u-head's final layer fits
+                sd[k] = sd["u_final." + k[len("b_final."):]]
+            else:
+                sd[k] = own[k]  # zero-initialised: its output means the noise endpoint
     missing = [k for k in own if k not in sd]
     unexpected = [k for k in sd if k not in own]
     if missing or unexpected:
@@ -343,7 +355,7 @@ def sample_grid(net: PixelMeanFlow, cfg: TrainConfig, num_classes: int, objectiv
     return sample_flow_matching(net, labels, num_samples=8, num_steps=20, method="heun", **kw).images
 
 
-def train(cfg: TrainConfig, dataset: ImageDataset | None = None) -> dict[str, Any]:
+def train(cfg: TrainConfig, dataset: ImageDataset | Any = None) -> dict[str, Any]:
     """Train (or resume) the run in ``cfg.out_dir``; returns a summary dict.
 
     The run folder gets ``config.json`` (resolved), ``log.jsonl`` (one line per ``log_every``
@@ -366,7 +378,8 @@ def train(cfg: TrainConfig, dataset: ImageDataset | None = None) -> dict[str, An
         torch.set_num_threads(cfg.threads)
     run = Path(cfg.out_dir)
     if dataset is None:
-        dataset = load_dataset(cfg.dataset, split="train", resolution=cfg.resolution, channels=cfg.channels)
+        dataset = open_training_set(cfg.dataset, stream=cfg.stream, resolution=cfg.resolution,
+                                    channels=cfg.channels)
     overrides = dict(image_size=dataset.resolution, in_channels=dataset.channels,
                      num_classes=dataset.num_classes, **cfg.model_overrides)
     if cfg.objective == "pmf" and cfg.meanflow.backward_ratio > 0:
@@ -381,7 +394,9 @@ def train(cfg: TrainConfig, dataset: ImageDataset | None = None) -> dict[str, An
     grad_net = parallelize(net, cfg.parallel, world, device)  # before the optimizers (FSDP2 shards)
     opts = build_optimizers(net, cfg)
     emas = [{k: p.detach().clone() for k, p in net.named_parameters()} for _ in cfg.ema_halflife_kimg]
-    sampler = BatchSampler(len(dataset), cfg.batch_size, seed=cfg.seed, rank=rank, world_size=world)
+    loader_cfg = LoaderConfig(workers=cfg.data_workers, hflip=cfg.hflip, pin_memory=device.type == "cuda")
+    sampler = BatchStream(dataset, cfg.batch_size, seed=cfg.seed, rank=rank, world_size=world,
+                          config=loader_cfg, device=device)
     start = load_checkpoint(run, net, opts, emas, sampler)
     is_main = rank == 0
     if is_main:
@@ -416,14 +431,13 @@ def train(cfg: TrainConfig, dataset: ImageDataset | None = None) -> dict[str, An
             if cfg.max_minutes and _time_is_up(t_start, cfg.max_minutes, world):
                 last_ckpt = save()
                 break
-            x_rank, y_rank = dataset[next(sampler)]  # this rank's rows of the global batch
+            x_rank, y_rank = next(sampler)  # this rank's rows of the global batch, on device
             seed = step_seed(cfg.seed, step)
             for o in opts:
                 o.zero_grad(set_to_none=True)
             stats: dict[str, float] = {}
             for a in range(cfg.grad_accum):
-                x = x_rank[a * micro : (a + 1) * micro].to(device)
-                y = y_rank[a * micro : (a + 1) * micro].to(device)
+                x, y = x_rank[a * micro : (a + 1) * micro], y_rank[a * micro : (a + 1) * micro]
                 first_row = rank * (cfg.batch_size // world) + a * micro  # in the global batch
                 # Gradients are reduced across ranks in the last micro-batch's backward only.
                 with grad_sync(grad_net, a == cfg.grad_accum - 1):
@@ -467,6 +481,7 @@ def train(cfg: TrainConfig, dataset: ImageDataset | None = None) -> dict[str, An
             if step % cfg.ckpt_every == 0 or step == cfg.steps:
                 last_ckpt = save()
     finally:
+        sampler.close()
         if bar is not None:
             bar.close()
         if log is not None:
