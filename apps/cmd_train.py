@@ -1,7 +1,8 @@
 """`pmf train`: train (or resume) a pMF or flow-matching model.
 
     pmf train --out-dir runs/mnist --dataset mnist --preset pMF-S/4 --steps 4000
-    torchrun --nproc_per_node 2 -m apps.cli train --out-dir runs/ddp ...   # several processes
+    torchrun --nproc_per_node 2 -m apps.cli train --out-dir runs/ddp ...   # several processes (DDP)
+    torchrun --nproc_per_node 8 -m apps.cli train --parallel fsdp --grad-accum 2 ...  # FSDP2, large presets
 """
 from __future__ import annotations
 
@@ -46,7 +47,13 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     p.add_argument("--steps", type=int, default=d.steps, help="total optimizer steps")
     p.add_argument("--max-minutes", type=float, default=d.max_minutes,
                    help="also stop after this many minutes of training (0: no limit)")
-    p.add_argument("--batch-size", type=int, default=d.batch_size, help="global batch size")
+    p.add_argument("--batch-size", type=int, default=d.batch_size,
+                   help="global batch size of one optimizer step (all processes and micro-batches)")
+    p.add_argument("--grad-accum", type=int, default=d.grad_accum,
+                   help="micro-batches per step and process; each is batch-size / (processes x this)")
+    p.add_argument("--parallel", choices=("ddp", "fsdp"), default=d.parallel,
+                   help="engine under torchrun: ddp (replicated weights) or fsdp (FSDP2: weights, "
+                   "gradients and optimizer state sharded; for the large presets)")
     p.add_argument("--lr", type=float, default=d.lr, help="Adam learning rate (and Muon's unless --muon-lr)")
     p.add_argument("--muon-lr", type=float, default=d.muon_lr, help="Muon learning rate (default: --lr)")
     p.add_argument("--ema-halflife-kimg", type=float, nargs="+", default=list(d.ema_halflife_kimg),
@@ -111,6 +118,7 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
         stream=args.stream, data_workers=args.data_workers, hflip=args.hflip,
         preset=args.preset, model_overrides=_parse_overrides(args.model_override),
         objective=args.objective, meanflow=mf, flow_matching=fm, batch_size=args.batch_size,
+        grad_accum=args.grad_accum, parallel=args.parallel,
         steps=args.steps, max_minutes=args.max_minutes, lr=args.lr, muon_lr=args.muon_lr,
         ema_halflife_kimg=tuple(args.ema_halflife_kimg), seed=args.seed, device=args.device,
         bf16=args.bf16, threads=args.threads, log_every=args.log_every,
