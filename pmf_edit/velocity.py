@@ -14,7 +14,7 @@ Every function returns the number of network evaluations (NFE) it spent, counted
 condition is a network input in pMF (guidance included), so one call is one evaluation.
 
 Everything here runs under ``no_grad`` and takes float tensors (B, C, H, W); the public, [0, 1]
-image API is in ``pmf_edit.editing``.
+image API is in ``pmf_edit.editing`` and ``pmf_edit.style`` (which check arguments in ``pmf_edit.boundary``).
 """
 from __future__ import annotations
 
@@ -24,8 +24,9 @@ from typing import Literal, Sequence
 import torch
 
 from core.model import PixelMeanFlow
+from pmf_edit.boundary import check_guidance, forward_noise
 
-Labels = torch.Tensor | Sequence[int] | int | None
+Labels = torch.Tensor | Sequence[int] | int | None  # here the null class may also be given by its index K
 Seed = Literal["velocity", "state", "carry", "noise"]
 
 # Chosen by round-trip PSNR vs NFE on held-out digits (benchmarks/bench_editing.py --sections sweep;
@@ -52,7 +53,7 @@ def condition(
     net: PixelMeanFlow,
     n: int,
     labels: Labels,
-    guidance_scale: float = 1.0,
+    guidance_scale: float | torch.Tensor = 1.0,
     guidance_interval: tuple[float, float] = (0.0, 1.0),
     device: torch.device | str = "cpu",
 ) -> dict[str, torch.Tensor]:
@@ -63,7 +64,8 @@ def condition(
         n: batch size B.
         labels: None (the null class), one int for every sample, or (B,) class indices in
             [0, num_classes] (num_classes = the null class).
-        guidance_scale: omega >= 1 (1 = unguided).
+        guidance_scale: omega >= 1 (1 = unguided), one float or a (B,) tensor (one per sample,
+            e.g. a guided and an unguided branch batched together; its dtype is kept).
         guidance_interval: (t_min, t_max), 0 <= t_min <= t_max <= 1.
         device: where the tensors live.
 
@@ -74,11 +76,8 @@ def condition(
         >>> cond = condition(net, 2, [3, 7], guidance_scale=2.0)
         >>> u = net(z, t, r, **cond)
     """
-    if guidance_scale < 1.0:
-        raise ValueError(f"guidance_scale must be >= 1 (1 = unguided), got {guidance_scale}")
+    check_guidance(guidance_scale, guidance_interval)
     lo, hi = (float(v) for v in guidance_interval)
-    if not 0.0 <= lo <= hi <= 1.0:
-        raise ValueError(f"guidance_interval must satisfy 0 <= t_min <= t_max <= 1, got {guidance_interval}")
     if labels is None:
         y = torch.full((n,), net.null_class, dtype=torch.long, device=device)
     else:
@@ -93,7 +92,13 @@ def condition(
                 f"got min {int(y.min())}, max {int(y.max())}"
             )
     full = lambda v: torch.full((n,), float(v), device=device)  # noqa: E731
-    return {"y": y, "omega": full(guidance_scale), "t_min": full(lo), "t_max": full(hi)}
+    if isinstance(guidance_scale, torch.Tensor):
+        omega = guidance_scale.to(device).reshape(-1)
+        if omega.shape != (n,):
+            raise ValueError(f"a per-sample guidance_scale must be ({n},), got shape {tuple(guidance_scale.shape)}")
+    else:
+        omega = full(guidance_scale)
+    return {"y": y, "omega": omega, "t_min": full(lo), "t_max": full(hi)}
 
 
 def _times(t: float | torch.Tensor, n: int, like: torch.Tensor) -> torch.Tensor:
@@ -108,7 +113,7 @@ def average_velocity(
     t: float | torch.Tensor,
     r: float | torch.Tensor,
     labels: Labels = None,
-    guidance_scale: float = 1.0,
+    guidance_scale: float | torch.Tensor = 1.0,
     guidance_interval: tuple[float, float] = (0.0, 1.0),
 ) -> torch.Tensor:
     """u(z_t, r, t), (B, C, H, W), in the network's dtype: one network evaluation.
@@ -136,7 +141,7 @@ def jump(
     t: float | torch.Tensor,
     r: float | torch.Tensor,
     labels: Labels = None,
-    guidance_scale: float = 1.0,
+    guidance_scale: float | torch.Tensor = 1.0,
     guidance_interval: tuple[float, float] = (0.0, 1.0),
 ) -> torch.Tensor:
     """One jump z_r = z_t - (t - r) u(z_t, r, t) (one network evaluation).
@@ -166,7 +171,7 @@ def image_field(
     t: float | torch.Tensor,
     r: float | torch.Tensor = 0.0,
     labels: Labels = None,
-    guidance_scale: float = 1.0,
+    guidance_scale: float | torch.Tensor = 1.0,
     guidance_interval: tuple[float, float] = (0.0, 1.0),
 ) -> torch.Tensor:
     """The image field x(z_t, r, t) = z_t - t u(z_t, r, t) (one network evaluation).
@@ -199,7 +204,7 @@ def invert(
     x: torch.Tensor,
     t_end: float = 1.0,
     labels: Labels = None,
-    guidance_scale: float = 1.0,
+    guidance_scale: float | torch.Tensor = 1.0,
     guidance_interval: tuple[float, float] = (0.0, 1.0),
     num_intervals: int = DEFAULT_INTERVALS,
     num_iterations: int = DEFAULT_ITERATIONS,
@@ -261,7 +266,7 @@ def invert(
         elif seed == "carry":
             z = z_r + (t - r) * u_prev
         elif seed == "noise" and k == 0:
-            z = (1.0 - t) * z_r + t * net.cfg.noise_scale * noise.to(z_r)  # z_t = (1 - t) x + t s e
+            z = forward_noise(z_r, noise.to(z_r), t, net.cfg.noise_scale)  # z_t = (1 - t) x + t s e
         zs: list[torch.Tensor] = []
         fs: list[torch.Tensor] = []
         for _ in range(num_iterations):
@@ -296,10 +301,12 @@ def generate(
     t_start: float = 1.0,
     num_steps: int = 1,
     labels: Labels = None,
-    guidance_scale: float = 1.0,
+    guidance_scale: float | torch.Tensor = 1.0,
     guidance_interval: tuple[float, float] = (0.0, 1.0),
 ) -> tuple[torch.Tensor, int]:
-    """Jump from z_{t_start} to an image in ``num_steps`` uniform jumps.
+    """Jump from z_{t_start} to an image in ``num_steps`` uniform jumps: the jump loop of every task.
+
+    ``guidance_scale`` may be a (B,) tensor, one scale per sample (see ``condition``).
 
     Returns:
         (images (B, C, H, W) in the model range, not clamped; NFE = num_steps).

@@ -14,10 +14,10 @@ import numpy as np
 import pytest
 
 from pmf_edit import interpolate_video
-from pmf_edit import video as video_mod
-from pmf_edit import video_io
-from pmf_edit.interpolate import CONFIGS
-from pmf_edit.video_io import probe_video, yuv_to_rgb
+from pmf_edit.video import files as video_files
+from pmf_edit.video import ffmpeg_io as video_io
+from pmf_edit.video.interpolate import CONFIGS
+from pmf_edit.video.ffmpeg_io import probe_video, yuv_to_rgb
 
 FFMPEG = imageio_ffmpeg.get_ffmpeg_exe()
 W, H = 64, 48
@@ -106,7 +106,7 @@ def test_level_check_catches_a_one_level_shift(tmp_path: Path, monkeypatch) -> N
         meta, frames = orig(*args, **kwargs)
         return meta, (cv2.add(f, 1) for f in frames)
 
-    monkeypatch.setattr(video_mod, "read_frames", shifted)
+    monkeypatch.setattr(video_files, "read_frames", shifted)
     with pytest.raises(AssertionError, match="mean level shift"):
         check_levels(*rgb_round_trip(tmp_path))
 

@@ -2,7 +2,7 @@
 
 Memory stays constant whatever the length: only the current pair of source frames (and its flows) is
 held. Video I/O goes through imageio-ffmpeg's bundled ffmpeg without colour conversion for planar YUV
-sources (`pmf_edit.video_io`: source frames reach the encoder bit-exact, colour tags are kept). The output is written to a hidden temporary
+sources (`pmf_edit.video.ffmpeg_io`: source frames reach the encoder bit-exact, colour tags are kept). The output is written to a hidden temporary
 name in the destination folder and moved into place with `os.replace` only once it is complete, so a
 failure never leaves a half-written file under the final name.
 """
@@ -20,8 +20,9 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from pmf_edit.interpolate import InterpolationConfig, PairInterpolator
-from pmf_edit.video_io import VideoInfo, frame_bytes, open_writer, probe_text, probe_video, read_frames, yuv_to_rgb
+from pmf_edit.video.interpolate import InterpolationConfig, PairInterpolator
+from pmf_edit.video.ffmpeg_io import (VideoInfo, frame_bytes, open_writer, probe_text, probe_video, read_frames,
+                                      yuv_to_rgb)
 
 VIDEO_EXTENSIONS = (".mp4", ".mov", ".mkv", ".avi", ".webm", ".m4v", ".mpg", ".mpeg", ".wmv", ".flv")
 
@@ -88,7 +89,7 @@ def cut_score(thumb0: np.ndarray, thumb1: np.ndarray) -> float:
 def _render_pair(prev, cur, plan: list, cfg: InterpolationConfig) -> list:
     """The output frames of one source pair, in order: each entry of `plan` is a time t in (0, 1) to
     interpolate, or a frame to pass through (the source frame itself, or the nearer source frame
-    inside a scene cut). Frames are (H, W, 3) uint8 RGB arrays or (Y, UV) planar pairs (`video_io`);
+    inside a scene cut). Frames are (H, W, 3) uint8 RGB arrays or (Y, UV) planar pairs (`ffmpeg_io`);
     the output has the input's form. The pair's flows are computed once, and only if some t needs them."""
     pair = None
     out = []
@@ -166,7 +167,7 @@ def interpolate_video(
     cfg = config or InterpolationConfig()
     info = _check_src(src)
     # Planar YUV sources are read and written in their own pixel format (no colour conversion at all);
-    # the learned refinement needs RGB, as do other formats (`pmf_edit.video_io`).
+    # the learned refinement needs RGB, as do other formats (`pmf_edit.video.ffmpeg_io`).
     planar = info.subsampling is not None and not cfg.refine
     meta, frames = read_frames(src, info, planar)
     fps_in = float(meta.get("fps") or 0) or 25.0

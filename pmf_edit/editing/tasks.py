@@ -1,7 +1,8 @@
 """Image editing on a pMF network's average-velocity field: one function per task.
 
 Every task takes float images (B, C, H, W) in [0, 1] (float32 or float64; the output keeps the dtype)
-and a trained network, converts to the model range [-1, 1] once (``core.images``), works with the
+and a trained network, checks its arguments and converts to the model range [-1, 1] once
+(``pmf_edit.boundary``: the same rules as every pmf_edit task), works with the
 primitives of ``pmf_edit.velocity`` and returns a small dataclass with the images and ``nfe``, the
 network evaluations spent per image. The keyword names are shared: ``labels`` (the class to produce,
 or to invert under), ``source_labels`` (the class the input shows, for edits), ``strength`` (how far
@@ -29,11 +30,11 @@ from typing import Any
 
 import torch
 
-from core.images import from_model_range, to_model_range
 from core.model import PixelMeanFlow
-from core.sampling import draw_noise
 from pmf_edit import velocity as vf
-from pmf_edit.velocity import DEFAULT_INTERVALS, DEFAULT_ITERATIONS, Labels
+from pmf_edit.boundary import (Labels, check_guidance, check_images, check_labels, check_steps, check_strength,
+                               forward_noise, sample_noise, to_images, to_model)
+from pmf_edit.velocity import DEFAULT_INTERVALS, DEFAULT_ITERATIONS
 
 __all__ = [
     "EditResult", "InversionResult", "from_pretrained", "invert", "reconstruct", "edit", "sdedit",
@@ -91,80 +92,21 @@ def from_pretrained(path: str | Path, *, device: str | torch.device = "cpu") -> 
 
 
 # ------------------------------------------------------------------------------------------------
-# Validation and conversion (the one [0, 1] <-> [-1, 1] boundary)
+# Conversion helpers on top of pmf_edit.boundary
 
 
 def _check_images(net: PixelMeanFlow, images: torch.Tensor, name: str = "images") -> None:
-    if not isinstance(images, torch.Tensor):
-        raise TypeError(f"{name} must be a torch.Tensor (B, C, H, W) in [0, 1], got {type(images).__name__}")
-    if images.dtype not in (torch.float32, torch.float64):
-        raise ValueError(f"{name} must be float32 or float64 in [0, 1], got dtype {images.dtype}")
-    cfg = net.cfg
-    want = (cfg.in_channels, cfg.image_size, cfg.image_size)
-    if images.ndim != 4:
-        raise ValueError(f"{name} must be (B, C, H, W) = (B, {', '.join(map(str, want))}), got shape {tuple(images.shape)}")
-    if images.shape[1] != cfg.in_channels:
-        raise ValueError(f"{name} have {images.shape[1]} channels but the model takes {cfg.in_channels} "
-                         f"(shape {tuple(images.shape)})")
-    if tuple(images.shape[2:]) != want[1:]:
-        raise ValueError(f"{name} are {images.shape[2]}x{images.shape[3]} but the model takes "
-                         f"{cfg.image_size}x{cfg.image_size} (shape {tuple(images.shape)})")
-    if images.shape[0] == 0:
-        raise ValueError(f"{name} is an empty batch (shape {tuple(images.shape)})")
-    lo, hi = float(images.min()), float(images.max())
-    if not (0.0 <= lo and hi <= 1.0):  # also catches NaN
-        raise ValueError(f"{name} must lie in [0, 1], got values in [{lo:.4g}, {hi:.4g}]")
-
-
-def _check_labels(net: PixelMeanFlow, labels: Labels, n: int, name: str, allow_none: bool) -> torch.Tensor | None:
-    if labels is None:
-        if allow_none:
-            return None
-        raise ValueError(f"{name} is required (class indices in [0, {net.cfg.num_classes - 1}])")
-    y = torch.as_tensor(labels).reshape(-1)
-    if y.is_floating_point() or y.dtype == torch.bool:
-        raise ValueError(f"{name} must be integer class indices, got dtype {y.dtype}")
-    y = y.long()
-    if y.numel() == 1:
-        y = y.expand(n)
-    if y.shape != (n,):
-        raise ValueError(f"{name} must be one int or ({n},) for {n} images, got shape {tuple(y.shape)}")
-    k = net.cfg.num_classes
-    if y.min() < 0 or y.max() >= k:
-        bad = sorted(set(y[(y < 0) | (y >= k)].tolist()))
-        raise ValueError(f"{name} {bad[:5]} outside the model's classes 0..{k - 1}")
-    return y.to(next(net.parameters()).device)
-
-
-def _check_strength(strength: float) -> float:
-    s = float(strength)
-    if not 0.0 < s <= 1.0:
-        raise ValueError(f"strength must lie in (0, 1], got {strength}")
-    return s
-
-
-def _check_steps(num_steps: int, name: str = "num_steps") -> int:
-    if int(num_steps) != num_steps or num_steps < 1:
-        raise ValueError(f"{name} must be an integer >= 1, got {num_steps}")
-    return int(num_steps)
-
-
-def _to_model(net: PixelMeanFlow, images: torch.Tensor) -> torch.Tensor:
-    p = next(net.parameters())
-    return to_model_range(images.to(device=p.device, dtype=p.dtype))
-
-
-def _to_images(x: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
-    return from_model_range(x).to(device=like.device, dtype=like.dtype)
+    """The boundary's image rule with this network's channels and side."""
+    check_images(images, name, channels=net.cfg.in_channels, size=net.cfg.image_size)
 
 
 def _noise(net: PixelMeanFlow, n: int, draws: int, generator: torch.Generator | None) -> torch.Tensor:
     """(draws, B, C, H, W) standard normal noise, each sample's draws taken together from the generator,
-    so sample i's noise does not depend on the batch size (``core.sampling.draw_noise``)."""
+    so sample i's noise does not depend on the batch size (``boundary.sample_noise``)."""
     cfg = net.cfg
-    p = next(net.parameters())
-    eps = draw_noise(n, (draws, cfg.in_channels, cfg.image_size, cfg.image_size), generator, p.device)
-    return eps.transpose(0, 1).to(dtype=p.dtype)  # (n, draws, ...) -> (draws, n, ...)
+    eps = sample_noise(n, (draws, cfg.in_channels, cfg.image_size, cfg.image_size), generator,
+                       next(net.parameters()))
+    return eps.transpose(0, 1)  # (n, draws, ...) -> (draws, n, ...)
 
 
 # ------------------------------------------------------------------------------------------------
@@ -203,10 +145,11 @@ def invert(
         (torch.Size([2, 1, 32, 32]), 7)
     """
     _check_images(net, images)
-    y = _check_labels(net, labels, images.shape[0], "labels", allow_none=True)
-    t = _check_strength(strength)
-    inv = vf.invert(net, _to_model(net, images), t, y, guidance_scale, guidance_interval,
-                    _check_steps(num_steps), _check_steps(num_iterations, "num_iterations"))
+    y = check_labels(net, labels, images.shape[0], "labels")
+    t = check_strength(strength)
+    check_guidance(guidance_scale, guidance_interval)
+    inv = vf.invert(net, to_model(net, images), t, y, guidance_scale, guidance_interval,
+                    check_steps(num_steps), check_steps(num_iterations, "num_iterations"))
     return InversionResult(latents=inv.latents.to(device=images.device, dtype=images.dtype), t=inv.t,
                            nfe=inv.nfe, residual=inv.residual)
 
@@ -238,10 +181,10 @@ def reconstruct(
     inv = invert(net, images, labels=labels, strength=strength, num_steps=num_steps,
                  num_iterations=num_iterations, guidance_scale=guidance_scale,
                  guidance_interval=guidance_interval)
-    y = _check_labels(net, labels, images.shape[0], "labels", allow_none=True)
+    y = check_labels(net, labels, images.shape[0], "labels")
     x, n = vf.generate(net, inv.latents.to(next(net.parameters())), inv.t, num_steps, y, guidance_scale,
                        guidance_interval)
-    return EditResult(images=_to_images(x, images), nfe=inv.nfe + n)
+    return EditResult(images=to_images(x, images), nfe=inv.nfe + n)
 
 
 def edit(
@@ -290,15 +233,17 @@ def edit(
     """
     _check_images(net, images)
     n = images.shape[0]
-    y_tgt = _check_labels(net, labels, n, "labels", allow_none=False)
-    y_src = _check_labels(net, source_labels, n, "source_labels", allow_none=True)
-    t = _check_strength(strength)
+    y_tgt = check_labels(net, labels, n, "labels", required=True)
+    y_src = check_labels(net, source_labels, n, "source_labels")
+    t = check_strength(strength)
+    check_guidance(guidance_scale, guidance_interval)
+    check_guidance(source_guidance_scale, name="source_guidance_scale")
     e = _noise(net, n, 1, generator)[0]
-    inv = vf.invert(net, _to_model(net, images), t, y_src, source_guidance_scale, guidance_interval,
-                    _check_steps(num_inversion_steps, "num_inversion_steps"),
-                    _check_steps(num_iterations, "num_iterations"), seed="noise", noise=e)
-    x, k = vf.generate(net, inv.latents, t, _check_steps(num_steps), y_tgt, guidance_scale, guidance_interval)
-    return EditResult(images=_to_images(x, images), nfe=inv.nfe + k)
+    inv = vf.invert(net, to_model(net, images), t, y_src, source_guidance_scale, guidance_interval,
+                    check_steps(num_inversion_steps, "num_inversion_steps"),
+                    check_steps(num_iterations, "num_iterations"), seed="noise", noise=e)
+    x, k = vf.generate(net, inv.latents, t, check_steps(num_steps), y_tgt, guidance_scale, guidance_interval)
+    return EditResult(images=to_images(x, images), nfe=inv.nfe + k)
 
 
 def sdedit(
@@ -332,13 +277,14 @@ def sdedit(
     """
     _check_images(net, images)
     n = images.shape[0]
-    y = _check_labels(net, labels, n, "labels", allow_none=True)
-    t = _check_strength(strength)
-    x = _to_model(net, images)
+    y = check_labels(net, labels, n, "labels")
+    t = check_strength(strength)
+    check_guidance(guidance_scale, guidance_interval)
+    x = to_model(net, images)
     e = _noise(net, n, 1, generator)[0]
-    z = (1.0 - t) * x + t * net.cfg.noise_scale * e  # z_t = (1 - t) x + t s e
-    out, k = vf.generate(net, z, t, _check_steps(num_steps), y, guidance_scale, guidance_interval)
-    return EditResult(images=_to_images(out, images), nfe=k)
+    z = forward_noise(x, e, t, net.cfg.noise_scale)
+    out, k = vf.generate(net, z, t, check_steps(num_steps), y, guidance_scale, guidance_interval)
+    return EditResult(images=to_images(out, images), nfe=k)
 
 
 def flow_edit(
@@ -384,13 +330,15 @@ def flow_edit(
     """
     _check_images(net, images)
     n = images.shape[0]
-    y_tgt = _check_labels(net, labels, n, "labels", allow_none=False)
-    y_src = _check_labels(net, source_labels, n, "source_labels", allow_none=True)
+    y_tgt = check_labels(net, labels, n, "labels", required=True)
+    y_src = check_labels(net, source_labels, n, "source_labels")
     if y_src is None:
         y_src = torch.full_like(y_tgt, net.null_class)
-    t0 = _check_strength(strength)
-    K = _check_steps(num_steps)
-    x_src = _to_model(net, images)
+    t0 = check_strength(strength)
+    K = check_steps(num_steps)
+    check_guidance(guidance_scale, guidance_interval)
+    check_guidance(source_guidance_scale, name="source_guidance_scale")
+    x_src = to_model(net, images)
     eps = _noise(net, n, K, generator)
     ts = torch.linspace(t0, 0.0, K + 1, dtype=torch.float64).tolist()
     s = net.cfg.noise_scale
@@ -401,20 +349,18 @@ def flow_edit(
     omega = [guidance_scale] * n + [source_guidance_scale] * n
     for k in range(K):
         t, r = ts[k], ts[k + 1]
-        z_src = (1.0 - t) * x_src + t * s * eps[k]
+        z_src = forward_noise(x_src, eps[k], t, s)
         z_tgt = z_src + x_edit - x_src
         u = _velocity_mixed(net, torch.cat([z_tgt, z_src]), t, r, y, omega, (lo, hi))  # (2B, C, H, W)
         u_tgt, u_src = u.chunk(2)
         x_edit = x_edit - (t - r) * (u_tgt - u_src)
-    return EditResult(images=_to_images(x_edit, images), nfe=2 * K)
+    return EditResult(images=to_images(x_edit, images), nfe=2 * K)
 
 
 @torch.no_grad()
 def _velocity_mixed(net: PixelMeanFlow, z: torch.Tensor, t: float, r: float, y: torch.Tensor,
                     omega: list[float], interval: Interval) -> torch.Tensor:
-    """u(z, r, t) for a batch whose samples carry their own label and guidance scale."""
-    if min(omega) < 1.0:
-        raise ValueError(f"guidance scales must be >= 1, got {min(omega)}")
+    """u(z, r, t) for a batch whose samples carry their own label and guidance scale (checked by the caller)."""
     m = z.shape[0]
     dev = z.device
     full = lambda v: torch.full((m,), float(v), device=dev, dtype=z.dtype)  # noqa: E731
@@ -464,11 +410,12 @@ def inpaint(
     _check_images(net, images)
     n, C, H, W = images.shape
     m = _check_mask(mask, images)
-    y = _check_labels(net, labels, n, "labels", allow_none=True)
-    t0 = _check_strength(strength)
-    K = _check_steps(num_steps)
-    R = _check_steps(num_resample, "num_resample")
-    known = _to_model(net, images)
+    y = check_labels(net, labels, n, "labels")
+    t0 = check_strength(strength)
+    K = check_steps(num_steps)
+    R = check_steps(num_resample, "num_resample")
+    check_guidance(guidance_scale, guidance_interval)
+    known = to_model(net, images)
     mm = m.to(device=known.device, dtype=known.dtype).expand(n, C, H, W)
     eps = _noise(net, n, K * R, generator)
     x = known
@@ -476,10 +423,10 @@ def inpaint(
     for k in range(K):
         t = t0 * (1.0 - k / K)
         for j in range(R):
-            z = (1.0 - t) * x + t * s * eps[k * R + j]
+            z = forward_noise(x, eps[k * R + j], t, s)
             x_hat = vf.image_field(net, z, t, 0.0, y, guidance_scale, guidance_interval)
             x = mm * x_hat + (1.0 - mm) * known
-    filled = _to_images(x, images)
+    filled = to_images(x, images)
     # Paste in the input's own [0, 1] values, so unmasked pixels are bit-identical (no range round trip).
     out = torch.where(m.to(images.device).expand(n, C, H, W), filled, images)
     return EditResult(images=out, nfe=K * R)
