@@ -120,6 +120,7 @@ def interpolate_video(
     progress: bool = True,
     workers: int | None = None,
     encoder_options: Sequence[str] = (),
+    planar: bool = True,
 ) -> VideoResult:
     """Raise a video's frame rate (or make slow motion) by flow-based frame interpolation, streaming.
 
@@ -142,6 +143,10 @@ def interpolate_video(
             2 * workers pairs are held); default min(4, CPU count). 1 runs everything in this thread.
         encoder_options: extra ffmpeg output options, e.g. ("-preset", "veryfast") for a faster
             libx264 encode (it can cost as much CPU as the interpolation).
+        planar: read and write 8-bit planar YUV sources (yuv420p, yuv422p, yuv444p) in their own pixel
+            format with no colour conversion (source frames reach the encoder bit-exact; the output keeps
+            the pixel format and colour tags). False: always go through rgb24 (explicit matrix and range,
+            accurate rounding), as other formats and `refine=True` do; the output is then yuv420p.
 
     Returns:
         A `VideoResult` with frame counts, rates, scene cuts and whether audio was kept.
@@ -168,7 +173,7 @@ def interpolate_video(
     info = _check_src(src)
     # Planar YUV sources are read and written in their own pixel format (no colour conversion at all);
     # the learned refinement needs RGB, as do other formats (`pmf_edit.video.ffmpeg_io`).
-    planar = info.subsampling is not None and not cfg.refine
+    planar = planar and info.subsampling is not None and not cfg.refine
     meta, frames = read_frames(src, info, planar)
     fps_in = float(meta.get("fps") or 0) or 25.0
     if fps is not None:
