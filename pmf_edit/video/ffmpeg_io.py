@@ -193,15 +193,15 @@ def split_planes(buf: bytes, info: VideoInfo) -> tuple[np.ndarray, np.ndarray]:
     return y, cv2.merge([u, v])  # (ch, cw, 2)
 
 
-def join_planes(y: np.ndarray, uv: np.ndarray) -> bytes:
-    """Inverse of `split_planes`: (H, W, 1) and (ch, cw, 2) uint8 -> the raw planar frame bytes."""
+def join_planes(y: np.ndarray, uv: np.ndarray) -> np.ndarray:
+    """Inverse of `split_planes`: (H, W, 1) and (ch, cw, 2) uint8 -> the raw planar frame, flat uint8."""
     n, m = y.size, uv.shape[0] * uv.shape[1]
     out = np.empty(n + 2 * m, np.uint8)
     out[:n] = y.reshape(n)
     u, v = cv2.split(uv)
     out[n:n + m] = u.reshape(m)
     out[n + m:] = v.reshape(m)
-    return out.tobytes()
+    return out
 
 
 def yuv_to_rgb(yuv: np.ndarray, matrix: str, full_range: bool) -> np.ndarray:
@@ -259,8 +259,9 @@ def open_writer(dst: str, info: VideoInfo, planar: bool, fps: float, codec: str 
                                        audio_path=audio_from, audio_codec="aac" if audio_from else None)
 
 
-def frame_bytes(frame) -> bytes:
-    """Bytes for the writer of `open_writer`: a (Y, UV) pair or an (H, W, 3) RGB frame."""
+def frame_bytes(frame) -> np.ndarray:
+    """The raw frame for the writer of `open_writer` from a (Y, UV) pair or an (H, W, 3) RGB frame: a
+    contiguous uint8 array (the writer takes any buffer, so no extra bytes copy per frame)."""
     if isinstance(frame, tuple):
         return join_planes(*frame)
-    return np.ascontiguousarray(frame).tobytes()
+    return np.ascontiguousarray(frame)

@@ -14,7 +14,7 @@ import re
 from collections import deque
 from collections.abc import Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import cv2
@@ -199,6 +199,9 @@ def interpolate_video(
     # Source pairs are interpolated by a small thread pool (OpenCV and most numpy work release the GIL)
     # and written in order; at most 2 * workers pairs are in flight, so memory does not grow.
     pool = ThreadPoolExecutor(workers, thread_name_prefix="pmf-vfi") if workers > 1 else None
+    if pool is not None:
+        # The pool already keeps the cores busy: a second DIS thread per pair only adds hand-offs.
+        cfg = replace(cfg, parallel_flows=False)
     try:
         from tqdm.auto import tqdm
 
