@@ -266,7 +266,7 @@ def end_to_end(path: str, methods: dict[str, InterpolationConfig], x264_preset: 
             lossless, same = os.path.join(tmp, "lossless.mkv"), os.path.join(tmp, "same.mp4")
             interpolate_video(half, lossless, factor=2, config=cfg, progress=False, keep_audio=False, quality=10,
                               workers=workers, scene_threshold=None, encoder_options=("-preset", "ultrafast"))
-            subprocess.run([ff, "-v", "error", "-i", lossless, *enc, same], check=True)
+            subprocess.run([ff, "-v", "error", "-y", "-i", lossless, *enc, same], check=True)
             score_file(f"{name}:ffmpeg-encode-of-same-frames", same)
             res[name]["untouched_vs_same_frames_db"] = (res[name]["psnr_untouched"]
                                                         - res[f"{name}:ffmpeg-encode-of-same-frames"]["psnr_untouched"])
