@@ -28,8 +28,9 @@ import torch.distributed as dist
 from safetensors.torch import load_file
 
 from core.checkpoint import atomic_save_json, atomic_save_tensors, save_model
-from core.data import BatchSampler, ImageDataset, load_dataset
+from core.data import ImageDataset
 from core.images import make_grid, save_png
+from core.loader import BatchStream, LoaderConfig, open_training_set
 from core.meanflow import FlowMatchingConfig, MeanFlowConfig, fm_loss, pmf_loss
 from core.model import PixelMeanFlow, PMFConfig, build_model
 from core.sampling import sample_flow_matching, sample_pmf
@@ -40,7 +41,13 @@ class TrainConfig:
     """One training run. Written to ``<out_dir>/config.json``."""
 
     out_dir: str = "runs/mnist-pmf"  # run folder (checkpoints, log.jsonl, samples/, model/)
-    dataset: str = "mnist"  # built-in name (mnist, digits, photos) or an image-folder path
+    dataset: str = "mnist"  # built-in name (mnist, digits, photos), an image-folder path, a file list
+    #   (lines "path [label]") or a packed folder (core.shards); see core.loader.open_training_set
+    stream: bool = False  # decode an image folder lazily in DataLoader workers (ADM centre crop) instead
+    #   of loading it into memory: needed for ImageNet-size sets; file lists and packed folders always stream
+    data_workers: int = 4  # DataLoader processes per rank decoding streamed sets (0: in the training process)
+    hflip: bool = False  # random horizontal flips, a function of (seed, epoch, index); the official pMF
+    #   ImageNet recipe uses none
     resolution: int | None = None  # None: the data set's default (mnist: 32)
     channels: int | None = None  # None: the data set's
     preset: str = "pMF-S/4"  # core.model.PRESETS name
@@ -156,7 +163,7 @@ def _unflatten(obj: Any, tensors: dict[str, torch.Tensor]) -> Any:
 
 def save_checkpoint(
     run: Path, step: int, net: PixelMeanFlow, opts: list[torch.optim.Optimizer],
-    emas: list[dict[str, torch.Tensor]], sampler: BatchSampler, keep: int,
+    emas: list[dict[str, torch.Tensor]], sampler: BatchStream, keep: int,
 ) -> Path:
     """Write ``checkpoints/step_XXXXXXX/`` (into a temp folder, then renamed) and point
     ``checkpoints/latest.json`` at it; a kill at any moment leaves the previous checkpoint usable."""
@@ -186,7 +193,7 @@ def save_checkpoint(
 
 def load_checkpoint(
     run: Path, net: PixelMeanFlow, opts: list[torch.optim.Optimizer],
-    emas: list[dict[str, torch.Tensor]], sampler: BatchSampler,
+    emas: list[dict[str, torch.Tensor]], sampler: BatchStream,
 ) -> int:
     """Restore the latest checkpoint of ``run`` (if any) in place; returns the step to continue from."""
     pointer = run / "checkpoints" / "latest.json"
@@ -271,8 +278,10 @@ def warm_start(net: PixelMeanFlow, directory: str | Path) -> None:
 
     The v-head (absent from exported models) becomes a copy of the u-head: the u-head at h = 0 is
     the guided instantaneous velocity that the v-head regresses, so the guidance targets start
-    right. A backward head gets the u-head's blocks (its trunk features) and keeps its zero final
-    layer (its output means the noise endpoint, not an image). Everything else must match exactly.
+    right. A backward head gets the u-head's blocks; its final layer too with the "data"
+    parameterisation (an image estimate, as the u-head's: then a jump toward noise starts nearly
+    right away from t = 0), a zero one with "noise" (its output means the noise endpoint).
+    Everything else must match exactly.
     """
     from core.checkpoint import WEIGHTS_NAME, read_config
 
@@ -294,7 +303,10 @@ def warm_start(net: PixelMeanFlow, directory: str | Path) -> None:
             if k.startswith(head) and src + k[len(head):] in sd:
                 sd[k] = sd[src + k[len(head):]]
         if k.startswith("b_final."):
-            sd[k] = own[k]  # zero-initialised
+            if net.cfg.backward_param == "data":  # an image too: the u-head's final layer fits
+                sd[k] = sd["u_final." + k[len("b_final."):]]
+            else:
+                sd[k] = own[k]  # zero-initialised: its output means the noise endpoint
     missing = [k for k in own if k not in sd]
     unexpected = [k for k in sd if k not in own]
     if missing or unexpected:
@@ -312,7 +324,7 @@ def sample_grid(net: PixelMeanFlow, cfg: TrainConfig, num_classes: int, objectiv
     return sample_flow_matching(net, labels, num_samples=8, num_steps=20, method="heun", **kw).images
 
 
-def train(cfg: TrainConfig, dataset: ImageDataset | None = None) -> dict[str, Any]:
+def train(cfg: TrainConfig, dataset: ImageDataset | Any = None) -> dict[str, Any]:
     """Train (or resume) the run in ``cfg.out_dir``; returns a summary dict.
 
     The run folder gets ``config.json`` (resolved), ``log.jsonl`` (one line per ``log_every``
@@ -329,7 +341,8 @@ def train(cfg: TrainConfig, dataset: ImageDataset | None = None) -> dict[str, An
         torch.set_num_threads(cfg.threads)
     run = Path(cfg.out_dir)
     if dataset is None:
-        dataset = load_dataset(cfg.dataset, split="train", resolution=cfg.resolution, channels=cfg.channels)
+        dataset = open_training_set(cfg.dataset, stream=cfg.stream, resolution=cfg.resolution,
+                                    channels=cfg.channels)
     overrides = dict(image_size=dataset.resolution, in_channels=dataset.channels,
                      num_classes=dataset.num_classes, **cfg.model_overrides)
     if cfg.objective == "pmf" and cfg.meanflow.backward_ratio > 0:
@@ -341,7 +354,9 @@ def train(cfg: TrainConfig, dataset: ImageDataset | None = None) -> dict[str, An
     net.train()
     opts = build_optimizers(net, cfg)
     emas = [{k: p.detach().clone() for k, p in net.named_parameters()} for _ in cfg.ema_halflife_kimg]
-    sampler = BatchSampler(len(dataset), cfg.batch_size, seed=cfg.seed, rank=rank, world_size=world)
+    loader_cfg = LoaderConfig(workers=cfg.data_workers, hflip=cfg.hflip, pin_memory=device.type == "cuda")
+    sampler = BatchStream(dataset, cfg.batch_size, seed=cfg.seed, rank=rank, world_size=world,
+                          config=loader_cfg, device=device)
     start = load_checkpoint(run, net, opts, emas, sampler)
     if start == 0 and cfg.init_from:
         warm_start(net, cfg.init_from)
@@ -378,9 +393,7 @@ def train(cfg: TrainConfig, dataset: ImageDataset | None = None) -> dict[str, An
                 if is_main:
                     last_ckpt = save_checkpoint(run, step, net, opts, emas, sampler, cfg.keep_checkpoints)
                 break
-            idx = next(sampler)
-            x, y = dataset[idx]
-            x, y = x.to(device), y.to(device)
+            x, y = next(sampler)  # this rank's batch, on device
             g = step_generator(cfg.seed, rank, step)
             with autocast:
                 if cfg.objective == "pmf":
@@ -418,6 +431,7 @@ def train(cfg: TrainConfig, dataset: ImageDataset | None = None) -> dict[str, An
             if world > 1:
                 dist.barrier()
     finally:
+        sampler.close()
         if bar is not None:
             bar.close()
         if log is not None:
@@ -435,6 +449,39 @@ def train(cfg: TrainConfig, dataset: ImageDataset | None = None) -> dict[str, An
         )
         summary["model_dir"] = str(export)
     return summary
+
+
+def export_checkpoint(run_dir: str | Path, out_dir: str | Path, ema_index: int = -1) -> Path:
+    """Export the EMA weights of a run's latest checkpoint as a model folder, without resuming it.
+
+    For a look at a run that is still going (or was stopped): the result loads with
+    ``core.checkpoint.load_model`` like the ``model/`` folder a finished run writes.
+
+    Example:
+        >>> export_checkpoint("runs/mnist", "runs/mnist/model_peek")
+    """
+    from core.checkpoint import read_config
+
+    run = Path(run_dir)
+    pointer = run / "checkpoints" / "latest.json"
+    if not pointer.is_file():
+        raise FileNotFoundError(f"{run} has no checkpoints/latest.json (no checkpoint written yet?)")
+    ckpt = run / "checkpoints" / json.loads(pointer.read_text())["path"]
+    meta = json.loads((ckpt / "state.json").read_text())
+    tensors = load_file(str(ckpt / "state.safetensors"))
+    run_cfg = read_config(run)
+    train_cfg = TrainConfig.from_dict(run_cfg["train"])
+    k = range(len(train_cfg.ema_halflife_kimg))[ema_index]
+    net = PixelMeanFlow(PMFConfig.from_dict(meta["model_config"]), with_v_head=True)
+    ema = {name[len(f"ema{k}."):]: v for name, v in tensors.items() if name.startswith(f"ema{k}.")}
+    return save_model(
+        out_dir, net, state_dict=ema, objective=train_cfg.objective, class_names=run_cfg.get("class_names"),
+        sampling={"guidance_scale": train_cfg.guidance_scale,
+                  "guidance_interval": list(train_cfg.guidance_interval),
+                  "num_steps": 1 if train_cfg.objective == "pmf" else 50},
+        ema_halflife_kimg=train_cfg.ema_halflife_kimg[k], train_steps=int(meta["step"]),
+        dataset=train_cfg.dataset,
+    )
 
 
 def _write_grid(path: Path, net: PixelMeanFlow, ema: dict[str, torch.Tensor], cfg: TrainConfig,
@@ -456,4 +503,4 @@ def _write_grid(path: Path, net: PixelMeanFlow, ema: dict[str, torch.Tensor], cf
         net.train(was_training)
 
 
-__all__ = ["TrainConfig", "train", "warm_start", "NonFiniteLossError", "build_optimizers", "ema_beta", "step_generator"]
+__all__ = ["TrainConfig", "train", "warm_start", "export_checkpoint", "NonFiniteLossError", "build_optimizers", "ema_beta", "step_generator"]

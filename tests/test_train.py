@@ -224,3 +224,18 @@ def test_warm_start_copies_missing_heads_from_the_u_head(tmp_path):
         warm_start(build_model("pMF-T/4", width=32), tmp_path / "m")
     with pytest.raises(FileNotFoundError, match="init-from"):
         warm_start(net, tmp_path / "nothing")
+
+
+def test_bidirectional_run_exports_a_backward_head_and_checkpoint_export_matches(tmp_path, mnist_small):
+    from core.train import export_checkpoint
+
+    run = tmp_path / "run"
+    cfg = _tiny(run, steps=2, meanflow=MeanFlowConfig(backward_ratio=0.5))
+    train(cfg, dataset=mnist_small)
+    net, meta = load_model(run / "model")
+    assert net.cfg.backward_head and meta["train_steps"] == 2
+    peek, _ = load_model(export_checkpoint(run, tmp_path / "peek"))
+    for (k, a), (_, b) in zip(net.state_dict().items(), peek.state_dict().items()):
+        assert torch.equal(a, b), k  # the checkpoint's last EMA is what the run exported
+    with pytest.raises(FileNotFoundError, match="latest.json"):
+        export_checkpoint(tmp_path / "nothing", tmp_path / "x")

@@ -10,7 +10,8 @@ towards noise an edit goes, t in (0, 1]), ``num_steps``, ``guidance_scale`` (ome
 guidance costs no extra evaluation), ``guidance_interval`` and ``generator`` (noise is drawn sample by
 sample, so results do not depend on the batch size).
 
-    invert       image -> z_t, implicit backward jumps solved by fixed-point iterations
+    invert       image -> z_t: explicit jumps toward noise (networks trained in both directions) or
+                 the forward jump's implicit form solved by fixed-point iterations
     reconstruct  invert, then jump back along the same grid
     edit         invert under the source class to t = strength, regenerate under the target class
     sdedit       noise to t = strength, one jump (or a few) under the target class
@@ -26,7 +27,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import torch
 
@@ -34,7 +35,7 @@ from core.model import PixelMeanFlow
 from pmf_edit import velocity as vf
 from pmf_edit.boundary import (Labels, check_guidance, check_images, check_labels, check_steps, check_strength,
                                forward_noise, sample_noise, to_images, to_model)
-from pmf_edit.velocity import DEFAULT_INTERVALS, DEFAULT_ITERATIONS
+from pmf_edit.velocity import DEFAULT_INTERVALS, DEFAULT_ITERATIONS, DEFAULT_REFINEMENTS
 
 __all__ = [
     "EditResult", "InversionResult", "from_pretrained", "invert", "reconstruct", "edit", "sdedit",
@@ -42,13 +43,16 @@ __all__ = [
 ]
 
 Interval = tuple[float, float]
+InvertMethod = Literal["auto", "backward", "fixed-point"]
 
 # Defaults from class-swap measurements on held-out digits (benchmarks/bench_editing.py, docs/editing.md).
 EDIT_STRENGTH = 1.0  # invert all the way: at t < 1 the noise-seeded latent keeps too much of the source class
 EDIT_ITERATIONS = 2  # fixed-point updates of the edit's inversion (more: closer to the source)
 EDIT_GUIDANCE = 4.0  # omega of the target condition (a network input: free); 2 rarely changes the class
 SDEDIT_STRENGTH = 0.7
-FLOWEDIT_STRENGTH = 0.9
+# Chosen by `benchmarks/bench_edit_curves.py` on 100 TRAIN digits: the smallest strength with >= 90% target
+# accuracy (0.75: 95%; the earlier 0.9 gave 100% at SSIM 0.41 vs 0.53). Held-out result: docs/bench_edit.md.
+FLOWEDIT_STRENGTH = 0.75
 FLOWEDIT_STEPS = 4
 
 
@@ -109,6 +113,22 @@ def _noise(net: PixelMeanFlow, n: int, draws: int, generator: torch.Generator | 
     return eps.transpose(0, 1)  # (n, draws, ...) -> (draws, n, ...)
 
 
+def _use_backward(net: PixelMeanFlow, method: str) -> bool:
+    """Resolve an inversion ``method`` ("auto", "backward", "fixed-point") for ``net``."""
+    if method not in ("auto", "backward", "fixed-point"):
+        raise ValueError(f"method must be 'auto', 'backward' or 'fixed-point', got {method!r}")
+    if method == "backward" and not vf.has_backward_field(net):
+        raise ValueError("method='backward' needs a network trained in both directions "
+                         "(pmf train --backward-ratio > 0); this one has no backward head")
+    return method == "backward" or (method == "auto" and vf.has_backward_field(net))
+
+
+def _check_refinements(num_refinements: int) -> int:
+    if isinstance(num_refinements, bool) or not isinstance(num_refinements, int) or num_refinements < 0:
+        raise ValueError(f"num_refinements must be an integer >= 0, got {num_refinements!r}")
+    return num_refinements
+
+
 # ------------------------------------------------------------------------------------------------
 # Tasks
 
@@ -123,8 +143,15 @@ def invert(
     num_iterations: int = DEFAULT_ITERATIONS,
     guidance_scale: float = 1.0,
     guidance_interval: Interval = (0.0, 1.0),
+    method: InvertMethod = "auto",
+    num_refinements: int = DEFAULT_REFINEMENTS,
 ) -> InversionResult:
     """Image -> the state z_t at t = ``strength`` (t = 1: the noise that generates the image).
+
+    Two solvers: "backward" (networks trained in both directions, ``has_backward_field``): explicit
+    jumps toward noise, z_1 = x + u(x, 1, 0), plus ``num_refinements`` image-space corrections of
+    2 NFE each; "fixed-point": the implicit form of the forward jump solved by fixed-point updates
+    (any network). "auto" takes "backward" when the network has the field.
 
     Args:
         net: a trained pMF network.
@@ -133,8 +160,11 @@ def invert(
         strength: end time t in (0, 1].
         num_steps: uniform intervals on [0, t]; each is inverted by ``num_iterations``
             (Anderson-accelerated) fixed-point updates, so nfe = num_steps * num_iterations.
-        num_iterations: fixed-point updates per interval (>= 1).
+        num_iterations: fixed-point updates per interval (>= 1; "fixed-point" only).
         guidance_scale, guidance_interval: the condition the jumps are inverted under.
+        method: "auto", "backward" or "fixed-point" (above).
+        num_refinements: round-trip corrections of the backward solver (>= 0); its
+            nfe = num_steps * (1 + 2 * num_refinements).
 
     Returns:
         ``InversionResult``: latents (B, C, H, W) in model units, input dtype; t; nfe; residual.
@@ -148,8 +178,12 @@ def invert(
     y = check_labels(net, labels, images.shape[0], "labels")
     t = check_strength(strength)
     check_guidance(guidance_scale, guidance_interval)
-    inv = vf.invert(net, to_model(net, images), t, y, guidance_scale, guidance_interval,
-                    check_steps(num_steps), check_steps(num_iterations, "num_iterations"))
+    if _use_backward(net, method):
+        inv = vf.invert_backward(net, to_model(net, images), t, y, guidance_scale, guidance_interval,
+                                 check_steps(num_steps), _check_refinements(num_refinements))
+    else:
+        inv = vf.invert(net, to_model(net, images), t, y, guidance_scale, guidance_interval,
+                        check_steps(num_steps), check_steps(num_iterations, "num_iterations"))
     return InversionResult(latents=inv.latents.to(device=images.device, dtype=images.dtype), t=inv.t,
                            nfe=inv.nfe, residual=inv.residual)
 
@@ -164,10 +198,13 @@ def reconstruct(
     num_iterations: int = DEFAULT_ITERATIONS,
     guidance_scale: float = 1.0,
     guidance_interval: Interval = (0.0, 1.0),
+    method: InvertMethod = "auto",
+    num_refinements: int = DEFAULT_REFINEMENTS,
 ) -> EditResult:
     """Invert to t = ``strength``, then jump back to an image along the same grid (round trip).
 
-    nfe = num_steps * num_iterations to invert + num_steps to regenerate (8 by default).
+    nfe = the inversion's (``invert``) + num_steps to regenerate: 8 by default with the fixed-point
+    solver, 4 with the backward field (1 jump + 1 refinement of 2, then 1 to regenerate).
 
     Args: as ``invert``.
 
@@ -180,7 +217,7 @@ def reconstruct(
     """
     inv = invert(net, images, labels=labels, strength=strength, num_steps=num_steps,
                  num_iterations=num_iterations, guidance_scale=guidance_scale,
-                 guidance_interval=guidance_interval)
+                 guidance_interval=guidance_interval, method=method, num_refinements=num_refinements)
     y = check_labels(net, labels, images.shape[0], "labels")
     x, n = vf.generate(net, inv.latents.to(next(net.parameters())), inv.t, num_steps, y, guidance_scale,
                        guidance_interval)
@@ -201,9 +238,15 @@ def edit(
     guidance_interval: Interval = (0.0, 1.0),
     source_guidance_scale: float = 1.0,
     generator: torch.Generator | None = None,
+    method: InvertMethod = "auto",
+    num_refinements: int = DEFAULT_REFINEMENTS,
 ) -> EditResult:
     """Change the class of images: invert under the source class to t = ``strength``, regenerate
     from there to t = 0 under the target class in ``num_steps`` jumps.
+
+    With a network trained in both directions ("auto" -> "backward") the inversion is the backward
+    field's (``invert``): the latents that regenerate the source under the source class, found in
+    1 + 2 ``num_refinements`` evaluations, with no seed noise. Otherwise ("fixed-point"):
 
     The inversion is seeded with the forward noising z_t = (1 - t) x + t s e (e from ``generator``)
     and refined by fixed-point updates until the latent regenerates the source under the source
@@ -222,10 +265,13 @@ def edit(
         num_iterations: fixed-point updates per inversion interval (fewer: noisier latent, bigger edits).
         guidance_scale, guidance_interval: the target condition's guidance (network inputs).
         source_guidance_scale: guidance used while inverting.
-        generator: the caller's generator for the seed noise e.
+        generator: the caller's generator for the seed noise e ("fixed-point" only).
+        method: "auto", "backward" or "fixed-point" (see ``invert``).
+        num_refinements: round-trip corrections of the backward inversion (>= 0).
 
     Returns:
-        ``EditResult``; nfe = num_inversion_steps * num_iterations + num_steps.
+        ``EditResult``; nfe = num_inversion_steps * num_iterations + num_steps ("fixed-point") or
+        num_inversion_steps * (1 + 2 num_refinements) + num_steps ("backward").
 
     Example:
         >>> out = edit(net, images01, source_labels=labels, labels=(labels + 1) % 10,
@@ -238,10 +284,15 @@ def edit(
     t = check_strength(strength)
     check_guidance(guidance_scale, guidance_interval)
     check_guidance(source_guidance_scale, name="source_guidance_scale")
-    e = _noise(net, n, 1, generator)[0]
-    inv = vf.invert(net, to_model(net, images), t, y_src, source_guidance_scale, guidance_interval,
-                    check_steps(num_inversion_steps, "num_inversion_steps"),
-                    check_steps(num_iterations, "num_iterations"), seed="noise", noise=e)
+    if _use_backward(net, method):
+        inv = vf.invert_backward(net, to_model(net, images), t, y_src, source_guidance_scale, guidance_interval,
+                                 check_steps(num_inversion_steps, "num_inversion_steps"),
+                                 _check_refinements(num_refinements))
+    else:
+        e = _noise(net, n, 1, generator)[0]
+        inv = vf.invert(net, to_model(net, images), t, y_src, source_guidance_scale, guidance_interval,
+                        check_steps(num_inversion_steps, "num_inversion_steps"),
+                        check_steps(num_iterations, "num_iterations"), seed="noise", noise=e)
     x, k = vf.generate(net, inv.latents, t, check_steps(num_steps), y_tgt, guidance_scale, guidance_interval)
     return EditResult(images=to_images(x, images), nfe=inv.nfe + k)
 

@@ -2,9 +2,9 @@
 
 Memory stays constant whatever the length: only the current pair of source frames (and its flows) is
 held. Video I/O goes through imageio-ffmpeg's bundled ffmpeg without colour conversion for planar YUV
-sources (`pmf_edit.video.ffmpeg_io`: source frames reach the encoder bit-exact, colour tags are kept). The output is written to a hidden temporary
-name in the destination folder and moved into place with `os.replace` only once it is complete, so a
-failure never leaves a half-written file under the final name.
+sources (`pmf_edit.video.ffmpeg_io`: source frames reach the encoder bit-exact, colour tags are kept).
+The output is written to a hidden temporary name in the destination folder and moved into place with
+`os.replace` only once it is complete, so a failure never leaves a half-written file under the final name.
 """
 from __future__ import annotations
 
@@ -47,6 +47,7 @@ class BatchResult:
 
     done: list[VideoResult] = field(default_factory=list)  # outputs that were written
     failed: dict[str, str] = field(default_factory=dict)  # input path -> one-line error
+    skipped: list[str] = field(default_factory=list)  # inputs whose output already existed (skip_existing)
 
 
 def has_audio(path: str) -> bool:
@@ -298,6 +299,8 @@ def interpolate_videos(
     src_dir: str | os.PathLike,
     dst_dir: str | os.PathLike,
     suffix: str = "",
+    skip_existing: bool = False,
+    ray: bool | str = False,
     **kwargs,
 ) -> BatchResult:
     """Interpolate every video in a folder; a failing file is reported and the others still run.
@@ -306,10 +309,17 @@ def interpolate_videos(
         src_dir: folder of input videos (files with a known video extension, not recursive).
         dst_dir: output folder (created if missing); outputs keep their input names plus `suffix`.
         suffix: appended to each output's stem, e.g. "_2x".
+        skip_existing: skip inputs whose output exists. Outputs appear only once complete (atomic
+            rename), so re-running an interrupted batch with this resumes it.
+        ray: False (default): convert here, one file after another. True or a cluster address
+            ("auto", "ray://head:10001"): one Ray task per file over a cluster, see
+            `pmf_edit.video.distributed.interpolate_files_on_ray` (needs the optional `ray` package and the
+            folders on a shared filesystem).
         **kwargs: passed to `interpolate_video` (factor, fps, config, quality, ...).
 
     Returns:
-        A `BatchResult`: `done` lists the written outputs, `failed` maps each failed input to its error.
+        A `BatchResult`: `done` lists the written outputs, `failed` maps each failed input to its error,
+        `skipped` lists the inputs whose outputs already existed.
 
     Raises:
         FileNotFoundError: `src_dir` does not exist.
@@ -326,9 +336,16 @@ def interpolate_videos(
     if not files:
         raise ValueError(f"no video files ({', '.join(VIDEO_EXTENSIONS)}) in {src_dir}")
     dst_dir.mkdir(parents=True, exist_ok=True)
+    jobs = [(path, dst_dir / f"{path.stem}{suffix}{path.suffix}") for path in files]
+    if ray is not False:
+        from pmf_edit.video.distributed import interpolate_files_on_ray  # Ray is imported only on this path
+
+        return interpolate_files_on_ray(jobs, address=ray, skip_existing=skip_existing, **kwargs)
     result = BatchResult()
-    for path in files:
-        out = dst_dir / f"{path.stem}{suffix}{path.suffix}"
+    for path, out in jobs:
+        if skip_existing and out.exists():
+            result.skipped.append(str(path))
+            continue
         try:
             result.done.append(interpolate_video(path, out, **kwargs))
         except (OSError, ValueError, RuntimeError) as err:
