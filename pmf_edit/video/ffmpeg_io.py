@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import re
 import subprocess
-from collections.abc import Iterator, Sequence
+from collections.abc import Generator, Iterator, Sequence
 from dataclasses import dataclass
 
 import cv2
@@ -222,11 +222,18 @@ def yuv_to_rgb(yuv: np.ndarray, matrix: str, full_range: bool) -> np.ndarray:
     return np.clip(rgb + 0.5, 0, 255).astype(np.uint8)
 
 
-def read_frames(path: str, info: VideoInfo, planar: bool) -> tuple[dict, Iterator]:
-    """Start decoding `path`; returns (imageio-ffmpeg's metadata, frame generator).
+def read_frames(path: str, info: VideoInfo, planar: bool) -> tuple[dict, Generator]:
+    """Start decoding `path`; returns (imageio-ffmpeg's metadata: fps, duration, size; frame generator).
 
-    The generator yields (Y, UV) plane pairs (`split_planes`) on the planar path, (H, W, 3) uint8 RGB
-    frames otherwise. Call `.close()` on the underlying generator via the returned one's `close`.
+    The generator yields (Y (H, W, 1), UV (H / sy, W / sx, 2)) uint8 plane pairs (`split_planes`) on the
+    planar path, (H, W, 3) uint8 RGB frames otherwise; closing it stops ffmpeg.
+
+    Raises:
+        ValueError: ffmpeg cannot start decoding `path`.
+
+    Example:
+        >>> info = probe_video("clip.mp4")  # doctest: +SKIP
+        >>> meta, frames = read_frames("clip.mp4", info, planar=info.subsampling is not None)  # doctest: +SKIP
     """
     pix_fmt, bpp, out_opts = decode_options(info, planar)
     gen = imageio_ffmpeg.read_frames(path, pix_fmt=pix_fmt, bits_per_pixel=bpp, output_params=out_opts)
@@ -249,8 +256,18 @@ def read_frames(path: str, info: VideoInfo, planar: bool) -> tuple[dict, Iterato
 
 
 def open_writer(dst: str, info: VideoInfo, planar: bool, fps: float, codec: str | None, quality: float,
-                audio_from: str | None, encoder_options: Sequence[str] = ()):
-    """An imageio-ffmpeg writer generator for frames shaped like `read_frames`' (send `frame_bytes(...)`)."""
+                audio_from: str | None, encoder_options: Sequence[str] = ()) -> Generator:
+    """An imageio-ffmpeg writer for frames shaped like `read_frames`' output: `send(None)` starts ffmpeg,
+    then `send(frame_bytes(frame))` per frame, `close()` finishes. Same pixel format and colour tags as
+    the input on the planar path; yuv420p with explicit matrix / range on the rgb path.
+
+    Args:
+        dst: output path (its extension picks the container).
+        info, planar: the input's `VideoInfo` and the path `read_frames` used.
+        fps: output frame rate. codec: ffmpeg encoder (None: libx264). quality: imageio's 1-10 scale.
+        audio_from: a file whose first audio stream is muxed in (AAC), or None.
+        encoder_options: extra ffmpeg output options.
+    """
     pad = not planar and (info.width % 2 or info.height % 2)
     pix_in, pix_out, in_opts, out_opts = encode_options(info, planar, bool(pad))
     return imageio_ffmpeg.write_frames(dst, (info.width, info.height), fps=fps, codec=codec, quality=quality,
