@@ -29,6 +29,7 @@ from typing import Any
 
 import torch
 
+from core import checks
 from core.images import from_model_range, to_model_range
 from core.model import PixelMeanFlow
 from core.sampling import draw_noise
@@ -121,7 +122,11 @@ def _check_labels(net: PixelMeanFlow, labels: Labels, n: int, name: str, allow_n
         if allow_none:
             return None
         raise ValueError(f"{name} is required (class indices in [0, {net.cfg.num_classes - 1}])")
-    y = torch.as_tensor(labels).reshape(-1)
+    try:
+        y = torch.as_tensor(labels).reshape(-1)
+    except (TypeError, ValueError, RuntimeError) as err:
+        raise TypeError(f"{name} must be class indices (an int, a sequence or a tensor), got "
+                        f"{type(labels).__name__}") from err
     if y.is_floating_point() or y.dtype == torch.bool:
         raise ValueError(f"{name} must be integer class indices, got dtype {y.dtype}")
     y = y.long()
@@ -137,16 +142,11 @@ def _check_labels(net: PixelMeanFlow, labels: Labels, n: int, name: str, allow_n
 
 
 def _check_strength(strength: float) -> float:
-    s = float(strength)
-    if not 0.0 < s <= 1.0:
-        raise ValueError(f"strength must lie in (0, 1], got {strength}")
-    return s
+    return checks.real(strength, "strength", lo=0.0, hi=1.0, lo_open=True)
 
 
 def _check_steps(num_steps: int, name: str = "num_steps") -> int:
-    if int(num_steps) != num_steps or num_steps < 1:
-        raise ValueError(f"{name} must be an integer >= 1, got {num_steps}")
-    return int(num_steps)
+    return checks.integer(num_steps, name, lo=1)
 
 
 def _to_model(net: PixelMeanFlow, images: torch.Tensor) -> torch.Tensor:
@@ -171,6 +171,7 @@ def _noise(net: PixelMeanFlow, n: int, draws: int, generator: torch.Generator | 
 # Tasks
 
 
+@checks.checked
 def invert(
     net: PixelMeanFlow,
     images: torch.Tensor,
@@ -211,6 +212,7 @@ def invert(
                            nfe=inv.nfe, residual=inv.residual)
 
 
+@checks.checked
 def reconstruct(
     net: PixelMeanFlow,
     images: torch.Tensor,
@@ -244,6 +246,7 @@ def reconstruct(
     return EditResult(images=_to_images(x, images), nfe=inv.nfe + n)
 
 
+@checks.checked
 def edit(
     net: PixelMeanFlow,
     images: torch.Tensor,
@@ -301,6 +304,7 @@ def edit(
     return EditResult(images=_to_images(x, images), nfe=inv.nfe + k)
 
 
+@checks.checked
 def sdedit(
     net: PixelMeanFlow,
     images: torch.Tensor,
@@ -341,6 +345,7 @@ def sdedit(
     return EditResult(images=_to_images(out, images), nfe=k)
 
 
+@checks.checked
 def flow_edit(
     net: PixelMeanFlow,
     images: torch.Tensor,
@@ -413,8 +418,8 @@ def flow_edit(
 def _velocity_mixed(net: PixelMeanFlow, z: torch.Tensor, t: float, r: float, y: torch.Tensor,
                     omega: list[float], interval: Interval) -> torch.Tensor:
     """u(z, r, t) for a batch whose samples carry their own label and guidance scale."""
-    if min(omega) < 1.0:
-        raise ValueError(f"guidance scales must be >= 1, got {min(omega)}")
+    for w in omega:
+        checks.guidance_scale(w, "guidance scale")
     m = z.shape[0]
     dev = z.device
     full = lambda v: torch.full((m,), float(v), device=dev, dtype=z.dtype)  # noqa: E731
@@ -422,6 +427,7 @@ def _velocity_mixed(net: PixelMeanFlow, z: torch.Tensor, t: float, r: float, y: 
                full(interval[0]), full(interval[1]))
 
 
+@checks.checked
 def inpaint(
     net: PixelMeanFlow,
     images: torch.Tensor,

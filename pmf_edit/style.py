@@ -49,6 +49,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from core import checks
 from core.attention import attention
 from core.images import from_model_range, to_model_range
 from core.model import PixelMeanFlow, apply_rope
@@ -69,6 +70,7 @@ DEFAULT_METHOD: Method = "kv"
 DEFAULT_RESIDUAL = True  # add the style's change to the content instead of regenerating it
 DEFAULT_INJECT_FROM = 0  # first block (over shared + u blocks) whose attention reads the style
 TILE_OVERLAP = 0.25  # fraction of a tile shared with its neighbour (blended with a tent window)
+TILE_CHUNK = 64  # tiles (per batch of content images) stylised at once: bounds memory on large images
 
 
 @dataclass
@@ -343,6 +345,7 @@ def _resize(x: Tensor, size: tuple[int, int]) -> Tensor:
     return F.interpolate(x, size=size, mode="bicubic", align_corners=False, antialias=down)
 
 
+@checks.checked
 def style_transfer(
     net: PixelMeanFlow,
     content: Tensor,
@@ -423,27 +426,19 @@ def style_transfer(
         (torch.Size([1, 3, 32, 32]), 6, 'native')
     """
     _check_rgb(net, content, "content")
-    s = float(strength)
-    if not 0.0 <= s <= 1.0:
-        raise ValueError(f"strength must lie in [0, 1], got {strength}")
-    cw = s if color_weight is None else float(color_weight)
-    if not 0.0 <= cw <= 1.0:
-        raise ValueError(f"color_weight must lie in [0, 1] (or None = strength), got {color_weight}")
+    if not isinstance(style, (Tensor, int, str, Sequence)) or isinstance(style, bool):
+        raise TypeError(f"style must be a torch.Tensor image (B, 3, H, W) in [0, 1] or a class (index, name or "
+                        f"(B,) indices), got {type(style).__name__}; convert an array with torch.from_numpy")
+    s = checks.real(strength, "strength", lo=0.0, hi=1.0)
+    cw = s if color_weight is None else checks.real(color_weight, "color_weight", lo=0.0, hi=1.0)
     if method not in ("kv", "kv_replace", "feat", "swap"):
         raise ValueError(f"method must be 'kv', 'kv_replace', 'feat' or 'swap', got {method!r}")
     if inversion not in ("fixed_point", "noise"):
         raise ValueError(f"inversion must be 'fixed_point' or 'noise', got {inversion!r}")
     if size_mode not in ("auto", "native", "resize", "tile"):
         raise ValueError(f"size_mode must be 'auto', 'native', 'resize' or 'tile', got {size_mode!r}")
-    for name, v in (("num_inversion_steps", num_inversion_steps), ("num_iterations", num_iterations),
-                    ("num_steps", num_steps)):
-        if int(v) != v or v < 1:
-            raise ValueError(f"{name} must be an integer >= 1, got {v}")
-    if guidance_scale < 1.0:
-        raise ValueError(f"guidance_scale must be >= 1 (1 = unguided), got {guidance_scale}")
-    n_blocks = len(_blocks(net))
-    if not 0 <= inject_from < n_blocks:
-        raise ValueError(f"inject_from must lie in [0, {n_blocks - 1}] for this network, got {inject_from}")
+    # num_steps, num_inversion_steps, num_iterations, guidance_scale, generator: checks.checked
+    checks.integer(inject_from, "inject_from", lo=0, hi=len(_blocks(net)) - 1)
 
     B, _, H, W = content.shape
     S = net.cfg.image_size
@@ -492,7 +487,8 @@ def style_transfer(
     if inversion == "noise":
         state_eps = eps[:, draws - 2 * tiles :].reshape(B * tiles, 2, C, S, S)  # (B T, 2, C, S, S)
 
-    def core(x01: Tensor, ref01: Tensor, yc: Tensor | None, ys: Tensor | None) -> tuple[Tensor, int]:
+    def core(x01: Tensor, ref01: Tensor, yc: Tensor | None, ys: Tensor | None,
+             eps: Tensor | None = state_eps) -> tuple[Tensor, int]:
         """(m, C, S, S) [0, 1] tiles -> stylised [0, 1] tiles, NFE per tile."""
         if color_match and color_first:
             x01 = _lab_color_match(x01, ref01, cw)
@@ -500,7 +496,7 @@ def style_transfer(
             net, to_model_range(x01), to_model_range(ref01), t=s, y_gen=ys, y_content=yc, y_style=ys,
             method=method, inversion=inversion, num_inversion_steps=num_inversion_steps,
             num_iterations=num_iterations, num_steps=num_steps, guidance_scale=guidance_scale,
-            state_adain=state_adain, inject_from=inject_from, eps=state_eps, residual=residual,
+            state_adain=state_adain, inject_from=inject_from, eps=eps, residual=residual,
         )
         out01 = from_model_range(out)
         if color_match and not color_first:
@@ -517,19 +513,25 @@ def style_transfer(
         detail = x - _resize(small, (H, W))
         out = (_resize(out_small, (H, W)) + detail).clamp(0, 1)
     else:
-        crops = torch.stack([x[:, :, a : a + S, b : b + S] for a in ys_ for b in xs_], 1)  # (B, T, C, S, S)
-        rep = lambda v: None if v is None else v.repeat_interleave(tiles)  # noqa: E731
-        out_t, nfe = core(crops.flatten(0, 1), style01.repeat_interleave(tiles, 0), rep(y_content), rep(y_style))
-        out_t = out_t.view(B, tiles, -1, S, S)
         win = _tent(S, x.device, x.dtype)
         acc = torch.zeros_like(x)
         wsum = torch.zeros((1, 1, H, W), device=x.device, dtype=x.dtype)
-        i = 0
-        for a in ys_:
-            for b in xs_:
+        starts = [(a, b) for a in ys_ for b in xs_]
+        # At most TILE_CHUNK tiles per image go through the network at once (a 4096x4096 image is
+        # ~29k tiles: all at once would not fit in memory); every tile's result is per-sample.
+        for c0 in range(0, tiles, TILE_CHUNK):
+            part = starts[c0 : c0 + TILE_CHUNK]
+            m = len(part)
+            crops = torch.stack([x[:, :, a : a + S, b : b + S] for a, b in part], 1)  # (B, m, C, S, S)
+            rep = lambda v: None if v is None else v.repeat_interleave(m)  # noqa: E731
+            eps_part = None if state_eps is None else (
+                state_eps.view(B, tiles, 2, C, S, S)[:, c0 : c0 + m].flatten(0, 1))  # (B m, 2, C, S, S)
+            out_t, nfe = core(crops.flatten(0, 1), style01.repeat_interleave(m, 0), rep(y_content), rep(y_style),
+                              eps_part)
+            out_t = out_t.view(B, m, -1, S, S)
+            for i, (a, b) in enumerate(part):
                 acc[:, :, a : a + S, b : b + S] += out_t[:, i] * win
                 wsum[:, :, a : a + S, b : b + S] += win
-                i += 1
         out = (acc / wsum).clamp(0, 1)
         nfe = nfe * tiles
     return StyleResult(out.to(device=content.device, dtype=content.dtype), nfe + nfe_style_sample,

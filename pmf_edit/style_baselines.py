@@ -25,6 +25,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from core import checks
 from core.perceptual import MobileNetFeatures
 
 __all__ = [
@@ -75,6 +76,10 @@ def reinhard_transfer(content: Tensor, style: Tensor, strength: float = 1.0) -> 
 
     _check_rgb01(content, "content")
     _check_rgb01(style, "style")
+    strength = checks.real(strength, "strength", lo=0.0, hi=1.0)
+    for name, x in (("content", content), ("style", style)):
+        if x.shape[2] * x.shape[3] < 2:  # a standard deviation needs two pixels (else NaN)
+            raise ValueError(f"{name} must have at least 2 pixels for colour statistics, got shape {tuple(x.shape)}")
     style = _pair_batch(content, style)
     lab_c = kc.rgb_to_lab(content.float())  # (B, 3, H, W): L in [0, 100], a/b ~ [-128, 127]
     lab_s = kc.rgb_to_lab(style.float())

@@ -23,6 +23,7 @@ from typing import Literal, Sequence
 
 import torch
 
+from core import checks
 from core.model import PixelMeanFlow
 
 Labels = torch.Tensor | Sequence[int] | int | None
@@ -74,11 +75,8 @@ def condition(
         >>> cond = condition(net, 2, [3, 7], guidance_scale=2.0)
         >>> u = net(z, t, r, **cond)
     """
-    if guidance_scale < 1.0:
-        raise ValueError(f"guidance_scale must be >= 1 (1 = unguided), got {guidance_scale}")
-    lo, hi = (float(v) for v in guidance_interval)
-    if not 0.0 <= lo <= hi <= 1.0:
-        raise ValueError(f"guidance_interval must satisfy 0 <= t_min <= t_max <= 1, got {guidance_interval}")
+    checks.guidance_scale(guidance_scale)
+    lo, hi = checks.guidance_interval(guidance_interval)
     if labels is None:
         y = torch.full((n,), net.null_class, dtype=torch.long, device=device)
     else:
