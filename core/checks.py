@@ -16,10 +16,16 @@ Example:
 """
 from __future__ import annotations
 
+import collections.abc
+import dataclasses
 import functools
 import inspect
 import math
 import numbers
+import os
+import pathlib
+import types
+import typing
 from typing import Any, Callable, TypeVar
 
 import torch
@@ -142,12 +148,23 @@ def device(value: str | torch.device, name: str = "device") -> torch.device:
     return dev
 
 
+def network(value: Any, name: str = "net") -> Any:
+    """A ``core.model.PixelMeanFlow`` (from ``from_pretrained`` or ``build_model``)."""
+    from core.model import PixelMeanFlow  # here, not at the top: core.model imports this module
+
+    if not isinstance(value, PixelMeanFlow):
+        raise TypeError(f"{name} must be a PixelMeanFlow network (from from_pretrained or build_model), got "
+                        f"{type(value).__name__}")
+    return value
+
+
 def _steps(value: Any, name: str) -> int:
     return integer(value, name, lo=1)
 
 
 # The shared keyword names of the public API and the rule each follows (see ``checked``).
 ARG_RULES: dict[str, Callable[[Any, str], Any]] = {
+    "net": network,
     "guidance_scale": guidance_scale,
     "source_guidance_scale": guidance_scale,
     "guidance_interval": guidance_interval,
@@ -156,11 +173,90 @@ ARG_RULES: dict[str, Callable[[Any, str], Any]] = {
     "num_iterations": _steps,
     "num_resample": _steps,
     "generator": generator,
+    "device": device,
 }
 
 
+def boolean(value: Any, name: str) -> bool:
+    """True/False (numpy bools and the ints 0/1 too); NaN, strings and arrays are refused."""
+    v = _scalar(value)
+    if isinstance(v, bool) or (isinstance(v, numbers.Integral) and v in (0, 1)):
+        return bool(v)
+    raise TypeError(f"{name} must be True or False, got {type(value).__name__} {value!r}"[:200])
+
+
+def choice(value: Any, name: str, options: tuple) -> Any:
+    """One of ``options`` (compared with their type, so 1 is not True and an array is never one)."""
+    if not any(type(value) is type(o) and value == o for o in options):
+        raise ValueError(f"{name} must be one of {', '.join(map(repr, options))}; got {value!r}"[:300])
+    return value
+
+
+def path(value: Any, name: str) -> Any:
+    """A file-system path: a str or an ``os.PathLike``."""
+    if not isinstance(value, (str, os.PathLike)):
+        raise TypeError(f"{name} must be a path (str or os.PathLike), got {type(value).__name__} {value!r}"[:200])
+    return value
+
+
+def strings(value: Any, name: str) -> Any:
+    """A sequence of strings (a single str is refused: it would be read as its characters)."""
+    if isinstance(value, (str, bytes)) or not isinstance(value, (list, tuple)) or not all(
+            isinstance(v, str) for v in value):
+        raise TypeError(f"{name} must be a list or tuple of strings, got {type(value).__name__} {value!r}"[:200])
+    return value
+
+
+def _instance(cls: type) -> Callable[[Any, str], Any]:
+    def rule(value: Any, name: str) -> Any:
+        if dataclasses.is_dataclass(cls):
+            return config(value, cls, name)
+        if not isinstance(value, cls):
+            what = f"torch.{cls.__name__}" if cls.__module__.startswith("torch") else cls.__name__
+            raise TypeError(f"{name} must be a {what}, got {type(value).__name__}"[:200])
+        return value
+
+    return rule
+
+
+def _rule_for(tp: Any) -> Callable[[Any, str], Any] | None:
+    """The check that a type annotation implies, or None where the function checks for itself."""
+    origin, args = typing.get_origin(tp), typing.get_args(tp)
+    simple = {bool: boolean, int: integer, float: real, str: _string}
+    if tp in simple:
+        return simple[tp]
+    if origin is typing.Literal:
+        return lambda v, n: choice(v, n, args)
+    if origin in (typing.Union, types.UnionType):
+        rest = [a for a in args if a is not type(None)]
+        if set(rest) <= {str, os.PathLike, pathlib.Path} and len(rest) > 1:
+            inner = path
+        elif len(rest) == 1:
+            inner = _rule_for(rest[0])
+        else:
+            return None
+        if inner is None:
+            return None
+        none_ok = type(None) in args
+        return lambda v, n: None if (v is None and none_ok) else inner(v, n)
+    if origin in (collections.abc.Sequence, list, tuple) and args in ((str,), (str, ...)):
+        return strings
+    if isinstance(tp, type) and tp.__module__ != "builtins" and origin is None:
+        return _instance(tp)
+    return None
+
+
+def _string(value: Any, name: str) -> str:
+    if not isinstance(value, str):
+        raise TypeError(f"{name} must be a string, got {type(value).__name__} {value!r}"[:200])
+    return value
+
+
 def checked(fn: F) -> F:
-    """Decorator: check every argument of ``fn`` whose name is in ``ARG_RULES`` before the call.
+    """Decorator: check every argument of ``fn`` before the call: by NAME where the name is in
+    ``ARG_RULES``, else by its type annotation (bool, int, float, str, Literal, a path, a sequence of
+    strings, a class such as Tensor or a config dataclass; ``X | None`` lets None through). Arguments
+    with other annotations are left to the function.
 
     An argument left at a default of None is not checked (None means "the function decides").
 
@@ -172,21 +268,31 @@ def checked(fn: F) -> F:
         ValueError: guidance_scale must be >= 1 (1 = unguided), got nan
     """
     sig = inspect.signature(fn)
-    names = [n for n in sig.parameters if n in ARG_RULES]
+    try:
+        hints = typing.get_type_hints(fn)
+    except Exception:  # an annotation that does not resolve: check by name only
+        hints = {}
+    rules = {}
+    for n, p in sig.parameters.items():
+        if p.kind in (p.VAR_POSITIONAL, p.VAR_KEYWORD):
+            continue
+        rule = ARG_RULES.get(n) or (_rule_for(hints[n]) if n in hints else None)
+        if rule is not None:
+            rules[n] = rule
 
     @functools.wraps(fn)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         bound = sig.bind(*args, **kwargs)
-        for n in names:
+        for n, rule in rules.items():
             if n in bound.arguments:
                 v = bound.arguments[n]
                 if v is None and sig.parameters[n].default is None:
                     continue
-                ARG_RULES[n](v, n)
+                rule(v, n)
         return fn(*args, **kwargs)
 
     return wrapper  # type: ignore[return-value]
 
 
-__all__ = ["real", "integer", "guidance_scale", "guidance_interval", "generator", "config", "device",
-           "ARG_RULES", "checked"]
+__all__ = ["real", "integer", "guidance_scale", "guidance_interval", "generator", "config", "device", "network",
+           "boolean", "choice", "path", "strings", "ARG_RULES", "checked"]

@@ -74,6 +74,7 @@ class InversionResult:
     residual: float
 
 
+@checks.checked
 def from_pretrained(path: str | Path, *, device: str | torch.device = "cpu") -> tuple[PixelMeanFlow, dict[str, Any]]:
     """Load a network for editing: a model folder (``config.json`` + ``model.safetensors``) or an
     official pMF ``.pt`` / ``.safetensors`` file.

@@ -299,6 +299,7 @@ def _check_times(times: float | Sequence[float]) -> list[float]:
     return [checks.real(t, "times (each time t)", lo=0.0, hi=1.0, hint=" (0 and 1 return the inputs)") for t in ts]
 
 
+@checks.checked
 def interpolate_frames(
     frame0: torch.Tensor,
     frame1: torch.Tensor,

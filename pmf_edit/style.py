@@ -114,7 +114,8 @@ def _check_rgb(net: PixelMeanFlow, x: Tensor, name: str) -> None:
 
 
 def resolve_style_class(
-    net: PixelMeanFlow, style: int | str | Sequence[int] | Tensor, n: int, class_names: Sequence[str] | None = None
+    net: PixelMeanFlow, style: int | str | Sequence[int] | Tensor, n: int, class_names: Sequence[str] | None = None,
+    name: str = "style",
 ) -> Tensor:
     """Class indices (n,) for a style given as an index, a class name, or (n,) indices.
 
@@ -141,17 +142,20 @@ def resolve_style_class(
             idx = list(class_names).index(name)
         y = torch.tensor([idx])
     else:
-        y = torch.as_tensor(style).reshape(-1)
+        try:
+            y = torch.as_tensor(style).reshape(-1)
+        except (TypeError, ValueError, RuntimeError) as err:
+            raise TypeError(f"{name} must be a class index, name or (B,) indices, got {type(style).__name__}") from err
         if y.is_floating_point() or y.dtype == torch.bool:
-            raise ValueError(f"style class indices must be integers, got dtype {y.dtype}")
+            raise ValueError(f"{name} class indices must be integers, got dtype {y.dtype}")
     y = y.long()
     if y.numel() == 1:
         y = y.expand(n)
     if y.shape != (n,):
-        raise ValueError(f"style classes must be one class or ({n},) for {n} images, got shape {tuple(y.shape)}")
+        raise ValueError(f"{name} classes must be one class or ({n},) for {n} images, got shape {tuple(y.shape)}")
     if y.min() < 0 or y.max() >= k:
         bad = sorted(set(y[(y < 0) | (y >= k)].tolist()))
-        raise ValueError(f"style classes {bad[:5]} outside the model's classes 0..{k - 1}")
+        raise ValueError(f"{name} classes {bad[:5]} outside the model's classes 0..{k - 1}")
     return y.to(next(net.parameters()).device)
 
 
@@ -470,7 +474,8 @@ def style_transfer(
             raise ValueError(f"style batch {style.shape[0]} must be 1 or match the content batch {B} "
                              f"(style shape {tuple(style.shape)})")
         style01 = _resize(style.to(device=p.device, dtype=p.dtype), (S, S)).clamp(0, 1).expand(B, -1, -1, -1)
-        y_style = None if style_labels is None else resolve_style_class(net, style_labels, B, class_names)
+        y_style = None if style_labels is None else resolve_style_class(net, style_labels, B, class_names,
+                                                                         "style_labels")
     else:
         y_style = resolve_style_class(net, style, B, class_names)
         # A class becomes a reference through a one-step sample of it (the model's own texture).
@@ -479,7 +484,8 @@ def style_transfer(
         nfe_style_sample = 1
     if method == "swap" and y_style is None:
         raise ValueError("method='swap' needs a style class: pass style as a class or style_labels=")
-    y_content = None if content_labels is None else resolve_style_class(net, content_labels, B, class_names)
+    y_content = None if content_labels is None else resolve_style_class(net, content_labels, B, class_names,
+                                                                           "content_labels")
 
     if s == 0.0:
         return StyleResult(content.clone(), 0, size_mode, tiles, method, y_style)

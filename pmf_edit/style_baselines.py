@@ -57,6 +57,7 @@ def _pair_batch(content: Tensor, style: Tensor) -> Tensor:
 # Reinhard colour transfer
 
 
+@checks.checked
 @torch.no_grad()
 def reinhard_transfer(content: Tensor, style: Tensor, strength: float = 1.0) -> Tensor:
     """Reinhard colour transfer: per-channel mean/std of the content matched to the style in Lab.
@@ -185,7 +186,15 @@ class GatysConfig:
     content_weight: float = 1.0
     style_weight: float = 1.0  # weight of the sum of relative squared Gram errors over the taps
 
+    def __post_init__(self) -> None:
+        checks.integer(self.num_steps, "num_steps", lo=1)
+        checks.real(self.lr, "lr", lo=0.0, lo_open=True)
+        checks.integer(self.content_layer, "content_layer", lo=0)
+        checks.real(self.content_weight, "content_weight", lo=0.0)
+        checks.real(self.style_weight, "style_weight", lo=0.0)
 
+
+@checks.checked
 def gatys_transfer(
     content: Tensor,
     style: Tensor,
@@ -214,6 +223,9 @@ def gatys_transfer(
     """
     _check_rgb01(content, "content")
     _check_rgb01(style, "style")
+    config = checks.config(config, GatysConfig)
+    if features is not None and not isinstance(features, MobileNetFeatures):
+        raise TypeError(f"features must be a MobileNetFeatures or None, got {type(features).__name__}")
     style = _pair_batch(content, style)
     feats = features if features is not None else MobileNetFeatures()
     taps = list(feats.layers)

@@ -118,6 +118,7 @@ def _render_pair(prev: np.ndarray, cur: np.ndarray, plan: list[float | np.ndarra
     return out
 
 
+@checks.checked
 def interpolate_video(
     src: str | os.PathLike,
     dst: str | os.PathLike,
@@ -333,6 +334,7 @@ def _abort(writer) -> None:
         pass
 
 
+@checks.checked
 def interpolate_videos(
     src_dir: str | os.PathLike,
     dst_dir: str | os.PathLike,
