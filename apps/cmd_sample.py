@@ -71,10 +71,10 @@ def _model_config(spec: str | None) -> dict:
         return {}
     from core.model import PMFConfig
 
-    text = Path(spec).read_text() if Path(spec).is_file() else spec
     try:
+        text = Path(spec).read_text() if Path(spec).is_file() else spec
         fields = json.loads(text)
-    except json.JSONDecodeError as err:
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
         raise ValueError(f"--model-config must be a JSON file or inline JSON of PMFConfig fields: {err}") from err
     if not isinstance(fields, dict):
         raise ValueError(f"--model-config must hold a JSON object of PMFConfig fields, got {type(fields).__name__}")

@@ -26,6 +26,9 @@ import pmf_edit
 from core import sampling
 from tests.issue11_cases import CLEAR_ERRORS, Env, cli
 
+# A file that does not exist, under the test's own temporary folder (set by the env fixture): an option
+# that writes there may create it, and must not create anything outside the test's folders.
+MISSING = "missing_dir/missing_file.png"
 BAD_VALUES = [math.nan, math.inf, -1, 0, 1.5, "nonsense", {"a": 1}, np.zeros(2)]
 RGB_FUNCTIONS = {"style_transfer", "reinhard_transfer", "gatys_transfer"}
 
@@ -39,7 +42,9 @@ def api_functions() -> dict[str, object]:
 
 @pytest.fixture(scope="module")
 def env(tmp_path_factory):
+    global MISSING
     e = Env(tmp_path_factory.mktemp("fuzz"))
+    MISSING = str(e.path("missing_dir/missing_file.png"))
     d = e.path("videos")
     d.mkdir()
     (d / "a.mp4").write_bytes(e.video().read_bytes())
@@ -173,7 +178,7 @@ def _bad_values(action: argparse.Action) -> list[str]:
         return ["-5", "0"]
     if "finite" in kind or action.type is float:
         return ["nan", "-1", "0"]
-    return ["nonsense", "/nonexistent/x.png"]
+    return ["nonsense", MISSING]
 
 
 def test_every_command_has_a_baseline(env):
@@ -213,8 +218,8 @@ def test_cli_bad_values_give_one_line_errors(env, command):
             tried.append(([command, *_replace(argv, action, value)], action.option_strings[-1], value))
     for i, action in enumerate(positionals):  # each positional in turn: a missing file
         args = list(argv)
-        args[i] = "/nonexistent/missing_file.png"
-        tried.append(([command, *args], action.dest, "/nonexistent/missing_file.png"))
+        args[i] = MISSING
+        tried.append(([command, *args], action.dest, MISSING))
     bad = []
     for args, what, value in tried:
         res = cli(args)
