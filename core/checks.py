@@ -241,8 +241,8 @@ def _rule_for(tp: Any) -> Callable[[Any, str], Any] | None:
         return lambda v, n: None if (v is None and none_ok) else inner(v, n)
     if origin in (collections.abc.Sequence, list, tuple) and args in ((str,), (str, ...)):
         return strings
-    if isinstance(tp, type) and tp.__module__ != "builtins" and origin is None:
-        return _instance(tp)
+    if isinstance(tp, type) and tp.__module__ != "builtins" and origin is None and tp is not torch.Tensor:
+        return _instance(tp)  # (tensors are left to the functions: their messages give the shape wanted)
     return None
 
 

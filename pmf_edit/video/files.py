@@ -22,7 +22,7 @@ import imageio_ffmpeg
 import numpy as np
 
 from core import checks
-from pmf_edit.interpolate import InterpolationConfig, PairInterpolator
+from pmf_edit.video.interpolate import InterpolationConfig, PairInterpolator
 
 VIDEO_EXTENSIONS = (".mp4", ".mov", ".mkv", ".avi", ".webm", ".m4v", ".mpg", ".mpeg", ".wmv", ".flv")
 
