@@ -72,7 +72,7 @@ def _model_config(spec: str | None) -> dict:
     from core.model import PMFConfig
 
     try:
-        text = Path(spec).read_text() if Path(spec).is_file() else spec
+        text = spec if spec.lstrip().startswith("{") else Path(spec).read_text()  # inline JSON, or a file
         fields = json.loads(text)
     except (json.JSONDecodeError, UnicodeDecodeError) as err:
         raise ValueError(f"--model-config must be a JSON file or inline JSON of PMFConfig fields: {err}") from err

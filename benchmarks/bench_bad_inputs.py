@@ -32,7 +32,7 @@ _TILE_CHILD = """
 import resource, sys, time, torch
 torch.set_num_threads(1)
 from core.model import build_model
-from pmf_edit import style
+from pmf_edit.style import transfer as style
 side, chunk = int(sys.argv[1]), int(sys.argv[2])
 style.TILE_CHUNK = chunk
 torch.manual_seed(0)

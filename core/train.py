@@ -434,7 +434,7 @@ def warm_start(net: PixelMeanFlow, directory: str | Path) -> None:
     theirs = replace(src_cfg, backward_head=False, backward_param="noise")
     if ours != theirs:
         raise ValueError(f"--init-from {directory}: its network {theirs} differs from this run's {ours}")
-    sd = dict(load_file(str(weights)))
+    sd = dict(read_safetensors(weights))
     own = net.state_dict()
     for k in list(own):
         if k in sd:
@@ -636,7 +636,7 @@ def export_checkpoint(run_dir: str | Path, out_dir: str | Path, ema_index: int =
         raise FileNotFoundError(f"{run} has no checkpoints/latest.json (no checkpoint written yet?)")
     ckpt = run / "checkpoints" / json.loads(pointer.read_text())["path"]
     meta = json.loads((ckpt / "state.json").read_text())
-    tensors = load_file(str(ckpt / "state.safetensors"))
+    tensors = read_safetensors(ckpt / "state.safetensors")
     run_cfg = read_config(run)
     train_cfg = TrainConfig.from_dict(run_cfg["train"])
     k = range(len(train_cfg.ema_halflife_kimg))[ema_index]

@@ -216,7 +216,7 @@ def _bounded_tiles(e: Env) -> Any:
     """A tiled call never sends the network more than 2 * TILE_CHUNK samples at once (content + style
     branch), however many tiles (4096x4096 is ~29k); raises if it does. Shown with TILE_CHUNK = 4 on a
     96x96 image (16 tiles) to stay fast; the loop is the same for any size."""
-    from pmf_edit import style
+    from pmf_edit.style import transfer as style  # the module that reads TILE_CHUNK
 
     seen: list[int] = []
     h = e.rgb.register_forward_pre_hook(lambda m, a: seen.append(a[0].shape[0]))

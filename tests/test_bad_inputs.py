@@ -194,13 +194,17 @@ def test_truncated_source_warns_with_the_frame_count(tmp_path):
 def test_style_tiles_in_chunks_give_the_unchunked_result(monkeypatch):
     """The bounded tile batches (TILE_CHUNK) change nothing but memory: same pixels as one batch."""
     from core.model import build_model
-    from pmf_edit import style
+    from pmf_edit.style import transfer as style  # the module that reads TILE_CHUNK
 
     torch.manual_seed(0)
     net = build_model("pMF-T/4", in_channels=3, with_v_head=False).eval()
     content, ref = torch.rand(2, 3, 80, 72), torch.rand(1, 3, 32, 32)
+    calls: list[int] = []
+    net.register_forward_pre_hook(lambda m, a: calls.append(a[0].shape[0]))
     whole = style.style_transfer(net, content, ref)
+    n_whole, calls[:] = len(calls), []
     monkeypatch.setattr(style, "TILE_CHUNK", 3)
     chunked = style.style_transfer(net, content, ref)
     assert whole.num_tiles > 3 and whole.nfe == chunked.nfe
+    assert len(calls) > n_whole and max(calls) <= 2 * 2 * 3  # more, smaller network batches (B = 2)
     assert torch.allclose(whole.images, chunked.images, atol=1e-5)
