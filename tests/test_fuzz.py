@@ -40,6 +40,12 @@ def api_functions() -> dict[str, object]:
     return out
 
 
+@pytest.fixture(autouse=True)
+def _in_a_temporary_folder(tmp_path, monkeypatch):
+    """Bad values such as "nonsense" are relative paths: what a command writes there stays in tmp."""
+    monkeypatch.chdir(tmp_path)
+
+
 @pytest.fixture(scope="module")
 def env(tmp_path_factory):
     global MISSING
