@@ -200,7 +200,7 @@ def interpolate_video(
     out_params += list(encoder_options)
 
     def encoder_failed(what: str) -> ValueError:
-        return ValueError(f"ffmpeg {what} {src} (codec {codec or 'libx264'!r}, encoder options "
+        return ValueError(f"ffmpeg {what} {src} -> {dst} (codec {codec or 'libx264'!r}, encoder options "
                           f"{list(encoder_options)}): see its messages above")
 
     writer = imageio_ffmpeg.write_frames(tmp, (w, h), fps=fps_out, codec=codec, quality=quality,
@@ -316,6 +316,8 @@ def _same_path(a: str | os.PathLike, b: str | os.PathLike) -> bool:
 
 def _check_output_path(src: str, dst: str) -> None:
     """Refuse outputs that would overwrite the input or cannot be a file."""
+    if not os.path.splitext(dst)[1]:
+        raise ValueError(f"output {dst} has no file extension; ffmpeg picks the container by it (e.g. .mp4)")
     if _same_path(src, dst):
         raise ValueError(f"output {dst} is the input {src}; writing it would destroy the input, choose another path")
     if os.path.isdir(dst):
