@@ -27,6 +27,8 @@ COMMANDS: list[str] = [
     "apps.cmd_edit",
     "apps.cmd_stylize",
     "apps.cmd_interpolate",
+    "apps.cmd_pack_dataset",
+    "apps.cmd_bench_edit",
 ]
 
 

@@ -26,7 +26,16 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     )
     p.add_argument("--out-dir", default=d.out_dir, help="run folder: checkpoints, log.jsonl, samples/, model/")
     p.add_argument("--dataset", default=d.dataset,
-                   help="built-in data set (mnist, digits, photos) or a folder of class subfolders")
+                   help="built-in data set (mnist, digits, photos), a folder of class subfolders, a file "
+                        "list (lines 'path [label]', streamed) or a folder written by `pmf pack-dataset`")
+    p.add_argument("--stream", action="store_true",
+                   help="read the class folder lazily in DataLoader workers with ADM's centre crop "
+                        "(ImageNet-size sets) instead of loading it into memory; needs --resolution")
+    p.add_argument("--data-workers", type=int, default=d.data_workers,
+                   help="DataLoader processes per rank decoding streamed sets (0: in the training process)")
+    p.add_argument("--hflip", action="store_true",
+                   help="random horizontal flips (deterministic per seed, epoch and image; the official "
+                        "pMF ImageNet recipe uses none)")
     p.add_argument("--resolution", type=int, default=None, help="image side in pixels (default: the data set's)")
     p.add_argument("--channels", type=int, choices=(1, 3), default=None, help="1 or 3 (default: the data set's)")
     p.add_argument("--preset", default=d.preset, choices=sorted(PRESETS), help="network size")
@@ -58,7 +67,7 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
                    help="share of the r < t rows trained backward (r > t, toward noise): one-step "
                    "inversion; > 0 builds the backward head")
     p.add_argument("--backward-endpoint-prob", type=float, default=m.backward_endpoint_prob,
-                   help="share of the backward rows at the inversion pair (t, r) = (0, 1)")
+                   help="share of the backward rows that jump to the noise end r = 1 from t ~ U(0, 1)")
     p.add_argument("--init-from", default=None, metavar="MODEL_DIR",
                    help="start a new run from a model folder's weights (e.g. core/assets/pmf-mnist); "
                    "missing heads are copied from its u-head")
@@ -99,6 +108,7 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
     fm = replace(FlowMatchingConfig(), P_mean=args.P_mean, P_std=args.P_std)
     return TrainConfig(
         out_dir=args.out_dir, dataset=args.dataset, resolution=args.resolution, channels=args.channels,
+        stream=args.stream, data_workers=args.data_workers, hflip=args.hflip,
         preset=args.preset, model_overrides=_parse_overrides(args.model_override),
         objective=args.objective, meanflow=mf, flow_matching=fm, batch_size=args.batch_size,
         steps=args.steps, max_minutes=args.max_minutes, lr=args.lr, muon_lr=args.muon_lr,

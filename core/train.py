@@ -30,8 +30,9 @@ import torch.distributed as dist
 from core import checks
 from core.checkpoint import (atomic_save_json, atomic_save_tensors, atomic_save_text, read_json, read_safetensors,
                              remove_stale_temp_files, save_model)
-from core.data import BatchSampler, ImageDataset, load_dataset
+from core.data import ImageDataset
 from core.images import make_grid, save_png
+from core.loader import BatchStream, LoaderConfig, open_training_set
 from core.meanflow import FlowMatchingConfig, MeanFlowConfig, fm_loss, pmf_loss
 from core.model import PRESETS, PixelMeanFlow, PMFConfig, build_model
 from core.sampling import sample_flow_matching, sample_pmf
@@ -42,7 +43,13 @@ class TrainConfig:
     """One training run. Written to ``<out_dir>/config.json``."""
 
     out_dir: str = "runs/mnist-pmf"  # run folder (checkpoints, log.jsonl, samples/, model/)
-    dataset: str = "mnist"  # built-in name (mnist, digits, photos) or an image-folder path
+    dataset: str = "mnist"  # built-in name (mnist, digits, photos), an image-folder path, a file list
+    #   (lines "path [label]") or a packed folder (core.shards); see core.loader.open_training_set
+    stream: bool = False  # decode an image folder lazily in DataLoader workers (ADM centre crop) instead
+    #   of loading it into memory: needed for ImageNet-size sets; file lists and packed folders always stream
+    data_workers: int = 4  # DataLoader processes per rank decoding streamed sets (0: in the training process)
+    hflip: bool = False  # random horizontal flips, a function of (seed, epoch, index); the official pMF
+    #   ImageNet recipe uses none
     resolution: int | None = None  # None: the data set's default (mnist: 32)
     channels: int | None = None  # None: the data set's
     preset: str = "pMF-S/4"  # core.model.PRESETS name
@@ -127,7 +134,8 @@ def _validate(cfg: "TrainConfig") -> None:
     if cfg.channels is not None and cfg.channels not in (1, 3):
         raise ValueError(f"channels must be 1, 3 or None (the data set's), got {cfg.channels!r}")
     for name, lo in (("batch_size", 1), ("steps", 1), ("log_every", 1), ("sample_every", 0), ("ckpt_every", 1),
-                     ("keep_checkpoints", 1), ("threads", 0), ("seed", 0), ("perceptual_size", 16)):
+                     ("keep_checkpoints", 1), ("threads", 0), ("seed", 0), ("perceptual_size", 16),
+                     ("data_workers", 0)):
         checks.integer(getattr(cfg, name), name, lo=lo)
     checks.real(cfg.max_minutes, "max_minutes", lo=0.0, hint=" (0: no limit)")
     checks.real(cfg.lr, "lr", lo=0.0, lo_open=True)
@@ -225,7 +233,7 @@ def _unflatten(obj: Any, tensors: dict[str, torch.Tensor]) -> Any:
 
 def save_checkpoint(
     run: Path, step: int, net: PixelMeanFlow, opts: list[torch.optim.Optimizer],
-    emas: list[dict[str, torch.Tensor]], sampler: BatchSampler, keep: int,
+    emas: list[dict[str, torch.Tensor]], sampler: BatchStream, keep: int,
 ) -> Path:
     """Write ``checkpoints/step_XXXXXXX/`` (into a temp folder, then renamed) and point
     ``checkpoints/latest.json`` at it; a kill at any moment leaves the previous checkpoint usable."""
@@ -255,7 +263,7 @@ def save_checkpoint(
 
 def load_checkpoint(
     run: Path, net: PixelMeanFlow, opts: list[torch.optim.Optimizer],
-    emas: list[dict[str, torch.Tensor]], sampler: BatchSampler,
+    emas: list[dict[str, torch.Tensor]], sampler: BatchStream,
 ) -> int:
     """Restore the latest checkpoint of ``run`` (if any) in place; returns the step to continue from."""
     pointer = run / "checkpoints" / "latest.json"
@@ -420,8 +428,10 @@ def warm_start(net: PixelMeanFlow, directory: str | Path) -> None:
 
     The v-head (absent from exported models) becomes a copy of the u-head: the u-head at h = 0 is
     the guided instantaneous velocity that the v-head regresses, so the guidance targets start
-    right. A backward head gets the u-head's blocks (its trunk features) and keeps its zero final
-    layer (its output means the noise endpoint, not an image). Everything else must match exactly.
+    right. A backward head gets the u-head's blocks; its final layer too with the "data"
+    parameterisation (an image estimate, as the u-head's: then a jump toward noise starts nearly
+    right away from t = 0), a zero one with "noise" (its output means the noise endpoint).
+    Everything else must match exactly.
     """
     from core.checkpoint import WEIGHTS_NAME, read_config
 
@@ -443,7 +453,10 @@ def warm_start(net: PixelMeanFlow, directory: str | Path) -> None:
             if k.startswith(head) and src + k[len(head):] in sd:
                 sd[k] = sd[src + k[len(head):]]
         if k.startswith("b_final."):
-            sd[k] = own[k]  # zero-initialised
+            if net.cfg.backward_param == "data":  # an image too: the u-head's final layer fits
+                sd[k] = sd["u_final." + k[len("b_final."):]]
+            else:
+                sd[k] = own[k]  # zero-initialised: its output means the noise endpoint
     missing = [k for k in own if k not in sd]
     unexpected = [k for k in sd if k not in own]
     if missing or unexpected:
@@ -462,7 +475,7 @@ def sample_grid(net: PixelMeanFlow, cfg: TrainConfig, num_classes: int, objectiv
     return sample_flow_matching(net, labels, num_samples=n, num_steps=20, method="heun", **kw).images
 
 
-def train(cfg: TrainConfig, dataset: ImageDataset | None = None) -> dict[str, Any]:
+def train(cfg: TrainConfig, dataset: ImageDataset | Any = None) -> dict[str, Any]:
     """Train (or resume) the run in ``cfg.out_dir``; returns a summary dict.
 
     The run folder gets ``config.json`` (resolved), ``log.jsonl`` (one line per ``log_every``
@@ -503,7 +516,8 @@ def _train_locked(cfg: TrainConfig, dataset: ImageDataset | None, run: Path, ran
                   device: torch.device) -> dict[str, Any]:
     """``train`` once the run folder is locked (rank 0) and the device is set up."""
     if dataset is None:
-        dataset = load_dataset(cfg.dataset, split="train", resolution=cfg.resolution, channels=cfg.channels)
+        dataset = open_training_set(cfg.dataset, stream=cfg.stream, resolution=cfg.resolution,
+                                    channels=cfg.channels)
     overrides = dict(image_size=dataset.resolution, in_channels=dataset.channels,
                      num_classes=dataset.num_classes, **cfg.model_overrides)
     if cfg.objective == "pmf" and cfg.meanflow.backward_ratio > 0:
@@ -515,7 +529,9 @@ def _train_locked(cfg: TrainConfig, dataset: ImageDataset | None, run: Path, ran
     net.train()
     opts = build_optimizers(net, cfg)
     emas = [{k: p.detach().clone() for k, p in net.named_parameters()} for _ in cfg.ema_halflife_kimg]
-    sampler = BatchSampler(len(dataset), cfg.batch_size, seed=cfg.seed, rank=rank, world_size=world)
+    loader_cfg = LoaderConfig(workers=cfg.data_workers, hflip=cfg.hflip, pin_memory=device.type == "cuda")
+    sampler = BatchStream(dataset, cfg.batch_size, seed=cfg.seed, rank=rank, world_size=world,
+                          config=loader_cfg, device=device)
     start = load_checkpoint(run, net, opts, emas, sampler)
     if start == 0 and cfg.init_from:
         warm_start(net, cfg.init_from)
@@ -560,9 +576,7 @@ def _train_locked(cfg: TrainConfig, dataset: ImageDataset | None, run: Path, ran
                 if is_main:
                     last_ckpt = save_checkpoint(run, step, net, opts, emas, sampler, cfg.keep_checkpoints)
                 break
-            idx = next(sampler)
-            x, y = dataset[idx]
-            x, y = x.to(device), y.to(device)
+            x, y = next(sampler)  # this rank's batch, on device
             g = step_generator(cfg.seed, rank, step)
             with autocast:
                 if cfg.objective == "pmf":
@@ -600,6 +614,7 @@ def _train_locked(cfg: TrainConfig, dataset: ImageDataset | None, run: Path, ran
             if world > 1:
                 dist.barrier()
     finally:
+        sampler.close()
         if bar is not None:
             bar.close()
         if log is not None:

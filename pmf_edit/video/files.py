@@ -47,6 +47,7 @@ class BatchResult:
 
     done: list[VideoResult] = field(default_factory=list)  # outputs that were written
     failed: dict[str, str] = field(default_factory=dict)  # input path -> one-line error
+    skipped: list[str] = field(default_factory=list)  # inputs whose output already existed (skip_existing)
 
 
 def _probe_text(path: str) -> str:
@@ -341,6 +342,8 @@ def interpolate_videos(
     src_dir: str | os.PathLike,
     dst_dir: str | os.PathLike,
     suffix: str = "",
+    skip_existing: bool = False,
+    ray: bool | str = False,
     **kwargs,
 ) -> BatchResult:
     """Interpolate every video in a folder; a failing file is reported and the others still run.
@@ -349,10 +352,17 @@ def interpolate_videos(
         src_dir: folder of input videos (files with a known video extension, not recursive).
         dst_dir: output folder (created if missing); outputs keep their input names plus `suffix`.
         suffix: appended to each output's stem, e.g. "_2x".
+        skip_existing: skip inputs whose output exists. Outputs appear only once complete (atomic
+            rename), so re-running an interrupted batch with this resumes it.
+        ray: False (default): convert here, one file after another. True or a cluster address
+            ("auto", "ray://head:10001"): one Ray task per file over a cluster, see
+            `pmf_edit.video.distributed.interpolate_files_on_ray` (needs the optional `ray` package and the
+            folders on a shared filesystem).
         **kwargs: passed to `interpolate_video` (factor, fps, config, quality, ...).
 
     Returns:
-        A `BatchResult`: `done` lists the written outputs, `failed` maps each failed input to its error.
+        A `BatchResult`: `done` lists the written outputs, `failed` maps each failed input to its error,
+        `skipped` lists the inputs whose outputs already existed.
 
     Raises:
         FileNotFoundError: `src_dir` does not exist.
@@ -374,9 +384,16 @@ def interpolate_videos(
         raise ValueError(f"output folder {dst_dir} is the input folder and suffix is empty: every input would be "
                          "overwritten; choose another folder or a suffix such as _2x")
     dst_dir.mkdir(parents=True, exist_ok=True)
+    jobs = [(path, dst_dir / f"{path.stem}{suffix}{path.suffix}") for path in files]
+    if ray is not False:
+        from pmf_edit.video.distributed import interpolate_files_on_ray  # Ray is imported only on this path
+
+        return interpolate_files_on_ray(jobs, address=ray, skip_existing=skip_existing, **kwargs)
     result = BatchResult()
-    for path in files:
-        out = dst_dir / f"{path.stem}{suffix}{path.suffix}"
+    for path, out in jobs:
+        if skip_existing and out.exists():
+            result.skipped.append(str(path))
+            continue
         try:
             result.done.append(interpolate_video(path, out, **kwargs))
         except (OSError, ValueError, RuntimeError) as err:
