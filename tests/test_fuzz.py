@@ -165,7 +165,26 @@ def _baselines(env: Env) -> dict[str, list[str]]:
         "stylize": [str(env.path("rgb.png")), str(env.path("rgb.png")), "-o", f"{out}/st.png", "--device", "cpu"],
         "interpolate": [str(env.path("rgb.png")), str(env.path("rgb.png")), "-o", f"{out}/mid.png"],
         "interpolate-video": [str(env.video()), f"{out}/v.mp4", "--quiet", "--workers", "1"],
+        "pack-dataset": [str(_image_folder(env)), f"{out}/packed", "--resolution", "8", "--quiet", "--workers", "1"],
     }
+
+
+# Commands not fuzzed yet, with the reason (listed here so that leaving one out is a visible decision).
+NOT_FUZZED = {
+    "bench-edit": "its options live on nested run/score sub-commands and need a manifest fixture",
+}
+
+
+def _image_folder(env: Env):
+    """Two classes of two 8x8 PNGs."""
+    import imageio.v3 as iio
+
+    root = env.path("classes")
+    for c in ("a", "b"):
+        (root / c).mkdir(parents=True, exist_ok=True)
+        for i in range(2):
+            iio.imwrite(root / c / f"{i}.png", np.full((8, 8, 3), 60 * i, np.uint8))
+    return root
 
 
 def _commands() -> dict[str, argparse.ArgumentParser]:
@@ -188,7 +207,7 @@ def _bad_values(action: argparse.Action) -> list[str]:
 
 
 def test_every_command_has_a_baseline(env):
-    missing = sorted(set(_commands()) - set(_baselines(env)))
+    missing = sorted(set(_commands()) - set(_baselines(env)) - set(NOT_FUZZED))
     assert not missing, f"add a valid invocation to tests/test_fuzz.py _baselines for: {missing}"
 
 
@@ -207,7 +226,7 @@ def _replace(argv: list[str], action: argparse.Action, value: str) -> list[str]:
     return out + [flag, *values]
 
 
-@pytest.mark.parametrize("command", sorted(_commands()))
+@pytest.mark.parametrize("command", sorted(set(_commands()) - set(NOT_FUZZED)))
 def test_cli_bad_values_give_one_line_errors(env, command):
     argv = _baselines(env)[command]
     res = cli([command, *argv])
