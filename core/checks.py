@@ -178,10 +178,10 @@ ARG_RULES: dict[str, Callable[[Any, str], Any]] = {
 
 
 def boolean(value: Any, name: str) -> bool:
-    """True/False (numpy bools and the ints 0/1 too); NaN, strings and arrays are refused."""
+    """True/False (numpy bools too); numbers, NaN, strings and arrays are refused."""
     v = _scalar(value)
-    if isinstance(v, bool) or (isinstance(v, numbers.Integral) and v in (0, 1)):
-        return bool(v)
+    if isinstance(v, bool):
+        return v
     raise TypeError(f"{name} must be True or False, got {type(value).__name__} {value!r}"[:200])
 
 
@@ -233,6 +233,8 @@ def _rule_for(tp: Any) -> Callable[[Any, str], Any] | None:
             inner = path
         elif len(rest) == 1:
             inner = _rule_for(rest[0])
+        elif set(rest) <= set(simple):  # e.g. bool | str: any one of them
+            inner = _any_of([(t.__name__, simple[t]) for t in rest])
         else:
             return None
         if inner is None:
@@ -244,6 +246,19 @@ def _rule_for(tp: Any) -> Callable[[Any, str], Any] | None:
     if isinstance(tp, type) and tp.__module__ != "builtins" and origin is None and tp is not torch.Tensor:
         return _instance(tp)  # (tensors are left to the functions: their messages give the shape wanted)
     return None
+
+
+def _any_of(rules: list[tuple[str, Callable[[Any, str], Any]]]) -> Callable[[Any, str], Any]:
+    def rule(value: Any, name: str) -> Any:
+        for _, r in rules:
+            try:
+                return r(value, name)
+            except (TypeError, ValueError):
+                continue
+        kinds = " or ".join(k for k, _ in rules)
+        raise TypeError(f"{name} must be a {kinds}, got {type(value).__name__} {value!r}"[:200])
+
+    return rule
 
 
 def _string(value: Any, name: str) -> str:

@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import inspect
 import math
+import os
 from pathlib import Path
 
 import numpy as np
@@ -81,12 +82,18 @@ VALID = {
 }
 # Cheaper valid values for optional parameters whose defaults are slow on a CPU test machine.
 FAST = {
-    "gatys_transfer": {"config": lambda e: pmf_edit.style_baselines.GatysConfig(num_steps=1),
+    "gatys_transfer": {"config": lambda e: _gatys_config(),
                        "features": lambda e: _FEATURES.setdefault("f", _features())},
     "interpolate_video": {"progress": lambda e: False},
     "interpolate_videos": {"progress": lambda e: False},
 }
 _FEATURES: dict = {}
+
+
+def _gatys_config():
+    from pmf_edit.style.baselines import GatysConfig
+
+    return GatysConfig(num_steps=1)
 
 
 def _kwargs(env: Env, name: str, fn) -> dict:
@@ -241,10 +248,11 @@ def test_cli_bad_values_give_one_line_errors(env, command):
             continue
         for value in _bad_values(action):
             tried.append(([command, *_replace(argv, action, value)], action.option_strings[-1], value))
-    for i, action in enumerate(positionals):  # each positional in turn: a missing file
+    for i, action in enumerate(positionals):  # each positional in turn: a missing file (a fresh name:
+        missing = str(env.path(f"absent_{command}_{i}/nothing.png"))  # other options may write MISSING)
         args = list(argv)
-        args[i] = MISSING
-        tried.append(([command, *args], action.dest, MISSING))
+        args[i] = missing
+        tried.append(([command, *args], action.dest, missing))
     bad = []
     for args, what, value in tried:
         res = cli(args)
@@ -254,7 +262,8 @@ def test_cli_bad_values_give_one_line_errors(env, command):
             bad.append(f"{what} {value}: crash: {res.err[-300:]}")
         elif res.rc == 2 and len(errors) != 1:
             bad.append(f"{what} {value}: exit 2 with {len(errors)} error lines: {res.err[-300:]}")
-        elif res.rc == 2 and not any(w in errors[0] for w in (what, what.lstrip("-").replace("-", "_"), value)):
+        elif res.rc == 2 and not any(w in errors[0] for w in (what, what.lstrip("-").replace("-", "_"), value,
+                                                              os.path.dirname(value) or value)):
             bad.append(f"{what} {value}: the error does not name it: {errors[0][:300]}")
         elif res.rc not in (0, 1, 2) or (res.rc == 1 and "FAIL" not in res.err):
             bad.append(f"{what} {value}: exit {res.rc}: {res.err[-300:]}")
