@@ -2,12 +2,22 @@
 
 Sub-command modules are imported lazily by name so `pmf --help` stays fast and a broken optional
 dependency of one command never takes the others down.
+
+Errors: this file is the one place that turns exceptions into exit codes. Bad input (a library
+ValueError/TypeError, a missing or unwritable file, a non-finite training loss, a bad flag) prints ONE
+line, `pmf COMMAND: error: ...`, and exits 2; SIGINT/SIGTERM/SIGHUP stop the command through the same
+clean-up paths as an error (partial outputs removed, ffmpeg children closed) and exit 128 + signal;
+anything else is a bug: one line naming it, exit 1 (PMF_TRACEBACK=1 shows the traceback).
 """
 from __future__ import annotations
 
 import argparse
 import importlib
+import math
+import os
+import signal
 import sys
+import warnings
 
 # (module, one-line help). Each module defines `add_parser(subparsers) -> argparse.ArgumentParser`
 # and sets `func=` on it via `set_defaults`; `func(args) -> int` is the exit code.
@@ -22,8 +32,36 @@ COMMANDS: list[str] = [
 ]
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse with one-line errors (exit 2), like every other error of `pmf`."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
+def finite_float(text: str) -> float:
+    """argparse type of every float flag: NaN and infinities are refused where they are typed."""
+    value = float(text)
+    if not math.isfinite(value):
+        raise ValueError(text)
+    return value
+
+
+finite_float.__name__ = "finite number"  # argparse names the type in its message
+
+
+def _finite_floats(parser: argparse.ArgumentParser) -> None:
+    """Make every `type=float` flag of `parser` (and its sub-commands) refuse NaN and infinities."""
+    for action in parser._actions:
+        if action.type is float:
+            action.type = finite_float
+        if isinstance(action, argparse._SubParsersAction):
+            for sub in action.choices.values():
+                _finite_floats(sub)
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="pmf",
         description="pixel MeanFlow: one-step generation, editing and frame interpolation.",
     )
@@ -36,7 +74,37 @@ def build_parser() -> argparse.ArgumentParser:
                 continue
             raise
         module.add_parser(sub)
+    _finite_floats(parser)
     return parser
+
+
+class Stopped(BaseException):
+    """Raised by the SIGTERM/SIGHUP handler so `finally`/`except BaseException` clean-ups run."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(signal.Signals(signum).name)
+        self.signum = signum
+
+
+def _on_signal(signum: int, _frame) -> None:
+    raise Stopped(signum)
+
+
+def error_line(err: BaseException) -> str:
+    """One line for an exception: OSErrors as "what: file", others by their message."""
+    if isinstance(err, OSError) and err.strerror:
+        files = " -> ".join(str(f) for f in (err.filename, err.filename2) if f is not None)
+        text = f"{err.strerror}: {files}" if files else err.strerror
+    else:
+        text = str(err) or type(err).__name__
+    return " ".join(text.split())  # one line, whatever the message held
+
+
+def _one_line_warnings(prog: str) -> None:
+    def show(message, category, filename, lineno, file=None, line=None) -> None:
+        print(f"{prog}: warning: {error_line(Warning(str(message)))}", file=sys.stderr)
+
+    warnings.showwarning = show
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -45,15 +113,53 @@ def main(argv: list[str] | None = None) -> int:
     if not getattr(args, "func", None):
         parser.print_help()
         return 2
+    prog = f"pmf {args.command}"
+    old = {s: signal.getsignal(s) for s in (signal.SIGTERM, getattr(signal, "SIGHUP", None)) if s is not None}
     try:
+        for s in old:
+            signal.signal(s, _on_signal)
+    except ValueError:  # not the main thread (an embedding program): leave its handlers alone
+        old = {}
+    saved_showwarning = warnings.showwarning
+    _one_line_warnings(prog)
+    try:
+        if getattr(args, "device", None) is not None and not getattr(args, "dry_run", False):
+            from core import checks
+
+            checks.device(args.device, "--device")
         return int(args.func(args) or 0)
     except KeyboardInterrupt:
-        print("interrupted", file=sys.stderr)
+        print(f"{prog}: interrupted", file=sys.stderr)
         return 130
-    except (FileNotFoundError, ValueError, FloatingPointError) as err:
-        # Bad input (or a checkpoint whose computation blew up): a clear one-line message, no traceback.
-        print(f"pmf {args.command}: error: {err}", file=sys.stderr)
+    except Stopped as err:
+        print(f"{prog}: stopped by {err}", file=sys.stderr)
+        return 128 + err.signum
+    except (ValueError, TypeError, OSError, FloatingPointError) as err:
+        # Bad input, an unusable file, or a checkpoint whose computation blew up (invert's NaN check):
+        # a clear one-line message, no traceback.
+        print(f"{prog}: error: {error_line(err)}", file=sys.stderr)
         return 2
+    except RuntimeError as err:
+        from core.train import NonFiniteLossError
+
+        if isinstance(err, NonFiniteLossError):
+            print(f"{prog}: error: {error_line(err)}", file=sys.stderr)
+            return 2
+        return _internal(prog, err)
+    except Exception as err:  # a bug: say so in one line; the traceback on request
+        return _internal(prog, err)
+    finally:
+        warnings.showwarning = saved_showwarning
+        for s, handler in old.items():
+            signal.signal(s, handler)
+
+
+def _internal(prog: str, err: Exception) -> int:
+    if os.environ.get("PMF_TRACEBACK"):
+        raise err
+    print(f"{prog}: internal error: {type(err).__name__}: {error_line(err)} "
+          "(a bug: please report it; PMF_TRACEBACK=1 shows the traceback)", file=sys.stderr)
+    return 1
 
 
 if __name__ == "__main__":

@@ -64,6 +64,11 @@ def run_pair(args: argparse.Namespace) -> int:
     if f0.shape != f1.shape:
         raise ValueError(f"frame sizes differ: {args.frame0} is {tuple(f0.shape)} (C, H, W), "
                          f"{args.frame1} is {tuple(f1.shape)}")
+    if not os.path.splitext(args.output)[1]:
+        raise ValueError(f"output {args.output} has no file extension; it picks the image format (e.g. .png)")
+    if os.path.isdir(args.output):
+        raise ValueError(f"output {args.output} is a folder; give an image file path, e.g. "
+                         f"{os.path.join(args.output, 'middle.png')}")
     times = args.t if args.t else [0.5]
     out = interpolate_frames(f0, f1, times, config=_config(args))  # (T, C, H, W)
     stem, ext = os.path.splitext(args.output)

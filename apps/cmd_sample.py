@@ -24,6 +24,9 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     p.add_argument("--model", default=None,
                    help="model folder (config.json + model.safetensors) or an official pMF .pt file; "
                    "default: the bundled MNIST pMF model")
+    p.add_argument("--model-config", default=None, metavar="JSON",
+                   help="architecture (PMFConfig fields, a JSON file or inline JSON) of an official-format "
+                   "checkpoint that is not a released size; such files are refused without it")
     p.add_argument("--outdir", default="samples", help="output folder (created)")
     p.add_argument("--classes", default=None,
                    help="comma-separated class indices or names (default: every class)")
@@ -53,6 +56,22 @@ def _resolve_classes(spec: str | None, names: list[str]) -> list[int]:
     return [resolve_class(item.strip(), names) for item in spec.split(",")]
 
 
+def _model_config(spec: str | None) -> dict:
+    """{"config": PMFConfig} from --model-config (a JSON file or inline JSON), or {}."""
+    if spec is None:
+        return {}
+    from core.model import PMFConfig
+
+    try:
+        text = spec if spec.lstrip().startswith("{") else Path(spec).read_text()  # inline JSON, or a file
+        fields = json.loads(text)
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        raise ValueError(f"--model-config must be a JSON file or inline JSON of PMFConfig fields: {err}") from err
+    if not isinstance(fields, dict):
+        raise ValueError(f"--model-config must hold a JSON object of PMFConfig fields, got {type(fields).__name__}")
+    return {"config": PMFConfig.from_dict(fields)}
+
+
 def run(args: argparse.Namespace) -> int:
     from core.checkpoint import bundled_model_dir
     from core.pretrained import from_pretrained  # model folders and official .pt files
@@ -61,11 +80,15 @@ def run(args: argparse.Namespace) -> int:
 
     device = args.device if args.device != "auto" else ("cuda" if torch.cuda.is_available() else "cpu")
     model_path = Path(args.model) if args.model else bundled_model_dir("mnist")
-    net, meta = from_pretrained(model_path, device=device)
+    net, meta = from_pretrained(model_path, device=device, **_model_config(args.model_config))
     names = meta.get("class_names") or [str(i) for i in range(net.cfg.num_classes)]
     defaults = meta.get("sampling", {})
     objective = meta.get("objective", "pmf")
-    steps = args.steps or defaults.get("num_steps", 1 if objective == "pmf" else 50)
+    steps = args.steps if args.steps is not None else defaults.get("num_steps", 1 if objective == "pmf" else 50)
+    if args.steps is not None and args.steps < 1:
+        raise ValueError(f"--steps must be >= 1, got {args.steps}")
+    if args.batch_size < 1:
+        raise ValueError(f"--batch-size must be >= 1, got {args.batch_size}")
     scale = args.guidance_scale if args.guidance_scale is not None else defaults.get("guidance_scale", 1.0)
     interval = tuple(args.guidance_interval or defaults.get("guidance_interval", (0.0, 1.0)))
     if args.num_per_class < 1:

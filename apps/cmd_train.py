@@ -128,8 +128,22 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
     )
 
 
+def _as_flag(message: str, args: argparse.Namespace) -> str:
+    """A TrainConfig message names its field ("log_every must ..."); the user typed the flag."""
+    word, _, rest = message.partition(" ")
+    field = word.rstrip(":")
+    if field == "model_overrides":
+        return f"--model-override{word[len(field):]} {rest}"
+    if field in vars(args):
+        return f"--{field.replace('_', '-')}{word[len(field):]} {rest}"
+    return message
+
+
 def run(args: argparse.Namespace) -> int:
-    cfg = config_from_args(args)
+    try:
+        cfg = config_from_args(args)
+    except (TypeError, ValueError) as err:
+        raise type(err)(_as_flag(str(err), args)) from err
     if args.dry_run:
         print(json.dumps(cfg.to_dict(), indent=2))
         return 0

@@ -25,6 +25,7 @@ from core.model import PixelMeanFlow, PMFConfig
 CONFIG_NAME = "config.json"
 WEIGHTS_NAME = "model.safetensors"
 ASSETS = Path(__file__).resolve().parent / "assets"
+TMP_SUFFIX = ".tmp"  # temporary files are ".<final name>.<random>.tmp" next to the final file
 BUNDLED_MODELS = {
     "mnist": "pmf-mnist",  # class-conditional pMF on MNIST-5k (train split), 32x32, one step
     "mnist-fm": "fm-mnist",  # the same network trained as flow matching (baseline), same budget
@@ -45,12 +46,20 @@ def bundled_model_dir(name: str = "mnist") -> Path:
     return path
 
 
+def _umask() -> int:
+    """The process umask (read by setting and restoring it: there is no getter)."""
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
 def _atomic_write(path: Path, write) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=TMP_SUFFIX, dir=path.parent)
     os.close(fd)
     try:
         write(tmp)
+        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; the final file follows the umask like open()
         with open(tmp, "rb") as f:
             os.fsync(f.fileno())
         os.replace(tmp, path)
@@ -69,6 +78,58 @@ def atomic_save_json(path: str | Path, obj: Any) -> None:
             f.write("\n")
 
     _atomic_write(Path(path), write)
+
+
+def atomic_save_text(path: str | Path, text: str) -> None:
+    """Write ``text`` to ``path`` atomically."""
+
+    def write(tmp: str) -> None:
+        with open(tmp, "w") as f:
+            f.write(text)
+
+    _atomic_write(Path(path), write)
+
+
+def remove_stale_temp_files(folder: str | Path) -> list[Path]:
+    """Delete temporary files that a killed writer left in ``folder`` (not recursive); returns them.
+
+    Only call this while no other process writes there (``pmf train`` holds the run folder's lock).
+    """
+    folder = Path(folder)
+    if not folder.is_dir():
+        return []
+    stale = [p for p in folder.iterdir() if p.is_file() and p.name.startswith(".")
+             and (p.name.endswith(TMP_SUFFIX) or p.name.endswith(".tmp.png"))]
+    for p in stale:
+        p.unlink(missing_ok=True)
+    return stale
+
+
+def read_json(path: str | Path) -> Any:
+    """Parse a JSON file; a missing or corrupt file is an error that names it."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"no such file: {path}")
+    try:
+        return json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        raise ValueError(f"corrupt JSON file {path}: {err}") from err
+
+
+def read_safetensors(path: str | Path) -> dict[str, torch.Tensor]:
+    """Load a .safetensors file; an empty, truncated or foreign file is an error that names it."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"no such file: {path}")
+    size = path.stat().st_size
+    if size == 0:
+        raise ValueError(f"{path} is empty (0 bytes): an interrupted copy or download?")
+    try:
+        return load_file(str(path))
+    except Exception as err:  # safetensors raises SafetensorError (not exported) for every bad file
+        msg = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise ValueError(f"{path} is not a readable safetensors file ({size} bytes; truncated, corrupt or "
+                         f"another format?): {msg}") from err
 
 
 def atomic_save_tensors(path: str | Path, tensors: dict[str, torch.Tensor]) -> None:
@@ -125,7 +186,7 @@ def read_config(directory: str | Path) -> dict[str, Any]:
         raise FileNotFoundError(f"no {CONFIG_NAME} in {directory} (is it a pmf-edit model folder?)")
     try:
         return json.loads(path.read_text())
-    except json.JSONDecodeError as err:
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
         raise ValueError(f"corrupt {path}: {err}") from err
 
 
@@ -166,7 +227,7 @@ def load_model(
     weights = directory / WEIGHTS_NAME
     if not weights.is_file():
         raise FileNotFoundError(f"no {WEIGHTS_NAME} in {directory}")
-    sd = load_file(str(weights))
+    sd = read_safetensors(weights)
     has_v = any(k.startswith("v_blocks.") for k in sd)
     if with_v_head and not has_v:
         raise ValueError(f"{weights} has no v-head weights; it cannot resume training")

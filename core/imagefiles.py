@@ -125,20 +125,24 @@ def read_file_list(list_path: str | os.PathLike) -> tuple[list[str], list[int], 
         raise FileNotFoundError(f"file list {str(list_path)!r} does not exist")
     paths: list[str] = []
     raw_labels: list[int | None] = []
-    with open(list_path, encoding="utf-8") as f:
-        for lineno, line in enumerate(f, 1):
-            line = line.strip()
-            if not line or line.startswith("#"):
-                continue
-            parts = line.rsplit(None, 1)
-            if len(parts) == 2 and parts[1].lstrip("-").isdigit():
-                if int(parts[1]) < 0:
-                    raise ValueError(f"{list_path}:{lineno}: label must be >= 0, got {parts[1]}")
-                paths.append(parts[0])
-                raw_labels.append(int(parts[1]))
-            else:
-                paths.append(line)  # no label: the whole line is the path (it may contain spaces)
-                raw_labels.append(None)
+    try:
+        lines = list_path.read_text(encoding="utf-8").splitlines()
+    except UnicodeDecodeError as err:  # an image or other binary file given where a file list is expected
+        raise ValueError(f"file list {str(list_path)!r} is not UTF-8 text (an image or a binary file?): "
+                         f"{err.reason}") from err
+    for lineno, line in enumerate(lines, 1):
+        line = line.strip()
+        if not line or line.startswith("#"):
+            continue
+        parts = line.rsplit(None, 1)
+        if len(parts) == 2 and parts[1].lstrip("-").isdigit():
+            if int(parts[1]) < 0:
+                raise ValueError(f"{list_path}:{lineno}: label must be >= 0, got {parts[1]}")
+            paths.append(parts[0])
+            raw_labels.append(int(parts[1]))
+        else:
+            paths.append(line)  # no label: the whole line is the path (it may contain spaces)
+            raw_labels.append(None)
     if not paths:
         raise ValueError(f"file list {str(list_path)!r} names no images")
     has_label = [lab is not None for lab in raw_labels]

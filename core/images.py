@@ -49,6 +49,10 @@ def save_png(path: str | Path, array: np.ndarray) -> Path:
     if array.ndim == 3 and array.shape[2] == 1:
         array = array[:, :, 0]
     tmp = path.with_name(f".{path.name}.tmp.png")
-    iio.imwrite(tmp, array)
-    tmp.replace(path)
+    try:
+        iio.imwrite(tmp, array)
+        tmp.replace(path)
+    except BaseException:  # a failed or interrupted write leaves nothing behind
+        tmp.unlink(missing_ok=True)
+        raise
     return path

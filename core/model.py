@@ -29,6 +29,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from core import checks
 from core.attention import Backend, attention
 
 Heads = Literal["u", "v", "uv"]
@@ -67,6 +68,14 @@ class PMFConfig:
     #   or "data" (the same x-prediction as the forward head, u = (z - x)/clip(t))
 
     def __post_init__(self) -> None:
+        # Sizes first (a zero or NaN passes the divisibility tests below and fails later inside torch).
+        for name in ("image_size", "patch_size", "width", "depth", "head_depth", "num_heads", "bottleneck",
+                     "freq_dim"):
+            checks.integer(getattr(self, name), name, lo=1)
+        for name in ("mlp_hidden", "num_classes", "class_tokens", "omega_tokens", "interval_tokens", "h_tokens"):
+            checks.integer(getattr(self, name), name, lo=0)
+        for name in ("rope_theta", "noise_scale", "t_clip", "init_std"):
+            checks.real(getattr(self, name), name, lo=0.0, lo_open=True)
         if self.image_size % self.patch_size:
             raise ValueError(
                 f"image_size {self.image_size} is not divisible by patch_size {self.patch_size}"

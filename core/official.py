@@ -430,6 +430,7 @@ def load_official(
         with_v_head: keep the auxiliary v-head (only training-mode files have one).
         noise_scale: override the inferred noise scale.
         config: use this architecture instead of inferring it; shapes are then checked against it.
+            Required for official-named weights whose architecture is not one of the released sizes.
         source: a name for error messages (the file path).
 
     Returns:
@@ -482,6 +483,14 @@ def load_official(
         _check_rope(rope, cfg)
 
     name = identify_official_model(cfg)
+    if fmt == "official" and name is None and config is None:
+        # Only six official architectures were released; any other one is most likely a damaged or
+        # edited file (a pMF-B-16.pt missing its last blocks would otherwise load as a smaller model).
+        arch = ", ".join(f"{f}={getattr(cfg, f)}" for f in ("image_size", "patch_size", "width", "depth",
+                                                            "head_depth", "num_heads"))
+        raise ValueError(f"{source}: official pMF weights of an architecture no released model has ({arch}; "
+                         f"released: {', '.join(i.preset for i in OFFICIAL_MODELS.values())}); a truncated or "
+                         "edited file? If the architecture is intended, name it: config=PMFConfig(...)")
     info = OFFICIAL_MODELS.get(name) if name else None
     sampling: dict[str, Any] = {"num_steps": 1, "noise_scale": cfg.noise_scale}
     if info:

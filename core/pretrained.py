@@ -12,25 +12,62 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from safetensors.torch import load_file
 
-from core.checkpoint import load_model
-from core.model import PixelMeanFlow
+from core.checkpoint import load_model, read_safetensors
+from core.model import PixelMeanFlow, PMFConfig
 from core.official import load_official
+
+
+def _sniff(path: Path) -> str:
+    """The file's format from its first bytes (not its name): "safetensors", "torch" or "unknown"."""
+    with open(path, "rb") as f:
+        head = f.read(16)
+    if head.startswith(b"PK\x03\x04") or head[:1] == b"\x80":  # torch.save zip, or a legacy pickle
+        return "torch"
+    # safetensors: an 8-byte little-endian header length, then a JSON header starting with "{".
+    if len(head) > 8 and head[8:9] == b"{" and 0 < int.from_bytes(head[:8], "little") < path.stat().st_size:
+        return "safetensors"
+    return "unknown"
+
+
+def _first_sentence(err: BaseException) -> str:
+    text = " ".join(str(err).split())
+    return (text.split(". ")[0] if text else type(err).__name__)[:200]
 
 
 def _torch_load(path: Path) -> Any:
     try:
-        return torch.load(path, map_location="cpu", weights_only=True)
+        with open(path, "rb") as f:  # a file object: torch.load would pick its reader by the file's suffix
+            return torch.load(f, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as err:
-        # weights_only=True refuses arbitrary pickled classes (argparse.Namespace, optimizer
-        # wrappers, ...): unpickling them would run code from the file.
-        raise ValueError(
-            f"{path} contains pickled Python objects besides tensors, which we do not unpickle "
-            "(it could run code). If you trust the file, load it yourself with "
-            "torch.load(path, weights_only=False), keep only the state dict, and pass it to "
-            f"core.official.load_official. torch said: {str(err).splitlines()[0]}"
-        ) from err
+        first = _first_sentence(err)
+        if "Unsupported global" in str(err):
+            # weights_only=True refuses arbitrary pickled classes (argparse.Namespace, optimizer
+            # wrappers, ...): unpickling them would run code from the file.
+            raise ValueError(
+                f"{path} holds pickled Python objects besides tensors, which we do not unpickle (that "
+                "could run code from the file); save only the state dict (torch.save(model.state_dict()) "
+                "where the file came from) and load that"
+            ) from err
+        raise ValueError(f"{path} is not a readable torch checkpoint (corrupt or truncated?): {first}") from err
+    except Exception as err:  # torch raises EOFError, RuntimeError (zip), ValueError... for a damaged file
+        first = _first_sentence(err)
+        raise ValueError(f"{path} is not a readable torch checkpoint (truncated or corrupt; an interrupted "
+                         f"download?): {first}") from err
+
+
+def _load_file(path: Path) -> Any:
+    """A checkpoint file's contents, by what the bytes are; clear errors for empty/garbage files."""
+    size = path.stat().st_size
+    if size == 0:
+        raise ValueError(f"{path} is empty (0 bytes): an interrupted copy or download?")
+    kind = _sniff(path)
+    if kind == "safetensors":
+        return read_safetensors(path)
+    if kind == "torch":
+        return _torch_load(path)
+    raise ValueError(f"{path} is neither a safetensors file nor a torch checkpoint ({size} bytes, starts with "
+                     f"{open(path, 'rb').read(8)!r}); a failed download or a different kind of file?")
 
 
 def from_pretrained(
@@ -39,6 +76,7 @@ def from_pretrained(
     device: str | torch.device = "cpu",
     ema: str | None = None,
     with_v_head: bool = False,
+    config: PMFConfig | None = None,
 ) -> tuple[PixelMeanFlow, dict[str, Any]]:
     """Load a pMF network for inference from a model folder or an official checkpoint file.
 
@@ -49,6 +87,8 @@ def from_pretrained(
             such as ``"2000"``); by default the EMA, and among several EMAs the paper's best one.
             Not used for model folders (they hold one set).
         with_v_head: also load the auxiliary v-head (training-mode files only).
+        config: the architecture of a checkpoint file with official names that is not one of the
+            released sizes (otherwise refused: a truncated file would load as a smaller model).
 
     Returns:
         (network in eval mode, config dict). The dict has ``"model"`` (PMFConfig fields) and, for
@@ -69,10 +109,11 @@ def from_pretrained(
     """
     path = Path(path)
     if path.is_dir():
-        if ema is not None:
-            raise ValueError(f"{path} is a model folder with one weight set; ema={ema!r} has no meaning")
+        if ema is not None or config is not None:
+            raise ValueError(f"{path} is a model folder (its config.json gives the architecture, one weight "
+                             f"set); ema= and config= are for checkpoint files")
         return load_model(path, device=device, with_v_head=with_v_head)
     if not path.is_file():
         raise FileNotFoundError(f"no model folder or checkpoint file at {path}")
-    obj = load_file(str(path)) if path.suffix == ".safetensors" else _torch_load(path)
-    return load_official(obj, device=device, ema=ema, with_v_head=with_v_head, source=str(path))
+    return load_official(_load_file(path), device=device, ema=ema, with_v_head=with_v_head, config=config,
+                         source=str(path))

@@ -14,6 +14,7 @@ from typing import Literal, Sequence
 
 import torch
 
+from core import checks
 from core.model import PixelMeanFlow
 
 
@@ -35,10 +36,21 @@ def draw_noise(
 
 
 def _labels(labels: torch.Tensor | Sequence[int] | None, n: int, net: PixelMeanFlow, device) -> torch.Tensor:
+    """Checked labels (B,) int64: integer class indices in [0, num_classes] (the last is the null class);
+    None: n null-class labels."""
     if labels is None:
         return torch.full((n,), net.null_class, dtype=torch.long, device=device)
-    y = torch.as_tensor(labels, dtype=torch.long, device=device).reshape(-1)
-    if y.numel() and (y.min() < 0 or y.max() > net.null_class):
+    try:
+        y = torch.as_tensor(labels)
+    except (TypeError, ValueError, RuntimeError) as err:
+        raise TypeError(f"labels must be a sequence or tensor of class indices, got {type(labels).__name__}") from err
+    if y.is_floating_point() or y.is_complex() or y.dtype == torch.bool:
+        raise ValueError(f"labels must be integer class indices, got dtype {y.dtype} (fractional labels are "
+                         "not truncated)")
+    if y.ndim != 1 or y.numel() == 0:
+        raise ValueError(f"labels must be a non-empty 1-D sequence (B,) of class indices, got shape {tuple(y.shape)}")
+    y = y.to(device=device, dtype=torch.long)
+    if y.min() < 0 or y.max() > net.null_class:
         raise ValueError(
             f"labels must lie in [0, {net.cfg.num_classes - 1}] (or {net.null_class} for the null "
             f"class); got min {int(y.min())}, max {int(y.max())}"
@@ -47,11 +59,8 @@ def _labels(labels: torch.Tensor | Sequence[int] | None, n: int, net: PixelMeanF
 
 
 def _check_guidance(guidance_scale: float, guidance_interval: tuple[float, float]) -> None:
-    if guidance_scale < 1.0:
-        raise ValueError(f"guidance_scale must be >= 1 (1 = unguided), got {guidance_scale}")
-    lo, hi = guidance_interval
-    if not 0.0 <= lo <= hi <= 1.0:
-        raise ValueError(f"guidance_interval must satisfy 0 <= t_min <= t_max <= 1, got {guidance_interval}")
+    checks.guidance_scale(guidance_scale)
+    checks.guidance_interval(guidance_interval)
 
 
 def _initial_state(
@@ -63,27 +72,47 @@ def _initial_state(
     guidance_scale: float,
     guidance_interval: tuple[float, float],
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Checked labels (B,) and the initial state z_1 = s * noise (B, C, H, W) on the net's device."""
+    """Checked labels (B,) and the initial state z_1 = s * noise (B, C, H, W) on the net's device.
+
+    B comes from ``labels``, else ``num_samples``, else the noise's batch, else 1; when several are
+    given they must agree (a mismatch is an error, never silently ignored)."""
     _check_guidance(guidance_scale, guidance_interval)
-    dev = next(net.parameters()).device
+    p = next(net.parameters())
+    dev = p.device
     cfg = net.cfg
-    n = len(labels) if labels is not None else (num_samples or (noise.shape[0] if noise is not None else 1))
-    y = _labels(labels, n, net, dev)
     shape = (cfg.in_channels, cfg.image_size, cfg.image_size)
+    if num_samples is not None:
+        num_samples = checks.integer(num_samples, "num_samples", lo=1)
+    if noise is not None and not isinstance(noise, torch.Tensor):
+        raise TypeError(f"noise must be a torch.Tensor (B, {', '.join(map(str, shape))}), got "
+                        f"{type(noise).__name__}; convert it with torch.from_numpy")
+    if labels is not None:
+        y = _labels(labels, 0, net, dev)
+        n = y.shape[0]
+        if num_samples is not None and num_samples != n:
+            raise ValueError(f"num_samples={num_samples} disagrees with the {n} labels given; pass one of them")
+    else:
+        n = num_samples or (noise.shape[0] if noise is not None and noise.ndim == 4 else 1)
+        y = _labels(None, n, net, dev)
     if noise is None:
         noise = draw_noise(n, shape, generator, dev)
-    elif tuple(noise.shape) != (n, *shape):
-        raise ValueError(f"noise must be {(n, *shape)}, got {tuple(noise.shape)}")
-    return y, cfg.noise_scale * noise.to(dev)
+    else:
+        if tuple(noise.shape) != (n, *shape):
+            raise ValueError(f"noise must be {(n, *shape)}, got {tuple(noise.shape)}")
+        if not noise.is_floating_point():
+            raise ValueError(f"noise must be a float tensor, got dtype {noise.dtype}")
+        if not bool(torch.isfinite(noise).all()):
+            raise ValueError("noise holds NaN or infinite values")
+    return y, cfg.noise_scale * noise.to(device=dev, dtype=p.dtype)
 
 
 def time_grid(num_steps: int, device=None, dtype=torch.float32) -> torch.Tensor:
     """t_k = linspace(1, 0, K + 1), (K + 1,)."""
-    if num_steps < 1:
-        raise ValueError(f"num_steps must be >= 1, got {num_steps}")
+    num_steps = checks.integer(num_steps, "num_steps", lo=1)
     return torch.linspace(1.0, 0.0, num_steps + 1, device=device, dtype=dtype)
 
 
+@checks.checked
 @torch.no_grad()
 def sample_pmf(
     net: PixelMeanFlow,
@@ -151,6 +180,7 @@ def velocity_cfg(
     return v_u + guidance_scale * (v_c - v_u), 2
 
 
+@checks.checked
 @torch.no_grad()
 def sample_flow_matching(
     net: PixelMeanFlow,

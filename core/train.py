@@ -23,6 +23,7 @@ import json
 import math
 import os
 import shutil
+import sys
 import time
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
@@ -30,17 +31,18 @@ from typing import Any
 
 import torch
 import torch.distributed as dist
-from safetensors.torch import load_file
 from torch.distributed.tensor import DTensor
 
-from core.checkpoint import atomic_save_json, atomic_save_tensors, load_weights_into, save_model
+from core import checks
+from core.checkpoint import (atomic_save_json, atomic_save_tensors, atomic_save_text, load_weights_into, read_json,
+                             read_safetensors, remove_stale_temp_files, save_model)
 from core.data import ImageDataset
 from core.images import make_grid, save_png
 from core.loader import BatchStream, LoaderConfig, open_training_set
 from core.meanflow import (
     FlowMatchingConfig, MeanFlowConfig, draw_fm_rows, draw_rows, fm_loss_given, pmf_loss_given,
 )
-from core.model import PixelMeanFlow, PMFConfig, build_model
+from core.model import PRESETS, PixelMeanFlow, PMFConfig, build_model
 from core.parallel import PARALLEL_MODES, ShardedMuon, full_tensors, grad_sync, parallelize
 from core.sampling import sample_flow_matching, sample_pmf
 from core.sharded_checkpoint import FORMAT as SHARDED_FORMAT
@@ -97,6 +99,9 @@ class TrainConfig:
     #   copied from its u-head (v-head: whole; backward head: blocks, final layer left at zero)
     progress: bool = True  # tqdm bar
 
+    def __post_init__(self) -> None:
+        _validate(self)
+
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
@@ -111,6 +116,71 @@ class TrainConfig:
             if key in d:
                 d[key] = tuple(d[key])
         return cls(**d)
+
+
+# What a resumed run may change and what it may not. Changing a FIXED field would make the
+# checkpoint's weights, optimizer state or data order mean something else, so it is refused; every
+# other field (steps, max_minutes, lr, muon_lr, the objective's weights, logging, sampling, device...)
+# takes effect from the resumed step and is recorded in <out_dir>/resume.jsonl and on stderr.
+RESUME_FIXED = ("dataset", "resolution", "channels", "preset", "model_overrides", "objective", "batch_size",
+                "seed", "ema_halflife_kimg", "adam_betas", "muon_momentum")
+
+
+def _validate(cfg: "TrainConfig") -> None:
+    """Every field of a TrainConfig in range (NaN, zero and negative values are errors, not defaults)."""
+    if cfg.objective not in ("pmf", "fm"):
+        raise ValueError(f"objective must be 'pmf' or 'fm', got {cfg.objective!r}")
+    if cfg.preset not in PRESETS:
+        raise ValueError(f"preset must be one of {sorted(PRESETS)}, got {cfg.preset!r}")
+    if not isinstance(cfg.model_overrides, dict):
+        raise TypeError(f"model_overrides must be a dict of PMFConfig fields, got {type(cfg.model_overrides).__name__}")
+    fields = set(PMFConfig.__dataclass_fields__)
+    unknown = sorted(set(cfg.model_overrides) - fields)
+    if unknown:
+        raise ValueError(f"model_overrides: unknown PMFConfig field(s) {unknown}; fields are {sorted(fields)}")
+    try:
+        replace(PRESETS[cfg.preset], **cfg.model_overrides)  # the values themselves (PMFConfig checks them)
+    except (TypeError, ValueError) as err:
+        raise ValueError(f"model_overrides: {err}") from err
+    if cfg.resolution is not None:
+        checks.integer(cfg.resolution, "resolution", lo=1)
+    if cfg.channels is not None and cfg.channels not in (1, 3):
+        raise ValueError(f"channels must be 1, 3 or None (the data set's), got {cfg.channels!r}")
+    for name, lo in (("batch_size", 1), ("steps", 1), ("log_every", 1), ("sample_every", 0), ("ckpt_every", 1),
+                     ("keep_checkpoints", 1), ("threads", 0), ("seed", 0), ("perceptual_size", 16),
+                     ("data_workers", 0)):
+        checks.integer(getattr(cfg, name), name, lo=lo)
+    checks.real(cfg.max_minutes, "max_minutes", lo=0.0, hint=" (0: no limit)")
+    checks.real(cfg.lr, "lr", lo=0.0, lo_open=True)
+    if cfg.muon_lr is not None:
+        checks.real(cfg.muon_lr, "muon_lr", lo=0.0, lo_open=True)
+    for i, b in enumerate(cfg.adam_betas):
+        checks.real(b, f"adam_betas[{i}]", lo=0.0, hi=1.0, hi_open=True)
+    checks.real(cfg.muon_momentum, "muon_momentum", lo=0.0, hi=1.0, hi_open=True)
+    if not cfg.ema_halflife_kimg:
+        raise ValueError("ema_halflife_kimg must hold at least one half-life")
+    for h in cfg.ema_halflife_kimg:
+        checks.real(h, "ema_halflife_kimg", lo=0.0, lo_open=True)
+    checks.real(cfg.ema_rampup, "ema_rampup", lo=0.0)
+    n = len(cfg.ema_halflife_kimg)
+    checks.integer(cfg.export_ema, "export_ema", lo=-n, hi=n - 1)
+    checks.guidance_scale(cfg.guidance_scale)
+    checks.guidance_interval(cfg.guidance_interval)
+    mf, fm = cfg.meanflow, cfg.flow_matching
+    checks.real(mf.P_mean, "P_mean")
+    checks.real(mf.P_std, "P_std", lo=0.0, lo_open=True)
+    checks.real(fm.P_mean, "P_mean")
+    checks.real(fm.P_std, "P_std", lo=0.0, lo_open=True)
+    checks.real(mf.cfg_max, "cfg_max", lo=0.0)
+    checks.real(mf.perceptual_weight, "perceptual_weight", lo=0.0)
+    checks.real(mf.perceptual_max_t, "perceptual_max_t", lo=0.0, hi=1.0)
+    for name in ("fm_ratio", "uniform_tr_prob", "label_drop"):
+        checks.real(getattr(mf, name), name, lo=0.0, hi=1.0)
+    checks.real(fm.label_drop, "label_drop", lo=0.0, hi=1.0)
+    if mf.jvp not in ("nograd", "fused"):
+        raise ValueError(f"jvp must be 'nograd' or 'fused', got {mf.jvp!r}")
+    if not isinstance(cfg.device, str):
+        raise TypeError(f"device must be a string (auto, cpu, cuda, cuda:N), got {type(cfg.device).__name__}")
 
 
 class NonFiniteLossError(RuntimeError):
@@ -225,8 +295,11 @@ def load_checkpoint(
     pointer = run / "checkpoints" / "latest.json"
     if not pointer.is_file():
         return 0
-    ckpt = run / "checkpoints" / json.loads(pointer.read_text())["path"]
-    meta = json.loads((ckpt / "state.json").read_text())
+    where = read_json(pointer)
+    if not isinstance(where, dict) or "path" not in where:
+        raise ValueError(f"corrupt {pointer}: expected {{'step': N, 'path': 'step_N'}}, got {where!r}"[:300])
+    ckpt = run / "checkpoints" / where["path"]
+    meta = read_json(ckpt / "state.json")
     if PMFConfig.from_dict(meta["model_config"]) != net.cfg:  # fields added later take defaults
         raise ValueError(
             f"checkpoint {ckpt} was trained with a different model config; use a new --out-dir "
@@ -239,7 +312,7 @@ def load_checkpoint(
     if any(isinstance(p, DTensor) for p in net.parameters()):
         raise ValueError(f"checkpoint {ckpt} was written by one process and cannot be loaded into "
                          f"FSDP2 shards; resume it with parallel='ddp' (its next checkpoint is sharded)")
-    tensors = load_file(str(ckpt / "state.safetensors"))
+    tensors = read_safetensors(ckpt / "state.safetensors")
     net.load_state_dict({k[len("model."):]: v for k, v in tensors.items() if k.startswith("model.")})
     for i, ema in enumerate(emas):
         for k in ema:
@@ -269,11 +342,88 @@ def _dist_setup(device: str) -> tuple[int, int, torch.device]:
 
 
 def _truncate_log(path: Path, step: int) -> None:
-    """Drop log lines past ``step`` (written after the checkpoint a resumed run restarts from)."""
+    """Drop log lines past ``step`` (written after the checkpoint a resumed run restarts from).
+
+    A torn last line (a kill in the middle of a write) is dropped; an unreadable line elsewhere is an
+    error naming the file and line, since it was not written by this loop."""
     if not path.is_file():
         return
-    keep = [ln for ln in path.read_text().splitlines() if ln.strip() and json.loads(ln)["step"] <= step]
-    path.write_text("".join(ln + "\n" for ln in keep))
+    lines = [ln for ln in path.read_text(errors="replace").splitlines() if ln.strip()]
+    keep = []
+    for i, ln in enumerate(lines):
+        try:
+            rec = json.loads(ln)
+        except json.JSONDecodeError as err:
+            if i == len(lines) - 1:
+                print(f"pmf train: dropping the torn last line of {path} (a kill during a write)", file=sys.stderr)
+                break
+            raise ValueError(f"{path} line {i + 1} is not JSON ({err}); remove that line to resume") from err
+        if not isinstance(rec, dict) or not isinstance(rec.get("step"), int):
+            raise ValueError(f"{path} line {i + 1} has no integer 'step'; remove that line to resume")
+        if rec["step"] <= step:
+            keep.append(ln)
+    atomic_save_text(path, "".join(ln + "\n" for ln in keep))
+
+
+def _lock_run(run: Path):
+    """Hold an exclusive lock on the run folder for this process's lifetime (released by the OS when
+    the process dies, even by SIGKILL). Returns the open lock file; a held lock is a clear error."""
+    try:
+        import fcntl
+    except ImportError:  # no flock (Windows): no lock
+        return None
+    f = open(run / ".lock", "a+")
+    try:
+        fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        f.seek(0)
+        holder = f.read().strip() or "?"
+        f.close()
+        raise ValueError(f"{run} is in use by another training run (pid {holder} holds {run / '.lock'}); "
+                         "wait for it to finish or choose another --out-dir") from None
+    f.seek(0)
+    f.truncate()
+    f.write(f"{os.getpid()}\n")
+    f.flush()
+    return f
+
+
+def _remove_stale_temp_files(run: Path) -> None:
+    """Temporary files and folders that a killed run left behind (safe: we hold the run's lock)."""
+    removed = []
+    ckpts = run / "checkpoints"
+    if ckpts.is_dir():
+        for d in ckpts.glob(".tmp_step_*"):
+            shutil.rmtree(d, ignore_errors=True)
+            removed.append(d)
+        for d in ckpts.glob("step_*"):
+            removed += remove_stale_temp_files(d)
+    for d in (run, ckpts, run / "model", run / "samples"):
+        removed += remove_stale_temp_files(d)
+    if removed:
+        print(f"pmf train: removed {len(removed)} temporary file(s) left by an interrupted run in {run}",
+              file=sys.stderr)
+
+
+def _resume_changes(run: Path, cfg: "TrainConfig", start: int) -> dict[str, list]:
+    """Compare the resumed config with the run's previous one: refuse RESUME_FIXED changes, return the
+    others as {field: [old, new]}."""
+    path = run / "config.json"
+    if start == 0 or not path.is_file():
+        return {}
+    try:
+        old = read_json(path).get("train", {})
+    except ValueError as err:
+        print(f"pmf train: cannot compare with the previous config ({err}); resuming anyway", file=sys.stderr)
+        return {}
+    new = json.loads(json.dumps(cfg.to_dict()))  # tuples -> lists, as stored
+    changed = {k: [old.get(k), v] for k, v in new.items() if k != "out_dir" and k in old and old[k] != v}
+    fixed = {k: v for k, v in changed.items() if k in RESUME_FIXED}
+    if fixed:
+        what = "; ".join(f"{k} {a!r} -> {b!r}" for k, (a, b) in fixed.items())
+        raise ValueError(f"{run} cannot resume with a different {', '.join(fixed)} ({what}): these fix what the "
+                         f"checkpoint means; use the old values or a new --out-dir")
+    return changed
 
 
 def _time_is_up(t_start: float, minutes: float, world: int) -> bool:
@@ -325,7 +475,7 @@ def warm_start(net: PixelMeanFlow, directory: str | Path) -> None:
     theirs = replace(src_cfg, backward_head=False, backward_param="noise")
     if ours != theirs:
         raise ValueError(f"--init-from {directory}: its network {theirs} differs from this run's {ours}")
-    sd = dict(load_file(str(weights)))
+    sd = dict(read_safetensors(weights))
     own = net.state_dict()
     for k in list(own):
         if k in sd:
@@ -350,9 +500,10 @@ def sample_grid(net: PixelMeanFlow, cfg: TrainConfig, num_classes: int, objectiv
     labels = [c for c in range(min(num_classes, 10)) for _ in range(8)] or None  # None: unconditional
     g = torch.Generator().manual_seed(1234)
     kw = dict(guidance_scale=cfg.guidance_scale, guidance_interval=cfg.guidance_interval, generator=g)
+    n = None if labels else 8  # unconditional: 8 samples
     if objective == "pmf":
-        return sample_pmf(net, labels, num_samples=8, num_steps=1, **kw).images
-    return sample_flow_matching(net, labels, num_samples=8, num_steps=20, method="heun", **kw).images
+        return sample_pmf(net, labels, num_samples=n, num_steps=1, **kw).images
+    return sample_flow_matching(net, labels, num_samples=n, num_steps=20, method="heun", **kw).images
 
 
 def train(cfg: TrainConfig, dataset: ImageDataset | Any = None) -> dict[str, Any]:
@@ -362,6 +513,13 @@ def train(cfg: TrainConfig, dataset: ImageDataset | Any = None) -> dict[str, Any
     steps), ``samples/step_*.png``, ``checkpoints/`` and, at the end, ``model/`` (the exported EMA
     network, loadable with ``core.checkpoint.load_model`` / ``pmf sample --model``).
 
+    Re-running with the same ``out_dir`` resumes from the latest checkpoint. The fields in
+    ``RESUME_FIXED`` (data set, sizes, preset, overrides, objective, batch size, seed, EMA half-lives,
+    optimizer betas) may not change then (ValueError); any other change (e.g. a lower ``lr`` after a
+    divergence, more ``steps``) takes effect from the resumed step and is written to
+    ``resume.jsonl`` and stderr. The folder is locked while a run uses it, and temporary files left by
+    a killed run are removed at start.
+
     Example:
         >>> train(TrainConfig(out_dir="runs/tiny", preset="pMF-T/4", steps=20, batch_size=16))
     """
@@ -369,14 +527,33 @@ def train(cfg: TrainConfig, dataset: ImageDataset | Any = None) -> dict[str, Any
         raise ValueError(f"objective must be 'pmf' or 'fm', got {cfg.objective!r}")
     if cfg.parallel not in PARALLEL_MODES:
         raise ValueError(f"parallel must be one of {PARALLEL_MODES}, got {cfg.parallel!r}")
+    checks.device(cfg.device)  # a missing CUDA is a clear error here, not a torch traceback later
     rank, world, device = _dist_setup(cfg.device)
     if cfg.grad_accum < 1 or cfg.batch_size % (world * cfg.grad_accum):
         raise ValueError(f"batch_size {cfg.batch_size} must split evenly over {world} processes x "
                          f"grad_accum {cfg.grad_accum} micro-batches")
-    micro = cfg.batch_size // (world * cfg.grad_accum)  # rows per micro-batch
     if cfg.threads and device.type == "cpu":
         torch.set_num_threads(cfg.threads)
     run = Path(cfg.out_dir)
+    is_main = rank == 0
+    lock = None
+    if is_main:
+        if run.exists() and not run.is_dir():
+            raise ValueError(f"out_dir {run} is a file, not a folder")
+        run.mkdir(parents=True, exist_ok=True)
+        lock = _lock_run(run)
+        _remove_stale_temp_files(run)
+    try:
+        return _train_locked(cfg, dataset, run, rank, world, device)
+    finally:
+        if lock is not None:
+            lock.close()
+
+
+def _train_locked(cfg: TrainConfig, dataset: ImageDataset | None, run: Path, rank: int, world: int,
+                  device: torch.device) -> dict[str, Any]:
+    """``train`` once the run folder is locked (rank 0) and the device is set up."""
+    micro = cfg.batch_size // (world * cfg.grad_accum)  # rows per micro-batch (checked by ``train``)
     if dataset is None:
         dataset = open_training_set(cfg.dataset, stream=cfg.stream, resolution=cfg.resolution,
                                     channels=cfg.channels)
@@ -399,11 +576,19 @@ def train(cfg: TrainConfig, dataset: ImageDataset | Any = None) -> dict[str, Any
                           config=loader_cfg, device=device)
     start = load_checkpoint(run, net, opts, emas, sampler)
     is_main = rank == 0
+    changed = _resume_changes(run, cfg, start)  # refuses changes that RESUME_FIXED forbids
+    # The configured rates win over the ones stored in the optimizer state (a resumed run may lower them).
+    for o, lr in zip(opts, (cfg.muon_lr or cfg.lr, cfg.lr)):
+        for group in o.param_groups:
+            group["lr"] = lr
     if is_main:
-        run.mkdir(parents=True, exist_ok=True)
+        if start:
+            note = "; ".join(f"{k} {a!r} -> {b!r}" for k, (a, b) in changed.items()) or "no settings changed"
+            print(f"pmf train: resuming {run} at step {start}: {note}", file=sys.stderr)
+            with open(run / "resume.jsonl", "a") as f:
+                f.write(json.dumps({"step": start, "time": time.time(), "changed": changed}) + "\n")
         atomic_save_json(run / "config.json", {"train": cfg.to_dict(), "model": net.cfg.to_dict(),
                                                "class_names": dataset.class_names, "world_size": world})
-    if is_main:
         _truncate_log(run / "log.jsonl", start)
     log = open(run / "log.jsonl", "a") if is_main else None
     bar = None
@@ -526,7 +711,7 @@ def export_checkpoint(run_dir: str | Path, out_dir: str | Path, ema_index: int =
     if meta.get("format") == SHARDED_FORMAT:  # written by several processes
         ema = load_sharded_ema(ckpt, net, k)
     else:
-        tensors = load_file(str(ckpt / "state.safetensors"))
+        tensors = read_safetensors(ckpt / "state.safetensors")
         ema = {name[len(f"ema{k}."):]: v for name, v in tensors.items() if name.startswith(f"ema{k}.")}
     return save_model(
         out_dir, net, state_dict=ema, objective=train_cfg.objective, class_names=run_cfg.get("class_names"),

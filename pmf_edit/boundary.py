@@ -1,5 +1,8 @@
 """The one boundary between the public pmf_edit API and the model: the rules every task follows.
 
+Numbers (finite, in range, integers), guidance, generators and configs follow ``core.checks``, the
+rules that ``core`` and ``apps`` use too; this module adds the image and label rules of the [0, 1] API.
+
 Public functions of ``pmf_edit.editing`` and ``pmf_edit.style`` take float images (B, C, H, W) in
 [0, 1] and return the same; ``core`` works in [-1, 1] on the network's device and dtype. Everything
 that crosses between the two goes through here, so that every task checks its arguments with the
@@ -29,6 +32,7 @@ from typing import Sequence
 import torch
 from torch import Tensor
 
+from core import checks
 from core.images import from_model_range, to_model_range
 from core.model import PixelMeanFlow
 from core.sampling import draw_noise
@@ -115,7 +119,11 @@ def check_labels(net: PixelMeanFlow, labels: Labels, n: int, name: str = "labels
         if not required:
             return None
         raise ValueError(f"{name} is required (class indices in [0, {k - 1}])")
-    y = torch.as_tensor(labels).reshape(-1)
+    try:
+        y = torch.as_tensor(labels).reshape(-1)
+    except (TypeError, ValueError, RuntimeError) as err:
+        raise TypeError(f"{name} must be class indices (an int, a sequence or a tensor), got "
+                        f"{type(labels).__name__}") from err
     if y.is_floating_point() or y.dtype == torch.bool:
         raise ValueError(f"{name} must be integer class indices, got dtype {y.dtype}")
     y = y.long()
@@ -131,31 +139,25 @@ def check_labels(net: PixelMeanFlow, labels: Labels, n: int, name: str = "labels
 
 def check_strength(strength: float, *, allow_zero: bool = False, name: str = "strength") -> float:
     """``strength`` as a float in (0, 1], or [0, 1] with ``allow_zero`` (0 = return the input)."""
-    s = float(strength)
-    ok = (0.0 <= s <= 1.0) if allow_zero else (0.0 < s <= 1.0)
-    if not ok:  # also catches NaN
-        raise ValueError(f"{name} must lie in {'[' if allow_zero else '('}0, 1], got {strength}")
-    return s
+    return checks.real(strength, name, lo=0.0, hi=1.0, lo_open=not allow_zero)
 
 
 def check_steps(num_steps: int, name: str = "num_steps") -> int:
-    """A count of steps/iterations as an int >= 1."""
-    if int(num_steps) != num_steps or num_steps < 1:
-        raise ValueError(f"{name} must be an integer >= 1, got {num_steps}")
-    return int(num_steps)
+    """A count of steps/iterations as an int >= 1 (NaN, 1.5 and strings refused, naming ``name``)."""
+    return checks.integer(num_steps, name, lo=1)
 
 
 def check_guidance(guidance_scale: float | Tensor, guidance_interval: tuple[float, float] = (0.0, 1.0),
                    name: str = "guidance_scale") -> None:
     """Guidance scale omega >= 1 (1 = unguided; a float or per-sample (B,) tensor) and interval
     0 <= t_min <= t_max <= 1."""
-    low = float(torch.as_tensor(guidance_scale).min())
-    if not low >= 1.0:  # also catches NaN
-        shown = guidance_scale if not isinstance(guidance_scale, Tensor) else f"a minimum of {low}"
-        raise ValueError(f"{name} must be >= 1 (1 = unguided), got {shown}")
-    lo, hi = (float(v) for v in guidance_interval)
-    if not 0.0 <= lo <= hi <= 1.0:
-        raise ValueError(f"guidance_interval must satisfy 0 <= t_min <= t_max <= 1, got {guidance_interval}")
+    if isinstance(guidance_scale, Tensor) and guidance_scale.ndim > 0:
+        low = float(guidance_scale.min()) if guidance_scale.numel() else 1.0
+        if not low >= 1.0 or not bool(torch.isfinite(guidance_scale).all()):  # also catches NaN
+            raise ValueError(f"{name} must be >= 1 (1 = unguided), got a minimum of {low}")
+    else:
+        checks.guidance_scale(guidance_scale, name)
+    checks.guidance_interval(guidance_interval)
 
 
 # ------------------------------------------------------------------------------------------------

@@ -112,8 +112,10 @@ def test_sample_reads_an_official_format_checkpoint(tmp_path):
     sd = {f"net.{k}": v for k, v in to_official_state_dict(net.state_dict()).items()}
     torch.save(sd, tmp_path / "tiny.pt")
     out = tmp_path / "o"
-    assert main(["sample", "--model", str(tmp_path / "tiny.pt"), "--outdir", str(out), "--classes", "1,3",
-                 "--num-per-class", "1", "--guidance-scale", "1.0"]) == 0
+    args = ["sample", "--model", str(tmp_path / "tiny.pt"), "--outdir", str(out), "--classes", "1,3",
+            "--num-per-class", "1", "--guidance-scale", "1.0"]
+    assert main(args) == 2  # not a released size: refused unless its architecture is named
+    assert main(args + ["--model-config", json.dumps(net.cfg.to_dict())]) == 0
     meta = json.loads((out / "samples.json").read_text())
     assert [r["label"] for r in meta["images"]] == [1, 3]
     assert iio.imread(out / meta["images"][0]["file"]).shape == (32, 32, 3)

@@ -111,7 +111,7 @@ def test_infer_config_paper_sizes_on_meta():
 def test_from_pretrained_official_file_equals_source(tiny, tmp_path):
     path = tmp_path / "pMF-T.pt"
     torch.save(official_sd(tiny), path)
-    net, cfg = from_pretrained(path, with_v_head=True)
+    net, cfg = from_pretrained(path, with_v_head=True, config=tiny.cfg)  # not a released size: named
     assert net.cfg == tiny.cfg and not net.training
     assert cfg["source"]["format"] == "official" and cfg["sampling"]["num_steps"] == 1
     z, t, r, y, omega, t_min, t_max = inputs(2, 3)
@@ -119,19 +119,21 @@ def test_from_pretrained_official_file_equals_source(tiny, tmp_path):
         for a, b in zip(net(z, t, r, y, omega, t_min, t_max, heads="uv"),
                         tiny(z, t, r, y, omega, t_min, t_max, heads="uv")):
             assert torch.equal(a, b)
-    plain, _ = from_pretrained(path)  # default: inference network without the v-head
+    plain, _ = from_pretrained(path, config=tiny.cfg)  # default: inference network without the v-head
     assert not plain.has_v_head
 
 
 def test_from_pretrained_safetensors_and_model_folder(tiny, tmp_path):
     sd = {k: v.contiguous() for k, v in official_sd(tiny, prefix="").items() if k != "rope_freqs"}
     save_file(sd, tmp_path / "w.safetensors")
-    net, _ = from_pretrained(tmp_path / "w.safetensors")
+    with pytest.raises(ValueError, match="no released model has"):  # not a released size, no config
+        from_pretrained(tmp_path / "w.safetensors")
+    net, _ = from_pretrained(tmp_path / "w.safetensors", config=tiny.cfg)
     assert torch.equal(net.pos_embed, tiny.pos_embed)
     save_model(tmp_path / "folder", tiny)
     net, cfg = from_pretrained(tmp_path / "folder")
     assert cfg["model"] == tiny.cfg.to_dict()
-    with pytest.raises(ValueError, match="one weight set"):
+    with pytest.raises(ValueError, match="model folder"):
         from_pretrained(tmp_path / "folder", ema="2000")
     with pytest.raises(FileNotFoundError):
         from_pretrained(tmp_path / "nothing.pt")

@@ -75,7 +75,7 @@ def test_euler_with_one_step_equals_pmf_at_h_zero_free_model(net):
     (dict(labels=[10 + 1]), "labels must lie in"),
     (dict(labels=[1], guidance_scale=0.5), "guidance_scale must be >= 1"),
     (dict(labels=[1], guidance_interval=(0.8, 0.2)), "guidance_interval"),
-    (dict(labels=[1], num_steps=0), "num_steps must be >= 1"),
+    (dict(labels=[1], num_steps=0), "num_steps must be an integer >= 1"),
     (dict(labels=[1], noise=torch.zeros(1, 3, 32, 32)), "noise must be"),
 ])
 def test_bad_sampler_inputs(net, kwargs, message):

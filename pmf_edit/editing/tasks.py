@@ -36,6 +36,7 @@ from typing import Any, Callable, Literal
 
 import torch
 
+from core import checks
 from core.model import PixelMeanFlow
 from pmf_edit import velocity as vf
 from pmf_edit.boundary import (Labels, check_guidance, check_images, check_labels, check_steps, check_strength,
@@ -91,6 +92,7 @@ class InversionResult:
     diverged: bool = False
 
 
+@checks.checked
 def from_pretrained(path: str | Path, *, device: str | torch.device = "cpu") -> tuple[PixelMeanFlow, dict[str, Any]]:
     """Load a network for editing: a model folder (``config.json`` + ``model.safetensors``) or an
     official pMF ``.pt`` / ``.safetensors`` file.
@@ -174,6 +176,7 @@ def _invert(net: PixelMeanFlow, x: torch.Tensor, t: float, y: torch.Tensor | Non
 # Tasks
 
 
+@checks.checked
 def invert(
     net: PixelMeanFlow,
     images: torch.Tensor,
@@ -241,6 +244,7 @@ def invert(
                            diverged=inv.diverged)
 
 
+@checks.checked
 def reconstruct(
     net: PixelMeanFlow,
     images: torch.Tensor,
@@ -285,6 +289,7 @@ def reconstruct(
     return _sized(net, images, run, size_mode)
 
 
+@checks.checked
 def edit(
     net: PixelMeanFlow,
     images: torch.Tensor,
@@ -365,6 +370,7 @@ def edit(
     return _sized(net, images, run, size_mode)
 
 
+@checks.checked
 def sdedit(
     net: PixelMeanFlow,
     images: torch.Tensor,
@@ -413,6 +419,7 @@ def sdedit(
     return _sized(net, images, run, size_mode)
 
 
+@checks.checked
 def flow_edit(
     net: PixelMeanFlow,
     images: torch.Tensor,
@@ -501,6 +508,7 @@ def _velocity_mixed(net: PixelMeanFlow, z: torch.Tensor, t: float, r: float, y: 
                full(interval[0]), full(interval[1]))
 
 
+@checks.checked
 def inpaint(
     net: PixelMeanFlow,
     images: torch.Tensor,

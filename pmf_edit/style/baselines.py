@@ -25,6 +25,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from core import checks
 from core.perceptual import MobileNetFeatures
 from pmf_edit.boundary import check_images
 
@@ -51,6 +52,8 @@ def _pair_batch(content: Tensor, style: Tensor) -> Tensor:
 # Reinhard colour transfer
 
 
+@checks.checked
+@checks.checked
 @torch.no_grad()
 def reinhard_transfer(content: Tensor, style: Tensor, strength: float = 1.0) -> Tensor:
     """Reinhard colour transfer: per-channel mean/std of the content matched to the style in Lab.
@@ -70,6 +73,10 @@ def reinhard_transfer(content: Tensor, style: Tensor, strength: float = 1.0) -> 
 
     _check_rgb01(content, "content")
     _check_rgb01(style, "style")
+    strength = checks.real(strength, "strength", lo=0.0, hi=1.0)
+    for name, x in (("content", content), ("style", style)):
+        if x.shape[2] * x.shape[3] < 2:  # a standard deviation needs two pixels (else NaN)
+            raise ValueError(f"{name} must have at least 2 pixels for colour statistics, got shape {tuple(x.shape)}")
     style = _pair_batch(content, style)
     lab_c = kc.rgb_to_lab(content.float())  # (B, 3, H, W): L in [0, 100], a/b ~ [-128, 127]
     lab_s = kc.rgb_to_lab(style.float())
@@ -175,7 +182,15 @@ class GatysConfig:
     content_weight: float = 1.0
     style_weight: float = 1.0  # weight of the sum of relative squared Gram errors over the taps
 
+    def __post_init__(self) -> None:
+        checks.integer(self.num_steps, "num_steps", lo=1)
+        checks.real(self.lr, "lr", lo=0.0, lo_open=True)
+        checks.integer(self.content_layer, "content_layer", lo=0)
+        checks.real(self.content_weight, "content_weight", lo=0.0)
+        checks.real(self.style_weight, "style_weight", lo=0.0)
 
+
+@checks.checked
 def gatys_transfer(
     content: Tensor,
     style: Tensor,
@@ -204,6 +219,9 @@ def gatys_transfer(
     """
     _check_rgb01(content, "content")
     _check_rgb01(style, "style")
+    config = checks.config(config, GatysConfig)
+    if features is not None and not isinstance(features, MobileNetFeatures):
+        raise TypeError(f"features must be a MobileNetFeatures or None, got {type(features).__name__}")
     style = _pair_batch(content, style)
     feats = features if features is not None else MobileNetFeatures()
     taps = list(feats.layers)

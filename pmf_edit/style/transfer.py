@@ -51,6 +51,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from core import checks
 from core.attention import Backend, attention
 from core.class_names import resolve_class
 from core.images import from_model_range, to_model_range
@@ -77,6 +78,7 @@ DEFAULT_STRENGTH = 0.7
 DEFAULT_METHOD: Method = "kv"
 DEFAULT_RESIDUAL = True  # add the style's change to the content instead of regenerating it
 DEFAULT_INJECT_FROM = 0  # first block (over shared + u blocks) whose attention reads the style
+TILE_CHUNK = 64  # network inputs stylised at once: bounds memory for size_mode="tile" on large images
 
 
 @dataclass
@@ -112,7 +114,8 @@ def _check_rgb(net: PixelMeanFlow, x: Tensor, name: str) -> None:
 
 
 def resolve_style_class(
-    net: PixelMeanFlow, style: int | str | Sequence[int] | Tensor, n: int, class_names: Sequence[str] | None = None
+    net: PixelMeanFlow, style: int | str | Sequence[int] | Tensor, n: int, class_names: Sequence[str] | None = None,
+    name: str = "style",
 ) -> Tensor:
     """Class indices (n,) for a style given as an index, a class name, or (n,) indices.
 
@@ -137,17 +140,20 @@ def resolve_style_class(
             idx = resolve_class(name, class_names, "style class")
         y = torch.tensor([idx])
     else:
-        y = torch.as_tensor(style).reshape(-1)
+        try:
+            y = torch.as_tensor(style).reshape(-1)
+        except (TypeError, ValueError, RuntimeError) as err:
+            raise TypeError(f"{name} must be a class index, name or (B,) indices, got {type(style).__name__}") from err
         if y.is_floating_point() or y.dtype == torch.bool:
-            raise ValueError(f"style class indices must be integers, got dtype {y.dtype}")
+            raise ValueError(f"{name} class indices must be integers, got dtype {y.dtype}")
     y = y.long()
     if y.numel() == 1:
         y = y.expand(n)
     if y.shape != (n,):
-        raise ValueError(f"style classes must be one class or ({n},) for {n} images, got shape {tuple(y.shape)}")
+        raise ValueError(f"{name} classes must be one class or ({n},) for {n} images, got shape {tuple(y.shape)}")
     if y.min() < 0 or y.max() >= k:
         bad = sorted(set(y[(y < 0) | (y >= k)].tolist()))
-        raise ValueError(f"style classes {bad[:5]} outside the model's classes 0..{k - 1}")
+        raise ValueError(f"{name} classes {bad[:5]} outside the model's classes 0..{k - 1}")
     return y.to(next(net.parameters()).device)
 
 
@@ -307,6 +313,7 @@ def _resize(x: Tensor, size: tuple[int, int]) -> Tensor:
     return F.interpolate(x, size=size, mode="bicubic", align_corners=False, antialias=down)
 
 
+@checks.checked
 def style_transfer(
     net: PixelMeanFlow,
     content: Tensor,
@@ -388,10 +395,11 @@ def style_transfer(
         (torch.Size([1, 3, 32, 32]), 6, 'native')
     """
     _check_rgb(net, content, "content")
+    if not isinstance(style, (Tensor, int, str, Sequence)) or isinstance(style, bool):
+        raise TypeError(f"style must be a torch.Tensor image (B, 3, H, W) in [0, 1] or a class (index, name or "
+                        f"(B,) indices), got {type(style).__name__}; convert an array with torch.from_numpy")
     s = check_strength(strength, allow_zero=True)
-    cw = s if color_weight is None else float(color_weight)
-    if not 0.0 <= cw <= 1.0:
-        raise ValueError(f"color_weight must lie in [0, 1] (or None = strength), got {color_weight}")
+    cw = s if color_weight is None else checks.real(color_weight, "color_weight", lo=0.0, hi=1.0)
     if method not in ("kv", "kv_replace", "feat", "swap"):
         raise ValueError(f"method must be 'kv', 'kv_replace', 'feat' or 'swap', got {method!r}")
     if inversion not in ("fixed_point", "noise"):
@@ -430,7 +438,8 @@ def style_transfer(
             raise ValueError(f"style batch {style.shape[0]} must be 1 or match the content batch {B} "
                              f"(style shape {tuple(style.shape)})")
         style01 = _resize(style.to(device=p.device, dtype=p.dtype), (S, S)).clamp(0, 1).expand(B, -1, -1, -1)
-        y_style = None if style_labels is None else resolve_style_class(net, style_labels, B, class_names)
+        y_style = None if style_labels is None else resolve_style_class(net, style_labels, B, class_names,
+                                                                         "style_labels")
     else:
         y_style = resolve_style_class(net, style, B, class_names)
         # A class becomes a reference through a one-step sample of it (the model's own texture).
@@ -439,7 +448,8 @@ def style_transfer(
         nfe_style_sample = 1
     if method == "swap" and y_style is None:
         raise ValueError("method='swap' needs a style class: pass style as a class or style_labels=")
-    y_content = None if content_labels is None else resolve_style_class(net, content_labels, B, class_names)
+    y_content = None if content_labels is None else resolve_style_class(net, content_labels, B, class_names,
+                                                                           "content_labels")
 
     if s == 0.0:
         return StyleResult(content.clone(), 0, size_mode, tiles, method, y_style)
@@ -447,7 +457,8 @@ def style_transfer(
     if inversion == "noise":
         state_eps = eps[:, draws - 2 * tiles :].reshape(B * tiles, 2, C, S, S)  # (B T, 2, C, S, S)
 
-    def core(x01: Tensor, ref01: Tensor, yc: Tensor | None, ys: Tensor | None) -> tuple[Tensor, int]:
+    def core(x01: Tensor, ref01: Tensor, yc: Tensor | None, ys: Tensor | None,
+             eps: Tensor | None = state_eps) -> tuple[Tensor, int]:
         """(m, C, S, S) [0, 1] tiles -> stylised [0, 1] tiles, NFE per tile."""
         if color_match and color_first:
             x01 = _lab_color_match(x01, ref01, cw)
@@ -455,7 +466,7 @@ def style_transfer(
             net, to_model_range(x01), to_model_range(ref01), t=s, y_gen=ys, y_content=yc, y_style=ys,
             method=method, inversion=inversion, num_inversion_steps=num_inversion_steps,
             num_iterations=num_iterations, num_steps=num_steps, guidance_scale=guidance_scale,
-            state_adain=state_adain, inject_from=inject_from, eps=state_eps, residual=residual,
+            state_adain=state_adain, inject_from=inject_from, eps=eps, residual=residual,
         )
         out01 = from_model_range(out)
         if color_match and not color_first:
@@ -466,8 +477,15 @@ def style_transfer(
     # carried back to the content's size (pmf_edit.images).
     x = content.to(device=p.device, dtype=p.dtype)
     x_in = to_network(plan, x)  # (B T, C, S, S)
-    out_in, nfe = core(x_in, repeat_per_tile(style01, plan), repeat_per_tile(y_content, plan),
-                       repeat_per_tile(y_style, plan))
-    out = from_network(plan, x, x_in, out_in)
+    refs, ycs, yss = (repeat_per_tile(v, plan) for v in (style01, y_content, y_style))
+    # At most TILE_CHUNK inputs go through the network at once (a 4096x4096 image is ~29k tiles: all
+    # at once would not fit in memory); every input's result is per-sample, so chunks change nothing.
+    parts, nfe = [], 0
+    for c0 in range(0, x_in.shape[0], TILE_CHUNK):
+        sl = slice(c0, c0 + TILE_CHUNK)
+        pick = lambda v: None if v is None else v[sl]  # noqa: E731
+        out_c, nfe = core(x_in[sl], refs[sl], pick(ycs), pick(yss), pick(state_eps))
+        parts.append(out_c)
+    out = from_network(plan, x, x_in, torch.cat(parts))
     return StyleResult(out.to(device=content.device, dtype=content.dtype), nfe * tiles + nfe_style_sample,
                        size_mode, tiles, method, y_style)

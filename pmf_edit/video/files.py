@@ -8,9 +8,9 @@ The output is written to a hidden temporary name in the destination folder and m
 """
 from __future__ import annotations
 
-import math
 import os
 import re
+import warnings
 from collections import deque
 from collections.abc import Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -20,6 +20,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from core import checks
 from pmf_edit.video.interpolate import InterpolationConfig, PairInterpolator
 from pmf_edit.video.ffmpeg_io import (VideoInfo, frame_bytes, open_writer, probe_text, probe_video, read_frames,
                                       yuv_to_rgb)
@@ -107,6 +108,7 @@ def _render_pair(prev, cur, plan: list, cfg: InterpolationConfig) -> list:
     return out
 
 
+@checks.checked
 def interpolate_video(
     src: str | os.PathLike,
     dst: str | os.PathLike,
@@ -163,14 +165,16 @@ def interpolate_video(
     src, dst = os.fspath(src), os.fspath(dst)
     if fps is None and (not isinstance(factor, int) or factor < 1):
         raise ValueError(f"factor must be an integer >= 1, got {factor!r}")
-    if fps is not None and not (math.isfinite(fps) and fps > 0):
-        raise ValueError(f"fps must be a positive number, got {fps!r}")
-    if not 1 <= quality <= 10:
-        raise ValueError(f"quality must be in [1, 10], got {quality!r}")
+    if fps is not None:
+        checks.real(fps, "fps", lo=0.0, lo_open=True)
+    checks.real(quality, "quality", lo=1.0, hi=10.0)
+    if scene_threshold is not None:
+        checks.real(scene_threshold, "scene_threshold", lo=0.0)
     workers = min(4, os.cpu_count() or 1) if workers is None else workers
     if not isinstance(workers, int) or workers < 1:
         raise ValueError(f"workers must be an integer >= 1, got {workers!r}")
-    cfg = config or InterpolationConfig()
+    cfg = checks.config(config, InterpolationConfig)
+    _check_output_path(src, dst)
     info = _check_src(src)
     # Planar YUV sources are read and written in their own pixel format (no colour conversion at all);
     # the learned refinement needs RGB, as do other formats (`pmf_edit.video.ffmpeg_io`).
@@ -191,7 +195,7 @@ def interpolate_video(
     stem, ext = os.path.splitext(os.path.basename(dst))
     tmp = os.path.join(dst_dir, f".{stem}.partial-{os.getpid()}{ext}")
     def encoder_failed(what: str) -> ValueError:
-        return ValueError(f"ffmpeg {what} {src} (codec {codec or 'libx264'!r}, encoder options "
+        return ValueError(f"ffmpeg {what} {src} -> {dst} (codec {codec or 'libx264'!r}, encoder options "
                           f"{list(encoder_options)}): see its messages above")
 
     writer = open_writer(tmp, info, planar, fps_out, codec, quality, src if audio else None, encoder_options)
@@ -258,6 +262,8 @@ def interpolate_video(
         while pending:
             for img in pending.popleft().result():
                 emit(img)
+        if frames_in < 2:
+            raise ValueError(f"{src} has only 1 frame (a still image?); interpolation needs at least 2")
         # The last source frame, if the output clock lands on it.
         if abs(j * step - (frames_in - 1)) < 1e-6:
             emit(prev)
@@ -283,8 +289,38 @@ def interpolate_video(
         if bar is not None:
             bar.close()
     os.replace(tmp, dst)
+    expected = int(float(meta.get("duration") or 0) * fps_in)
+    if expected and frames_in < 0.9 * expected - 1:  # the container promised more than could be decoded
+        warnings.warn(f"{src}: decoded only {frames_in} of the ~{expected} frames its header announces "
+                      f"(truncated or damaged file?); {dst} covers those {frames_in} frames", TruncatedVideoWarning,
+                      stacklevel=2)
     return VideoResult(src=src, dst=dst, frames_in=frames_in, frames_out=frames_out, fps_in=fps_in,
                        fps_out=fps_out, scene_cuts=int(cuts), audio=audio)
+
+
+class TruncatedVideoWarning(UserWarning):
+    """The source decoded to clearly fewer frames than its header announces (a cut-off download)."""
+
+
+def _same_path(a: str | os.PathLike, b: str | os.PathLike) -> bool:
+    """True when two spellings name one file or folder (symlinks, "./x", case-insensitive systems)."""
+    if os.path.exists(a) and os.path.exists(b):
+        return os.path.samefile(a, b)
+    return os.path.normcase(os.path.realpath(a)) == os.path.normcase(os.path.realpath(b))
+
+
+def _check_output_path(src: str, dst: str) -> None:
+    """Refuse outputs that would overwrite the input or cannot be a file."""
+    if not os.path.splitext(dst)[1]:
+        raise ValueError(f"output {dst} has no file extension; ffmpeg picks the container by it (e.g. .mp4)")
+    if _same_path(src, dst):
+        raise ValueError(f"output {dst} is the input {src}; writing it would destroy the input, choose another path")
+    if os.path.isdir(dst):
+        raise ValueError(f"output {dst} is an existing folder; give a file path, e.g. "
+                         f"{os.path.join(dst, os.path.basename(src))}")
+    dst_dir = os.path.dirname(os.path.abspath(dst))
+    if os.path.exists(dst_dir) and not os.path.isdir(dst_dir):
+        raise ValueError(f"output folder {dst_dir} is a file")
 
 
 def _abort(writer) -> None:
@@ -295,6 +331,7 @@ def _abort(writer) -> None:
         pass
 
 
+@checks.checked
 def interpolate_videos(
     src_dir: str | os.PathLike,
     dst_dir: str | os.PathLike,
@@ -335,6 +372,11 @@ def interpolate_videos(
     files = sorted(p for p in src_dir.iterdir() if p.is_file() and p.suffix.lower() in VIDEO_EXTENSIONS)
     if not files:
         raise ValueError(f"no video files ({', '.join(VIDEO_EXTENSIONS)}) in {src_dir}")
+    if dst_dir.exists() and not dst_dir.is_dir():
+        raise ValueError(f"output folder {dst_dir} is a file; give a folder path")
+    if _same_path(src_dir, dst_dir) and not suffix:
+        raise ValueError(f"output folder {dst_dir} is the input folder and suffix is empty: every input would be "
+                         "overwritten; choose another folder or a suffix such as _2x")
     dst_dir.mkdir(parents=True, exist_ok=True)
     jobs = [(path, dst_dir / f"{path.stem}{suffix}{path.suffix}") for path in files]
     if ray is not False:

@@ -28,6 +28,7 @@ import cv2
 import numpy as np
 import torch
 
+from core import checks
 from pmf_edit.video.refine import refine
 from pmf_edit.video.flow import (DIS_PRESETS, REMAP_MODES, backward_warp, dis_flows, fb_consistency, pixel_grid, splat,
                            to_gray_u8)
@@ -60,15 +61,17 @@ class InterpolationConfig:
             raise ValueError(f"preset must be one of {sorted(DIS_PRESETS)}, got {self.preset!r}")
         if self.remap not in REMAP_MODES:
             raise ValueError(f"remap must be one of {sorted(REMAP_MODES)}, got {self.remap!r}")
-        if not 0.0 < self.splat_scale <= 1.0:
-            raise ValueError(f"splat_scale must be in (0, 1], got {self.splat_scale}")
-        if not 0.0 < self.flow_scale <= 4.0:
-            raise ValueError(f"flow_scale must be in (0, 4], got {self.flow_scale}")
-        if self.finest_scale is not None and not 0 <= self.finest_scale <= 4:
-            raise ValueError(f"finest_scale must be None or in 0..4, got {self.finest_scale}")
-        if self.max_flow_side < 16 or self.band_rows < 1:
-            raise ValueError(f"max_flow_side must be >= 16 and band_rows >= 1, got {self.max_flow_side}, "
-                             f"{self.band_rows}")
+        checks.real(self.splat_scale, "splat_scale", lo=0.0, hi=1.0, lo_open=True)
+        checks.real(self.flow_scale, "flow_scale", lo=0.0, hi=4.0, lo_open=True)
+        # NaN passes plain comparisons (and alpha/beta had none): the shared checks test finiteness.
+        checks.integer(self.max_flow_side, "max_flow_side", lo=16)
+        checks.integer(self.band_rows, "band_rows", lo=1)
+        if self.finest_scale is not None:
+            checks.integer(self.finest_scale, "finest_scale", lo=0, hi=4)
+        if self.variational_iters is not None:
+            checks.integer(self.variational_iters, "variational_iters", lo=0)
+        checks.real(self.alpha, "alpha", lo=0.0)
+        checks.real(self.beta, "beta", lo=0.0)
 
 
 # The previous default (DIS MEDIUM on the full-size frame up to 1024 px, its patch search ending at
@@ -328,16 +331,24 @@ def _check_frames(frame0: torch.Tensor, frame1: torch.Tensor) -> None:
                          f"and {tuple(frame1.shape)}")
 
 
+def _is_scalar_time(times: object) -> bool:
+    """One time: a Python number, a numpy scalar or a 0-d tensor (not a sequence of times)."""
+    return isinstance(times, (int, float)) or getattr(times, "ndim", None) == 0
+
+
 def _check_times(times: float | Sequence[float]) -> list[float]:
-    ts = [times] if isinstance(times, (int, float)) else list(times)
+    if _is_scalar_time(times):
+        ts = [times]
+    elif isinstance(times, (str, bytes)) or not hasattr(times, "__iter__"):
+        raise TypeError(f"times must be a number in [0, 1] or a sequence of them, got {type(times).__name__}")
+    else:
+        ts = list(times)
     if not ts:
         raise ValueError("times must hold at least one time, got an empty sequence")
-    for t in ts:
-        if not isinstance(t, (int, float)) or not 0.0 <= float(t) <= 1.0:
-            raise ValueError(f"each time t must be a number in [0, 1] (0 and 1 return the inputs), got {t!r}")
-    return [float(t) for t in ts]
+    return [checks.real(t, "times (each time t)", lo=0.0, hi=1.0, hint=" (0 and 1 return the inputs)") for t in ts]
 
 
+@checks.checked
 def interpolate_frames(
     frame0: torch.Tensor,
     frame1: torch.Tensor,
@@ -368,7 +379,7 @@ def interpolate_frames(
     """
     _check_frames(frame0, frame1)
     ts = _check_times(times)
-    cfg = config or InterpolationConfig()
+    cfg = checks.config(config, InterpolationConfig)
     batched = frame0.ndim == 4
     x0 = frame0 if batched else frame0.unsqueeze(0)  # (B, C, H, W)
     x1 = frame1 if batched else frame1.unsqueeze(0)
@@ -388,4 +399,4 @@ def interpolate_frames(
             res[j] = x1
     if not batched:
         res = res[:, 0]  # (T, C, H, W)
-    return res[0] if isinstance(times, (int, float)) else res
+    return res[0] if _is_scalar_time(times) else res
