@@ -9,7 +9,7 @@ from dataclasses import replace
 
 
 def _config(args: argparse.Namespace):
-    from pmf_edit.interpolate import CONFIGS
+    from pmf_edit.video import CONFIGS
 
     cfg = CONFIGS[args.method]
     if args.preset:
@@ -20,7 +20,7 @@ def _config(args: argparse.Namespace):
 
 
 def _add_method_flags(p: argparse.ArgumentParser) -> None:
-    from pmf_edit.interpolate import CONFIGS
+    from pmf_edit.video import CONFIGS
 
     p.add_argument("--method", default="flow", choices=sorted(CONFIGS),
                    help="interpolation preset: 'flow' (default: half-size DIS FAST flow, splatting), "
@@ -58,7 +58,7 @@ def run_pair(args: argparse.Namespace) -> int:
     import imageio.v3 as iio
     import numpy as np
 
-    from pmf_edit.interpolate import interpolate_frames
+    from pmf_edit.video import interpolate_frames
 
     f0, f1 = _read_image(args.frame0), _read_image(args.frame1)
     if f0.shape != f1.shape:

@@ -53,6 +53,15 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
                    help="input side of the perceptual network")
     p.add_argument("--perceptual-max-t", type=float, default=m.perceptual_max_t,
                    help="perceptual term only where t < this")
+    p.add_argument("--fm-ratio", type=float, default=m.fm_ratio, help="share of each batch with r = t")
+    p.add_argument("--backward-ratio", type=float, default=m.backward_ratio,
+                   help="share of the r < t rows trained backward (r > t, toward noise): one-step "
+                   "inversion; > 0 builds the backward head")
+    p.add_argument("--backward-endpoint-prob", type=float, default=m.backward_endpoint_prob,
+                   help="share of the backward rows at the inversion pair (t, r) = (0, 1)")
+    p.add_argument("--init-from", default=None, metavar="MODEL_DIR",
+                   help="start a new run from a model folder's weights (e.g. core/assets/pmf-mnist); "
+                   "missing heads are copied from its u-head")
     p.add_argument("--jvp", choices=("nograd", "fused"), default=m.jvp, help="JVP strategy of the pMF loss")
     p.add_argument("--seed", type=int, default=d.seed, help="seed of weights, data order and noise")
     p.add_argument("--device", default=d.device, help="auto, cpu, cuda, cuda:N")
@@ -84,6 +93,8 @@ def _parse_overrides(items: list[str]) -> dict:
 
 def config_from_args(args: argparse.Namespace) -> TrainConfig:
     mf = replace(MeanFlowConfig(), P_mean=args.P_mean, P_std=args.P_std, cfg_max=args.cfg_max, jvp=args.jvp,
+                 fm_ratio=args.fm_ratio, backward_ratio=args.backward_ratio,
+                 backward_endpoint_prob=args.backward_endpoint_prob,
                  perceptual_weight=args.perceptual_weight, perceptual_max_t=args.perceptual_max_t)
     fm = replace(FlowMatchingConfig(), P_mean=args.P_mean, P_std=args.P_std)
     return TrainConfig(
@@ -95,7 +106,7 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
         bf16=args.bf16, threads=args.threads, log_every=args.log_every,
         sample_every=args.sample_every, ckpt_every=args.ckpt_every,
         guidance_scale=args.guidance_scale, progress=not args.no_progress,
-        perceptual_net=args.perceptual_net, perceptual_size=args.perceptual_size,
+        perceptual_net=args.perceptual_net, perceptual_size=args.perceptual_size, init_from=args.init_from,
     )
 
 

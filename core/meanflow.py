@@ -12,6 +12,13 @@ pMF loss for one batch (Eq. numbers refer to the MeanFlow/iMF identity):
     L_u  = sum (V - v_g)^2,   L_v = sum (v - v_g)^2       per sample, sums over pixels
     loss = mean_B [ w(L_u) + w(L_v) + lambda w(L_perc) ],   w(L) = L / sg((L + eps)^p)
 
+Bidirectional training (``MeanFlowConfig.backward_ratio > 0``, a network with a backward head): a
+share of the r < t rows is turned around, r > t, so the same loss (the identity u = v - (t - r) du/dt
+holds in both directions, with the same guided v) trains the average velocity toward noise; a share
+of those rows is the inversion pair itself, (t, r) = (0, 1). Both directions follow one ODE, that of
+the clipped field v = (z - x)/clip(t) the forward objective already uses, so generation and inversion
+are inverses of each other up to the network's error.
+
 Everything random is drawn from the caller's ``torch.Generator`` by ``draw_batch``; the loss proper
 (``pmf_loss_given``) is a pure function of the network, the batch and those draws.
 """
@@ -44,6 +51,14 @@ class MeanFlowConfig:
     perceptual_weight: float = 0.0  # lambda; needs a perceptual fn (off where no weights exist)
     perceptual_max_t: float = 0.8  # perceptual term only where t < this
     jvp: Literal["nograd", "fused"] = "nograd"  # see pmf_loss_given; chosen by benchmarks/bench_train_step.py
+    backward_ratio: float = 0.0  # share of the r < t rows turned into r > t rows (needs a backward head)
+    backward_endpoint_prob: float = 0.25  # share of those backward rows at exactly (t, r) = (0, 1)
+
+    def __post_init__(self) -> None:
+        for name in ("fm_ratio", "uniform_tr_prob", "label_drop", "backward_ratio", "backward_endpoint_prob"):
+            value = getattr(self, name)
+            if not 0.0 <= value <= 1.0:  # also refuses NaN
+                raise ValueError(f"MeanFlowConfig.{name} must be in [0, 1], got {value}")
 
 
 @dataclass(frozen=True)
@@ -60,8 +75,9 @@ class MeanFlowBatch:
     """The random draws of one training step (all (B,) unless noted)."""
 
     e: torch.Tensor  # (B, C, H, W) standard normal noise
-    t: torch.Tensor  # larger time, in (0, 1)
-    r: torch.Tensor  # smaller time, r <= t; r == t on flow-matching rows
+    t: torch.Tensor  # the time of z_t, in [0, 1)
+    r: torch.Tensor  # the jump's target time: r <= t (r == t on flow-matching rows); r > t on
+    #   backward rows (bidirectional training only)
     omega: torch.Tensor  # guidance scale >= 1
     t_min: torch.Tensor  # guidance interval
     t_max: torch.Tensor
@@ -92,6 +108,24 @@ def sample_t_r(
     return torch.maximum(t0, r0), torch.minimum(t0, r0)
 
 
+def turn_around(
+    t: torch.Tensor, r: torch.Tensor, cfg: MeanFlowConfig, generator: torch.Generator
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Make a ``cfg.backward_ratio`` share of the r < t rows backward rows (r > t), (n,) each.
+
+    A turned row swaps its pair (z at the smaller time, jumping up to the larger); a
+    ``cfg.backward_endpoint_prob`` share of them is set to the inversion pair (t, r) = (0, 1).
+    """
+    n = t.shape[0]
+    turn = (t > r) & (torch.rand(n, generator=generator) < cfg.backward_ratio)
+    end = turn & (torch.rand(n, generator=generator) < cfg.backward_endpoint_prob)
+    t_new = torch.where(turn, r, t)
+    r_new = torch.where(turn, t, r)
+    t_new = torch.where(end, torch.zeros_like(t_new), t_new)
+    r_new = torch.where(end, torch.ones_like(r_new), r_new)
+    return t_new, r_new
+
+
 def sample_omega(n: int, cfg: MeanFlowConfig, generator: torch.Generator) -> torch.Tensor:
     """Guidance scales on [1, 1 + cfg_max] with density ~ omega^-beta (inverse CDF), (n,)."""
     u = torch.rand(n, generator=generator, dtype=torch.float64)
@@ -111,6 +145,8 @@ def draw_batch(
     ``generator`` (so results do not depend on the device), then moved to ``x.device``."""
     B = x.shape[0]
     t, r = sample_t_r(B, cfg, generator)
+    if cfg.backward_ratio > 0:  # extra draws only here, so forward-only runs keep their streams
+        t, r = turn_around(t, r, cfg, generator)
     omega = sample_omega(B, cfg, generator)
     t_min = torch.rand(B, generator=generator) * 0.5
     t_max = 0.5 + torch.rand(B, generator=generator) * 0.5
@@ -211,7 +247,7 @@ def pmf_loss_given(
 
     if cfg.jvp == "nograd":
         dudt = torch.zeros_like(z)
-        mf = t > r  # r = t rows have t - r = 0: their du/dt is never used
+        mf = t != r  # r = t rows have t - r = 0: their du/dt is never used
         if mf.any():
             dudt[mf] = du_dt(net, z[mf], t[mf], r[mf], v_c[mf], y_in[mf], b.omega[mf], b.t_min[mf],
                              b.t_max[mf])
@@ -237,7 +273,7 @@ def pmf_loss_given(
         if perceptual is None:
             raise ValueError("perceptual_weight > 0 needs a perceptual feature network")
         x_tilde = z - _bcast(t) * u  # the image field x(z_t, r, t)
-        mask = t < cfg.perceptual_max_t
+        mask = (t < cfg.perceptual_max_t) & (r <= t)  # backward rows have no image field
         L_p = torch.zeros_like(L_u)
         if mask.any():
             L_p = L_p.index_put((mask.nonzero(as_tuple=True)[0],), perceptual(x_tilde[mask], x[mask]))
@@ -295,6 +331,6 @@ def fm_loss(
 
 
 __all__ = [
-    "MeanFlowConfig", "FlowMatchingConfig", "MeanFlowBatch", "logit_normal", "sample_t_r",
+    "MeanFlowConfig", "FlowMatchingConfig", "MeanFlowBatch", "logit_normal", "sample_t_r", "turn_around",
     "sample_omega", "draw_batch", "adaptive_weight", "pmf_loss_given", "pmf_loss", "fm_loss",
 ]

@@ -5,7 +5,13 @@ A plain ViT on raw pixels with in-context conditioning and x-prediction:
     tokens = [class | omega | t_min | t_max | h | image patches]    (prefix P tokens + N image tokens)
     shared blocks -> u-head blocks -> u final layer -> x_u (an image)
                   -> v-head blocks -> v final layer -> x_v (an image; auxiliary, training only)
+                  -> b-head blocks -> b final layer -> e_b (optional backward head, r > t rows)
     u = (z_t - x_u) / clip(t, t_clip, 1),   v = (z_t - x_v) / clip(t, t_clip, 1)
+    backward rows (r > t): u = (s e_b - z_t) / clip(1 - t, t_clip, 1)    ("noise" parameterisation)
+
+The average velocity is defined for r > t as well: z_r = z_t - (t - r) u is then a jump toward
+noise, and a network with the backward head inverts an image in one evaluation,
+z_1 = x + u(x, r=1, t=0). Rows are routed by the sign of h = t - r, which the network also sees.
 
 The network never sees t itself, only h = t - r (plus the guidance scale omega, embedded as
 1 - 1/omega, and the guidance interval [t_min, t_max]); t enters through the 1/t conversion, which
@@ -17,7 +23,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import asdict, dataclass, field, replace
-from typing import Literal
+from typing import Callable, Literal
 
 import torch
 import torch.nn as nn
@@ -26,6 +32,11 @@ import torch.nn.functional as F
 from core.attention import Backend, attention
 
 Heads = Literal["u", "v", "uv"]
+# An attention processor replaces the attention of one Attention layer for the calls made while it is
+# set (``Attention.processor``): it receives the projected, qk-normed, RoPE-rotated q, k, v
+# (B, nh, L, hd) and the backend, and returns the attention output (B, nh, L, hd). The projections,
+# norms, RoPE and output projection stay the layer's own, so a change to them reaches every processor.
+AttentionProcessor = Callable[[torch.Tensor, torch.Tensor, torch.Tensor, Backend], torch.Tensor]
 
 
 @dataclass(frozen=True)
@@ -51,6 +62,9 @@ class PMFConfig:
     noise_scale: float = 1.0  # s in z_t = (1 - t) x + t s e (paper: image size / 256, min 1)
     t_clip: float = 0.05  # u = (z - x) / clip(t, t_clip, 1); keeps u bounded near t = 0
     init_std: float = 0.32  # transformer linears ~ N(0, init_std^2 / fan_in)
+    backward_head: bool = False  # build a head for r > t (the average velocity toward noise)
+    backward_param: str = "noise"  # its output: "noise" (the t=1 endpoint e, u = (s e - z)/clip(1-t))
+    #   or "data" (the same x-prediction as the forward head, u = (z - x)/clip(t))
 
     def __post_init__(self) -> None:
         if self.image_size % self.patch_size:
@@ -66,6 +80,8 @@ class PMFConfig:
             raise ValueError(f"head_depth must be in [1, depth={self.depth}], got {self.head_depth}")
         if self.in_channels not in (1, 3):
             raise ValueError(f"in_channels must be 1 or 3, got {self.in_channels}")
+        if self.backward_param not in ("noise", "data"):
+            raise ValueError(f"backward_param must be 'noise' or 'data', got {self.backward_param!r}")
 
     @property
     def grid(self) -> int:
@@ -151,7 +167,12 @@ def apply_rope(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.T
 
 
 class Attention(nn.Module):
-    """Multi-head self-attention: no biases, qk-RMSNorm per head, 2D RoPE on image tokens."""
+    """Multi-head self-attention: no biases, qk-RMSNorm per head, 2D RoPE on image tokens.
+
+    ``processor`` (None by default) is the one hook for editing methods that change what the
+    queries attend to (e.g. style transfer sharing keys/values across a batch): see
+    ``AttentionProcessor``. It is a plain attribute, not part of the weights.
+    """
 
     def __init__(self, width: int, num_heads: int, init_std: float):
         super().__init__()
@@ -163,6 +184,7 @@ class Attention(nn.Module):
         self.out = _linear(width, width, init_std)
         self.q_norm = RMSNorm(hd)
         self.k_norm = RMSNorm(hd)
+        self.processor: AttentionProcessor | None = None
 
     def forward(
         self, x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor, backend: Backend
@@ -173,7 +195,10 @@ class Attention(nn.Module):
         v = self.v(x).view(B, L, self.num_heads, -1).transpose(1, 2)  # (B, nh, L, hd)
         q = apply_rope(self.q_norm(q), cos, sin)
         k = apply_rope(self.k_norm(k), cos, sin)
-        o = attention(q, k, v, backend=backend)  # (B, nh, L, hd)
+        if self.processor is None:
+            o = attention(q, k, v, backend=backend)  # (B, nh, L, hd)
+        else:
+            o = self.processor(q, k, v, backend)  # (B, nh, L, hd)
         return self.out(o.transpose(1, 2).reshape(B, L, D))
 
 
@@ -305,6 +330,9 @@ class PixelMeanFlow(nn.Module):
         self.shared_blocks = nn.ModuleList(Block(cfg) for _ in range(shared))
         self.u_blocks = nn.ModuleList(Block(cfg) for _ in range(cfg.head_depth))
         self.u_final = FinalLayer(cfg)
+        if cfg.backward_head:
+            self.b_blocks = nn.ModuleList(Block(cfg) for _ in range(cfg.head_depth))
+            self.b_final = FinalLayer(cfg)
         self.has_v_head = with_v_head
         if with_v_head:
             self.v_blocks = nn.ModuleList(Block(cfg) for _ in range(cfg.head_depth))
@@ -367,10 +395,21 @@ class PixelMeanFlow(nn.Module):
         P = self.cfg.num_prefix
         x_u = x_v = None
         if "u" in heads:
-            xu = x
-            for blk in self.u_blocks:
-                xu = blk(xu, cos, sin, backend)
-            x_u = self._unpatchify(self.u_final(xu[:, P:]))
+            bwd = h < 0  # (B,) rows with r > t go through the backward head
+            if not bool(bwd.any()):
+                x_u = self._head(x, self.u_blocks, self.u_final, backend)
+            elif not self.cfg.backward_head:
+                raise ValueError(
+                    "r > t (a jump toward noise) needs a network trained with a backward head "
+                    "(PMFConfig.backward_head=True); this one has none"
+                )
+            elif bool(bwd.all()):
+                x_u = self._head(x, self.b_blocks, self.b_final, backend)
+            else:  # mixed batch (training): each row through its own head, rows in their order
+                fwd_rows, bwd_rows = (~bwd).nonzero(as_tuple=True)[0], bwd.nonzero(as_tuple=True)[0]
+                out_f = self._head(x[fwd_rows], self.u_blocks, self.u_final, backend)
+                out_b = self._head(x[bwd_rows], self.b_blocks, self.b_final, backend)
+                x_u = torch.cat([out_f, out_b])[torch.cat([fwd_rows, bwd_rows]).argsort()]
         if "v" in heads:
             if not self.has_v_head:
                 raise RuntimeError("this network was built without the v-head (inference only)")
@@ -379,6 +418,12 @@ class PixelMeanFlow(nn.Module):
                 xv = blk(xv, cos, sin, backend)
             x_v = self._unpatchify(self.v_final(xv[:, P:]))
         return x_u, x_v
+
+    def _head(self, x: torch.Tensor, blocks: nn.ModuleList, final: FinalLayer, backend: Backend) -> torch.Tensor:
+        """Head blocks + final layer on trunk tokens (B, P + N, D) -> an image (B, C, H, W)."""
+        for blk in blocks:
+            x = blk(x, self.rope_cos, self.rope_sin, backend)
+        return self._unpatchify(final(x[:, self.cfg.num_prefix :]))
 
     def forward(
         self,
@@ -396,7 +441,8 @@ class PixelMeanFlow(nn.Module):
 
         Args:
             z: (B, C, H, W) noisy state z_t, data in [-1, 1] scale.
-            t, r: (B,) times with 0 <= r <= t <= 1 (t = 1 is noise). Only h = t - r is embedded.
+            t, r: (B,) times in [0, 1] (t = 1 is noise); r <= t jumps toward data, r > t toward
+                noise (needs ``cfg.backward_head``). Only h = t - r is embedded.
             y: (B,) int64 labels in [0, num_classes]; num_classes (the null class) when None.
             omega: (B,) guidance scale >= 1 (1 = unguided); 1 when None.
             t_min, t_max: (B,) guidance interval; [0, 1] when None.
@@ -416,6 +462,12 @@ class PixelMeanFlow(nn.Module):
         x_u, x_v = self.predict_images(z, h, y, omega, t_min, t_max, heads, backend)
         tc = t.clamp(self.cfg.t_clip, 1.0).view(B, 1, 1, 1).to(z.dtype)
         u = None if x_u is None else (z - x_u) / tc
+        if u is not None and self.cfg.backward_head and self.cfg.backward_param == "noise":
+            # Backward rows predicted the noise endpoint e: u = (s e - z) / clip(1 - t), so that a
+            # jump to r = 1 lands on s e exactly. torch.where keeps the JVP's tangents row-wise.
+            sc = (1 - t).clamp(self.cfg.t_clip, 1.0).view(B, 1, 1, 1).to(z.dtype)
+            u_b = (self.cfg.noise_scale * x_u - z) / sc
+            u = torch.where((h < 0).view(B, 1, 1, 1), u_b, u)
         v = None if x_v is None else (z - x_v) / tc
         if heads == "uv":
             return u, v

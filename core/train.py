@@ -19,7 +19,7 @@ import math
 import os
 import shutil
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -31,7 +31,7 @@ from core.checkpoint import atomic_save_json, atomic_save_tensors, save_model
 from core.data import BatchSampler, ImageDataset, load_dataset
 from core.images import make_grid, save_png
 from core.meanflow import FlowMatchingConfig, MeanFlowConfig, fm_loss, pmf_loss
-from core.model import PixelMeanFlow, build_model
+from core.model import PixelMeanFlow, PMFConfig, build_model
 from core.sampling import sample_flow_matching, sample_pmf
 
 
@@ -72,6 +72,9 @@ class TrainConfig:
     guidance_scale: float = 2.0  # for the sample grids and the exported model's default
     guidance_interval: tuple[float, float] = (0.0, 1.0)
     threads: int = 0  # torch.set_num_threads on CPU (0: leave torch's default)
+    init_from: str | None = None  # model folder (core.checkpoint.save_model format) whose weights
+    #   start a NEW run (a warm start, not a resume: fresh optimizer and step 0); heads it lacks are
+    #   copied from its u-head (v-head: whole; backward head: blocks, final layer left at zero)
     progress: bool = True  # tqdm bar
 
     def to_dict(self) -> dict[str, Any]:
@@ -191,7 +194,7 @@ def load_checkpoint(
         return 0
     ckpt = run / "checkpoints" / json.loads(pointer.read_text())["path"]
     meta = json.loads((ckpt / "state.json").read_text())
-    if meta["model_config"] != net.cfg.to_dict():
+    if PMFConfig.from_dict(meta["model_config"]) != net.cfg:  # fields added later take defaults
         raise ValueError(
             f"checkpoint {ckpt} was trained with a different model config; use a new --out-dir "
             f"(checkpoint: {meta['model_config']}, now: {net.cfg.to_dict()})"
@@ -262,6 +265,43 @@ def step_generator(seed: int, rank: int, step: int) -> torch.Generator:
 # ------------------------------------------------------------------------------------------------
 
 
+@torch.no_grad()
+def warm_start(net: PixelMeanFlow, directory: str | Path) -> None:
+    """Load a model folder's weights into ``net`` for a new run; heads it lacks come from its u-head.
+
+    The v-head (absent from exported models) becomes a copy of the u-head: the u-head at h = 0 is
+    the guided instantaneous velocity that the v-head regresses, so the guidance targets start
+    right. A backward head gets the u-head's blocks (its trunk features) and keeps its zero final
+    layer (its output means the noise endpoint, not an image). Everything else must match exactly.
+    """
+    from core.checkpoint import WEIGHTS_NAME, read_config
+
+    directory = Path(directory)
+    weights = directory / WEIGHTS_NAME
+    if not weights.is_file():
+        raise FileNotFoundError(f"--init-from {directory}: no {WEIGHTS_NAME} there (a model folder is needed)")
+    src_cfg = PMFConfig.from_dict(read_config(directory)["model"])
+    ours = replace(net.cfg, backward_head=False, backward_param="noise")
+    theirs = replace(src_cfg, backward_head=False, backward_param="noise")
+    if ours != theirs:
+        raise ValueError(f"--init-from {directory}: its network {theirs} differs from this run's {ours}")
+    sd = dict(load_file(str(weights)))
+    own = net.state_dict()
+    for k in list(own):
+        if k in sd:
+            continue
+        for head, src in (("v_blocks.", "u_blocks."), ("v_final.", "u_final."), ("b_blocks.", "u_blocks.")):
+            if k.startswith(head) and src + k[len(head):] in sd:
+                sd[k] = sd[src + k[len(head):]]
+        if k.startswith("b_final."):
+            sd[k] = own[k]  # zero-initialised
+    missing = [k for k in own if k not in sd]
+    unexpected = [k for k in sd if k not in own]
+    if missing or unexpected:
+        raise ValueError(f"--init-from {weights}: missing {missing[:3]}, unexpected {unexpected[:3]}")
+    net.load_state_dict({k: v.to(own[k].dtype) for k, v in sd.items()})
+
+
 def sample_grid(net: PixelMeanFlow, cfg: TrainConfig, num_classes: int, objective: str) -> torch.Tensor:
     """A fixed grid: 8 samples per class (up to 10 classes), the same noise at every call."""
     labels = [c for c in range(min(num_classes, 10)) for _ in range(8)] or None  # None: unconditional
@@ -292,6 +332,10 @@ def train(cfg: TrainConfig, dataset: ImageDataset | None = None) -> dict[str, An
         dataset = load_dataset(cfg.dataset, split="train", resolution=cfg.resolution, channels=cfg.channels)
     overrides = dict(image_size=dataset.resolution, in_channels=dataset.channels,
                      num_classes=dataset.num_classes, **cfg.model_overrides)
+    if cfg.objective == "pmf" and cfg.meanflow.backward_ratio > 0:
+        if overrides.get("backward_head") is False:
+            raise ValueError("meanflow.backward_ratio > 0 trains r > t rows: it needs backward_head=True")
+        overrides["backward_head"] = True
     torch.manual_seed(cfg.seed)  # identical initial weights on every rank
     net = build_model(cfg.preset, with_v_head=cfg.objective == "pmf", **overrides).to(device)
     net.train()
@@ -299,6 +343,11 @@ def train(cfg: TrainConfig, dataset: ImageDataset | None = None) -> dict[str, An
     emas = [{k: p.detach().clone() for k, p in net.named_parameters()} for _ in cfg.ema_halflife_kimg]
     sampler = BatchSampler(len(dataset), cfg.batch_size, seed=cfg.seed, rank=rank, world_size=world)
     start = load_checkpoint(run, net, opts, emas, sampler)
+    if start == 0 and cfg.init_from:
+        warm_start(net, cfg.init_from)
+        for ema in emas:  # the EMA starts from the warm-start weights too
+            for k, p in net.named_parameters():
+                ema[k].copy_(p.detach())
     is_main = rank == 0
     if is_main:
         run.mkdir(parents=True, exist_ok=True)
@@ -388,6 +437,39 @@ def train(cfg: TrainConfig, dataset: ImageDataset | None = None) -> dict[str, An
     return summary
 
 
+def export_checkpoint(run_dir: str | Path, out_dir: str | Path, ema_index: int = -1) -> Path:
+    """Export the EMA weights of a run's latest checkpoint as a model folder, without resuming it.
+
+    For a look at a run that is still going (or was stopped): the result loads with
+    ``core.checkpoint.load_model`` like the ``model/`` folder a finished run writes.
+
+    Example:
+        >>> export_checkpoint("runs/mnist", "runs/mnist/model_peek")
+    """
+    from core.checkpoint import read_config
+
+    run = Path(run_dir)
+    pointer = run / "checkpoints" / "latest.json"
+    if not pointer.is_file():
+        raise FileNotFoundError(f"{run} has no checkpoints/latest.json (no checkpoint written yet?)")
+    ckpt = run / "checkpoints" / json.loads(pointer.read_text())["path"]
+    meta = json.loads((ckpt / "state.json").read_text())
+    tensors = load_file(str(ckpt / "state.safetensors"))
+    run_cfg = read_config(run)
+    train_cfg = TrainConfig.from_dict(run_cfg["train"])
+    k = range(len(train_cfg.ema_halflife_kimg))[ema_index]
+    net = PixelMeanFlow(PMFConfig.from_dict(meta["model_config"]), with_v_head=True)
+    ema = {name[len(f"ema{k}."):]: v for name, v in tensors.items() if name.startswith(f"ema{k}.")}
+    return save_model(
+        out_dir, net, state_dict=ema, objective=train_cfg.objective, class_names=run_cfg.get("class_names"),
+        sampling={"guidance_scale": train_cfg.guidance_scale,
+                  "guidance_interval": list(train_cfg.guidance_interval),
+                  "num_steps": 1 if train_cfg.objective == "pmf" else 50},
+        ema_halflife_kimg=train_cfg.ema_halflife_kimg[k], train_steps=int(meta["step"]),
+        dataset=train_cfg.dataset,
+    )
+
+
 def _write_grid(path: Path, net: PixelMeanFlow, ema: dict[str, torch.Tensor], cfg: TrainConfig,
                 num_classes: int) -> None:
     """Sample with the EMA weights (swapped in, then back) and write a PNG grid."""
@@ -407,4 +489,4 @@ def _write_grid(path: Path, net: PixelMeanFlow, ema: dict[str, torch.Tensor], cf
         net.train(was_training)
 
 
-__all__ = ["TrainConfig", "train", "NonFiniteLossError", "build_optimizers", "ema_beta", "step_generator"]
+__all__ = ["TrainConfig", "train", "warm_start", "export_checkpoint", "NonFiniteLossError", "build_optimizers", "ema_beta", "step_generator"]

@@ -1,29 +1,40 @@
 """pmf_edit: image editing, style transfer and frame interpolation on velocity fields.
 
+One subpackage per capability, on two shared modules one level up (never imported sideways):
+
+    boundary.py   the rules every public function follows: argument checks, [0, 1] <-> [-1, 1],
+                  per-sample noise, forward noising z_t = (1 - t) x + t s e
+    velocity.py   the velocity-field primitives in the model range: jump, image field, inversion,
+                  the jump loop (``generate``)
+    editing/      invert, reconstruct, edit, sdedit, flow_edit, inpaint
+    style/        style_transfer, Reinhard and Gatys baselines, style metrics
+    video/        optical flow, frame interpolation, video files
+
 Public functions take and return float images in [0, 1], shaped (B, C, H, W) (or (C, H, W) where a
-function says so). Names are resolved lazily so importing the package stays cheap.
+function says so). Names are resolved lazily so importing the package stays cheap. The former flat
+modules (``pmf_edit.flow``, ``interpolate``, ``vfi_refine``, ``style_baselines``) remain importable.
 """
 from __future__ import annotations
 
 import importlib
 
 _EXPORTS = {
-    "interpolate_frames": "pmf_edit.interpolate",
-    "interpolate_video": "pmf_edit.video",
-    "interpolate_videos": "pmf_edit.video",
-    "from_pretrained": "pmf_edit.editing",
-    "invert": "pmf_edit.editing",
-    "reconstruct": "pmf_edit.editing",
-    "edit": "pmf_edit.editing",
-    "sdedit": "pmf_edit.editing",
-    "flow_edit": "pmf_edit.editing",
-    "inpaint": "pmf_edit.editing",
-    "EditResult": "pmf_edit.editing",
-    "InversionResult": "pmf_edit.editing",
-    "style_transfer": "pmf_edit.style",
-    "StyleResult": "pmf_edit.style",
-    "reinhard_transfer": "pmf_edit.style_baselines",
-    "gatys_transfer": "pmf_edit.style_baselines",
+    "interpolate_frames": "pmf_edit.video.interpolate",
+    "interpolate_video": "pmf_edit.video.files",
+    "interpolate_videos": "pmf_edit.video.files",
+    "from_pretrained": "pmf_edit.editing.tasks",
+    "invert": "pmf_edit.editing.tasks",
+    "reconstruct": "pmf_edit.editing.tasks",
+    "edit": "pmf_edit.editing.tasks",
+    "sdedit": "pmf_edit.editing.tasks",
+    "flow_edit": "pmf_edit.editing.tasks",
+    "inpaint": "pmf_edit.editing.tasks",
+    "EditResult": "pmf_edit.editing.tasks",
+    "InversionResult": "pmf_edit.editing.tasks",
+    "style_transfer": "pmf_edit.style.transfer",
+    "StyleResult": "pmf_edit.style.transfer",
+    "reinhard_transfer": "pmf_edit.style.baselines",
+    "gatys_transfer": "pmf_edit.style.baselines",
 }
 
 __all__ = sorted(_EXPORTS)

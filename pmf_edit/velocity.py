@@ -14,7 +14,7 @@ Every function returns the number of network evaluations (NFE) it spent, counted
 condition is a network input in pMF (guidance included), so one call is one evaluation.
 
 Everything here runs under ``no_grad`` and takes float tensors (B, C, H, W); the public, [0, 1]
-image API is in ``pmf_edit.editing``.
+image API is in ``pmf_edit.editing`` and ``pmf_edit.style`` (which check arguments in ``pmf_edit.boundary``).
 """
 from __future__ import annotations
 
@@ -24,8 +24,9 @@ from typing import Literal, Sequence
 import torch
 
 from core.model import PixelMeanFlow
+from pmf_edit.boundary import check_guidance, forward_noise
 
-Labels = torch.Tensor | Sequence[int] | int | None
+Labels = torch.Tensor | Sequence[int] | int | None  # here the null class may also be given by its index K
 Seed = Literal["velocity", "state", "carry", "noise"]
 
 # Chosen by round-trip PSNR vs NFE on held-out digits (benchmarks/bench_editing.py --sections sweep;
@@ -36,6 +37,10 @@ DEFAULT_INTERVALS = 1
 DEFAULT_ITERATIONS = 7
 DEFAULT_SEED: Seed = "state"
 DEFAULT_ANDERSON = 3
+# Networks trained in both directions (core/meanflow.py, ``backward_ratio``) invert with the backward
+# field instead: one jump 0 -> t plus refinements of 2 NFE each. Chosen on TRAIN digits
+# (benchmarks/bench_bidirectional.py --split train): see docs/editing.md.
+DEFAULT_REFINEMENTS = 1
 
 
 @dataclass
@@ -52,7 +57,7 @@ def condition(
     net: PixelMeanFlow,
     n: int,
     labels: Labels,
-    guidance_scale: float = 1.0,
+    guidance_scale: float | torch.Tensor = 1.0,
     guidance_interval: tuple[float, float] = (0.0, 1.0),
     device: torch.device | str = "cpu",
 ) -> dict[str, torch.Tensor]:
@@ -63,7 +68,8 @@ def condition(
         n: batch size B.
         labels: None (the null class), one int for every sample, or (B,) class indices in
             [0, num_classes] (num_classes = the null class).
-        guidance_scale: omega >= 1 (1 = unguided).
+        guidance_scale: omega >= 1 (1 = unguided), one float or a (B,) tensor (one per sample,
+            e.g. a guided and an unguided branch batched together; its dtype is kept).
         guidance_interval: (t_min, t_max), 0 <= t_min <= t_max <= 1.
         device: where the tensors live.
 
@@ -74,11 +80,8 @@ def condition(
         >>> cond = condition(net, 2, [3, 7], guidance_scale=2.0)
         >>> u = net(z, t, r, **cond)
     """
-    if guidance_scale < 1.0:
-        raise ValueError(f"guidance_scale must be >= 1 (1 = unguided), got {guidance_scale}")
+    check_guidance(guidance_scale, guidance_interval)
     lo, hi = (float(v) for v in guidance_interval)
-    if not 0.0 <= lo <= hi <= 1.0:
-        raise ValueError(f"guidance_interval must satisfy 0 <= t_min <= t_max <= 1, got {guidance_interval}")
     if labels is None:
         y = torch.full((n,), net.null_class, dtype=torch.long, device=device)
     else:
@@ -93,7 +96,13 @@ def condition(
                 f"got min {int(y.min())}, max {int(y.max())}"
             )
     full = lambda v: torch.full((n,), float(v), device=device)  # noqa: E731
-    return {"y": y, "omega": full(guidance_scale), "t_min": full(lo), "t_max": full(hi)}
+    if isinstance(guidance_scale, torch.Tensor):
+        omega = guidance_scale.to(device).reshape(-1)
+        if omega.shape != (n,):
+            raise ValueError(f"a per-sample guidance_scale must be ({n},), got shape {tuple(guidance_scale.shape)}")
+    else:
+        omega = full(guidance_scale)
+    return {"y": y, "omega": omega, "t_min": full(lo), "t_max": full(hi)}
 
 
 def _times(t: float | torch.Tensor, n: int, like: torch.Tensor) -> torch.Tensor:
@@ -108,7 +117,7 @@ def average_velocity(
     t: float | torch.Tensor,
     r: float | torch.Tensor,
     labels: Labels = None,
-    guidance_scale: float = 1.0,
+    guidance_scale: float | torch.Tensor = 1.0,
     guidance_interval: tuple[float, float] = (0.0, 1.0),
 ) -> torch.Tensor:
     """u(z_t, r, t), (B, C, H, W), in the network's dtype: one network evaluation.
@@ -136,7 +145,7 @@ def jump(
     t: float | torch.Tensor,
     r: float | torch.Tensor,
     labels: Labels = None,
-    guidance_scale: float = 1.0,
+    guidance_scale: float | torch.Tensor = 1.0,
     guidance_interval: tuple[float, float] = (0.0, 1.0),
 ) -> torch.Tensor:
     """One jump z_r = z_t - (t - r) u(z_t, r, t) (one network evaluation).
@@ -144,7 +153,8 @@ def jump(
     Args:
         net: the pMF network.
         z_t: (B, C, H, W) state at time t, model units.
-        t, r: 0 <= r <= t <= 1 (floats or (B,) tensors). r = 0 generates an image in one step.
+        t, r: times in [0, 1] (floats or (B,) tensors). r = 0 generates an image in one step;
+            r > t jumps toward noise (networks with a backward head only).
         labels, guidance_scale, guidance_interval: the condition (see ``condition``).
 
     Returns:
@@ -166,7 +176,7 @@ def image_field(
     t: float | torch.Tensor,
     r: float | torch.Tensor = 0.0,
     labels: Labels = None,
-    guidance_scale: float = 1.0,
+    guidance_scale: float | torch.Tensor = 1.0,
     guidance_interval: tuple[float, float] = (0.0, 1.0),
 ) -> torch.Tensor:
     """The image field x(z_t, r, t) = z_t - t u(z_t, r, t) (one network evaluation).
@@ -199,7 +209,7 @@ def invert(
     x: torch.Tensor,
     t_end: float = 1.0,
     labels: Labels = None,
-    guidance_scale: float = 1.0,
+    guidance_scale: float | torch.Tensor = 1.0,
     guidance_interval: tuple[float, float] = (0.0, 1.0),
     num_intervals: int = DEFAULT_INTERVALS,
     num_iterations: int = DEFAULT_ITERATIONS,
@@ -261,7 +271,7 @@ def invert(
         elif seed == "carry":
             z = z_r + (t - r) * u_prev
         elif seed == "noise" and k == 0:
-            z = (1.0 - t) * z_r + t * net.cfg.noise_scale * noise.to(z_r)  # z_t = (1 - t) x + t s e
+            z = forward_noise(z_r, noise.to(z_r), t, net.cfg.noise_scale)  # z_t = (1 - t) x + t s e
         zs: list[torch.Tensor] = []
         fs: list[torch.Tensor] = []
         for _ in range(num_iterations):
@@ -272,6 +282,82 @@ def invert(
             zs, fs = (zs + [z])[-(anderson + 1):], (fs + [f])[-(anderson + 1):]
             z = _anderson_step(zs, fs) if anderson and len(fs) > 1 else z + f
             nfe += 1
+    return Inversion(latents=z, t=float(t_end), nfe=nfe, residual=residual)
+
+
+def has_backward_field(net: PixelMeanFlow) -> bool:
+    """Whether ``net`` was built with a backward head (average velocity toward noise, r > t)."""
+    return bool(getattr(net.cfg, "backward_head", False))
+
+
+@torch.no_grad()
+def invert_backward(
+    net: PixelMeanFlow,
+    x: torch.Tensor,
+    t_end: float = 1.0,
+    labels: Labels = None,
+    guidance_scale: float = 1.0,
+    guidance_interval: tuple[float, float] = (0.0, 1.0),
+    num_steps: int = 1,
+    num_refinements: int = DEFAULT_REFINEMENTS,
+) -> Inversion:
+    """Image -> state z_{t_end} with the backward field: ``num_steps`` jumps 0 -> t_end toward noise.
+
+    A jump with r > t is explicit, z_r = z_t + (r - t) u(z_t, r, t), so inversion costs what
+    generation costs (one evaluation for t_end = 1: z_1 = x + u(x, 1, 0)). Both directions are
+    learned maps, so the round trip G(E(x)) misses x by the two networks' errors; each refinement
+    corrects the image that is inverted by the round trip's miss, in image space:
+        x'_0 = x,   x'_{k+1} = x'_k + (x - G(E(x'_k))),   latents = E(x'_K)
+    (G: ``num_steps`` jumps t_end -> 0, E: the backward jumps) at 2 ``num_steps`` evaluations each.
+    A sample whose refined latents stop being finite keeps its previous ones.
+
+    Args:
+        net: a pMF network with ``cfg.backward_head`` (see ``has_backward_field``).
+        x: (B, C, H, W) images in the model range [-1, 1].
+        t_end: where the inversion stops, in (0, 1].
+        labels, guidance_scale, guidance_interval: the condition of both directions.
+        num_steps: jumps each way (>= 1).
+        num_refinements: image-space corrections (>= 0).
+
+    Returns:
+        ``Inversion``: latents (B, C, H, W) in the network's dtype, nfe = num_steps (1 + 2 K),
+        residual = mean |x - G(latents)| of the last round trip measured (NaN when K = 0).
+
+    Example:
+        >>> inv = invert_backward(net, x, 1.0, labels=y, guidance_scale=3.0)
+        >>> x_rec, _ = generate(net, inv.latents, 1.0, labels=y, guidance_scale=3.0)
+    """
+    if not has_backward_field(net):
+        raise ValueError("this network has no backward head (train with --backward-ratio > 0); "
+                         "use the fixed-point inversion instead")
+    if num_refinements < 0:
+        raise ValueError(f"num_refinements must be >= 0, got {num_refinements}")
+    if not 0.0 < t_end <= 1.0:
+        raise ValueError(f"the inversion end time (strength) must lie in (0, 1], got {t_end}")
+    cond = (labels, guidance_scale, guidance_interval)
+    up = torch.linspace(0.0, float(t_end), num_steps + 1, dtype=torch.float64).tolist()
+
+    def encode(img: torch.Tensor) -> torch.Tensor:
+        z = img
+        for k in range(num_steps):
+            z = jump(net, z, up[k], up[k + 1], *cond)  # r > t: a jump toward noise
+        return z
+
+    target = x.to(next(net.parameters()).dtype)
+    x_in = target
+    z = encode(x_in)
+    nfe, residual = num_steps, float("nan")
+    for _ in range(num_refinements):
+        x_rec, n = generate(net, z, t_end, num_steps, *cond)
+        miss = target - x_rec  # (B, C, H, W): the round trip's error, to be cancelled
+        residual = float(miss.abs().mean())
+        z_new = encode(x_in + miss)
+        nfe += n + num_steps
+        finite = torch.isfinite(z_new).flatten(1).all(1).view(-1, 1, 1, 1)
+        if not bool(finite.all()):  # a sample pushed off the data: keep its previous latents
+            z = torch.where(finite, z_new, z)
+            break
+        x_in, z = x_in + miss, z_new
     return Inversion(latents=z, t=float(t_end), nfe=nfe, residual=residual)
 
 
@@ -296,10 +382,12 @@ def generate(
     t_start: float = 1.0,
     num_steps: int = 1,
     labels: Labels = None,
-    guidance_scale: float = 1.0,
+    guidance_scale: float | torch.Tensor = 1.0,
     guidance_interval: tuple[float, float] = (0.0, 1.0),
 ) -> tuple[torch.Tensor, int]:
-    """Jump from z_{t_start} to an image in ``num_steps`` uniform jumps.
+    """Jump from z_{t_start} to an image in ``num_steps`` uniform jumps: the jump loop of every task.
+
+    ``guidance_scale`` may be a (B,) tensor, one scale per sample (see ``condition``).
 
     Returns:
         (images (B, C, H, W) in the model range, not clamped; NFE = num_steps).

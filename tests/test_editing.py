@@ -101,7 +101,7 @@ def test_inversion_to_intermediate_time_matches_noised_trajectory(gauss):
 
 
 def test_public_invert_and_reconstruct_round_trip(gauss):
-    e = torch.randn(2, 1, 32, 32, generator=_gen(3), dtype=torch.float64)
+    e = 0.3 * torch.randn(2, 1, 32, 32, generator=_gen(3), dtype=torch.float64)  # images inside [-1, 1]
     y = torch.tensor([3, 6])
     x01 = ((vf.jump(gauss.double(), e, 1.0, 0.0, y) + 1) / 2).clamp(0, 1)
     inv = pmf_edit.invert(gauss, x01, labels=y, num_steps=2, num_iterations=8)
@@ -319,3 +319,68 @@ def test_cli_help_documents_every_flag(capsys):
     for name in ("invert", "edit", "inpaint"):
         for action in sub.choices[name]._actions:
             assert action.help, f"pmf {name} {action.option_strings} has no help"
+
+
+# ------------------------------------------------------------------------------------------------
+# Inversion with the backward field (networks trained in both directions)
+
+
+def test_backward_inversion_is_exact_on_the_exact_flow_and_one_evaluation():
+    from tests.gaussian_flow import gaussian_flow
+
+    net = gaussian_flow().double()
+    y = torch.tensor([1, 4, 7])
+    e = torch.randn(3, 1, 32, 32, generator=_gen(0), dtype=torch.float64)
+    x = vf.jump(net, e, 1.0, 0.0, y)  # the exact flow's image of e
+    inv = vf.invert_backward(net, x, 1.0, y, num_refinements=0)
+    assert inv.nfe == 1
+    assert (inv.latents - e).abs().max() < 1e-9  # z_1 = x + u(x, 1, 0) recovers the noise
+    inv2 = vf.invert_backward(net, x, 0.6, y, num_steps=2, num_refinements=1)
+    assert inv2.nfe == 2 * (1 + 2)
+    assert (vf.jump(net, inv2.latents, 0.6, 0.0, y) - x).abs().max() < 1e-9
+
+
+def test_invert_auto_uses_the_backward_field_and_refinement_cancels_a_biased_inverse():
+    from tests.gaussian_flow import GaussianMeanFlow, gaussian_flow
+
+    class Biased(GaussianMeanFlow):  # the backward field off by a smooth error, as a learned one is
+        def forward(self, z, t, r, *a, **k):
+            u = super().forward(z, t, r, *a, **k)
+            bwd = (r > t).view(-1, 1, 1, 1)
+            return torch.where(bwd, u + 0.05 * torch.tanh(z), u)
+
+    net = Biased(gaussian_flow().cfg, with_v_head=False).double().eval()
+    images = _images(4, dtype=torch.float64) * 0.5 + 0.25
+    y = [1, 2, 3, 4]
+    psnr = []
+    for k in (0, 1, 2):
+        rec = pmf_edit.reconstruct(net, images, labels=y, num_refinements=k)
+        assert rec.nfe == 1 + 2 * k + 1
+        psnr.append(float(-10 * torch.log10(((rec.images - images) ** 2).mean())))
+    assert psnr[1] > psnr[0] + 10 and psnr[2] > psnr[1], psnr
+    assert pmf_edit.invert(net, images, labels=y, method="fixed-point", num_iterations=2).nfe == 2
+    with pytest.raises(ValueError, match="backward head"):
+        pmf_edit.invert(gauss_plain(), images.float(), labels=y, method="backward")
+    with pytest.raises(ValueError, match="num_refinements"):
+        pmf_edit.invert(net, images, labels=y, num_refinements=-1)
+    with pytest.raises(ValueError, match="method"):
+        pmf_edit.invert(net, images, labels=y, method="newton")
+
+
+def gauss_plain() -> GaussianMeanFlow:
+    return GaussianMeanFlow(build_model("pMF-T/4", with_v_head=False).cfg, with_v_head=False).eval()
+
+
+def test_backward_edit_keeps_the_noise_and_swaps_the_class():
+    from tests.gaussian_flow import gaussian_flow
+
+    net = gaussian_flow().double()
+    e = 0.3 * torch.randn(2, 1, 32, 32, generator=_gen(3), dtype=torch.float64)  # images inside [-1, 1]
+    src, tgt = torch.tensor([2, 5]), torch.tensor([8, 0])
+    x_src = vf.jump(net, e, 1.0, 0.0, src)
+    x_tgt = vf.jump(net, e, 1.0, 0.0, tgt)
+    to01 = lambda x: (x + 1) / 2  # noqa: E731
+    assert x_src.min() > -1 and x_src.max() < 1
+    out = pmf_edit.edit(net, to01(x_src), source_labels=src, labels=tgt, guidance_scale=1.0, num_refinements=0)
+    assert out.nfe == 2
+    assert (out.images - to01(x_tgt).clamp(0, 1)).abs().max() < 1e-6

@@ -172,3 +172,115 @@ def test_flow_matching_loss_runs_and_has_gradient():
     loss.backward()
     assert net_fm.u_final.linear.weight.grad.abs().sum() > 0
 
+
+
+# ------------------------------------------------------------------------------------------------
+# Bidirectional training: r > t rows through the backward head
+
+
+def test_turn_around_makes_backward_rows_and_inversion_pairs():
+    cfg = MeanFlowConfig(backward_ratio=0.5, backward_endpoint_prob=0.25)
+    b = draw_batch(torch.zeros(20_000, 1, 4, 4), cfg, torch.Generator().manual_seed(0))
+    fm, bwd = b.t == b.r, b.r > b.t
+    assert abs(fm.float().mean().item() - 0.5) < 0.01  # flow-matching rows untouched
+    assert abs(bwd.float().mean().item() - 0.25) < 0.02  # half of the r < t rows turned
+    end = (b.t == 0) & (b.r == 1)
+    assert abs(end.float().sum().item() / bwd.float().sum().item() - 0.25) < 0.03
+    assert not b.drop[bwd].any()
+    # Forward-only configs keep their random streams exactly (no extra draws).
+    a0 = draw_batch(torch.zeros(64, 1, 4, 4), MeanFlowConfig(), torch.Generator().manual_seed(1))
+    a1 = draw_batch(torch.zeros(64, 1, 4, 4), MeanFlowConfig(backward_endpoint_prob=0.9),
+                    torch.Generator().manual_seed(1))
+    assert torch.equal(a0.t, a1.t) and torch.equal(a0.e, a1.e)
+
+
+def test_backward_head_routes_rows_by_direction_and_is_batch_invariant():
+    torch.manual_seed(0)
+    net = build_model("pMF-T/4", backward_head=True).double()
+    with torch.no_grad():
+        for p in net.parameters():
+            p.add_(torch.randn_like(p) * 0.05)
+    z = torch.randn(4, 1, 32, 32, dtype=torch.float64)
+    t = torch.tensor([0.5, 0.2, 0.0, 0.9], dtype=torch.float64)
+    r = torch.tensor([0.1, 0.7, 1.0, 0.9], dtype=torch.float64)
+    with torch.no_grad():
+        mixed = net(z, t, r)
+        single = torch.cat([net(z[i : i + 1], t[i : i + 1], r[i : i + 1]) for i in range(4)])
+        assert torch.allclose(mixed, single, atol=1e-12)
+        # The "noise" parameterisation: a jump from t = 0 to r = 1 lands on s * e_b, the head's output.
+        one = torch.ones(1, dtype=z.dtype)
+        e_b, _ = net.predict_images(z[2:3], t[2:3] - r[2:3], torch.full((1,), 10), one, 0 * one, one)
+        z1 = z[2:3] + (r[2:3] - t[2:3]).view(1, 1, 1, 1) * mixed[2:3]
+        assert torch.allclose(z1, net.cfg.noise_scale * e_b, atol=1e-12)
+    with pytest.raises(ValueError, match="backward head"):
+        build_model("pMF-T/4")(z.float(), t.float(), r.float())
+
+
+def test_backward_jvp_matches_central_finite_difference_float64():
+    torch.manual_seed(1)
+    net = build_model("pMF-T/4", backward_head=True).double()
+    with torch.no_grad():
+        for p in net.parameters():
+            p.add_(torch.randn_like(p) * 0.05)
+    g = torch.Generator().manual_seed(0)
+    z = torch.randn(3, 1, 32, 32, generator=g, dtype=torch.float64)
+    dz = torch.randn(3, 1, 32, 32, generator=g, dtype=torch.float64)
+    # Two backward rows (near the inversion pair; not at t = 0 exactly, where clip(1 - t) has a kink
+    # that a central difference straddles) and a forward row mixed in.
+    t = torch.tensor([0.001, 0.3, 0.6], dtype=torch.float64)
+    r = torch.tensor([1.0, 0.8, 0.2], dtype=torch.float64)
+    y = torch.tensor([1, 2, 10])
+    w = torch.tensor([1.0, 3.0, 6.0], dtype=torch.float64)
+    lo = torch.tensor([0.0, 0.1, 0.2], dtype=torch.float64)
+    hi = torch.tensor([1.0, 0.7, 0.9], dtype=torch.float64)
+    jvp = du_dt(net, z, t, r, dz, y, w, lo, hi)
+    eps = 1e-6
+
+    def u(e):
+        with torch.no_grad():
+            return net(z + e * dz, t + e, r, y, w, lo, hi)
+
+    fd = (u(eps) - u(-eps)) / (2 * eps)
+    for i in range(3):
+        rel = ((jvp[i] - fd[i]).norm() / fd[i].norm()).item()
+        assert rel < 1e-6, (i, rel)
+
+
+def test_meanflow_identity_holds_backward_on_exact_gaussian_flow_float64():
+    """u = v - (t - r) du/dt with du/dt from the project's JVP: exact for r > t as for r < t."""
+    from tests.gaussian_flow import gaussian_flow
+
+    net = gaussian_flow().double()
+    g = torch.Generator().manual_seed(0)
+    B = 6
+    z = torch.randn(B, 1, 32, 32, generator=g, dtype=torch.float64)
+    t = torch.tensor([0.0, 0.1, 0.4, 0.7, 0.9, 0.5], dtype=torch.float64)
+    r = torch.tensor([1.0, 0.6, 0.9, 0.95, 0.2, 0.0], dtype=torch.float64)
+    y = torch.arange(B)
+    with torch.no_grad():
+        v = net(z, t, t, y, heads="v")
+        u = net(z, t, r, y)
+    dudt = du_dt(net, z, t, r, v, y, torch.ones(B, dtype=z.dtype), torch.zeros(B, dtype=z.dtype),
+                 torch.ones(B, dtype=z.dtype))
+    V = u + (t - r).view(B, 1, 1, 1) * dudt
+    assert (V - v).abs().max().item() < 1e-9
+
+
+def test_bidirectional_loss_trains_the_backward_head_on_one_batch():
+    torch.manual_seed(0)
+    net = build_model("pMF-T/4", backward_head=True)
+    x = torch.rand(16, 1, 32, 32) * 2 - 1
+    y = torch.randint(0, 10, (16,))
+    opt = torch.optim.Adam(net.parameters(), lr=2e-3)
+    cfg = MeanFlowConfig(backward_ratio=1.0, fm_ratio=0.25)
+    first = last = None
+    for step in range(40):
+        loss, stats = pmf_loss(net, x, y, cfg, torch.Generator().manual_seed(step % 2))
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        if step == 0:
+            first = stats["loss_u"]
+        last = stats["loss_u"]
+    assert last < 0.7 * first, (first, last)
+    assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in net.b_blocks.parameters())

@@ -196,3 +196,46 @@ def test_two_process_gradients_and_weights_stay_identical(tmp_path):
         assert torch.allclose(a["reduced"], (a["local"] + b["local"]) / 2, rtol=1e-5, atol=1e-7)
         assert torch.equal(a["reduced"], b["reduced"])
         assert torch.equal(a["weights"], b["weights"])
+
+
+def test_warm_start_copies_missing_heads_from_the_u_head(tmp_path):
+    from core.checkpoint import save_model
+    from core.model import build_model
+    from core.train import warm_start
+
+    torch.manual_seed(0)
+    src = build_model("pMF-T/4", with_v_head=False)
+    with torch.no_grad():
+        for p in src.parameters():
+            p.add_(torch.randn_like(p) * 0.05)
+    save_model(tmp_path / "m", src)  # an exported model: no v-head
+    net = build_model("pMF-T/4", backward_head=True)
+    warm_start(net, tmp_path / "m")
+    for a, b in zip(net.v_blocks.parameters(), src.u_blocks.parameters()):
+        assert torch.equal(a, b)
+    for a, b in zip(net.b_blocks.parameters(), src.u_blocks.parameters()):
+        assert torch.equal(a, b)
+    assert torch.equal(net.v_final.linear.weight, src.u_final.linear.weight)
+    assert net.b_final.linear.weight.abs().sum() == 0  # its output means noise, not an image
+    z, t, r = torch.randn(2, 1, 32, 32), torch.tensor([0.9, 0.5]), torch.tensor([0.0, 0.5])
+    with torch.no_grad():
+        assert torch.equal(net(z, t, r), src(z, t, r))  # the forward direction is unchanged
+    with pytest.raises(ValueError, match="differs"):
+        warm_start(build_model("pMF-T/4", width=32), tmp_path / "m")
+    with pytest.raises(FileNotFoundError, match="init-from"):
+        warm_start(net, tmp_path / "nothing")
+
+
+def test_bidirectional_run_exports_a_backward_head_and_checkpoint_export_matches(tmp_path, mnist_small):
+    from core.train import export_checkpoint
+
+    run = tmp_path / "run"
+    cfg = _tiny(run, steps=2, meanflow=MeanFlowConfig(backward_ratio=0.5))
+    train(cfg, dataset=mnist_small)
+    net, meta = load_model(run / "model")
+    assert net.cfg.backward_head and meta["train_steps"] == 2
+    peek, _ = load_model(export_checkpoint(run, tmp_path / "peek"))
+    for (k, a), (_, b) in zip(net.state_dict().items(), peek.state_dict().items()):
+        assert torch.equal(a, b), k  # the checkpoint's last EMA is what the run exported
+    with pytest.raises(FileNotFoundError, match="latest.json"):
+        export_checkpoint(tmp_path / "nothing", tmp_path / "x")

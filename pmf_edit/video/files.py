@@ -21,7 +21,7 @@ import cv2
 import imageio_ffmpeg
 import numpy as np
 
-from pmf_edit.interpolate import InterpolationConfig, PairInterpolator
+from pmf_edit.video.interpolate import InterpolationConfig, PairInterpolator
 
 VIDEO_EXTENSIONS = (".mp4", ".mov", ".mkv", ".avi", ".webm", ".m4v", ".mpg", ".mpeg", ".wmv", ".flv")
 

@@ -49,10 +49,11 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from core.attention import attention
+from core.attention import Backend, attention
 from core.images import from_model_range, to_model_range
-from core.model import PixelMeanFlow, apply_rope
+from core.model import AttentionProcessor, PixelMeanFlow
 from pmf_edit import velocity as vf
+from pmf_edit.boundary import check_guidance, check_images, check_steps, check_strength, forward_noise, sample_noise
 
 __all__ = ["StyleResult", "style_transfer", "resolve_style_class"]
 
@@ -98,17 +99,8 @@ class StyleResult:
 
 
 def _check_rgb(net: PixelMeanFlow, x: Tensor, name: str) -> None:
-    if not isinstance(x, Tensor):
-        raise TypeError(f"{name} must be a torch.Tensor (B, 3, H, W) in [0, 1], got {type(x).__name__}")
-    if x.dtype not in (torch.float32, torch.float64):
-        raise ValueError(f"{name} must be float32 or float64 in [0, 1], got dtype {x.dtype} (shape {tuple(x.shape)})")
-    if x.ndim != 4 or x.shape[1] != net.cfg.in_channels or x.shape[0] == 0:
-        raise ValueError(f"{name} must be (B, {net.cfg.in_channels}, H, W) with B >= 1, got shape {tuple(x.shape)}")
-    if min(x.shape[2:]) < 2:
-        raise ValueError(f"{name} is too small to stylise: shape {tuple(x.shape)}")
-    lo, hi = float(x.min()), float(x.max())
-    if not (0.0 <= lo and hi <= 1.0):  # also catches NaN
-        raise ValueError(f"{name} must lie in [0, 1], got values in [{lo:.4g}, {hi:.4g}] (shape {tuple(x.shape)})")
+    """The boundary's image rule with this network's channels, any size >= 2x2."""
+    check_images(x, name, channels=net.cfg.in_channels, min_side=2)
 
 
 def resolve_style_class(
@@ -183,48 +175,45 @@ def _blocks(net: PixelMeanFlow) -> list[torch.nn.Module]:
     return list(net.shared_blocks) + list(net.u_blocks)
 
 
-def _shared_kv_forward(attn: torch.nn.Module, prefix: int, replace: bool):
-    """Attention.forward where the content half also attends to the style half's image tokens.
+def _shared_kv(prefix: int, replace: bool) -> AttentionProcessor:
+    """Attention processor for a [content (n); style (n)] batch: the content half also attends to
+    the style half's image tokens.
 
-    Mirrors ``core.model.Attention.forward``; only the keys/values the content queries see change:
-    [content prefix + content image tokens + style image tokens] (shared, StyleAligned-like), or
-    with ``replace`` [content prefix + style image tokens] (StyleID-like). The style half runs
-    unchanged, so its own trajectory is what a plain forward would give.
+    The content queries see the keys/values [content prefix + content image tokens + style image
+    tokens] (shared, StyleAligned-like), or with ``replace`` [content prefix + style image tokens]
+    (StyleID-like). The style half runs the plain attention, so its own trajectory is what a plain
+    forward would give.
     """
 
-    def forward(x: Tensor, cos: Tensor, sin: Tensor, backend) -> Tensor:
-        B, L, D = x.shape
-        n = B // 2
-        q = attn.q(x).view(B, L, attn.num_heads, -1).transpose(1, 2)  # (B, nh, L, hd)
-        k = attn.k(x).view(B, L, attn.num_heads, -1).transpose(1, 2)  # (B, nh, L, hd)
-        v = attn.v(x).view(B, L, attn.num_heads, -1).transpose(1, 2)  # (B, nh, L, hd)
-        q = apply_rope(attn.q_norm(q), cos, sin)
-        k = apply_rope(attn.k_norm(k), cos, sin)
+    def process(q: Tensor, k: Tensor, v: Tensor, backend: Backend) -> Tensor:
+        n, L = q.shape[0] // 2, q.shape[2]  # q, k, v: (2n, nh, L, hd)
         own = prefix if replace else L  # content tokens kept: the prefix only, or all of them
         k_c = torch.cat([k[:n, :, :own], k[n:, :, prefix:]], dim=2)  # (n, nh, own + N, hd)
         v_c = torch.cat([v[:n, :, :own], v[n:, :, prefix:]], dim=2)
-        # Cross-length attention (L queries, L + N keys): core.attention is self-attention only,
+        # Cross-length attention (L queries, own + N keys): core.attention is self-attention only,
         # and this path never runs under a JVP, so plain SDPA is enough.
         o_c = F.scaled_dot_product_attention(q[:n], k_c, v_c)
         o_s = attention(q[n:], k[n:], v[n:], backend=backend)
-        o = torch.cat([o_c, o_s])  # (B, nh, L, hd)
-        return attn.out(o.transpose(1, 2).reshape(B, L, D))
+        return torch.cat([o_c, o_s])  # (2n, nh, L, hd)
 
-    return forward
+    return process
 
 
 @contextlib.contextmanager
 def _inject(net: PixelMeanFlow, method: Method, inject_from: int, weight: float) -> Iterator[None]:
-    """Patch the blocks from ``inject_from`` on for a [content; style] batch (restored on exit)."""
+    """Make the blocks from ``inject_from`` on read the style half of a [content; style] batch:
+    an attention processor (``core.model.Attention.processor``) for "kv" / "kv_replace", a forward
+    hook for "feat". Both are removed on exit."""
     blocks = _blocks(net)[inject_from:]
     P = net.cfg.num_prefix
-    handles, patched = [], []
+    handles, processed = [], []
     try:
         if method in ("kv", "kv_replace"):
             for blk in blocks:
-                # An instance attribute shadows the class's forward until it is deleted below.
-                blk.attn.forward = _shared_kv_forward(blk.attn, P, replace=method == "kv_replace")
-                patched.append(blk.attn)
+                if blk.attn.processor is not None:
+                    raise RuntimeError("an attention processor is already set on this network (nested injection?)")
+                blk.attn.processor = _shared_kv(P, replace=method == "kv_replace")
+                processed.append(blk.attn)
         elif method == "feat":
 
             def hook(_mod, _inp, out: Tensor) -> Tensor:
@@ -237,8 +226,8 @@ def _inject(net: PixelMeanFlow, method: Method, inject_from: int, weight: float)
             handles = [blk.register_forward_hook(hook) for blk in blocks]
         yield
     finally:
-        for attn in patched:
-            del attn.forward
+        for attn in processed:
+            attn.processor = None
         for h in handles:
             h.remove()
 
@@ -247,19 +236,13 @@ def _inject(net: PixelMeanFlow, method: Method, inject_from: int, weight: float)
 # The model-size core
 
 
-def _noise(n: int, shape: tuple[int, ...], generator: torch.Generator | None, like: Tensor) -> Tensor:
-    """(n, *shape) normal noise drawn sample by sample (results do not depend on the batch size)."""
-    eps = torch.stack([torch.randn(shape, generator=generator) for _ in range(n)])
-    return eps.to(device=like.device, dtype=like.dtype)
-
-
 def _state(
     net: PixelMeanFlow, x: Tensor, t: float, y: Tensor | None, inversion: Inversion,
     num_inversion_steps: int, num_iterations: int, eps: Tensor | None,
 ) -> tuple[Tensor, int]:
     """z_t of images x (model range) and the NFE spent; ``eps`` is the noise of ``"noise"``."""
     if inversion == "noise":
-        return (1 - t) * x + t * net.cfg.noise_scale * eps.to(x), 0
+        return forward_noise(x, eps.to(x), t, net.cfg.noise_scale), 0
     inv = vf.invert(net, x, t, labels=y, num_intervals=num_inversion_steps, num_iterations=num_iterations,
                     seed="carry")
     return inv.latents, inv.nfe
@@ -280,16 +263,13 @@ def _stylize_native(
     e_c, e_s = (None, None) if eps is None else (eps[:, 0], eps[:, 1])
     z_c, nfe_c = _state(net, x_c, t, y_content, inversion, num_inversion_steps, num_iterations, e_c)
     z_s, nfe_s = _state(net, x_s, t, y_style, inversion, num_inversion_steps, num_iterations, e_s)
-    ts = torch.linspace(t, 0.0, num_steps + 1, dtype=torch.float64).tolist()
     nfe = nfe_c + nfe_s
     delta = 0.0
     if residual:
         # The content's own reconstruction (same state, its own condition, nothing injected): the
         # stylised image minus it is the change the style makes; adding that change to the content
         # cancels the model's reconstruction error (blur) and keeps the content's detail.
-        z = z_c
-        for k in range(num_steps):
-            z = vf.jump(net, z, ts[k], ts[k + 1], y_content)
+        z, _ = vf.generate(net, z_c, t, num_steps, y_content)
         delta = x_c - z
         nfe += num_steps
     if state_adain:
@@ -297,22 +277,16 @@ def _stylize_native(
     null = torch.full((n,), net.null_class, dtype=torch.long, device=z_c.device)
     y_c = y_gen if y_gen is not None else null
     if method == "swap":
-        z = z_c
-        for k in range(num_steps):
-            z = vf.jump(net, z, ts[k], ts[k + 1], y_c, guidance_scale)
+        z, _ = vf.generate(net, z_c, t, num_steps, y_c, guidance_scale)
         return z + delta, nfe + num_steps
-    # The style runs its own jumps beside the content in one batch; the patched blocks let the
-    # content read it. Style branch: its own class if known (else null), unguided.
+    # The style runs its own jumps beside the content in one batch; the injection lets the content
+    # read it. Style branch: its own class if known (else null), unguided.
     y_s = y_style if y_style is not None else null
     z = torch.cat([z_c, z_s.to(z_c)])
     y = torch.cat([y_c, y_s])
     omega = torch.cat([torch.full((n,), float(guidance_scale)), torch.ones(n)]).to(z)
     with _inject(net, method, inject_from, 1.0):
-        for k in range(num_steps):
-            tt = torch.full((2 * n,), ts[k], device=z.device, dtype=z.dtype)
-            rr = torch.full((2 * n,), ts[k + 1], device=z.device, dtype=z.dtype)
-            u = net(z, tt, rr, y, omega)
-            z = z - (tt - rr).view(-1, 1, 1, 1) * u
+        z, _ = vf.generate(net, z, t, num_steps, y, omega)
     return z[:n] + delta, nfe + 2 * num_steps
 
 
@@ -423,9 +397,7 @@ def style_transfer(
         (torch.Size([1, 3, 32, 32]), 6, 'native')
     """
     _check_rgb(net, content, "content")
-    s = float(strength)
-    if not 0.0 <= s <= 1.0:
-        raise ValueError(f"strength must lie in [0, 1], got {strength}")
+    s = check_strength(strength, allow_zero=True)
     cw = s if color_weight is None else float(color_weight)
     if not 0.0 <= cw <= 1.0:
         raise ValueError(f"color_weight must lie in [0, 1] (or None = strength), got {color_weight}")
@@ -437,10 +409,8 @@ def style_transfer(
         raise ValueError(f"size_mode must be 'auto', 'native', 'resize' or 'tile', got {size_mode!r}")
     for name, v in (("num_inversion_steps", num_inversion_steps), ("num_iterations", num_iterations),
                     ("num_steps", num_steps)):
-        if int(v) != v or v < 1:
-            raise ValueError(f"{name} must be an integer >= 1, got {v}")
-    if guidance_scale < 1.0:
-        raise ValueError(f"guidance_scale must be >= 1 (1 = unguided), got {guidance_scale}")
+        check_steps(v, name)
+    check_guidance(guidance_scale)
     n_blocks = len(_blocks(net))
     if not 0 <= inject_from < n_blocks:
         raise ValueError(f"inject_from must lie in [0, {n_blocks - 1}] for this network, got {inject_from}")
@@ -464,7 +434,7 @@ def style_transfer(
     style_is_image = isinstance(style, Tensor) and style.is_floating_point()
     draws = (0 if style_is_image else 1) + (2 * tiles if inversion == "noise" else 0)
     C = net.cfg.in_channels
-    eps = _noise(B, (draws, C, S, S), generator, p) if draws else None  # (B, draws, C, S, S)
+    eps = sample_noise(B, (draws, C, S, S), generator, p) if draws else None  # (B, draws, C, S, S)
 
     # The style as a model-size reference image (B, C, S, S) in [0, 1], and its class if any.
     y_style: Tensor | None

@@ -1,7 +1,8 @@
 """Image editing on a pMF network's average-velocity field: one function per task.
 
 Every task takes float images (B, C, H, W) in [0, 1] (float32 or float64; the output keeps the dtype)
-and a trained network, converts to the model range [-1, 1] once (``core.images``), works with the
+and a trained network, checks its arguments and converts to the model range [-1, 1] once
+(``pmf_edit.boundary``: the same rules as every pmf_edit task), works with the
 primitives of ``pmf_edit.velocity`` and returns a small dataclass with the images and ``nfe``, the
 network evaluations spent per image. The keyword names are shared: ``labels`` (the class to produce,
 or to invert under), ``source_labels`` (the class the input shows, for edits), ``strength`` (how far
@@ -9,7 +10,8 @@ towards noise an edit goes, t in (0, 1]), ``num_steps``, ``guidance_scale`` (ome
 guidance costs no extra evaluation), ``guidance_interval`` and ``generator`` (noise is drawn sample by
 sample, so results do not depend on the batch size).
 
-    invert       image -> z_t, implicit backward jumps solved by fixed-point iterations
+    invert       image -> z_t: explicit jumps toward noise (networks trained in both directions) or
+                 the forward jump's implicit form solved by fixed-point iterations
     reconstruct  invert, then jump back along the same grid
     edit         invert under the source class to t = strength, regenerate under the target class
     sdedit       noise to t = strength, one jump (or a few) under the target class
@@ -25,15 +27,15 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import torch
 
-from core.images import from_model_range, to_model_range
 from core.model import PixelMeanFlow
-from core.sampling import draw_noise
 from pmf_edit import velocity as vf
-from pmf_edit.velocity import DEFAULT_INTERVALS, DEFAULT_ITERATIONS, Labels
+from pmf_edit.boundary import (Labels, check_guidance, check_images, check_labels, check_steps, check_strength,
+                               forward_noise, sample_noise, to_images, to_model)
+from pmf_edit.velocity import DEFAULT_INTERVALS, DEFAULT_ITERATIONS, DEFAULT_REFINEMENTS
 
 __all__ = [
     "EditResult", "InversionResult", "from_pretrained", "invert", "reconstruct", "edit", "sdedit",
@@ -41,6 +43,7 @@ __all__ = [
 ]
 
 Interval = tuple[float, float]
+InvertMethod = Literal["auto", "backward", "fixed-point"]
 
 # Defaults from class-swap measurements on held-out digits (benchmarks/bench_editing.py, docs/editing.md).
 EDIT_STRENGTH = 1.0  # invert all the way: at t < 1 the noise-seeded latent keeps too much of the source class
@@ -91,80 +94,37 @@ def from_pretrained(path: str | Path, *, device: str | torch.device = "cpu") -> 
 
 
 # ------------------------------------------------------------------------------------------------
-# Validation and conversion (the one [0, 1] <-> [-1, 1] boundary)
+# Conversion helpers on top of pmf_edit.boundary
 
 
 def _check_images(net: PixelMeanFlow, images: torch.Tensor, name: str = "images") -> None:
-    if not isinstance(images, torch.Tensor):
-        raise TypeError(f"{name} must be a torch.Tensor (B, C, H, W) in [0, 1], got {type(images).__name__}")
-    if images.dtype not in (torch.float32, torch.float64):
-        raise ValueError(f"{name} must be float32 or float64 in [0, 1], got dtype {images.dtype}")
-    cfg = net.cfg
-    want = (cfg.in_channels, cfg.image_size, cfg.image_size)
-    if images.ndim != 4:
-        raise ValueError(f"{name} must be (B, C, H, W) = (B, {', '.join(map(str, want))}), got shape {tuple(images.shape)}")
-    if images.shape[1] != cfg.in_channels:
-        raise ValueError(f"{name} have {images.shape[1]} channels but the model takes {cfg.in_channels} "
-                         f"(shape {tuple(images.shape)})")
-    if tuple(images.shape[2:]) != want[1:]:
-        raise ValueError(f"{name} are {images.shape[2]}x{images.shape[3]} but the model takes "
-                         f"{cfg.image_size}x{cfg.image_size} (shape {tuple(images.shape)})")
-    if images.shape[0] == 0:
-        raise ValueError(f"{name} is an empty batch (shape {tuple(images.shape)})")
-    lo, hi = float(images.min()), float(images.max())
-    if not (0.0 <= lo and hi <= 1.0):  # also catches NaN
-        raise ValueError(f"{name} must lie in [0, 1], got values in [{lo:.4g}, {hi:.4g}]")
-
-
-def _check_labels(net: PixelMeanFlow, labels: Labels, n: int, name: str, allow_none: bool) -> torch.Tensor | None:
-    if labels is None:
-        if allow_none:
-            return None
-        raise ValueError(f"{name} is required (class indices in [0, {net.cfg.num_classes - 1}])")
-    y = torch.as_tensor(labels).reshape(-1)
-    if y.is_floating_point() or y.dtype == torch.bool:
-        raise ValueError(f"{name} must be integer class indices, got dtype {y.dtype}")
-    y = y.long()
-    if y.numel() == 1:
-        y = y.expand(n)
-    if y.shape != (n,):
-        raise ValueError(f"{name} must be one int or ({n},) for {n} images, got shape {tuple(y.shape)}")
-    k = net.cfg.num_classes
-    if y.min() < 0 or y.max() >= k:
-        bad = sorted(set(y[(y < 0) | (y >= k)].tolist()))
-        raise ValueError(f"{name} {bad[:5]} outside the model's classes 0..{k - 1}")
-    return y.to(next(net.parameters()).device)
-
-
-def _check_strength(strength: float) -> float:
-    s = float(strength)
-    if not 0.0 < s <= 1.0:
-        raise ValueError(f"strength must lie in (0, 1], got {strength}")
-    return s
-
-
-def _check_steps(num_steps: int, name: str = "num_steps") -> int:
-    if int(num_steps) != num_steps or num_steps < 1:
-        raise ValueError(f"{name} must be an integer >= 1, got {num_steps}")
-    return int(num_steps)
-
-
-def _to_model(net: PixelMeanFlow, images: torch.Tensor) -> torch.Tensor:
-    p = next(net.parameters())
-    return to_model_range(images.to(device=p.device, dtype=p.dtype))
-
-
-def _to_images(x: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
-    return from_model_range(x).to(device=like.device, dtype=like.dtype)
+    """The boundary's image rule with this network's channels and side."""
+    check_images(images, name, channels=net.cfg.in_channels, size=net.cfg.image_size)
 
 
 def _noise(net: PixelMeanFlow, n: int, draws: int, generator: torch.Generator | None) -> torch.Tensor:
     """(draws, B, C, H, W) standard normal noise, each sample's draws taken together from the generator,
-    so sample i's noise does not depend on the batch size (``core.sampling.draw_noise``)."""
+    so sample i's noise does not depend on the batch size (``boundary.sample_noise``)."""
     cfg = net.cfg
-    p = next(net.parameters())
-    eps = draw_noise(n, (draws, cfg.in_channels, cfg.image_size, cfg.image_size), generator, p.device)
-    return eps.transpose(0, 1).to(dtype=p.dtype)  # (n, draws, ...) -> (draws, n, ...)
+    eps = sample_noise(n, (draws, cfg.in_channels, cfg.image_size, cfg.image_size), generator,
+                       next(net.parameters()))
+    return eps.transpose(0, 1)  # (n, draws, ...) -> (draws, n, ...)
+
+
+def _use_backward(net: PixelMeanFlow, method: str) -> bool:
+    """Resolve an inversion ``method`` ("auto", "backward", "fixed-point") for ``net``."""
+    if method not in ("auto", "backward", "fixed-point"):
+        raise ValueError(f"method must be 'auto', 'backward' or 'fixed-point', got {method!r}")
+    if method == "backward" and not vf.has_backward_field(net):
+        raise ValueError("method='backward' needs a network trained in both directions "
+                         "(pmf train --backward-ratio > 0); this one has no backward head")
+    return method == "backward" or (method == "auto" and vf.has_backward_field(net))
+
+
+def _check_refinements(num_refinements: int) -> int:
+    if isinstance(num_refinements, bool) or not isinstance(num_refinements, int) or num_refinements < 0:
+        raise ValueError(f"num_refinements must be an integer >= 0, got {num_refinements!r}")
+    return num_refinements
 
 
 # ------------------------------------------------------------------------------------------------
@@ -181,8 +141,15 @@ def invert(
     num_iterations: int = DEFAULT_ITERATIONS,
     guidance_scale: float = 1.0,
     guidance_interval: Interval = (0.0, 1.0),
+    method: InvertMethod = "auto",
+    num_refinements: int = DEFAULT_REFINEMENTS,
 ) -> InversionResult:
     """Image -> the state z_t at t = ``strength`` (t = 1: the noise that generates the image).
+
+    Two solvers: "backward" (networks trained in both directions, ``has_backward_field``): explicit
+    jumps toward noise, z_1 = x + u(x, 1, 0), plus ``num_refinements`` image-space corrections of
+    2 NFE each; "fixed-point": the implicit form of the forward jump solved by fixed-point updates
+    (any network). "auto" takes "backward" when the network has the field.
 
     Args:
         net: a trained pMF network.
@@ -191,8 +158,11 @@ def invert(
         strength: end time t in (0, 1].
         num_steps: uniform intervals on [0, t]; each is inverted by ``num_iterations``
             (Anderson-accelerated) fixed-point updates, so nfe = num_steps * num_iterations.
-        num_iterations: fixed-point updates per interval (>= 1).
+        num_iterations: fixed-point updates per interval (>= 1; "fixed-point" only).
         guidance_scale, guidance_interval: the condition the jumps are inverted under.
+        method: "auto", "backward" or "fixed-point" (above).
+        num_refinements: round-trip corrections of the backward solver (>= 0); its
+            nfe = num_steps * (1 + 2 * num_refinements).
 
     Returns:
         ``InversionResult``: latents (B, C, H, W) in model units, input dtype; t; nfe; residual.
@@ -203,10 +173,15 @@ def invert(
         (torch.Size([2, 1, 32, 32]), 7)
     """
     _check_images(net, images)
-    y = _check_labels(net, labels, images.shape[0], "labels", allow_none=True)
-    t = _check_strength(strength)
-    inv = vf.invert(net, _to_model(net, images), t, y, guidance_scale, guidance_interval,
-                    _check_steps(num_steps), _check_steps(num_iterations, "num_iterations"))
+    y = check_labels(net, labels, images.shape[0], "labels")
+    t = check_strength(strength)
+    check_guidance(guidance_scale, guidance_interval)
+    if _use_backward(net, method):
+        inv = vf.invert_backward(net, to_model(net, images), t, y, guidance_scale, guidance_interval,
+                                 check_steps(num_steps), _check_refinements(num_refinements))
+    else:
+        inv = vf.invert(net, to_model(net, images), t, y, guidance_scale, guidance_interval,
+                        check_steps(num_steps), check_steps(num_iterations, "num_iterations"))
     return InversionResult(latents=inv.latents.to(device=images.device, dtype=images.dtype), t=inv.t,
                            nfe=inv.nfe, residual=inv.residual)
 
@@ -221,10 +196,13 @@ def reconstruct(
     num_iterations: int = DEFAULT_ITERATIONS,
     guidance_scale: float = 1.0,
     guidance_interval: Interval = (0.0, 1.0),
+    method: InvertMethod = "auto",
+    num_refinements: int = DEFAULT_REFINEMENTS,
 ) -> EditResult:
     """Invert to t = ``strength``, then jump back to an image along the same grid (round trip).
 
-    nfe = num_steps * num_iterations to invert + num_steps to regenerate (8 by default).
+    nfe = the inversion's (``invert``) + num_steps to regenerate: 8 by default with the fixed-point
+    solver, 4 with the backward field (1 jump + 1 refinement of 2, then 1 to regenerate).
 
     Args: as ``invert``.
 
@@ -237,11 +215,11 @@ def reconstruct(
     """
     inv = invert(net, images, labels=labels, strength=strength, num_steps=num_steps,
                  num_iterations=num_iterations, guidance_scale=guidance_scale,
-                 guidance_interval=guidance_interval)
-    y = _check_labels(net, labels, images.shape[0], "labels", allow_none=True)
+                 guidance_interval=guidance_interval, method=method, num_refinements=num_refinements)
+    y = check_labels(net, labels, images.shape[0], "labels")
     x, n = vf.generate(net, inv.latents.to(next(net.parameters())), inv.t, num_steps, y, guidance_scale,
                        guidance_interval)
-    return EditResult(images=_to_images(x, images), nfe=inv.nfe + n)
+    return EditResult(images=to_images(x, images), nfe=inv.nfe + n)
 
 
 def edit(
@@ -258,9 +236,15 @@ def edit(
     guidance_interval: Interval = (0.0, 1.0),
     source_guidance_scale: float = 1.0,
     generator: torch.Generator | None = None,
+    method: InvertMethod = "auto",
+    num_refinements: int = DEFAULT_REFINEMENTS,
 ) -> EditResult:
     """Change the class of images: invert under the source class to t = ``strength``, regenerate
     from there to t = 0 under the target class in ``num_steps`` jumps.
+
+    With a network trained in both directions ("auto" -> "backward") the inversion is the backward
+    field's (``invert``): the latents that regenerate the source under the source class, found in
+    1 + 2 ``num_refinements`` evaluations, with no seed noise. Otherwise ("fixed-point"):
 
     The inversion is seeded with the forward noising z_t = (1 - t) x + t s e (e from ``generator``)
     and refined by fixed-point updates until the latent regenerates the source under the source
@@ -279,10 +263,13 @@ def edit(
         num_iterations: fixed-point updates per inversion interval (fewer: noisier latent, bigger edits).
         guidance_scale, guidance_interval: the target condition's guidance (network inputs).
         source_guidance_scale: guidance used while inverting.
-        generator: the caller's generator for the seed noise e.
+        generator: the caller's generator for the seed noise e ("fixed-point" only).
+        method: "auto", "backward" or "fixed-point" (see ``invert``).
+        num_refinements: round-trip corrections of the backward inversion (>= 0).
 
     Returns:
-        ``EditResult``; nfe = num_inversion_steps * num_iterations + num_steps.
+        ``EditResult``; nfe = num_inversion_steps * num_iterations + num_steps ("fixed-point") or
+        num_inversion_steps * (1 + 2 num_refinements) + num_steps ("backward").
 
     Example:
         >>> out = edit(net, images01, source_labels=labels, labels=(labels + 1) % 10,
@@ -290,15 +277,22 @@ def edit(
     """
     _check_images(net, images)
     n = images.shape[0]
-    y_tgt = _check_labels(net, labels, n, "labels", allow_none=False)
-    y_src = _check_labels(net, source_labels, n, "source_labels", allow_none=True)
-    t = _check_strength(strength)
-    e = _noise(net, n, 1, generator)[0]
-    inv = vf.invert(net, _to_model(net, images), t, y_src, source_guidance_scale, guidance_interval,
-                    _check_steps(num_inversion_steps, "num_inversion_steps"),
-                    _check_steps(num_iterations, "num_iterations"), seed="noise", noise=e)
-    x, k = vf.generate(net, inv.latents, t, _check_steps(num_steps), y_tgt, guidance_scale, guidance_interval)
-    return EditResult(images=_to_images(x, images), nfe=inv.nfe + k)
+    y_tgt = check_labels(net, labels, n, "labels", required=True)
+    y_src = check_labels(net, source_labels, n, "source_labels")
+    t = check_strength(strength)
+    check_guidance(guidance_scale, guidance_interval)
+    check_guidance(source_guidance_scale, name="source_guidance_scale")
+    if _use_backward(net, method):
+        inv = vf.invert_backward(net, to_model(net, images), t, y_src, source_guidance_scale, guidance_interval,
+                                 check_steps(num_inversion_steps, "num_inversion_steps"),
+                                 _check_refinements(num_refinements))
+    else:
+        e = _noise(net, n, 1, generator)[0]
+        inv = vf.invert(net, to_model(net, images), t, y_src, source_guidance_scale, guidance_interval,
+                        check_steps(num_inversion_steps, "num_inversion_steps"),
+                        check_steps(num_iterations, "num_iterations"), seed="noise", noise=e)
+    x, k = vf.generate(net, inv.latents, t, check_steps(num_steps), y_tgt, guidance_scale, guidance_interval)
+    return EditResult(images=to_images(x, images), nfe=inv.nfe + k)
 
 
 def sdedit(
@@ -332,13 +326,14 @@ def sdedit(
     """
     _check_images(net, images)
     n = images.shape[0]
-    y = _check_labels(net, labels, n, "labels", allow_none=True)
-    t = _check_strength(strength)
-    x = _to_model(net, images)
+    y = check_labels(net, labels, n, "labels")
+    t = check_strength(strength)
+    check_guidance(guidance_scale, guidance_interval)
+    x = to_model(net, images)
     e = _noise(net, n, 1, generator)[0]
-    z = (1.0 - t) * x + t * net.cfg.noise_scale * e  # z_t = (1 - t) x + t s e
-    out, k = vf.generate(net, z, t, _check_steps(num_steps), y, guidance_scale, guidance_interval)
-    return EditResult(images=_to_images(out, images), nfe=k)
+    z = forward_noise(x, e, t, net.cfg.noise_scale)
+    out, k = vf.generate(net, z, t, check_steps(num_steps), y, guidance_scale, guidance_interval)
+    return EditResult(images=to_images(out, images), nfe=k)
 
 
 def flow_edit(
@@ -384,13 +379,15 @@ def flow_edit(
     """
     _check_images(net, images)
     n = images.shape[0]
-    y_tgt = _check_labels(net, labels, n, "labels", allow_none=False)
-    y_src = _check_labels(net, source_labels, n, "source_labels", allow_none=True)
+    y_tgt = check_labels(net, labels, n, "labels", required=True)
+    y_src = check_labels(net, source_labels, n, "source_labels")
     if y_src is None:
         y_src = torch.full_like(y_tgt, net.null_class)
-    t0 = _check_strength(strength)
-    K = _check_steps(num_steps)
-    x_src = _to_model(net, images)
+    t0 = check_strength(strength)
+    K = check_steps(num_steps)
+    check_guidance(guidance_scale, guidance_interval)
+    check_guidance(source_guidance_scale, name="source_guidance_scale")
+    x_src = to_model(net, images)
     eps = _noise(net, n, K, generator)
     ts = torch.linspace(t0, 0.0, K + 1, dtype=torch.float64).tolist()
     s = net.cfg.noise_scale
@@ -401,20 +398,18 @@ def flow_edit(
     omega = [guidance_scale] * n + [source_guidance_scale] * n
     for k in range(K):
         t, r = ts[k], ts[k + 1]
-        z_src = (1.0 - t) * x_src + t * s * eps[k]
+        z_src = forward_noise(x_src, eps[k], t, s)
         z_tgt = z_src + x_edit - x_src
         u = _velocity_mixed(net, torch.cat([z_tgt, z_src]), t, r, y, omega, (lo, hi))  # (2B, C, H, W)
         u_tgt, u_src = u.chunk(2)
         x_edit = x_edit - (t - r) * (u_tgt - u_src)
-    return EditResult(images=_to_images(x_edit, images), nfe=2 * K)
+    return EditResult(images=to_images(x_edit, images), nfe=2 * K)
 
 
 @torch.no_grad()
 def _velocity_mixed(net: PixelMeanFlow, z: torch.Tensor, t: float, r: float, y: torch.Tensor,
                     omega: list[float], interval: Interval) -> torch.Tensor:
-    """u(z, r, t) for a batch whose samples carry their own label and guidance scale."""
-    if min(omega) < 1.0:
-        raise ValueError(f"guidance scales must be >= 1, got {min(omega)}")
+    """u(z, r, t) for a batch whose samples carry their own label and guidance scale (checked by the caller)."""
     m = z.shape[0]
     dev = z.device
     full = lambda v: torch.full((m,), float(v), device=dev, dtype=z.dtype)  # noqa: E731
@@ -464,11 +459,12 @@ def inpaint(
     _check_images(net, images)
     n, C, H, W = images.shape
     m = _check_mask(mask, images)
-    y = _check_labels(net, labels, n, "labels", allow_none=True)
-    t0 = _check_strength(strength)
-    K = _check_steps(num_steps)
-    R = _check_steps(num_resample, "num_resample")
-    known = _to_model(net, images)
+    y = check_labels(net, labels, n, "labels")
+    t0 = check_strength(strength)
+    K = check_steps(num_steps)
+    R = check_steps(num_resample, "num_resample")
+    check_guidance(guidance_scale, guidance_interval)
+    known = to_model(net, images)
     mm = m.to(device=known.device, dtype=known.dtype).expand(n, C, H, W)
     eps = _noise(net, n, K * R, generator)
     x = known
@@ -476,10 +472,10 @@ def inpaint(
     for k in range(K):
         t = t0 * (1.0 - k / K)
         for j in range(R):
-            z = (1.0 - t) * x + t * s * eps[k * R + j]
+            z = forward_noise(x, eps[k * R + j], t, s)
             x_hat = vf.image_field(net, z, t, 0.0, y, guidance_scale, guidance_interval)
             x = mm * x_hat + (1.0 - mm) * known
-    filled = _to_images(x, images)
+    filled = to_images(x, images)
     # Paste in the input's own [0, 1] values, so unmasked pixels are bit-identical (no range round trip).
     out = torch.where(m.to(images.device).expand(n, C, H, W), filled, images)
     return EditResult(images=out, nfe=K * R)

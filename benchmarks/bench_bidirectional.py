@@ -1,0 +1,177 @@
+"""One-step inversion with a network trained in both directions (issue: bidirectional pMF).
+
+Measures, for a pMF model folder with a backward head (``pmf train --backward-ratio``):
+  generation   FD-digits and class accuracy of 1-step samples (50 per class) against the 500
+               held-out digits (as benchmarks/bench_generation.py)
+  roundtrip    invert + regenerate PSNR ([0, 1] range) on digits of ``--split``: the backward field
+               with 0, 1, 2 refinements (2, 4, 6 NFE in total) under the source class and
+               omega = 1 / the model's default; the fixed-point solver at its default (8 NFE)
+  edits        class swap y -> (y + 1) % 10: the inversion editor ``edit`` (backward field) and
+               ``flow_edit`` over their strength, target accuracy and SSIM to the source; SSIM
+               where each curve reaches 90% target accuracy (linear in between)
+
+Defaults of the library are chosen with ``--split train`` (digits the reported numbers do not use);
+numbers are reported with ``--split test`` (the 500 held-out digits, evenly subsampled).
+
+    OMP_NUM_THREADS=1 python benchmarks/bench_bidirectional.py --model core/assets/pmf-mnist-bidir \
+        --split test --out benchmarks/results/bidirectional.json
+
+Prints one JSON line per measurement and the whole report at the end.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from core.checkpoint import bundled_model_dir  # noqa: E402
+from core.data import load_dataset  # noqa: E402
+from core.evaluation import evaluate_digits  # noqa: E402
+from core.metrics import psnr, ssim  # noqa: E402
+from core.sampling import sample_pmf  # noqa: E402
+from pmf_edit import editing  # noqa: E402
+from pmf_edit import velocity as vf  # noqa: E402
+
+
+def digits(split: str, n: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """``n`` digits evenly spread over ``split`` (sorted by class there), images in [0, 1]."""
+    data = load_dataset("mnist", split=split)
+    idx = torch.linspace(0, len(data) - 1, n).round().long()
+    return ((data.images[idx] + 1) / 2).clamp(0, 1), data.labels[idx].long()
+
+
+def generation(net, guidance: float, interval, seed: int) -> dict:
+    labels = torch.arange(10).repeat_interleave(50)
+    t0 = time.process_time()
+    out = sample_pmf(net, labels.tolist(), num_steps=1, guidance_scale=guidance, guidance_interval=interval,
+                     generator=torch.Generator().manual_seed(seed))
+    cpu = time.process_time() - t0
+    ev = evaluate_digits(out.images.clamp(-1, 1), labels)
+    return {"steps": 1, "nfe": out.nfe, "guidance_scale": guidance, "fd_digits": round(ev["fd_digits"], 4),
+            "class_accuracy": round(ev["class_accuracy"], 4), "cpu_ms_per_image": round(1000 * cpu / 500, 2)}
+
+
+def roundtrip(net, x01, y, guidance: float, interval) -> list[dict]:
+    rows = []
+
+    def run(method: str, scale: float, **kw) -> None:
+        t0 = time.process_time()
+        rec = editing.reconstruct(net, x01, labels=y, guidance_scale=scale, guidance_interval=interval,
+                                  method=method, **kw)
+        cpu = time.process_time() - t0
+        p = psnr(rec.images, x01, data_range=1.0)
+        rows.append({"method": method, "guidance_scale": scale, **kw, "nfe": rec.nfe,
+                     "psnr": round(float(p.mean()), 3), "psnr_min": round(float(p.min()), 3),
+                     "cpu_ms_per_image": round(1000 * cpu / len(x01), 2)})
+        print(json.dumps({"roundtrip": rows[-1]}), flush=True)
+
+    for scale in sorted({1.0, guidance}):
+        if vf.has_backward_field(net):
+            for k in (0, 1, 2, 3):
+                run("backward", scale, num_refinements=k)
+        run("fixed-point", scale)
+    return rows
+
+
+def at_accuracy(rows: list[dict], target: float) -> dict | None:
+    """SSIM/PSNR/NFE where a strength curve first reaches ``target`` accuracy (linear in between)."""
+    prev = None
+    for r in rows:
+        if r["target_accuracy"] >= target:
+            if prev is None or prev["target_accuracy"] >= target:
+                return {k: r[k] for k in ("strength", "ssim", "psnr", "nfe")}
+            w = (target - prev["target_accuracy"]) / (r["target_accuracy"] - prev["target_accuracy"])
+            out = {k: prev[k] + w * (r[k] - prev[k]) for k in ("strength", "ssim", "psnr")}
+            return {**{k: round(v, 4) for k, v in out.items()}, "nfe": r["nfe"]}
+        prev = r
+    return None
+
+
+def edits(net, x01, y, strengths: list[float], guidance: float, interval, seed: int,
+          source_guidances: list[float], refinements: list[int]) -> dict:
+    tgt = (y + 1) % 10
+    x = x01 * 2 - 1
+    editors = {}
+    if vf.has_backward_field(net):
+        for sg in source_guidances:
+            for k in refinements:
+                editors[f"edit_backward_w{sg:g}_k{k}"] = lambda s, sg=sg, k=k: editing.edit(
+                    net, x01, labels=tgt, source_labels=y, strength=s, guidance_scale=guidance,
+                    guidance_interval=interval, source_guidance_scale=sg, num_refinements=k)
+    editors["edit_fixed_point"] = lambda s: editing.edit(
+        net, x01, labels=tgt, source_labels=y, strength=s, guidance_scale=guidance, guidance_interval=interval,
+        method="fixed-point", generator=torch.Generator().manual_seed(seed))
+    editors["flow_edit"] = lambda s: editing.flow_edit(
+        net, x01, labels=tgt, source_labels=y, strength=s, guidance_scale=guidance, guidance_interval=interval,
+        generator=torch.Generator().manual_seed(seed))
+    results = {}
+    for name, fn in editors.items():
+        rows = []
+        for s in strengths:
+            t0 = time.process_time()
+            res = fn(s)
+            cpu = time.process_time() - t0
+            out = res.images * 2 - 1
+            acc = evaluate_digits(out, tgt)["class_accuracy"]
+            rows.append({"strength": s, "target_accuracy": round(acc, 4), "ssim": round(float(ssim(out, x).mean()), 4),
+                         "psnr": round(float(psnr(out, x).mean()), 3), "nfe": res.nfe,
+                         "cpu_ms_per_edit": round(1000 * cpu / len(x), 2)})
+            print(json.dumps({"editor": name, **rows[-1]}), flush=True)
+        results[name] = {"curve": rows, "at_90": at_accuracy(rows, 0.9)}
+    return results
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--model", default=None, help="pMF model folder (default: the bundled MNIST pMF)")
+    p.add_argument("--split", choices=("train", "test"), default="test",
+                   help="digits of the round trip and edits: train (to choose defaults) or test (to report)")
+    p.add_argument("--num-images", type=int, default=100, help="digits, evenly over the split")
+    p.add_argument("--sections", default="generation,roundtrip,edits", help="comma-separated sections")
+    p.add_argument("--strengths", default="0.5,0.6,0.7,0.8,0.9,1.0", help="edit strengths")
+    p.add_argument("--guidance-scale", type=float, default=None,
+                   help="omega of generation, regeneration and edits (default: the model's)")
+    p.add_argument("--edit-guidance-scale", type=float, default=None,
+                   help="omega of the target class in edits (default: editing.EDIT_GUIDANCE)")
+    p.add_argument("--source-guidances", default="1", help="omegas the edit inverts under (comma-separated)")
+    p.add_argument("--refinements", default="0,1", help="backward refinements tried in edits")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--out", default=None, help="JSON file")
+    args = p.parse_args(argv)
+    torch.set_num_threads(args.threads)
+    model_dir = Path(args.model) if args.model else bundled_model_dir("mnist")
+    net, cfg = editing.from_pretrained(model_dir)
+    samp = cfg.get("sampling", {})
+    guidance = args.guidance_scale or float(samp.get("guidance_scale", 1.0))
+    interval = tuple(samp.get("guidance_interval", (0.0, 1.0)))
+    report: dict = {"bench": "bidirectional", "model": str(model_dir), "split": args.split,
+                    "num_images": args.num_images, "guidance_scale": guidance, "threads": args.threads,
+                    "backward_head": vf.has_backward_field(net), "train_steps": cfg.get("train_steps")}
+    sections = set(args.sections.split(","))
+    if "generation" in sections:
+        report["generation"] = generation(net, guidance, interval, args.seed)
+        print(json.dumps({"generation": report["generation"]}), flush=True)
+    x01, y = digits(args.split, args.num_images)
+    if "roundtrip" in sections:
+        report["roundtrip"] = roundtrip(net, x01, y, guidance, interval)
+    if "edits" in sections:
+        report["edits"] = edits(net, x01, y, [float(s) for s in args.strengths.split(",")],
+                                args.edit_guidance_scale or editing.EDIT_GUIDANCE, interval, args.seed,
+                                [float(s) for s in args.source_guidances.split(",")],
+                                [int(k) for k in args.refinements.split(",")])
+    print(json.dumps(report))
+    if args.out:
+        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.out).write_text(json.dumps(report, indent=1) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,188 @@
+"""The one boundary between the public pmf_edit API and the model: the rules every task follows.
+
+Public functions of ``pmf_edit.editing`` and ``pmf_edit.style`` take float images (B, C, H, W) in
+[0, 1] and return the same; ``core`` works in [-1, 1] on the network's device and dtype. Everything
+that crosses between the two goes through here, so that every task checks its arguments with the
+same rules and words, converts ranges the same way and draws noise the same way:
+
+    checks      images (one rule: torch float32/float64 (B, C, H, W), B >= 1, values in [0, 1]),
+                class labels (one rule: indices 0..K-1 or None for the null class), strength,
+                step counts, guidance
+    ranges      to_model: [0, 1] -> [-1, 1] on the network's device and dtype;
+                to_images: [-1, 1] -> [0, 1] (clamped) on the caller's device and dtype
+    noise       sample_noise: standard normal drawn sample by sample from the caller's generator, so
+                sample i's noise does not depend on the batch size
+    noising     forward_noise: z_t = (1 - t) x + t s e, the time convention of core/meanflow.py
+
+The jump loop and the inversion are model-range primitives: ``pmf_edit.velocity``.
+
+Example:
+    >>> check_images(images01, "content", channels=3)
+    >>> x = to_model(net, images01)                        # (B, C, H, W) in [-1, 1]
+    >>> e = sample_noise(x.shape[0], x.shape[1:], generator, like=x)
+    >>> z = forward_noise(x, e, 0.7, net.cfg.noise_scale)  # z_0.7
+"""
+from __future__ import annotations
+
+from typing import Sequence
+
+import torch
+from torch import Tensor
+
+from core.images import from_model_range, to_model_range
+from core.model import PixelMeanFlow
+from core.sampling import draw_noise
+
+__all__ = [
+    "Labels", "check_images", "check_labels", "check_strength", "check_steps", "check_guidance", "to_model",
+    "to_images", "sample_noise", "forward_noise",
+]
+
+Labels = Tensor | Sequence[int] | int | None
+
+# ------------------------------------------------------------------------------------------------
+# Argument checks: each raises TypeError (not a tensor) or ValueError naming the argument.
+
+
+def check_images(
+    images: Tensor,
+    name: str = "images",
+    *,
+    channels: int | None = None,
+    size: int | None = None,
+    min_side: int = 1,
+) -> None:
+    """Raise unless ``images`` is a float32/float64 tensor (B, C, H, W), B >= 1, values in [0, 1].
+
+    Args:
+        images: the argument to check.
+        name: the argument's name, used in the message.
+        channels: the C the model takes (None: any).
+        size: the side the model takes, H = W = size (None: any size).
+        min_side: smallest H and W accepted.
+
+    Raises:
+        TypeError: not a tensor.
+        ValueError: dtype, rank, channels, size, empty batch, or values outside [0, 1] (NaN included).
+
+    Example:
+        >>> check_images(torch.rand(2, 3, 32, 32), "content", channels=3)
+    """
+    c = "C" if channels is None else str(channels)
+    if not isinstance(images, Tensor):
+        raise TypeError(f"{name} must be a torch.Tensor (B, {c}, H, W) in [0, 1], got {type(images).__name__}")
+    shape = tuple(images.shape)
+    if images.dtype not in (torch.float32, torch.float64):
+        raise ValueError(f"{name} must be float32 or float64 in [0, 1], got dtype {images.dtype} (shape {shape})")
+    if images.ndim != 4:
+        raise ValueError(f"{name} must be (B, C, H, W) = (B, {c}, H, W), got shape {shape}")
+    if channels is not None and images.shape[1] != channels:
+        raise ValueError(f"{name} must be (B, {channels}, H, W): {images.shape[1]} channels but the model takes "
+                         f"{channels}, got shape {shape}")
+    if images.shape[0] == 0:
+        raise ValueError(f"{name} is an empty batch (shape {shape})")
+    if size is not None and tuple(images.shape[2:]) != (size, size):
+        raise ValueError(f"{name} are {images.shape[2]}x{images.shape[3]} but the model takes "
+                         f"{size}x{size} (shape {shape})")
+    if min(images.shape[2:]) < min_side:
+        raise ValueError(f"{name} must be at least {min_side}x{min_side} pixels, got shape {shape}")
+    lo, hi = float(images.min()), float(images.max())
+    if not (0.0 <= lo and hi <= 1.0):  # also catches NaN
+        raise ValueError(f"{name} must lie in [0, 1], got values in [{lo:.4g}, {hi:.4g}] (shape {shape})")
+
+
+def check_labels(net: PixelMeanFlow, labels: Labels, n: int, name: str = "labels", *,
+                 required: bool = False) -> Tensor | None:
+    """Class labels as a (n,) int64 tensor on the network's device, or None for the null class.
+
+    The one rule of the public API: a class is an index 0..K-1 (K = ``net.cfg.num_classes``),
+    given once for the batch or per image; the null (unconditional) class is asked for with
+    ``None``, never by its internal index K (``pmf_edit.velocity`` takes K inside the model range).
+
+    Args:
+        net: the network (its ``cfg.num_classes`` bounds the indices).
+        labels: None, one int, or (n,) integer indices.
+        n: batch size.
+        name: the argument's name, used in the message.
+        required: raise if ``labels`` is None.
+
+    Example:
+        >>> check_labels(net, 3, 2)
+        tensor([3, 3])
+    """
+    k = net.cfg.num_classes
+    if labels is None:
+        if not required:
+            return None
+        raise ValueError(f"{name} is required (class indices in [0, {k - 1}])")
+    y = torch.as_tensor(labels).reshape(-1)
+    if y.is_floating_point() or y.dtype == torch.bool:
+        raise ValueError(f"{name} must be integer class indices, got dtype {y.dtype}")
+    y = y.long()
+    if y.numel() == 1:
+        y = y.expand(n)
+    if y.shape != (n,):
+        raise ValueError(f"{name} must be one int or ({n},) for {n} images, got shape {tuple(y.shape)}")
+    if y.min() < 0 or y.max() >= k:
+        bad = sorted(set(y[(y < 0) | (y >= k)].tolist()))
+        raise ValueError(f"{name} {bad[:5]} outside the model's classes 0..{k - 1} (None = the null class)")
+    return y.to(next(net.parameters()).device)
+
+
+def check_strength(strength: float, *, allow_zero: bool = False, name: str = "strength") -> float:
+    """``strength`` as a float in (0, 1], or [0, 1] with ``allow_zero`` (0 = return the input)."""
+    s = float(strength)
+    ok = (0.0 <= s <= 1.0) if allow_zero else (0.0 < s <= 1.0)
+    if not ok:  # also catches NaN
+        raise ValueError(f"{name} must lie in {'[' if allow_zero else '('}0, 1], got {strength}")
+    return s
+
+
+def check_steps(num_steps: int, name: str = "num_steps") -> int:
+    """A count of steps/iterations as an int >= 1."""
+    if int(num_steps) != num_steps or num_steps < 1:
+        raise ValueError(f"{name} must be an integer >= 1, got {num_steps}")
+    return int(num_steps)
+
+
+def check_guidance(guidance_scale: float | Tensor, guidance_interval: tuple[float, float] = (0.0, 1.0),
+                   name: str = "guidance_scale") -> None:
+    """Guidance scale omega >= 1 (1 = unguided; a float or per-sample (B,) tensor) and interval
+    0 <= t_min <= t_max <= 1."""
+    low = float(torch.as_tensor(guidance_scale).min())
+    if not low >= 1.0:  # also catches NaN
+        shown = guidance_scale if not isinstance(guidance_scale, Tensor) else f"a minimum of {low}"
+        raise ValueError(f"{name} must be >= 1 (1 = unguided), got {shown}")
+    lo, hi = (float(v) for v in guidance_interval)
+    if not 0.0 <= lo <= hi <= 1.0:
+        raise ValueError(f"guidance_interval must satisfy 0 <= t_min <= t_max <= 1, got {guidance_interval}")
+
+
+# ------------------------------------------------------------------------------------------------
+# Ranges, noise, forward noising
+
+
+def to_model(net: PixelMeanFlow, images: Tensor) -> Tensor:
+    """[0, 1] images -> [-1, 1] on the network's device and dtype (same shape)."""
+    p = next(net.parameters())
+    return to_model_range(images.to(device=p.device, dtype=p.dtype))
+
+
+def to_images(x: Tensor, like: Tensor) -> Tensor:
+    """Model-range x -> [0, 1] (clamped) with the device and dtype of ``like`` (the caller's input)."""
+    return from_model_range(x).to(device=like.device, dtype=like.dtype)
+
+
+def sample_noise(n: int, shape: Sequence[int], generator: torch.Generator | None, like: Tensor) -> Tensor:
+    """(n, *shape) standard normal noise with the device and dtype of ``like``.
+
+    Drawn one sample at a time on the CPU (``core.sampling.draw_noise``), so sample i's noise does
+    not depend on the batch size; a sample's several draws (e.g. shape (draws, C, H, W)) are taken
+    together.
+    """
+    return draw_noise(n, tuple(shape), generator, like.device).to(dtype=like.dtype)
+
+
+def forward_noise(x: Tensor, eps: Tensor, t: float, noise_scale: float) -> Tensor:
+    """z_t = (1 - t) x + t s e: the state at time t of image x (model range) with noise e, scale s."""
+    return (1.0 - t) * x + t * noise_scale * eps

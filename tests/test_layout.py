@@ -1,0 +1,161 @@
+"""pmf_edit's layout: capability subpackages on shared modules, old import paths kept, one set of rules."""
+from __future__ import annotations
+
+import ast
+import importlib
+from pathlib import Path
+
+import pytest
+import torch
+
+import pmf_edit
+from core.attention import attention
+from core.model import build_model
+
+ROOT = Path(pmf_edit.__file__).parent
+
+
+@pytest.mark.parametrize("old, new", [
+    ("pmf_edit.flow", "pmf_edit.video.flow"),
+    ("pmf_edit.interpolate", "pmf_edit.video.interpolate"),
+    ("pmf_edit.vfi_refine", "pmf_edit.video.refine"),
+    ("pmf_edit.style_baselines", "pmf_edit.style.baselines"),
+])
+def test_former_flat_modules_are_the_moved_modules(old, new):
+    # The same module object, so attributes (and monkeypatches) seen through either name agree.
+    assert importlib.import_module(old) is importlib.import_module(new)
+
+
+def test_public_names_resolve():
+    for name in pmf_edit.__all__:
+        assert callable(getattr(pmf_edit, name)), name
+    from pmf_edit.editing import EDIT_GUIDANCE, edit, from_pretrained, invert  # noqa: F401
+    from pmf_edit.style import DEFAULT_METHOD, _inject, resolve_style_class, style_transfer  # noqa: F401
+    from pmf_edit.video import CONFIGS, cut_score, has_audio, interpolate_video  # noqa: F401
+    assert pmf_edit.edit is edit and pmf_edit.style_transfer is style_transfer
+    with pytest.raises(AttributeError, match="no attribute 'nope'"):
+        pmf_edit.editing.nope  # noqa: B018
+
+
+def _imports(path: Path) -> set[str]:
+    mods = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.ImportFrom) and node.module:
+            mods.add(node.module)
+        elif isinstance(node, ast.Import):
+            mods.update(a.name for a in node.names)
+    return mods
+
+
+@pytest.mark.parametrize("pkg", ["editing", "style", "video"])
+def test_capabilities_never_import_each_other(pkg):
+    # Shared pieces live one level up (boundary, velocity); a capability never imports another.
+    others = {f"pmf_edit.{p}" for p in ("editing", "style", "video", "flow", "interpolate", "vfi_refine",
+                                        "style_baselines") if p != pkg}
+    for f in (ROOT / pkg).glob("*.py"):
+        bad = {m for m in _imports(f) if any(m == o or m.startswith(o + ".") for o in others)}
+        assert not bad, f"{f.name} imports {bad}"
+
+
+# ------------------------------------------------------------------------------------------------
+# One rule for every task (pmf_edit.boundary)
+
+
+@pytest.fixture(scope="module")
+def nets():
+    torch.manual_seed(0)
+    gray = build_model("pMF-T/4", with_v_head=False).eval()
+    rgb = build_model("pMF-T/4", in_channels=3, num_classes=5, with_v_head=False).eval()
+    return gray, rgb
+
+
+def test_same_image_rule_and_words_everywhere(nets):
+    gray, rgb = nets
+    half_g, half_c = torch.rand(1, 1, 32, 32).half(), torch.rand(1, 3, 32, 32).half()
+    calls = [
+        lambda: pmf_edit.sdedit(gray, half_g),
+        lambda: pmf_edit.style_transfer(rgb, half_c, torch.rand(1, 3, 32, 32)),
+        lambda: pmf_edit.reinhard_transfer(half_c, torch.rand(1, 3, 32, 32)),
+    ]
+    for call in calls:  # float16 was accepted by the baselines and refused by the others
+        with pytest.raises(ValueError, match=r"must be float32 or float64 in \[0, 1\], got dtype torch.float16"):
+            call()
+    for call in (lambda: pmf_edit.sdedit(gray, [[0.5]]), lambda: pmf_edit.reinhard_transfer([[0.5]], None)):
+        with pytest.raises(TypeError, match=r"must be a torch.Tensor \(B, [13], H, W\) in \[0, 1\]"):
+            call()
+
+
+def test_null_class_is_none_at_the_public_api(nets):
+    gray, _ = nets
+    x = torch.rand(2, 1, 32, 32)
+    null = gray.null_class
+    for call in (lambda: pmf_edit.sdedit(gray, x, labels=null), lambda: pmf_edit.invert(gray, x, labels=null)):
+        with pytest.raises(ValueError, match=rf"\[{null}\] outside the model's classes 0..9 \(None = the null class\)"):
+            call()
+    g = torch.Generator().manual_seed(0)
+    assert pmf_edit.sdedit(gray, x, labels=None, generator=g).images.shape == x.shape
+
+
+def test_guidance_checked_before_any_work(nets):
+    gray, _ = nets
+    x = torch.rand(1, 1, 32, 32)
+    with pytest.raises(ValueError, match=r"source_guidance_scale must be >= 1"):
+        pmf_edit.flow_edit(gray, x, labels=1, source_guidance_scale=0.5)
+    with pytest.raises(ValueError, match=r"guidance_interval must satisfy"):
+        pmf_edit.inpaint(gray, x, torch.ones(32, 32), guidance_interval=(0.8, 0.2))
+
+
+# ------------------------------------------------------------------------------------------------
+# The attention-processor hook (core.model.Attention.processor) that style transfer uses
+
+
+def _rgb_net():
+    torch.manual_seed(0)
+    m = build_model("pMF-T/4", in_channels=3, num_classes=5, with_v_head=False).eval()
+    with torch.no_grad():  # non-zero gates, so attention changes the output
+        for name, p in m.named_parameters():
+            if name.endswith("_gate") or name.startswith("u_final.linear"):
+                p.normal_(0.0, 0.1)
+    return m
+
+
+def test_processor_hook_is_called_and_plain_processor_is_identity():
+    net = _rgb_net()
+    blocks = list(net.shared_blocks) + list(net.u_blocks)
+    z, t, r = torch.randn(2, 3, 32, 32), torch.full((2,), 0.6), torch.zeros(2)
+    with torch.no_grad():
+        plain = net(z, t, r)
+        seen = []
+
+        def proc(q, k, v, backend):
+            seen.append(tuple(q.shape))
+            return attention(q, k, v, backend=backend)
+
+        for b in blocks:
+            b.attn.processor = proc
+        try:
+            hooked = net(z, t, r)
+        finally:
+            for b in blocks:
+                b.attn.processor = None
+    assert len(seen) == len(blocks) and torch.equal(hooked, plain)
+    assert "processor" not in net.state_dict() and all(b.attn.processor is None for b in blocks)
+
+
+def test_kv_replace_with_identical_halves_is_the_plain_forward():
+    # With the style half equal to the content half, "kv_replace" hands the content queries
+    # [own prefix + (identical) image tokens]: exactly the keys/values of a plain forward.
+    from pmf_edit.style import _inject
+
+    net = _rgb_net()
+    z1 = torch.randn(1, 3, 32, 32)
+    z, t, r = torch.cat([z1, z1]), torch.full((2,), 0.6), torch.zeros(2)
+    with torch.no_grad():
+        plain = net(z, t, r)
+        with _inject(net, "kv_replace", 0, 1.0):
+            mixed = net(z, t, r)
+        with _inject(net, "kv", 0, 1.0):
+            shared = net(z, t, r)
+    torch.testing.assert_close(mixed, plain, atol=1e-5, rtol=0)
+    assert not torch.allclose(shared[:1], plain[:1], atol=1e-4)  # "kv" doubles the image tokens' weight
+    torch.testing.assert_close(shared[1:], plain[1:], atol=1e-5, rtol=0)
