@@ -171,3 +171,49 @@ def test_gpu_check_cpu_smoke_runs_every_section(tmp_path):
     assert report["compile"]["sampler_bf16_b1"]["vs_eager_bf16"]["max_abs_diff"] < 1e-5
     assert report["train"]["pmf"]["loss_finite"] and report["train"]["fm"]["loss_finite"]
     assert set(report["sampling"]["targets"]) == {"latency_ms_b1_bf16", "img_per_s"}
+
+
+def _task_calls(net):
+    import pmf_edit
+
+    g = torch.Generator().manual_seed(5)
+    images = torch.rand(2, 3, 32, 32, generator=g)
+    style = torch.rand(1, 3, 32, 32, generator=g)
+    mask = torch.zeros(2, 1, 32, 32, dtype=torch.bool)
+    mask[..., 16:, :] = True
+    gen = lambda: torch.Generator().manual_seed(0)  # noqa: E731
+    return {
+        "invert": lambda **kw: pmf_edit.invert(net, images, labels=[1, 2], num_steps=1, num_iterations=2, **kw).latents,
+        "reconstruct": lambda **kw: pmf_edit.reconstruct(net, images, labels=[1, 2], num_steps=1, **kw).images,
+        "edit": lambda **kw: pmf_edit.edit(net, images, source_labels=[1, 2], labels=[3, 4], generator=gen(), **kw).images,
+        "sdedit": lambda **kw: pmf_edit.sdedit(net, images, labels=[3, 4], generator=gen(), **kw).images,
+        "flow_edit": lambda **kw: pmf_edit.flow_edit(net, images, source_labels=[1, 2], labels=[3, 4], num_steps=2,
+                                                     generator=gen(), **kw).images,
+        "inpaint": lambda **kw: pmf_edit.inpaint(net, images, mask, labels=[1, 2], num_steps=2, generator=gen(),
+                                                 **kw).images,
+        "style_transfer": lambda **kw: pmf_edit.style_transfer(net, images, style, generator=gen(), **kw).images,
+    }
+
+
+@pytest.mark.parametrize("task", ["invert", "reconstruct", "edit", "sdedit", "flow_edit", "inpaint", "style_transfer"])
+def test_every_pmf_edit_task_takes_precision(net, task):
+    call = _task_calls(net)[task]
+    ref = call()
+    assert torch.equal(call(precision="fp32"), ref)  # the default is fp32 and "fp32" is the same
+    low = call(precision="bf16")
+    assert low.dtype == ref.dtype == torch.float32
+    diff = (low - ref).abs().max().item()
+    assert 0 < diff < 0.1 * max(ref.abs().max().item(), 1.0), diff  # bf16 ran, and stayed close
+    with pytest.raises(ValueError, match="precision must be one of"):
+        call(precision="fp16")
+
+
+def test_task_signature_and_docs_name_precision():
+    import inspect
+
+    import pmf_edit
+
+    for name in ("invert", "reconstruct", "edit", "sdedit", "flow_edit", "inpaint", "style_transfer"):
+        fn = getattr(pmf_edit, name)
+        assert inspect.signature(fn).parameters["precision"].default is None, name
+        assert "precision:" in fn.__doc__ and fn.__doc__.index("precision:") < fn.__doc__.index("Returns:"), name

@@ -34,7 +34,7 @@ import torch
 from core.model import PixelMeanFlow
 from pmf_edit import velocity as vf
 from pmf_edit.boundary import (Labels, check_guidance, check_images, check_labels, check_steps, check_strength,
-                               forward_noise, sample_noise, to_images, to_model)
+                               forward_noise, sample_noise, to_images, to_model, with_precision)
 from pmf_edit.velocity import DEFAULT_INTERVALS, DEFAULT_ITERATIONS, DEFAULT_REFINEMENTS
 
 __all__ = [
@@ -131,6 +131,7 @@ def _check_refinements(num_refinements: int) -> int:
 # Tasks
 
 
+@with_precision
 def invert(
     net: PixelMeanFlow,
     images: torch.Tensor,
@@ -186,6 +187,7 @@ def invert(
                            nfe=inv.nfe, residual=inv.residual)
 
 
+@with_precision
 def reconstruct(
     net: PixelMeanFlow,
     images: torch.Tensor,
@@ -222,6 +224,7 @@ def reconstruct(
     return EditResult(images=to_images(x, images), nfe=inv.nfe + n)
 
 
+@with_precision
 def edit(
     net: PixelMeanFlow,
     images: torch.Tensor,
@@ -295,6 +298,7 @@ def edit(
     return EditResult(images=to_images(x, images), nfe=inv.nfe + k)
 
 
+@with_precision
 def sdedit(
     net: PixelMeanFlow,
     images: torch.Tensor,
@@ -336,6 +340,7 @@ def sdedit(
     return EditResult(images=to_images(out, images), nfe=k)
 
 
+@with_precision
 def flow_edit(
     net: PixelMeanFlow,
     images: torch.Tensor,
@@ -417,6 +422,7 @@ def _velocity_mixed(net: PixelMeanFlow, z: torch.Tensor, t: float, r: float, y: 
                full(interval[0]), full(interval[1]))
 
 
+@with_precision
 def inpaint(
     net: PixelMeanFlow,
     images: torch.Tensor,

@@ -53,7 +53,8 @@ from core.attention import Backend, attention
 from core.images import from_model_range, to_model_range
 from core.model import AttentionProcessor, PixelMeanFlow
 from pmf_edit import velocity as vf
-from pmf_edit.boundary import check_guidance, check_images, check_steps, check_strength, forward_noise, sample_noise
+from pmf_edit.boundary import (check_guidance, check_images, check_steps, check_strength, forward_noise,
+                               sample_noise, with_precision)
 
 __all__ = ["StyleResult", "style_transfer", "resolve_style_class"]
 
@@ -317,6 +318,7 @@ def _resize(x: Tensor, size: tuple[int, int]) -> Tensor:
     return F.interpolate(x, size=size, mode="bicubic", align_corners=False, antialias=down)
 
 
+@with_precision
 def style_transfer(
     net: PixelMeanFlow,
     content: Tensor,
