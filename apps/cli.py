@@ -25,6 +25,10 @@ def build_parser() -> argparse.ArgumentParser:
         prog="pmf",
         description="pixel MeanFlow: one-step generation, editing and frame interpolation.",
     )
+    parser.add_argument("--precision", choices=("fp32", "bf16"), default=None,
+                        help="network precision of sample / edit / stylize (bf16: bf16 autocast of the "
+                             "matmuls; default: core.precision.DEFAULT_PRECISION, fp32). Training has "
+                             "its own --bf16")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name in COMMANDS:
         try:
@@ -43,6 +47,11 @@ def main(argv: list[str] | None = None) -> int:
     if not getattr(args, "func", None):
         parser.print_help()
         return 2
+    previous = None
+    if args.precision is not None:
+        from core.precision import set_default_precision
+
+        previous = set_default_precision(args.precision)  # samplers and pmf_edit tasks resolve None to it
     try:
         return int(args.func(args) or 0)
     except KeyboardInterrupt:
@@ -52,6 +61,9 @@ def main(argv: list[str] | None = None) -> int:
         # Bad input: a clear one-line message, no traceback.
         print(f"pmf {args.command}: error: {err}", file=sys.stderr)
         return 2
+    finally:
+        if previous is not None:  # in-process callers (tests) get their default back
+            set_default_precision(previous)
 
 
 if __name__ == "__main__":
