@@ -11,8 +11,7 @@ same rounds, interleaved (fp32, bf16, ... then again), so that the load of a sha
 alike; ratios are taken within a round, then the median over rounds. "cpu_s" is this process's
 CPU time (all its threads; torch.compile's code generation also counts its worker processes), per
 network evaluation and per image. The APIs run with their step counts cut to 1-2 (the cost per
-evaluation is the point, ``nfe`` is reported); their bf16 rows run the call under
-``core.precision.autocast``.
+evaluation is the point, ``nfe`` is reported); their bf16 rows pass ``precision="bf16"``.
 
 "Both branches in one call": flow_edit evaluates a target and a source branch per step; it already
 batches them into one forward of 2B rows. The bare-network rows "b2_one_call" and "b1_two_calls"
@@ -146,7 +145,7 @@ def compiled_network(net: PixelMeanFlow, args: argparse.Namespace) -> dict[str, 
     """torch.compile (inductor) of the forward, batch 1, bf16 and fp32, against eager."""
     out: dict[str, Any] = {}
     compiled = torch.compile(net, dynamic=False)
-    for precision in ("bf16", "fp32"):
+    for precision in args.compile_precisions.split(","):
         fn = _forward_fn(compiled, 1, precision)
         c, w, got = measure(fn)
         ref = _forward_fn(net, 1, precision)()
@@ -157,7 +156,7 @@ def compiled_network(net: PixelMeanFlow, args: argparse.Namespace) -> dict[str, 
     return out
 
 
-def _api_calls(net: PixelMeanFlow, batch: int) -> dict[str, Callable[[], Any]]:
+def _api_calls(net: PixelMeanFlow, batch: int) -> dict[str, Callable[[str], Any]]:
     """Each API once, at the model's size, with step counts cut to 1-2 (see ``nfe``)."""
     c = net.cfg
     g = torch.Generator().manual_seed(3)
@@ -168,20 +167,20 @@ def _api_calls(net: PixelMeanFlow, batch: int) -> dict[str, Callable[[], Any]]:
     mask = torch.zeros(batch, 1, c.image_size, c.image_size, dtype=torch.bool)
     mask[..., c.image_size // 2:, :] = True
     gen = lambda: torch.Generator().manual_seed(0)  # noqa: E731
-    calls: dict[str, Callable[[], Any]] = {
-        "sample": lambda: sample_pmf(net, labels, guidance_scale=2.0, generator=gen()),
-        "invert": lambda: pmf_edit.invert(net, images, labels=labels, num_steps=1, num_iterations=2),
-        "edit": lambda: pmf_edit.edit(net, images, source_labels=labels, labels=target, num_iterations=2,
-                                      generator=gen()),
-        "sdedit": lambda: pmf_edit.sdedit(net, images, labels=target, generator=gen()),
-        "flow_edit": lambda: pmf_edit.flow_edit(net, images, source_labels=labels, labels=target,
-                                                num_steps=2, generator=gen()),
-        "inpaint": lambda: pmf_edit.inpaint(net, images, mask, labels=labels, num_steps=2, num_resample=1,
-                                            generator=gen()),
+    calls: dict[str, Callable[[str], Any]] = {
+        "sample": lambda p: sample_pmf(net, labels, guidance_scale=2.0, generator=gen(), precision=p),
+        "invert": lambda p: pmf_edit.invert(net, images, labels=labels, num_steps=1, num_iterations=2, precision=p),
+        "edit": lambda p: pmf_edit.edit(net, images, source_labels=labels, labels=target, num_iterations=2,
+                                      generator=gen(), precision=p),
+        "sdedit": lambda p: pmf_edit.sdedit(net, images, labels=target, generator=gen(), precision=p),
+        "flow_edit": lambda p: pmf_edit.flow_edit(net, images, source_labels=labels, labels=target,
+                                                num_steps=2, generator=gen(), precision=p),
+        "inpaint": lambda p: pmf_edit.inpaint(net, images, mask, labels=labels, num_steps=2, num_resample=1,
+                                            generator=gen(), precision=p),
     }
     if c.in_channels == 3:
-        calls["style_transfer"] = lambda: pmf_edit.style_transfer(net, images, style, size_mode="native",
-                                                                  generator=gen())
+        calls["style_transfer"] = lambda p: pmf_edit.style_transfer(net, images, style, size_mode="native",
+                                                                  generator=gen(), precision=p)
     return calls
 
 
@@ -192,11 +191,7 @@ def apis(net: PixelMeanFlow, args: argparse.Namespace) -> dict[str, Any]:
         res: dict[str, Any] = {}
         try:
             for precision in ("fp32", "bf16"):
-                def run(call=call, precision=precision):
-                    with autocast("cpu", precision):
-                        return call()
-
-                c, w, r = measure(run)
+                c, w, r = measure(lambda: call(precision))
                 nfe = r.nfe if hasattr(r, "nfe") else 1
                 res[precision] = {"nfe": nfe, "cpu_s_per_eval": round(c / nfe, 4), "wall_s_per_eval": round(w / nfe, 4)}
             res["speedup_bf16"] = round(res["fp32"]["cpu_s_per_eval"] / res["bf16"]["cpu_s_per_eval"], 3)
@@ -222,24 +217,22 @@ def agreement(model_dir: Path, n: int) -> dict[str, Any]:
     mask = torch.zeros(n, 1, c.image_size, c.image_size, dtype=torch.bool)
     mask[..., c.image_size // 2:, :] = True
     gen = lambda: torch.Generator().manual_seed(0)  # noqa: E731
-    calls: dict[str, Callable[[], torch.Tensor]] = {
-        "sample": lambda: ((sample_pmf(net, labels, guidance_scale=2.0, generator=gen()).images + 1) / 2).clamp(0, 1),
-        "reconstruct": lambda: pmf_edit.reconstruct(net, images, labels=labels).images,
-        "edit": lambda: pmf_edit.edit(net, images, source_labels=labels, labels=target, generator=gen()).images,
-        "sdedit": lambda: pmf_edit.sdedit(net, images, labels=target, generator=gen()).images,
-        "flow_edit": lambda: pmf_edit.flow_edit(net, images, source_labels=labels, labels=target,
-                                                generator=gen()).images,
-        "inpaint": lambda: pmf_edit.inpaint(net, images, mask, labels=labels, generator=gen()).images,
+    calls: dict[str, Callable[[str], torch.Tensor]] = {
+        "sample": lambda p: ((sample_pmf(net, labels, guidance_scale=2.0, generator=gen(), precision=p).images + 1) / 2).clamp(0, 1),
+        "reconstruct": lambda p: pmf_edit.reconstruct(net, images, labels=labels, precision=p).images,
+        "edit": lambda p: pmf_edit.edit(net, images, source_labels=labels, labels=target, generator=gen(), precision=p).images,
+        "sdedit": lambda p: pmf_edit.sdedit(net, images, labels=target, generator=gen(), precision=p).images,
+        "flow_edit": lambda p: pmf_edit.flow_edit(net, images, source_labels=labels, labels=target,
+                                                generator=gen(), precision=p).images,
+        "inpaint": lambda p: pmf_edit.inpaint(net, images, mask, labels=labels, generator=gen(), precision=p).images,
     }
     if c.in_channels == 3:
         style = images.roll(1, 0)
-        calls["style_transfer"] = lambda: pmf_edit.style_transfer(net, images, style, generator=gen()).images
+        calls["style_transfer"] = lambda p: pmf_edit.style_transfer(net, images, style, generator=gen(), precision=p).images
     out: dict[str, Any] = {}
     for name, call in calls.items():
         try:
-            a = call()
-            with autocast("cpu", "bf16"):
-                b = call()
+            a, b = call("fp32"), call("bf16")
             out[name] = round(float(psnr(b.float().clamp(0, 1), a.float().clamp(0, 1), data_range=1.0).mean()), 2)
         except Exception as e:
             out[name] = f"error: {type(e).__name__}: {str(e).splitlines()[0][:200]}"
@@ -285,7 +278,10 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     ap.add_argument("--big-rounds", type=int, default=2, help="interleaved rounds at the big batch")
     ap.add_argument("--no-compile", action="store_true", help="skip torch.compile (its code generation "
                     "costs minutes of CPU)")
+    ap.add_argument("--compile-precisions", default="bf16,fp32", help="precisions to compile (comma list)")
+    ap.add_argument("--skip-bare", action="store_true", help="skip the bare-network timings")
     ap.add_argument("--skip-apis", action="store_true", help="skip the API timings")
+    ap.add_argument("--skip-agreement", action="store_true", help="skip the PSNR check on the trained models")
     ap.add_argument("--agreement-n", type=int, default=16, help="images per API in the PSNR check")
     ap.add_argument("--out", type=Path, default=None, help="also write the JSON here")
     ap.add_argument("--plot", type=Path, default=None, help="write a bar chart here (PNG)")
@@ -298,7 +294,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     t0, c0 = time.perf_counter(), cpu_seconds()
     torch.manual_seed(0)
     net = trained_like(build_model("pMF-B/16", with_v_head=False)).eval()
-    res["bare"] = bare_network(net, args)
+    if not args.skip_bare:
+        res["bare"] = bare_network(net, args)
     if not args.no_compile:
         try:
             res["compile"] = compiled_network(net, args)
@@ -307,16 +304,18 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     if not args.skip_apis:
         res["apis"] = apis(net, args)
     del net
-    res["agreement_psnr_db_bf16_vs_fp32"] = {name: agreement(ASSETS / name, args.agreement_n)
-                                             for name in ("pmf-photos", "pmf-mnist")}
-    b1 = res["bare"]["batch1"]["bf16"]["speedup_vs_fp32"]
-    bb = res["bare"][f"batch{args.big_batch}"]["bf16"]["speedup_vs_fp32"]
-    worst = min(v["min_db"] for v in res["agreement_psnr_db_bf16_vs_fp32"].values() if v["min_db"] is not None)
-    res["bf16_default_decision"] = {
-        "speedup_b1": b1, f"speedup_b{args.big_batch}": bb, "worst_api_psnr_db": worst,
-        "rule": f">= {SPEEDUP_BAR}x at batch 1 and {args.big_batch}, >= {PSNR_BAR_DB} dB on every API",
-        "make_default": bool(b1 >= SPEEDUP_BAR and bb >= SPEEDUP_BAR and worst >= PSNR_BAR_DB),
-    }
+    if not args.skip_agreement:
+        res["agreement_psnr_db_bf16_vs_fp32"] = {name: agreement(ASSETS / name, args.agreement_n)
+                                                 for name in ("pmf-photos", "pmf-mnist")}
+    if "bare" in res and "agreement_psnr_db_bf16_vs_fp32" in res:
+        b1 = res["bare"]["batch1"]["bf16"]["speedup_vs_fp32"]
+        bb = res["bare"][f"batch{args.big_batch}"]["bf16"]["speedup_vs_fp32"]
+        worst = min(v["min_db"] for v in res["agreement_psnr_db_bf16_vs_fp32"].values() if v["min_db"] is not None)
+        res["bf16_default_decision"] = {
+            "speedup_b1": b1, f"speedup_b{args.big_batch}": bb, "worst_api_psnr_db": worst,
+            "rule": f">= {SPEEDUP_BAR}x at batch 1 and {args.big_batch}, >= {PSNR_BAR_DB} dB on every API",
+            "make_default": bool(b1 >= SPEEDUP_BAR and bb >= SPEEDUP_BAR and worst >= PSNR_BAR_DB),
+        }
     res["total_cpu_s"] = round(cpu_seconds() - c0, 1)
     res["total_wall_s"] = round(time.perf_counter() - t0, 1)
     with open("/proc/loadavg") as f:
@@ -326,7 +325,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     if args.out:
         args.out.parent.mkdir(parents=True, exist_ok=True)
         args.out.write_text(json.dumps(res, indent=1) + "\n")
-    if args.plot:
+    if args.plot and "bare" in res and "apis" in res:
         _plot(res, args.plot)
     return res
 
