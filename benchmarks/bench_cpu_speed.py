@@ -5,6 +5,10 @@ then the bf16-vs-fp32 agreement (PSNR) of every API on the bundled TRAINED model
     python benchmarks/bench_cpu_speed.py --threads 2 --out benchmarks/results/cpu_speed.json \
         --plot benchmarks/results/cpu_speed.png
 
+About 100 network evaluations of pMF-B/16 plus one compilation: 2-3 CPU minutes on a quiet 2-core
+machine, several times that under load (CPU time itself grows under contention). ``--skip-bare`` /
+``--skip-apis`` / ``--no-compile`` / ``--skip-agreement`` split it into smaller runs.
+
 Speed: random pMF-B/16 weights (speed does not depend on the values; the zero-initialised gates
 and final layers are moved off zero so that no work is skipped). Every variant is measured in the
 same rounds, interleaved (fp32, bf16, ... then again), so that the load of a shared machine hits them
@@ -273,12 +277,12 @@ def _plot(res: dict[str, Any], path: Path) -> None:
 def main(argv: list[str] | None = None) -> dict[str, Any]:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--threads", type=int, default=2, help="torch CPU threads")
-    ap.add_argument("--rounds", type=int, default=3, help="interleaved rounds at batch 1 and 2")
+    ap.add_argument("--rounds", type=int, default=2, help="interleaved rounds at batch 1 and 2")
     ap.add_argument("--big-batch", type=int, default=8, help="the batched measurement's batch size")
-    ap.add_argument("--big-rounds", type=int, default=2, help="interleaved rounds at the big batch")
+    ap.add_argument("--big-rounds", type=int, default=1, help="interleaved rounds at the big batch")
     ap.add_argument("--no-compile", action="store_true", help="skip torch.compile (its code generation "
                     "costs minutes of CPU)")
-    ap.add_argument("--compile-precisions", default="bf16,fp32", help="precisions to compile (comma list)")
+    ap.add_argument("--compile-precisions", default="bf16", help="precisions to compile (comma list)")
     ap.add_argument("--skip-bare", action="store_true", help="skip the bare-network timings")
     ap.add_argument("--skip-apis", action="store_true", help="skip the API timings")
     ap.add_argument("--skip-agreement", action="store_true", help="skip the PSNR check on the trained models")
