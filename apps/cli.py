@@ -17,6 +17,7 @@ COMMANDS: list[str] = [
     "apps.cmd_edit",
     "apps.cmd_stylize",
     "apps.cmd_interpolate",
+    "apps.cmd_bench_edit",
 ]
 
 

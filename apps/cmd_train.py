@@ -58,7 +58,7 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
                    help="share of the r < t rows trained backward (r > t, toward noise): one-step "
                    "inversion; > 0 builds the backward head")
     p.add_argument("--backward-endpoint-prob", type=float, default=m.backward_endpoint_prob,
-                   help="share of the backward rows at the inversion pair (t, r) = (0, 1)")
+                   help="share of the backward rows that jump to the noise end r = 1 from t ~ U(0, 1)")
     p.add_argument("--init-from", default=None, metavar="MODEL_DIR",
                    help="start a new run from a model folder's weights (e.g. core/assets/pmf-mnist); "
                    "missing heads are copied from its u-head")

@@ -31,53 +31,21 @@ from core.metrics import psnr, ssim
 from core.sampling import velocity_cfg
 from pmf_edit import editing
 from pmf_edit import velocity as vf
+from pmf_edit.bench import fm_editors as fme
+from pmf_edit.bench.fm_editors import fm_generate, fm_invert
 
 Editor = Callable[[torch.Tensor, torch.Tensor, torch.Tensor, float], tuple[torch.Tensor, int]]
 
 
 # ------------------------------------------------------------------------------------------------
-# Flow-matching baselines (instantaneous velocity v(z, t) = u(z, t, t); CFG costs 2 evaluations)
+# Flow-matching baselines (pmf_edit.bench.fm_editors; instantaneous velocity v(z, t) = u(z, t, t), CFG
+# costs 2 evaluations). The noise is drawn here from one generator for the batch, as before.
 
 
-@torch.no_grad()
-def fm_invert(net, x, y, t_end: float, steps: int, scale: float, interval) -> tuple[torch.Tensor, int]:
-    """DDIM-inversion style: Euler *forward* in time on dz/dt = v, z_{t+dt} = z_t + dt v(z_t, t)."""
-    ts = torch.linspace(0.0, t_end, steps + 1, dtype=torch.float64).tolist()
-    z, nfe = x, 0
-    for k in range(steps):
-        v, c = velocity_cfg(net, z, ts[k], y, scale, interval)
-        z, nfe = z + (ts[k + 1] - ts[k]) * v, nfe + c
-    return z, nfe
-
-
-@torch.no_grad()
-def fm_generate(net, z, y, t_start: float, steps: int, scale: float, interval) -> tuple[torch.Tensor, int]:
-    """Euler from t_start to 0 with CFG (core.sampling's flow-matching step)."""
-    ts = torch.linspace(t_start, 0.0, steps + 1, dtype=torch.float64).tolist()
-    nfe = 0
-    for k in range(steps):
-        v, c = velocity_cfg(net, z, ts[k], y, scale, interval)
-        z, nfe = z - (ts[k] - ts[k + 1]) * v, nfe + c
-    return z, nfe
-
-
-@torch.no_grad()
 def fm_flowedit(net, x, y_src, y_tgt, t0: float, steps: int, scale: float, interval, gen) -> tuple[torch.Tensor, int]:
     """FlowEdit (Kulikov et al. 2024) on instantaneous velocities; fresh noise each step, shared by
     both branches; target with CFG, source unguided."""
-    n = x.shape[0]
-    ts = torch.linspace(t0, 0.0, steps + 1, dtype=torch.float64).tolist()
-    eps = editing._noise(net, n, steps, gen)
-    s = net.cfg.noise_scale
-    x_edit, nfe = x.clone(), 0
-    for k in range(steps):
-        t, r = ts[k], ts[k + 1]
-        z_src = (1 - t) * x + t * s * eps[k]
-        z_tgt = z_src + x_edit - x
-        v_t, c1 = velocity_cfg(net, z_tgt, t, y_tgt, scale, interval)
-        v_s, c2 = velocity_cfg(net, z_src, t, y_src, 1.0, interval)
-        x_edit, nfe = x_edit - (t - r) * (v_t - v_s), nfe + c1 + c2
-    return x_edit, nfe
+    return fme.fm_flowedit(net, x, y_src, y_tgt, t0, steps, scale, interval, editing._noise(net, x.shape[0], steps, gen))
 
 
 # ------------------------------------------------------------------------------------------------
@@ -179,16 +147,12 @@ def edit_curves(pmf, fm, x01, y, strengths, fm_strengths, g_pmf, g_fm, i_pmf, i_
     return results, examples
 
 
-def _fm_ode_edit(fm, x, y, tgt, s, steps, g, i):
-    z, n1 = fm_invert(fm, x, y, s, steps, 1.0, i)  # invert under the source class, unguided
-    out, n2 = fm_generate(fm, z, tgt, s, steps, g, i)  # regenerate under the target, CFG
-    return out, n1 + n2
+def _fm_ode_edit(net, x, y, tgt, s, steps, g, i):
+    return fme.fm_ode_edit(net, x, y, tgt, s, steps, g, i)  # invert under the source (unguided), regenerate (CFG)
 
 
-def _fm_sdedit(fm, x, tgt, s, steps, g, i, gen):
-    e = editing._noise(fm, x.shape[0], 1, gen)[0]
-    z = (1 - s) * x + s * fm.cfg.noise_scale * e
-    return fm_generate(fm, z, tgt, s, steps, g, i)
+def _fm_sdedit(net, x, tgt, s, steps, g, i, gen):
+    return fme.fm_sdedit(net, x, tgt, s, steps, g, i, editing._noise(net, x.shape[0], 1, gen)[0])
 
 
 def _at_accuracy(rows: list[dict], target: float) -> dict | None:

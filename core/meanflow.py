@@ -15,7 +15,7 @@ pMF loss for one batch (Eq. numbers refer to the MeanFlow/iMF identity):
 Bidirectional training (``MeanFlowConfig.backward_ratio > 0``, a network with a backward head): a
 share of the r < t rows is turned around, r > t, so the same loss (the identity u = v - (t - r) du/dt
 holds in both directions, with the same guided v) trains the average velocity toward noise; a share
-of those rows is the inversion pair itself, (t, r) = (0, 1). Both directions follow one ODE, that of
+of those rows jumps to the noise end, r = 1, from t ~ U(0, 1) (inversion is the jump 0 -> 1). Both directions follow one ODE, that of
 the clipped field v = (z - x)/clip(t) the forward objective already uses, so generation and inversion
 are inverses of each other up to the network's error.
 
@@ -52,7 +52,7 @@ class MeanFlowConfig:
     perceptual_max_t: float = 0.8  # perceptual term only where t < this
     jvp: Literal["nograd", "fused"] = "nograd"  # see pmf_loss_given; chosen by benchmarks/bench_train_step.py
     backward_ratio: float = 0.0  # share of the r < t rows turned into r > t rows (needs a backward head)
-    backward_endpoint_prob: float = 0.25  # share of those backward rows at exactly (t, r) = (0, 1)
+    backward_endpoint_prob: float = 0.25  # share of those backward rows with r = 1, t ~ U(0, 1)
 
     def __post_init__(self) -> None:
         for name in ("fm_ratio", "uniform_tr_prob", "label_drop", "backward_ratio", "backward_endpoint_prob"):
@@ -113,15 +113,20 @@ def turn_around(
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Make a ``cfg.backward_ratio`` share of the r < t rows backward rows (r > t), (n,) each.
 
-    A turned row swaps its pair (z at the smaller time, jumping up to the larger); a
-    ``cfg.backward_endpoint_prob`` share of them is set to the inversion pair (t, r) = (0, 1).
+    A turned row swaps its pair (z at the smaller time, jumping up to the larger). A
+    ``cfg.backward_endpoint_prob`` share of them jumps to the noise end instead, r = 1, from
+    t ~ U(0, 1): inversion needs u(x, 1, 0), and the MeanFlow identity only ties u(z_t, 1, t) to its
+    neighbours along t, with the boundary u(z, 1, 1) = v at t = 1, so the whole segment r = 1,
+    t in [0, 1] must be trained for the information to reach t = 0 (swapped logit-normal pairs
+    almost never have r near 1, and rows at t = 0 alone only constrain the derivative there).
     """
     n = t.shape[0]
     turn = (t > r) & (torch.rand(n, generator=generator) < cfg.backward_ratio)
     end = turn & (torch.rand(n, generator=generator) < cfg.backward_endpoint_prob)
+    t_end = torch.rand(n, generator=generator)
     t_new = torch.where(turn, r, t)
     r_new = torch.where(turn, t, r)
-    t_new = torch.where(end, torch.zeros_like(t_new), t_new)
+    t_new = torch.where(end, t_end, t_new)
     r_new = torch.where(end, torch.ones_like(r_new), r_new)
     return t_new, r_new
 

@@ -28,6 +28,7 @@ __all__ = [
     "load_mobilenet_v2",
     "offline_mobilenet_weights_path",
     "perceptual_distance",
+    "maps_distance",
     "IMAGENET_MEAN",
     "IMAGENET_STD",
 ]
@@ -201,12 +202,29 @@ class MobileNetFeatures(nn.Module):
         if x.shape != y.shape:
             raise ValueError(f"x and y must have the same shape, got {tuple(x.shape)} and {tuple(y.shape)}")
         _, maps = self(torch.cat([x, y]), return_maps=True)
-        total = x.new_zeros(x.shape[0])
-        for m in maps:
-            m = m / (m.square().sum(1, keepdim=True) + 1e-10).sqrt()  # unit norm over channels at each pixel
-            mx, my = m.chunk(2)
-            total = total + (mx - my).square().sum(1).mean((1, 2))
-        return total / len(maps)
+        halves = [m.chunk(2) for m in maps]
+        return maps_distance([a for a, _ in halves], [b for _, b in halves])
+
+
+def maps_distance(maps_x: list[Tensor], maps_y: list[Tensor]) -> Tensor:
+    """The distance of `perceptual_distance` from precomputed feature maps (e.g. cached for a reference).
+
+    Args:
+        maps_x, maps_y: the same layers' maps, each (B, C_l, h_l, w_l), from `MobileNetFeatures(..., return_maps=True)`.
+
+    Returns:
+        (B,) distances >= 0.
+    """
+    if len(maps_x) != len(maps_y) or not maps_x:
+        raise ValueError(f"need the same non-empty list of layers, got {len(maps_x)} and {len(maps_y)} maps")
+    total = maps_x[0].new_zeros(maps_x[0].shape[0])
+    for mx, my in zip(maps_x, maps_y):
+        if mx.shape != my.shape:
+            raise ValueError(f"feature maps differ in shape: {tuple(mx.shape)} vs {tuple(my.shape)}")
+        mx = mx / (mx.square().sum(1, keepdim=True) + 1e-10).sqrt()  # unit norm over channels at each pixel
+        my = my / (my.square().sum(1, keepdim=True) + 1e-10).sqrt()
+        total = total + (mx - my).square().sum(1).mean((1, 2))
+    return total / len(maps_x)
 
 
 _DEFAULT_FEATURES: dict[tuple[str, torch.dtype], MobileNetFeatures] = {}

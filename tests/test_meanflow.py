@@ -184,8 +184,9 @@ def test_turn_around_makes_backward_rows_and_inversion_pairs():
     fm, bwd = b.t == b.r, b.r > b.t
     assert abs(fm.float().mean().item() - 0.5) < 0.01  # flow-matching rows untouched
     assert abs(bwd.float().mean().item() - 0.25) < 0.02  # half of the r < t rows turned
-    end = (b.t == 0) & (b.r == 1)
+    end = bwd & (b.r == 1)
     assert abs(end.float().sum().item() / bwd.float().sum().item() - 0.25) < 0.03
+    assert abs(b.t[end].mean().item() - 0.5) < 0.03 and b.t[end].min() < 0.01  # t ~ U(0, 1)
     assert not b.drop[bwd].any()
     # Forward-only configs keep their random streams exactly (no extra draws).
     a0 = draw_batch(torch.zeros(64, 1, 4, 4), MeanFlowConfig(), torch.Generator().manual_seed(1))
