@@ -17,6 +17,7 @@ COMMANDS: list[str] = [
     "apps.cmd_edit",
     "apps.cmd_stylize",
     "apps.cmd_interpolate",
+    "apps.cmd_pack_dataset",
     "apps.cmd_bench_edit",
 ]
 
@@ -58,8 +59,8 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
-    except (FileNotFoundError, ValueError) as err:
-        # Bad input: a clear one-line message, no traceback.
+    except (FileNotFoundError, ValueError, FloatingPointError) as err:
+        # Bad input (or a checkpoint whose computation blew up): a clear one-line message, no traceback.
         print(f"pmf {args.command}: error: {err}", file=sys.stderr)
         return 2
     finally:

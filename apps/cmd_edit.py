@@ -5,6 +5,7 @@ MNIST model by default).
     pmf edit digit.png --source 7 --target 1 --out one.png                  # 3 network evaluations
     pmf edit digit.png --source 7 --target 1 --method flow --seed 0 --out one.png
     pmf inpaint digit.png --mask hole.png --label 7 --seed 0 --out filled.png
+    pmf edit photo.jpg --model m/ --target 3 --size-mode crop --out out.png   # any size in, same size out
 """
 from __future__ import annotations
 
@@ -18,16 +19,22 @@ import torch
 
 
 def _common(p: argparse.ArgumentParser) -> None:
-    p.add_argument("image", help="input image file (PNG/JPEG...), the model's size and channel count")
+    p.add_argument("image", help="input image file (PNG/JPEG...) with the model's channel count, any size")
     p.add_argument("--model", default=None,
-                   help="model folder (config.json + model.safetensors) or official pMF .pt file; "
-                   "default: the bundled MNIST pMF model")
+                   help="model folder (config.json + model.safetensors) or official pMF .pt file "
+                   "(e.g. pMF-B-16.pt: ImageNet classes by name or index); default: the bundled MNIST pMF model")
     p.add_argument("--out", required=True, help="output file")
     p.add_argument("--guidance-scale", type=float, default=None,
-                   help="guidance scale >= 1 (a network input, no extra cost); default: per command")
-    p.add_argument("--guidance-interval", type=float, nargs=2, default=(0.0, 1.0), metavar=("T_MIN", "T_MAX"),
-                   help="times in which guidance applies")
+                   help="guidance scale >= 1 (a network input, no extra cost); default: the official "
+                   "checkpoint's recommended scale (e.g. 8.5 for pMF-B/16), else per command")
+    p.add_argument("--guidance-interval", type=float, nargs=2, default=None, metavar=("T_MIN", "T_MAX"),
+                   help="times in which guidance applies; default: the official checkpoint's "
+                   "recommended interval (e.g. 0.1 0.7 for pMF-B/16), else 0 1")
     p.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N")
+    p.add_argument("--size-mode", choices=("fit", "crop", "tile"), default="fit",
+                   help="how an image of another size than the model's is shown to it: fit (whole image, "
+                   "aspect kept, reflect-padded), crop (centre square; inpaint: around the mask) or tile "
+                   "(overlapping model-size tiles at full resolution); the output has the input's size")
 
 
 class _Formatter(argparse.ArgumentDefaultsHelpFormatter):
@@ -93,26 +100,25 @@ def _load(args: argparse.Namespace):
     if meta.get("objective", "pmf") != "pmf":
         raise ValueError(f"{path} is a {meta.get('objective')!r} model; editing needs a pMF (average-velocity) model")
     names = meta.get("class_names") or [str(i) for i in range(net.cfg.num_classes)]
-    return net, names
+    # An official checkpoint's recommended guidance (its sampling defaults) replaces the per-command
+    # defaults, which were measured on the bundled models.
+    official = (meta.get("source") or {}).get("official_model")
+    return net, names, (meta.get("sampling") or {}) if official else {}
 
 
 def _class(spec: str | None, names: list[str]) -> int | None:
-    if spec is None:
-        return None
-    spec = spec.strip()
-    if spec.lstrip("-").isdigit():
-        idx = int(spec)
-        if not 0 <= idx < len(names):
-            raise ValueError(f"class {idx} is outside this model's classes 0..{len(names) - 1}")
-        return idx
-    if spec in names:
-        return names.index(spec)
-    raise ValueError(f"unknown class {spec!r}; this model's classes are {names}")
+    """A class index from an index or a name (case-insensitive, any synonym; ImageNet names for
+    the official checkpoints); None = the null class."""
+    from core.class_names import resolve_class
+
+    return None if spec is None else resolve_class(spec, names)
 
 
 def _read(path: str, net) -> torch.Tensor:
-    """Image file -> (1, C, H, W) float32 in [0, 1], checked against the model."""
+    """Image file -> (1, C, H, W) float32 in [0, 1], checked against the model (channels; any size)."""
     import imageio.v3 as iio
+
+    from pmf_edit.images import check_image_size
 
     if not Path(path).is_file():
         raise FileNotFoundError(f"no such image: {path}")
@@ -123,8 +129,7 @@ def _read(path: str, net) -> torch.Tensor:
         raise ValueError(f"{path}: expected an (H, W) or (H, W, C) image, got array shape {arr.shape}")
     H, W, C = arr.shape
     cfg = net.cfg
-    if (H, W) != (cfg.image_size, cfg.image_size):
-        raise ValueError(f"{path} is {H}x{W} but the model takes {cfg.image_size}x{cfg.image_size}")
+    check_image_size((H, W), path)  # any size the size policy accepts
     if C != cfg.in_channels:
         raise ValueError(f"{path} has {C} channels but the model takes {cfg.in_channels} "
                          f"({'grayscale' if cfg.in_channels == 1 else 'RGB'}); convert it first")
@@ -142,9 +147,11 @@ def _write(path: str, images01: torch.Tensor) -> None:
     save_png(path, arr.permute(1, 2, 0).numpy())
 
 
-def _guidance(args: argparse.Namespace, default: float) -> dict:
-    scale = default if args.guidance_scale is None else args.guidance_scale
-    return {"guidance_scale": scale, "guidance_interval": tuple(args.guidance_interval)}
+def _guidance(args: argparse.Namespace, default: float, rec: dict) -> dict:
+    """Guidance keywords: the command line's, else the checkpoint's recommended ``rec``, else ``default``."""
+    scale = args.guidance_scale if args.guidance_scale is not None else rec.get("guidance_scale", default)
+    interval = args.guidance_interval if args.guidance_interval is not None else rec.get("guidance_interval", (0.0, 1.0))
+    return {"guidance_scale": scale, "guidance_interval": tuple(interval)}
 
 
 def _report(cmd: str, out: str, nfe: int, seconds: float, **extra) -> None:
@@ -155,42 +162,50 @@ def run_invert(args: argparse.Namespace) -> int:
     from pmf_edit.editing import invert
     from pmf_edit.velocity import DEFAULT_INTERVALS, DEFAULT_ITERATIONS, generate
 
-    net, names = _load(args)
+    net, names, rec = _load(args)
     x = _read(args.image, net).to(args.device)
     y = _class(args.label, names)
-    g = _guidance(args, 1.0)
+    g = _guidance(args, 1.0, rec)
     t0 = time.perf_counter()
     steps = args.steps or DEFAULT_INTERVALS
     inv = invert(net, x, labels=y, strength=args.strength, num_steps=steps,
-                 num_iterations=args.iterations or DEFAULT_ITERATIONS, **g)
+                 num_iterations=args.iterations or DEFAULT_ITERATIONS, size_mode=args.size_mode, **g)
     nfe = inv.nfe
+    T = inv.num_tiles
     if args.reconstruction:
         from core.images import from_model_range
+        from pmf_edit.images import from_network, plan_size, to_network
 
-        rec, k = generate(net, inv.latents, inv.t, steps, None if y is None else [y], g["guidance_scale"],
+        # Regenerate what the network saw from the latents, then carry it to the input's size.
+        plan = plan_size(*x.shape[-2:], net.cfg.image_size, args.size_mode)
+        rec, k = generate(net, inv.latents, inv.t, steps, None if y is None else [y] * T, g["guidance_scale"],
                           g["guidance_interval"])
-        nfe += k
-        _write(args.reconstruction, from_model_range(rec))
+        nfe += k * T
+        x_in = to_network(plan, x)
+        _write(args.reconstruction, from_network(plan, x, x_in, from_model_range(rec).to(x_in)))
     seconds = time.perf_counter() - t0
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    np.save(args.out, inv.latents[0].cpu().numpy())
-    _report("invert", args.out, nfe, seconds, t=inv.t, residual=inv.residual)
+    # (C, S, S) for one network input, (T, C, S, S) for T tiles.
+    np.save(args.out, (inv.latents[0] if T == 1 else inv.latents[:T]).cpu().numpy())
+    _report("invert", args.out, nfe, seconds, t=inv.t, residual=inv.residual, diverged=inv.diverged,
+            size_mode=args.size_mode, tiles=T)
     return 0
 
 
 def run_edit(args: argparse.Namespace) -> int:
     from pmf_edit import editing
 
-    net, names = _load(args)
+    net, names, rec = _load(args)
     x = _read(args.image, net).to(args.device)
     tgt = _class(args.target, names)
     src = _class(args.source, names)
     kw = {} if args.strength is None else {"strength": args.strength}
     if args.steps is not None:
         kw["num_steps"] = args.steps
-    g = _guidance(args, editing.EDIT_GUIDANCE)
+    g = _guidance(args, editing.EDIT_GUIDANCE, rec)
     gen = torch.Generator().manual_seed(args.seed)
     t0 = time.perf_counter()
+    kw["size_mode"] = args.size_mode
     if args.method == "invert":
         out = editing.edit(net, x, labels=tgt, source_labels=src, generator=gen, **kw, **g)
     elif args.method == "flow":
@@ -199,7 +214,8 @@ def run_edit(args: argparse.Namespace) -> int:
         out = editing.sdedit(net, x, labels=tgt, generator=gen, **kw, **g)
     seconds = time.perf_counter() - t0
     _write(args.out, out.images)
-    _report("edit", args.out, out.nfe, seconds, method=args.method, source=src, target=tgt)
+    _report("edit", args.out, out.nfe, seconds, method=args.method, source=src, target=tgt,
+            size_mode=args.size_mode, tiles=out.num_tiles)
     return 0
 
 
@@ -208,7 +224,7 @@ def run_inpaint(args: argparse.Namespace) -> int:
 
     from pmf_edit.editing import inpaint
 
-    net, names = _load(args)
+    net, names, rec = _load(args)
     x = _read(args.image, net).to(args.device)
     if not Path(args.mask).is_file():
         raise FileNotFoundError(f"no such mask image: {args.mask}")
@@ -221,9 +237,11 @@ def run_inpaint(args: argparse.Namespace) -> int:
     gen = torch.Generator().manual_seed(args.seed)
     t0 = time.perf_counter()
     out = inpaint(net, x, mask, labels=_class(args.label, names), strength=args.strength,
-                  num_steps=args.steps, num_resample=args.resample, generator=gen, **_guidance(args, 1.0))
+                  num_steps=args.steps, num_resample=args.resample, generator=gen, size_mode=args.size_mode,
+                  **_guidance(args, 1.0, rec))
     seconds = time.perf_counter() - t0
     # Unmasked pixels: bit-identical floats, and round(255 * v) of v = k / 255 gives back k.
     _write(args.out, out.images)
-    _report("inpaint", args.out, out.nfe, seconds, masked_pixels=int(mask.sum()))
+    _report("inpaint", args.out, out.nfe, seconds, masked_pixels=int(mask.sum()), size_mode=args.size_mode,
+            tiles=out.num_tiles)
     return 0

@@ -83,12 +83,17 @@ def run_video(args: argparse.Namespace) -> int:
               keep_audio=not args.no_audio, codec=args.codec, quality=args.quality, progress=not args.quiet,
               workers=args.workers, encoder_options=shlex.split(args.encoder_options))
     if os.path.isdir(args.input):
-        res = interpolate_videos(args.input, args.output, suffix=args.suffix, **kw)
+        res = interpolate_videos(args.input, args.output, suffix=args.suffix, skip_existing=args.skip_existing,
+                                 ray=False if args.ray is None else args.ray, **kw)
+        for src in res.skipped:
+            print(f"skip {src} (output exists)")
         for r in res.done:
             print(f"ok   {r.src} -> {r.dst} ({r.frames_in} -> {r.frames_out} frames, {r.fps_out:g} fps)")
         for src, err in res.failed.items():
             print(f"FAIL {src}: {err}", file=sys.stderr)
         return 1 if res.failed else 0
+    if args.ray is not None or args.skip_existing:
+        raise ValueError("--ray and --skip-existing apply to a folder INPUT (a batch of videos)")
     r = interpolate_video(args.input, args.output, **kw)
     print(f"{r.src} -> {r.dst}: {r.frames_in} -> {r.frames_out} frames, {r.fps_in:g} -> {r.fps_out:g} fps, "
           f"{r.scene_cuts} scene cuts, audio {'kept' if r.audio else 'none'}")
@@ -125,6 +130,14 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     v.add_argument("--encoder-options", default="",
                    help="extra ffmpeg output options, e.g. \"-preset veryfast\" (libx264) for faster encoding")
     v.add_argument("--suffix", default="", help="folder mode: appended to each output file's stem, e.g. _2x")
+    v.add_argument("--skip-existing", action="store_true",
+                   help="folder mode: skip videos whose output exists (outputs appear only when complete, "
+                        "so re-running an interrupted batch with this resumes it)")
+    v.add_argument("--ray", nargs="?", const=True, default=None, metavar="ADDRESS",
+                   help="folder mode: one Ray task per video over a cluster (pip install 'pmf-edit[ray]'; "
+                        "folders on a shared filesystem). No ADDRESS: RAY_ADDRESS or a new local Ray "
+                        "instance; 'auto': the running cluster; 'ray://HOST:10001': Ray Client. "
+                        "--workers is then the threads (and Ray CPUs) per video, default 1")
     v.add_argument("--quiet", action="store_true", help="no progress bar")
     v.add_argument("--workers", type=int, default=None,
                    help="frame pairs interpolated at once in threads (default: min(4, CPU count); 1 = no threads)")

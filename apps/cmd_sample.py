@@ -47,19 +47,10 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
 def _resolve_classes(spec: str | None, names: list[str]) -> list[int]:
     if spec is None:
         return list(range(len(names)))
-    out = []
-    for item in spec.split(","):
-        item = item.strip()
-        if item.isdigit():
-            idx = int(item)
-            if not 0 <= idx < len(names):
-                raise ValueError(f"class {idx} is outside this model's classes 0..{len(names) - 1}")
-        elif item in names:
-            idx = names.index(item)
-        else:
-            raise ValueError(f"unknown class {item!r}; this model's classes are {names}")
-        out.append(idx)
-    return out
+    from core.class_names import resolve_class
+
+    # Indices or names (case-insensitive, any synonym; ImageNet names for the official checkpoints).
+    return [resolve_class(item.strip(), names) for item in spec.split(",")]
 
 
 def run(args: argparse.Namespace) -> int:

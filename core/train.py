@@ -5,12 +5,17 @@ gates, tokens, embeddings, biases), constant learning rate, no weight decay (PMF
 EMA copies with half-lives in kimg (EDM-style ramp-up); safetensors checkpoints written atomically;
 exact resume; a tqdm bar, a JSONL log and periodic one-step sample grids.
 
-Several processes: launch with ``torchrun --nproc_per_node N -m apps.cli train ...``. The network is
-NOT wrapped in DDP: ``torch.func.jvp`` cannot go through the wrapper (and DDP would then skip the
-all-reduce silently), so gradients are averaged with an explicit ``all_reduce`` after backward.
+Several processes: launch with ``torchrun --nproc_per_node N -m apps.cli train ...``; ``parallel``
+picks PyTorch DDP or FSDP2 (core/parallel.py). Only the loss's grad forward goes through the DDP
+wrapper; the no-grad guidance and JVP passes use the bare module. ``grad_accum`` splits each rank's
+share of the global batch into equal micro-batches whose gradients add up before one optimizer step.
+Several processes write sharded checkpoints (core/sharded_checkpoint.py) that resume on any number
+of processes; one process writes the safetensors format below.
 
-Randomness is a pure function of (seed, rank, step): the loss's generator for step k is seeded from
-them and the data order from (seed, epoch), so a resumed run repeats the uninterrupted one exactly.
+Randomness is a pure function of (seed, step, row of the global batch): the loss's draws for step k
+come from ``step_seed(seed, k)`` (``core.meanflow.draw_rows``) and the data order from (seed, epoch),
+so the run does not depend on how the global batch is split over processes and micro-batches, and a
+resumed run repeats the uninterrupted one exactly.
 """
 from __future__ import annotations
 
@@ -26,13 +31,20 @@ from typing import Any
 import torch
 import torch.distributed as dist
 from safetensors.torch import load_file
+from torch.distributed.tensor import DTensor
 
-from core.checkpoint import atomic_save_json, atomic_save_tensors, save_model
-from core.data import BatchSampler, ImageDataset, load_dataset
+from core.checkpoint import atomic_save_json, atomic_save_tensors, load_weights_into, save_model
+from core.data import ImageDataset
 from core.images import make_grid, save_png
-from core.meanflow import FlowMatchingConfig, MeanFlowConfig, fm_loss, pmf_loss
+from core.loader import BatchStream, LoaderConfig, open_training_set
+from core.meanflow import (
+    FlowMatchingConfig, MeanFlowConfig, draw_fm_rows, draw_rows, fm_loss_given, pmf_loss_given,
+)
 from core.model import PixelMeanFlow, PMFConfig, build_model
+from core.parallel import PARALLEL_MODES, ShardedMuon, full_tensors, grad_sync, parallelize
 from core.sampling import sample_flow_matching, sample_pmf
+from core.sharded_checkpoint import FORMAT as SHARDED_FORMAT
+from core.sharded_checkpoint import load_sharded, load_sharded_ema, save_sharded
 
 
 @dataclass(frozen=True)
@@ -40,7 +52,13 @@ class TrainConfig:
     """One training run. Written to ``<out_dir>/config.json``."""
 
     out_dir: str = "runs/mnist-pmf"  # run folder (checkpoints, log.jsonl, samples/, model/)
-    dataset: str = "mnist"  # built-in name (mnist, digits, photos) or an image-folder path
+    dataset: str = "mnist"  # built-in name (mnist, digits, photos), an image-folder path, a file list
+    #   (lines "path [label]") or a packed folder (core.shards); see core.loader.open_training_set
+    stream: bool = False  # decode an image folder lazily in DataLoader workers (ADM centre crop) instead
+    #   of loading it into memory: needed for ImageNet-size sets; file lists and packed folders always stream
+    data_workers: int = 4  # DataLoader processes per rank decoding streamed sets (0: in the training process)
+    hflip: bool = False  # random horizontal flips, a function of (seed, epoch, index); the official pMF
+    #   ImageNet recipe uses none
     resolution: int | None = None  # None: the data set's default (mnist: 32)
     channels: int | None = None  # None: the data set's
     preset: str = "pMF-S/4"  # core.model.PRESETS name
@@ -52,7 +70,9 @@ class TrainConfig:
     #   meanflow.perceptual_weight > 0): "mobilenet" (offline ImageNet MobileNetV2) or a path to
     #   MobileNetV2 weights (torchvision names); LPIPS/ConvNeXt weights do not exist offline
     perceptual_size: int = 224  # side the perceptual net sees (ImageNet: 224; smaller is cheaper)
-    batch_size: int = 64  # global batch (all processes together)
+    batch_size: int = 64  # global batch of one optimizer step (all processes and micro-batches)
+    grad_accum: int = 1  # micro-batches per step and process (batch_size / (processes * grad_accum) each)
+    parallel: str = "ddp"  # several processes: "ddp" (replicated) or "fsdp" (FSDP2, sharded); one: unused
     steps: int = 4000  # total optimizer steps
     max_minutes: float = 0.0  # also stop (and export) after this much wall-clock time (0: no limit)
     lr: float = 1e-3  # Adam learning rate (constant, as the paper)
@@ -108,8 +128,9 @@ def build_optimizers(net: PixelMeanFlow, cfg: TrainConfig) -> list[torch.optim.O
     adam_params = [p for p in net.parameters() if id(p) not in linear_weights]
     return [
         # "original" scales each update by sqrt(max(1, fan_out / fan_in)), matching optax's Muon.
-        torch.optim.Muon(muon_params, lr=cfg.muon_lr or cfg.lr, momentum=cfg.muon_momentum, nesterov=True,
-                         weight_decay=0.0, adjust_lr_fn="original"),
+        # ShardedMuon is torch.optim.Muon with one gather per matrix for FSDP2 shards (core/parallel.py).
+        ShardedMuon(muon_params, lr=cfg.muon_lr or cfg.lr, momentum=cfg.muon_momentum, nesterov=True,
+                    weight_decay=0.0, adjust_lr_fn="original"),
         torch.optim.Adam(adam_params, lr=cfg.lr, betas=cfg.adam_betas, eps=1e-8, weight_decay=0.0),
     ]
 
@@ -156,25 +177,33 @@ def _unflatten(obj: Any, tensors: dict[str, torch.Tensor]) -> Any:
 
 def save_checkpoint(
     run: Path, step: int, net: PixelMeanFlow, opts: list[torch.optim.Optimizer],
-    emas: list[dict[str, torch.Tensor]], sampler: BatchSampler, keep: int,
+    emas: list[dict[str, torch.Tensor]], sampler: BatchStream, keep: int, world: int = 1,
 ) -> Path:
     """Write ``checkpoints/step_XXXXXXX/`` (into a temp folder, then renamed) and point
-    ``checkpoints/latest.json`` at it; a kill at any moment leaves the previous checkpoint usable."""
+    ``checkpoints/latest.json`` at it; a kill at any moment leaves the previous checkpoint usable.
+    With ``world`` > 1 every rank calls this and the folder is a sharded (DCP) checkpoint."""
     root = run / "checkpoints"
     final = root / f"step_{step:07d}"
     tmp = root / f".tmp_step_{step:07d}"
-    shutil.rmtree(tmp, ignore_errors=True)
-    tensors: dict[str, torch.Tensor] = {f"model.{k}": v for k, v in net.state_dict().items()}
-    for i, ema in enumerate(emas):
-        tensors.update({f"ema{i}.{k}": v for k, v in ema.items()})
-    meta = {
-        "step": step,
-        "sampler": sampler.state_dict(),
-        "optimizers": [_flatten(o.state_dict(), f"opt{i}", tensors) for i, o in enumerate(opts)],
-        "model_config": net.cfg.to_dict(),
-    }
-    atomic_save_tensors(tmp / "state.safetensors", tensors)
-    atomic_save_json(tmp / "state.json", meta)
+    rank = dist.get_rank() if world > 1 else 0
+    if rank == 0:
+        shutil.rmtree(tmp, ignore_errors=True)
+    meta = {"step": step, "sampler": sampler.state_dict(), "model_config": net.cfg.to_dict()}
+    if world > 1:
+        dist.barrier()  # the old temp folder is gone before anyone writes into it
+        save_sharded(tmp, net, opts, emas)
+        if rank == 0:
+            atomic_save_json(tmp / "state.json", {"format": SHARDED_FORMAT, "world_size": world, **meta})
+        dist.barrier()  # every shard is on disk before the folder becomes the latest checkpoint
+        if rank != 0:
+            return final
+    else:
+        tensors: dict[str, torch.Tensor] = {f"model.{k}": v for k, v in net.state_dict().items()}
+        for i, ema in enumerate(emas):
+            tensors.update({f"ema{i}.{k}": v for k, v in ema.items()})
+        meta["optimizers"] = [_flatten(o.state_dict(), f"opt{i}", tensors) for i, o in enumerate(opts)]
+        atomic_save_tensors(tmp / "state.safetensors", tensors)
+        atomic_save_json(tmp / "state.json", meta)
     shutil.rmtree(final, ignore_errors=True)
     os.replace(tmp, final)
     atomic_save_json(root / "latest.json", {"step": step, "path": final.name})
@@ -186,9 +215,13 @@ def save_checkpoint(
 
 def load_checkpoint(
     run: Path, net: PixelMeanFlow, opts: list[torch.optim.Optimizer],
-    emas: list[dict[str, torch.Tensor]], sampler: BatchSampler,
+    emas: list[dict[str, torch.Tensor]], sampler: BatchStream,
 ) -> int:
-    """Restore the latest checkpoint of ``run`` (if any) in place; returns the step to continue from."""
+    """Restore the latest checkpoint of ``run`` (if any) in place; returns the step to continue from.
+
+    A sharded checkpoint (written by several processes) loads into any number of processes under
+    DDP or FSDP2, or into one; a single-process checkpoint loads into one process or into DDP ranks
+    (each reads the whole file), not into FSDP2 shards."""
     pointer = run / "checkpoints" / "latest.json"
     if not pointer.is_file():
         return 0
@@ -199,6 +232,13 @@ def load_checkpoint(
             f"checkpoint {ckpt} was trained with a different model config; use a new --out-dir "
             f"(checkpoint: {meta['model_config']}, now: {net.cfg.to_dict()})"
         )
+    if meta.get("format") == SHARDED_FORMAT:
+        load_sharded(ckpt, net, opts, emas)
+        sampler.load_state_dict(meta["sampler"])
+        return int(meta["step"])
+    if any(isinstance(p, DTensor) for p in net.parameters()):
+        raise ValueError(f"checkpoint {ckpt} was written by one process and cannot be loaded into "
+                         f"FSDP2 shards; resume it with parallel='ddp' (its next checkpoint is sharded)")
     tensors = load_file(str(ckpt / "state.safetensors"))
     net.load_state_dict({k[len("model."):]: v for k, v in tensors.items() if k.startswith("model.")})
     for i, ema in enumerate(emas):
@@ -228,19 +268,6 @@ def _dist_setup(device: str) -> tuple[int, int, torch.device]:
     return rank, world, torch.device(device)
 
 
-def _all_reduce_grads(net: torch.nn.Module, world: int) -> None:
-    if world == 1:
-        return
-    grads = [p.grad for p in net.parameters() if p.grad is not None]
-    flat = torch.cat([g.flatten() for g in grads])  # one collective instead of one per tensor
-    dist.all_reduce(flat)
-    flat /= world
-    offset = 0
-    for g in grads:
-        g.copy_(flat[offset : offset + g.numel()].view_as(g))
-        offset += g.numel()
-
-
 def _truncate_log(path: Path, step: int) -> None:
     """Drop log lines past ``step`` (written after the checkpoint a resumed run restarts from)."""
     if not path.is_file():
@@ -257,9 +284,20 @@ def _time_is_up(t_start: float, minutes: float, world: int) -> bool:
     return bool(up.item())
 
 
-def step_generator(seed: int, rank: int, step: int) -> torch.Generator:
-    """The loss's generator for ``step`` on ``rank``: a pure function of (seed, rank, step)."""
-    return torch.Generator().manual_seed((seed * 1_000_003 + rank * 7_919 + step) % (2**63))
+def step_seed(seed: int, step: int) -> int:
+    """The seed of the loss's draws at ``step`` (``core.meanflow.draw_rows``): a pure function of
+    (seed, step), the same on every rank; rows, not ranks, get different draws."""
+    return (seed * 1_000_003 + step) % (2**63)
+
+
+def _mean_over_ranks(stats: dict[str, float], world: int) -> dict[str, float]:
+    """Average the step's stats over ranks (every rank gets the same numbers, so a non-finite loss
+    on any rank stops all of them together)."""
+    if world == 1:
+        return stats
+    vals = torch.tensor(list(stats.values()), dtype=torch.float64)
+    dist.all_reduce(vals)
+    return dict(zip(stats, (vals / world).tolist()))
 
 
 # ------------------------------------------------------------------------------------------------
@@ -271,8 +309,10 @@ def warm_start(net: PixelMeanFlow, directory: str | Path) -> None:
 
     The v-head (absent from exported models) becomes a copy of the u-head: the u-head at h = 0 is
     the guided instantaneous velocity that the v-head regresses, so the guidance targets start
-    right. A backward head gets the u-head's blocks (its trunk features) and keeps its zero final
-    layer (its output means the noise endpoint, not an image). Everything else must match exactly.
+    right. A backward head gets the u-head's blocks; its final layer too with the "data"
+    parameterisation (an image estimate, as the u-head's: then a jump toward noise starts nearly
+    right away from t = 0), a zero one with "noise" (its output means the noise endpoint).
+    Everything else must match exactly.
     """
     from core.checkpoint import WEIGHTS_NAME, read_config
 
@@ -294,7 +334,10 @@ def warm_start(net: PixelMeanFlow, directory: str | Path) -> None:
             if k.startswith(head) and src + k[len(head):] in sd:
                 sd[k] = sd[src + k[len(head):]]
         if k.startswith("b_final."):
-            sd[k] = own[k]  # zero-initialised
+            if net.cfg.backward_param == "data":  # an image too: the u-head's final layer fits
+                sd[k] = sd["u_final." + k[len("b_final."):]]
+            else:
+                sd[k] = own[k]  # zero-initialised: its output means the noise endpoint
     missing = [k for k in own if k not in sd]
     unexpected = [k for k in sd if k not in own]
     if missing or unexpected:
@@ -312,7 +355,7 @@ def sample_grid(net: PixelMeanFlow, cfg: TrainConfig, num_classes: int, objectiv
     return sample_flow_matching(net, labels, num_samples=8, num_steps=20, method="heun", **kw).images
 
 
-def train(cfg: TrainConfig, dataset: ImageDataset | None = None) -> dict[str, Any]:
+def train(cfg: TrainConfig, dataset: ImageDataset | Any = None) -> dict[str, Any]:
     """Train (or resume) the run in ``cfg.out_dir``; returns a summary dict.
 
     The run folder gets ``config.json`` (resolved), ``log.jsonl`` (one line per ``log_every``
@@ -324,12 +367,19 @@ def train(cfg: TrainConfig, dataset: ImageDataset | None = None) -> dict[str, An
     """
     if cfg.objective not in ("pmf", "fm"):
         raise ValueError(f"objective must be 'pmf' or 'fm', got {cfg.objective!r}")
+    if cfg.parallel not in PARALLEL_MODES:
+        raise ValueError(f"parallel must be one of {PARALLEL_MODES}, got {cfg.parallel!r}")
     rank, world, device = _dist_setup(cfg.device)
+    if cfg.grad_accum < 1 or cfg.batch_size % (world * cfg.grad_accum):
+        raise ValueError(f"batch_size {cfg.batch_size} must split evenly over {world} processes x "
+                         f"grad_accum {cfg.grad_accum} micro-batches")
+    micro = cfg.batch_size // (world * cfg.grad_accum)  # rows per micro-batch
     if cfg.threads and device.type == "cpu":
         torch.set_num_threads(cfg.threads)
     run = Path(cfg.out_dir)
     if dataset is None:
-        dataset = load_dataset(cfg.dataset, split="train", resolution=cfg.resolution, channels=cfg.channels)
+        dataset = open_training_set(cfg.dataset, stream=cfg.stream, resolution=cfg.resolution,
+                                    channels=cfg.channels)
     overrides = dict(image_size=dataset.resolution, in_channels=dataset.channels,
                      num_classes=dataset.num_classes, **cfg.model_overrides)
     if cfg.objective == "pmf" and cfg.meanflow.backward_ratio > 0:
@@ -339,15 +389,15 @@ def train(cfg: TrainConfig, dataset: ImageDataset | None = None) -> dict[str, An
     torch.manual_seed(cfg.seed)  # identical initial weights on every rank
     net = build_model(cfg.preset, with_v_head=cfg.objective == "pmf", **overrides).to(device)
     net.train()
+    if cfg.init_from and not (run / "checkpoints" / "latest.json").is_file():  # a new run
+        warm_start(net, cfg.init_from)  # on the bare network, before sharding and the EMA copies
+    grad_net = parallelize(net, cfg.parallel, world, device)  # before the optimizers (FSDP2 shards)
     opts = build_optimizers(net, cfg)
     emas = [{k: p.detach().clone() for k, p in net.named_parameters()} for _ in cfg.ema_halflife_kimg]
-    sampler = BatchSampler(len(dataset), cfg.batch_size, seed=cfg.seed, rank=rank, world_size=world)
+    loader_cfg = LoaderConfig(workers=cfg.data_workers, hflip=cfg.hflip, pin_memory=device.type == "cuda")
+    sampler = BatchStream(dataset, cfg.batch_size, seed=cfg.seed, rank=rank, world_size=world,
+                          config=loader_cfg, device=device)
     start = load_checkpoint(run, net, opts, emas, sampler)
-    if start == 0 and cfg.init_from:
-        warm_start(net, cfg.init_from)
-        for ema in emas:  # the EMA starts from the warm-start weights too
-            for k, p in net.named_parameters():
-                ema[k].copy_(p.detach())
     is_main = rank == 0
     if is_main:
         run.mkdir(parents=True, exist_ok=True)
@@ -368,6 +418,10 @@ def train(cfg: TrainConfig, dataset: ImageDataset | None = None) -> dict[str, An
         weights = None if cfg.perceptual_net == "mobilenet" else cfg.perceptual_net
         perceptual = MobileNetFeatures(weights, size=cfg.perceptual_size).to(device).distance
     autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=cfg.bf16)
+
+    def save() -> Path:  # every rank calls it (several processes write one sharded checkpoint)
+        return save_checkpoint(run, step, net, opts, emas, sampler, cfg.keep_checkpoints, world)
+
     last_ckpt = None
     t_last = time.perf_counter()
     step = start
@@ -375,27 +429,36 @@ def train(cfg: TrainConfig, dataset: ImageDataset | None = None) -> dict[str, An
     try:
         while step < cfg.steps:
             if cfg.max_minutes and _time_is_up(t_start, cfg.max_minutes, world):
-                if is_main:
-                    last_ckpt = save_checkpoint(run, step, net, opts, emas, sampler, cfg.keep_checkpoints)
+                last_ckpt = save()
                 break
-            idx = next(sampler)
-            x, y = dataset[idx]
-            x, y = x.to(device), y.to(device)
-            g = step_generator(cfg.seed, rank, step)
-            with autocast:
-                if cfg.objective == "pmf":
-                    loss, stats = pmf_loss(net, x, y, cfg.meanflow, g, perceptual)
-                else:
-                    loss, stats = fm_loss(net, x, y, cfg.flow_matching, g)
-            if not math.isfinite(stats["loss"]):
+            x_rank, y_rank = next(sampler)  # this rank's rows of the global batch, on device
+            seed = step_seed(cfg.seed, step)
+            for o in opts:
+                o.zero_grad(set_to_none=True)
+            stats: dict[str, float] = {}
+            for a in range(cfg.grad_accum):
+                x, y = x_rank[a * micro : (a + 1) * micro], y_rank[a * micro : (a + 1) * micro]
+                first_row = rank * (cfg.batch_size // world) + a * micro  # in the global batch
+                # Gradients are reduced across ranks in the last micro-batch's backward only.
+                with grad_sync(grad_net, a == cfg.grad_accum - 1):
+                    with autocast:
+                        if cfg.objective == "pmf":
+                            draws = draw_rows(x, cfg.meanflow, seed, first_row, cfg.batch_size)
+                            loss, part = pmf_loss_given(net, x, y, draws, cfg.meanflow, perceptual,
+                                                        grad_net=grad_net)
+                        else:
+                            draws = draw_fm_rows(x, cfg.flow_matching, seed, first_row, cfg.batch_size)
+                            loss, part = fm_loss_given(net, x, y, draws, grad_net=grad_net)
+                    # Equal micro-batches: the mean of their means is the global batch's mean.
+                    (loss / cfg.grad_accum).backward()
+                for k, v in part.items():
+                    stats[k] = stats.get(k, 0.0) + v / cfg.grad_accum
+            stats = _mean_over_ranks(stats, world)
+            if not math.isfinite(stats["loss"]):  # checked before the update: the weights stay good
                 raise NonFiniteLossError(
                     f"non-finite loss {stats['loss']} at step {step} ({stats}); the last good "
                     f"checkpoint is {last_ckpt or 'none (no checkpoint written yet)'}"
                 )
-            for o in opts:
-                o.zero_grad(set_to_none=True)
-            loss.backward()
-            _all_reduce_grads(net, world)
             for o in opts:
                 o.step()
             step += 1
@@ -405,28 +468,30 @@ def train(cfg: TrainConfig, dataset: ImageDataset | None = None) -> dict[str, An
                 now = time.perf_counter()
                 sec = (now - t_last) / (cfg.log_every if step % cfg.log_every == 0 else 1)
                 t_last = now
-                log.write(json.dumps({"step": step, **stats, "sec_per_step": sec}) + "\n")
+                log.write(json.dumps({"step": step, **stats, "sec_per_step": sec,
+                                      "images_per_sec": cfg.batch_size / sec}) + "\n")
                 log.flush()
             if bar is not None:
                 bar.update(1)
                 bar.set_postfix(loss=f"{stats['loss']:.4f}")
-            if is_main and cfg.sample_every and step % cfg.sample_every == 0:
-                _write_grid(run / "samples" / f"step_{step:07d}.png", net, emas[cfg.export_ema], cfg,
-                            dataset.num_classes)
-            if is_main and (step % cfg.ckpt_every == 0 or step == cfg.steps):
-                last_ckpt = save_checkpoint(run, step, net, opts, emas, sampler, cfg.keep_checkpoints)
-            if world > 1:
-                dist.barrier()
+            if cfg.sample_every and step % cfg.sample_every == 0:
+                ema = full_tensors(emas[cfg.export_ema])  # every rank: FSDP2 gathers the shards
+                if is_main:
+                    _write_grid(run / "samples" / f"step_{step:07d}.png", net, ema, cfg, dataset.num_classes)
+            if step % cfg.ckpt_every == 0 or step == cfg.steps:
+                last_ckpt = save()
     finally:
+        sampler.close()
         if bar is not None:
             bar.close()
         if log is not None:
             log.close()
     summary: dict[str, Any] = {"steps": step, "out_dir": str(run)}
+    export_state = full_tensors(emas[cfg.export_ema])  # every rank: FSDP2 gathers the shards
     if is_main:
         export = run / "model"
         save_model(
-            export, net, state_dict=emas[cfg.export_ema], objective=cfg.objective,
+            export, net, state_dict=export_state, objective=cfg.objective,
             class_names=dataset.class_names,
             sampling={"guidance_scale": cfg.guidance_scale, "guidance_interval": list(cfg.guidance_interval),
                       "num_steps": 1 if cfg.objective == "pmf" else 50},
@@ -454,12 +519,15 @@ def export_checkpoint(run_dir: str | Path, out_dir: str | Path, ema_index: int =
         raise FileNotFoundError(f"{run} has no checkpoints/latest.json (no checkpoint written yet?)")
     ckpt = run / "checkpoints" / json.loads(pointer.read_text())["path"]
     meta = json.loads((ckpt / "state.json").read_text())
-    tensors = load_file(str(ckpt / "state.safetensors"))
     run_cfg = read_config(run)
     train_cfg = TrainConfig.from_dict(run_cfg["train"])
     k = range(len(train_cfg.ema_halflife_kimg))[ema_index]
     net = PixelMeanFlow(PMFConfig.from_dict(meta["model_config"]), with_v_head=True)
-    ema = {name[len(f"ema{k}."):]: v for name, v in tensors.items() if name.startswith(f"ema{k}.")}
+    if meta.get("format") == SHARDED_FORMAT:  # written by several processes
+        ema = load_sharded_ema(ckpt, net, k)
+    else:
+        tensors = load_file(str(ckpt / "state.safetensors"))
+        ema = {name[len(f"ema{k}."):]: v for name, v in tensors.items() if name.startswith(f"ema{k}.")}
     return save_model(
         out_dir, net, state_dict=ema, objective=train_cfg.objective, class_names=run_cfg.get("class_names"),
         sampling={"guidance_scale": train_cfg.guidance_scale,
@@ -472,21 +540,15 @@ def export_checkpoint(run_dir: str | Path, out_dir: str | Path, ema_index: int =
 
 def _write_grid(path: Path, net: PixelMeanFlow, ema: dict[str, torch.Tensor], cfg: TrainConfig,
                 num_classes: int) -> None:
-    """Sample with the EMA weights (swapped in, then back) and write a PNG grid."""
-    live = {k: p.detach().clone() for k, p in net.named_parameters()}
-    was_training = net.training
-    try:
-        with torch.no_grad():
-            for k, p in net.named_parameters():
-                p.copy_(ema[k])
-        net.eval()
-        images = sample_grid(net, cfg, num_classes, cfg.objective)
-        save_png(path, make_grid(images, nrow=8))  # one row of 8 per class
-    finally:
-        with torch.no_grad():
-            for k, p in net.named_parameters():
-                p.copy_(live[k])
-        net.train(was_training)
+    """Sample with the EMA weights (full tensors) in a separate copy of the network and write a PNG
+    grid; the live network (possibly sharded or wrapped) is left alone."""
+    with torch.random.fork_rng(devices=[]):  # building the copy draws initial weights
+        copy = PixelMeanFlow(net.cfg, with_v_head=net.has_v_head)
+    load_weights_into(copy, ema, "the EMA weights")
+    copy = copy.to(next(iter(ema.values())).device).eval()
+    images = sample_grid(copy, cfg, num_classes, cfg.objective)
+    save_png(path, make_grid(images, nrow=8))  # one row of 8 per class
 
 
-__all__ = ["TrainConfig", "train", "warm_start", "export_checkpoint", "NonFiniteLossError", "build_optimizers", "ema_beta", "step_generator"]
+__all__ = ["TrainConfig", "train", "warm_start", "export_checkpoint", "NonFiniteLossError", "build_optimizers",
+           "ema_beta", "step_seed"]

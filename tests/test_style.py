@@ -52,17 +52,31 @@ def test_swap_with_class_name_and_float64(net):
     assert out.nfe == 1 + 1 + 1 + 1 + 1  # class sample + two inversions + reconstruction + one jump
 
 
-def test_sizes_tile_and_resize(net):
+def test_sizes_fit_crop_tile(net):
     s = _images(1, seed=1)
-    big = style_transfer(net, _images(1, 70, 50), s)
-    assert big.images.shape == (1, 3, 70, 50) and big.size_mode == "tile" and big.num_tiles > 1
+    big = style_transfer(net, _images(1, 70, 50), s, size_mode="tile")
+    assert big.images.shape == (1, 3, 70, 50) and big.size_mode == "tile" and big.num_tiles == 6
     assert big.nfe == 5 * big.num_tiles
-    small = style_transfer(net, _images(2, 20, 45), s)
-    assert small.images.shape == (2, 3, 20, 45) and small.size_mode == "resize" and small.nfe == 5
-    forced = style_transfer(net, _images(1, 64, 64), s, size_mode="resize")
-    assert forced.size_mode == "resize" and forced.images.shape == (1, 3, 64, 64)
-    for r in (big, small, forced):
+    small = style_transfer(net, _images(2, 20, 45), s)  # default: fit
+    assert small.images.shape == (2, 3, 20, 45) and small.size_mode == "fit" and small.nfe == 5
+    crop = style_transfer(net, _images(1, 64, 96), s, size_mode="crop")
+    assert crop.size_mode == "crop" and crop.images.shape == (1, 3, 64, 96) and crop.nfe == 5
+    # Outside the centre square the content is kept bit-for-bit.
+    c = _images(1, 64, 96)
+    assert torch.equal(crop.images[..., :16], c[..., :16]) and torch.equal(crop.images[..., 80:], c[..., 80:])
+    # The former names still work and mean fit.
+    old = style_transfer(net, _images(1, 64, 64), s, size_mode="resize")
+    new = style_transfer(net, _images(1, 64, 64), s, size_mode="fit")
+    assert old.size_mode == "fit" and torch.equal(old.images, new.images)
+    for r in (big, small, crop, old):
         assert 0.0 <= float(r.images.min()) and float(r.images.max()) <= 1.0
+
+
+def test_every_size_mode_is_the_native_pass_at_the_model_size(net):
+    c, s = _images(2), _images(1, seed=1)
+    outs = [style_transfer(net, c, s, size_mode=m) for m in ("fit", "crop", "tile", "auto")]
+    assert all(o.size_mode == "native" and o.num_tiles == 1 for o in outs)
+    assert all(torch.equal(outs[0].images, o.images) for o in outs[1:])
 
 
 def test_deterministic_for_a_generator(net):
@@ -118,7 +132,9 @@ def test_injection_changes_content_only_and_is_restored(net):
         (torch.rand(1, 3, 32, 32), "class:nope", {}, r"unknown style class 'nope'"),
         (torch.rand(1, 3, 32, 32), 9, {}, r"outside the model's classes 0..4"),
         (torch.rand(3, 3, 32, 32), torch.rand(2, 3, 32, 32), {}, r"style batch 2 must be 1 or match"),
-        (torch.rand(1, 3, 40, 40), None, {"size_mode": "native"}, r"needs 32x32 content"),
+        (torch.rand(1, 3, 40, 40), None, {"size_mode": "stretch"}, r"size_mode must be one of 'fit', 'crop', 'tile'"),
+        (torch.rand(1, 3, 1, 1), None, {}, r"content is 1x1 .*at least 8 pixels"),
+        (torch.rand(1, 3, 32, 32), torch.rand(1, 3, 40000, 8), {}, r"style is 40000x8 .*at most 16384 pixels"),
         (torch.rand(1, 3, 32, 32), None, {"inject_from": 99}, r"inject_from must lie in"),
         (torch.rand(1, 3, 32, 32), None, {"num_steps": 0}, r"num_steps must be an integer >= 1"),
         (torch.rand(1, 3, 32, 32), None, {"color_weight": 1.5}, r"color_weight must lie in \[0, 1\]"),
@@ -210,7 +226,7 @@ def test_cli_stylize(net, tmp_path, capsys):
     assert main(["stylize", str(tmp_path / "c.png"), str(tmp_path / "s.png"), "-o", str(out), "--model", str(model)]) == 0
     assert iio.imread(out).shape == (40, 36, 3)
     line = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
-    assert line["size_mode"] == "tile" and line["nfe"] == 5 * line["tiles"]
+    assert line["size_mode"] == "fit" and line["nfe"] == 5 and line["tiles"] == 1
     assert main(["stylize", str(tmp_path / "c.png"), "class:c2", "-o", str(out), "--model", str(model)]) == 0
     # Bad input: clear one-line errors, exit code 2.
     assert main(["stylize", str(tmp_path / "c.png"), "class:zebra", "-o", str(out), "--model", str(model)]) == 2

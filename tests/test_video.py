@@ -115,7 +115,7 @@ def test_encoder_dying_mid_stream_is_a_clear_error(clip_with_audio: Path, tmp_pa
         yield  # started
         raise BrokenPipeError(32, "Broken pipe")
 
-    monkeypatch.setattr(video_mod.imageio_ffmpeg, "write_frames", broken_writer)
+    monkeypatch.setattr(imageio_ffmpeg, "write_frames", broken_writer)
     with pytest.raises(ValueError, match="ffmpeg stopped accepting frames"):
         interpolate_video(clip_with_audio, tmp_path / "out.mp4", progress=False, workers=1)
     assert not (tmp_path / "out.mp4").exists()
@@ -151,7 +151,8 @@ def test_failure_leaves_no_output(clip_with_audio: Path, tmp_path: Path, monkeyp
     def boom(self, t):
         raise RuntimeError("disk full")
 
-    monkeypatch.setattr(video_mod.PairInterpolator, "render", boom)
+    monkeypatch.setattr(video_mod.PairInterpolator, "render", boom)  # the rgb path
+    monkeypatch.setattr(video_mod.PairInterpolator, "render_planes", boom)  # the planar (yuv) path
     out = tmp_path / "out.mp4"
     for workers in (1, 2):  # an error inside a worker thread reaches the caller too
         with pytest.raises(RuntimeError, match="disk full"):

@@ -10,6 +10,11 @@ towards noise an edit goes, t in (0, 1]), ``num_steps``, ``guidance_scale`` (ome
 guidance costs no extra evaluation), ``guidance_interval`` and ``generator`` (noise is drawn sample by
 sample, so results do not depend on the batch size).
 
+Images of any size H x W (and aspect ratio) go through the size policy ``pmf_edit.images``
+(``size_mode``: "fit" by default, "crop" or "tile"): the network works at its own side S, and what it
+changes is carried back to H x W by an edge-aware upsampler, so the pixels it leaves alone keep their
+full-resolution values; at H = W = S nothing is resized.
+
     invert       image -> z_t: explicit jumps toward noise (networks trained in both directions) or
                  the forward jump's implicit form solved by fixed-point iterations
     reconstruct  invert, then jump back along the same grid
@@ -27,7 +32,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Callable, Literal
 
 import torch
 
@@ -35,6 +40,8 @@ from core.model import PixelMeanFlow
 from pmf_edit import velocity as vf
 from pmf_edit.boundary import (Labels, check_guidance, check_images, check_labels, check_steps, check_strength,
                                forward_noise, sample_noise, to_images, to_model, with_precision)
+from pmf_edit.images import (SIZE_MODES, SizeMode, SizePlan, check_image_size, mask_to_network, plan_size,
+                             repeat_per_tile, through_network, to_network)
 from pmf_edit.velocity import DEFAULT_INTERVALS, DEFAULT_ITERATIONS, DEFAULT_REFINEMENTS
 
 __all__ = [
@@ -58,24 +65,30 @@ FLOWEDIT_STEPS = 4
 
 @dataclass
 class EditResult:
-    """Images (B, C, H, W) in [0, 1] with the input's dtype, and network evaluations per image."""
+    """Images (B, C, H, W) in [0, 1] with the input's dtype and size, network evaluations per image
+    (every tile counted) and the network-size inputs per image (1 unless ``size_mode="tile"``)."""
 
     images: torch.Tensor
     nfe: int
+    num_tiles: int = 1
 
 
 @dataclass
 class InversionResult:
-    """The state z_t (B, C, H, W) in model units (noise scale s, not an image) at time ``t``.
+    """The state z_t in model units (noise scale s, not an image) at time ``t``, at the network's size:
+    (B T, C, S, S), image i's T tiles consecutive (T = ``num_tiles``, 1 unless ``size_mode="tile"``).
 
-    ``nfe`` counts network evaluations per image; ``residual`` is the mean absolute size of the last
-    fixed-point update (small = converged).
+    ``nfe`` counts network evaluations per image (every tile); ``residual`` is the mean absolute size
+    of the last fixed-point update (small = converged); ``diverged`` is True when the iteration ran
+    away (a RuntimeWarning says why and what to change; see ``pmf_edit.velocity.DIVERGED_RMS``).
     """
 
     latents: torch.Tensor
     t: float
     nfe: int
     residual: float
+    num_tiles: int = 1
+    diverged: bool = False
 
 
 def from_pretrained(path: str | Path, *, device: str | torch.device = "cpu") -> tuple[PixelMeanFlow, dict[str, Any]]:
@@ -99,9 +112,28 @@ def from_pretrained(path: str | Path, *, device: str | torch.device = "cpu") -> 
 # Conversion helpers on top of pmf_edit.boundary
 
 
-def _check_images(net: PixelMeanFlow, images: torch.Tensor, name: str = "images") -> None:
-    """The boundary's image rule with this network's channels and side."""
-    check_images(images, name, channels=net.cfg.in_channels, size=net.cfg.image_size)
+def _check_images(net: PixelMeanFlow, images: torch.Tensor, size_mode: str, name: str = "images") -> None:
+    """The boundary's image rule with this network's channels, any size in the size policy's range."""
+    check_images(images, name, channels=net.cfg.in_channels)
+    check_image_size(images, name)
+    if size_mode not in SIZE_MODES:
+        raise ValueError(f"size_mode must be one of {', '.join(map(repr, SIZE_MODES))}, got {size_mode!r}")
+
+
+def _sized(net: PixelMeanFlow, images: torch.Tensor, fn: Callable[[torch.Tensor, SizePlan], tuple[torch.Tensor, int]],
+           size_mode: str, mask: torch.Tensor | None = None
+           ) -> EditResult:
+    """Run ``fn(x01, plan) -> (out01, nfe per network input)`` at the network's size on images of
+    any size: images (B, C, H, W) in the input's size, nfe per image = nfe per input x tiles."""
+    spent = {}
+
+    def run(x_in: torch.Tensor, plan: SizePlan) -> torch.Tensor:
+        out, spent["nfe"] = fn(x_in, plan)
+        spent["tiles"] = plan.num_tiles
+        return out
+
+    out = through_network(images, net.cfg.image_size, run, size_mode=size_mode, mask=mask)
+    return EditResult(images=out, nfe=spent["nfe"] * spent["tiles"], num_tiles=spent["tiles"])
 
 
 def _noise(net: PixelMeanFlow, n: int, draws: int, generator: torch.Generator | None) -> torch.Tensor:
@@ -129,6 +161,15 @@ def _check_refinements(num_refinements: int) -> int:
     return num_refinements
 
 
+def _invert(net: PixelMeanFlow, x: torch.Tensor, t: float, y: torch.Tensor | None, guidance_scale: float,
+            guidance_interval: Interval, num_steps: int, num_iterations: int, backward: bool,
+            num_refinements: int) -> vf.Inversion:
+    """Model-range x -> z_t with the backward field or the fixed-point solver (``invert``'s two paths)."""
+    if backward:
+        return vf.invert_backward(net, x, t, y, guidance_scale, guidance_interval, num_steps, num_refinements)
+    return vf.invert(net, x, t, y, guidance_scale, guidance_interval, num_steps, num_iterations)
+
+
 # ------------------------------------------------------------------------------------------------
 # Tasks
 
@@ -146,6 +187,7 @@ def invert(
     guidance_interval: Interval = (0.0, 1.0),
     method: InvertMethod = "auto",
     num_refinements: int = DEFAULT_REFINEMENTS,
+    size_mode: SizeMode = "fit",
 ) -> InversionResult:
     """Image -> the state z_t at t = ``strength`` (t = 1: the noise that generates the image).
 
@@ -156,7 +198,7 @@ def invert(
 
     Args:
         net: a trained pMF network.
-        images: (B, C, H, W) float32/float64 in [0, 1].
+        images: (B, C, H, W) float32/float64 in [0, 1], any H, W (see ``size_mode``).
         labels: the class each image shows (one int or (B,)); None inverts under the null class.
         strength: end time t in (0, 1].
         num_steps: uniform intervals on [0, t]; each is inverted by ``num_iterations``
@@ -166,27 +208,38 @@ def invert(
         method: "auto", "backward" or "fixed-point" (above).
         num_refinements: round-trip corrections of the backward solver (>= 0); its
             nfe = num_steps * (1 + 2 * num_refinements).
+        size_mode: how images of another size than the model's are shown to it ("fit", "crop",
+            "tile"; ``pmf_edit.images``): the latents are those of what the network saw.
 
     Returns:
-        ``InversionResult``: latents (B, C, H, W) in model units, input dtype; t; nfe; residual.
+        ``InversionResult``: latents (B T, C, S, S) in model units, input dtype; t; nfe; residual;
+        num_tiles T; diverged.
+
+    Warns:
+        RuntimeWarning: the fixed-point iteration diverged (latents far outside the range of a
+            state; e.g. an untrained checkpoint); the message names the remedies.
+
+    Raises:
+        FloatingPointError: the latents became NaN or infinite.
 
     Example:
         >>> inv = invert(net, images01, labels=[3, 7])
         >>> inv.latents.shape, inv.nfe
         (torch.Size([2, 1, 32, 32]), 7)
     """
-    _check_images(net, images)
+    _check_images(net, images, size_mode)
     y = check_labels(net, labels, images.shape[0], "labels")
     t = check_strength(strength)
     check_guidance(guidance_scale, guidance_interval)
-    if _use_backward(net, method):
-        inv = vf.invert_backward(net, to_model(net, images), t, y, guidance_scale, guidance_interval,
-                                 check_steps(num_steps), _check_refinements(num_refinements))
-    else:
-        inv = vf.invert(net, to_model(net, images), t, y, guidance_scale, guidance_interval,
-                        check_steps(num_steps), check_steps(num_iterations, "num_iterations"))
+    K, J = check_steps(num_steps), check_steps(num_iterations, "num_iterations")
+    backward, R = _use_backward(net, method), _check_refinements(num_refinements)
+    plan = plan_size(*images.shape[-2:], net.cfg.image_size, size_mode)
+    x_in = to_network(plan, images)
+    inv = _invert(net, to_model(net, x_in), t, repeat_per_tile(y, plan), guidance_scale, guidance_interval, K, J,
+                  backward, R)
     return InversionResult(latents=inv.latents.to(device=images.device, dtype=images.dtype), t=inv.t,
-                           nfe=inv.nfe, residual=inv.residual)
+                           nfe=inv.nfe * plan.num_tiles, residual=inv.residual, num_tiles=plan.num_tiles,
+                           diverged=inv.diverged)
 
 
 @with_precision
@@ -202,6 +255,7 @@ def reconstruct(
     guidance_interval: Interval = (0.0, 1.0),
     method: InvertMethod = "auto",
     num_refinements: int = DEFAULT_REFINEMENTS,
+    size_mode: SizeMode = "fit",
 ) -> EditResult:
     """Invert to t = ``strength``, then jump back to an image along the same grid (round trip).
 
@@ -211,19 +265,26 @@ def reconstruct(
     Args: as ``invert``.
 
     Returns:
-        ``EditResult`` with images (B, C, H, W) in [0, 1], input dtype.
+        ``EditResult`` with images (B, C, H, W) in [0, 1], input dtype and size.
 
     Example:
         >>> rec = reconstruct(net, images01, labels=labels)
         >>> core.metrics.psnr(rec.images, images01, data_range=1.0).mean()
     """
-    inv = invert(net, images, labels=labels, strength=strength, num_steps=num_steps,
-                 num_iterations=num_iterations, guidance_scale=guidance_scale,
-                 guidance_interval=guidance_interval, method=method, num_refinements=num_refinements)
+    _check_images(net, images, size_mode)
     y = check_labels(net, labels, images.shape[0], "labels")
-    x, n = vf.generate(net, inv.latents.to(next(net.parameters())), inv.t, num_steps, y, guidance_scale,
-                       guidance_interval)
-    return EditResult(images=to_images(x, images), nfe=inv.nfe + n)
+    t = check_strength(strength)
+    check_guidance(guidance_scale, guidance_interval)
+    K, J = check_steps(num_steps), check_steps(num_iterations, "num_iterations")
+    backward, R = _use_backward(net, method), _check_refinements(num_refinements)
+
+    def run(x01: torch.Tensor, plan: SizePlan) -> tuple[torch.Tensor, int]:
+        yy = repeat_per_tile(y, plan)
+        inv = _invert(net, to_model(net, x01), t, yy, guidance_scale, guidance_interval, K, J, backward, R)
+        x, n = vf.generate(net, inv.latents, inv.t, K, yy, guidance_scale, guidance_interval)
+        return to_images(x, x01), inv.nfe + n
+
+    return _sized(net, images, run, size_mode)
 
 
 @with_precision
@@ -243,6 +304,7 @@ def edit(
     generator: torch.Generator | None = None,
     method: InvertMethod = "auto",
     num_refinements: int = DEFAULT_REFINEMENTS,
+    size_mode: SizeMode = "fit",
 ) -> EditResult:
     """Change the class of images: invert under the source class to t = ``strength``, regenerate
     from there to t = 0 under the target class in ``num_steps`` jumps.
@@ -259,7 +321,7 @@ def edit(
 
     Args:
         net: a trained class-conditional pMF network.
-        images: (B, C, H, W) float32/float64 in [0, 1].
+        images: (B, C, H, W) float32/float64 in [0, 1], any H, W (see ``size_mode``).
         labels: target class (one int or (B,)).
         source_labels: the class the images show; None inverts under the null class.
         strength: t in (0, 1] to invert to; larger changes more, smaller keeps more structure.
@@ -271,6 +333,8 @@ def edit(
         generator: the caller's generator for the seed noise e ("fixed-point" only).
         method: "auto", "backward" or "fixed-point" (see ``invert``).
         num_refinements: round-trip corrections of the backward inversion (>= 0).
+        size_mode: "fit" (default), "crop" or "tile": how an image of another size than the model's
+            is shown to it (``pmf_edit.images``); the result has the input's size.
 
     Returns:
         ``EditResult``; nfe = num_inversion_steps * num_iterations + num_steps ("fixed-point") or
@@ -280,24 +344,28 @@ def edit(
         >>> out = edit(net, images01, source_labels=labels, labels=(labels + 1) % 10,
         ...            generator=torch.Generator().manual_seed(0))
     """
-    _check_images(net, images)
+    _check_images(net, images, size_mode)
     n = images.shape[0]
     y_tgt = check_labels(net, labels, n, "labels", required=True)
     y_src = check_labels(net, source_labels, n, "source_labels")
     t = check_strength(strength)
     check_guidance(guidance_scale, guidance_interval)
     check_guidance(source_guidance_scale, name="source_guidance_scale")
-    if _use_backward(net, method):
-        inv = vf.invert_backward(net, to_model(net, images), t, y_src, source_guidance_scale, guidance_interval,
-                                 check_steps(num_inversion_steps, "num_inversion_steps"),
-                                 _check_refinements(num_refinements))
-    else:
-        e = _noise(net, n, 1, generator)[0]
-        inv = vf.invert(net, to_model(net, images), t, y_src, source_guidance_scale, guidance_interval,
-                        check_steps(num_inversion_steps, "num_inversion_steps"),
-                        check_steps(num_iterations, "num_iterations"), seed="noise", noise=e)
-    x, k = vf.generate(net, inv.latents, t, check_steps(num_steps), y_tgt, guidance_scale, guidance_interval)
-    return EditResult(images=to_images(x, images), nfe=inv.nfe + k)
+    K_inv, J = check_steps(num_inversion_steps, "num_inversion_steps"), check_steps(num_iterations, "num_iterations")
+    K = check_steps(num_steps)
+    backward, R = _use_backward(net, method), _check_refinements(num_refinements)
+
+    def run(x01: torch.Tensor, plan: SizePlan) -> tuple[torch.Tensor, int]:
+        x, y_in = to_model(net, x01), repeat_per_tile(y_src, plan)
+        if backward:
+            inv = vf.invert_backward(net, x, t, y_in, source_guidance_scale, guidance_interval, K_inv, R)
+        else:
+            e = _noise(net, x01.shape[0], 1, generator)[0]
+            inv = vf.invert(net, x, t, y_in, source_guidance_scale, guidance_interval, K_inv, J, seed="noise", noise=e)
+        x, k = vf.generate(net, inv.latents, t, K, repeat_per_tile(y_tgt, plan), guidance_scale, guidance_interval)
+        return to_images(x, x01), inv.nfe + k
+
+    return _sized(net, images, run, size_mode)
 
 
 @with_precision
@@ -311,18 +379,21 @@ def sdedit(
     guidance_scale: float = EDIT_GUIDANCE,
     guidance_interval: Interval = (0.0, 1.0),
     generator: torch.Generator | None = None,
+    size_mode: SizeMode = "fit",
 ) -> EditResult:
     """SDEdit in one jump: noise the input to z_t = (1 - t) x + t s e (t = ``strength``), then jump
     to t = 0 under ``labels`` (``num_steps`` jumps; 1 by default).
 
     Args:
         net: a trained pMF network.
-        images: (B, C, H, W) float32/float64 in [0, 1] (a rough input, a sketch, another class).
+        images: (B, C, H, W) float32/float64 in [0, 1], any H, W (a rough input, a sketch, another class).
         labels: class to produce (one int or (B,)); None = the null class.
         strength: noise level t in (0, 1]; 1 ignores the input.
         num_steps: jumps from t to 0.
         guidance_scale, guidance_interval: guidance of the regeneration.
         generator: the caller's generator for e.
+        size_mode: "fit" (default), "crop" or "tile": how an image of another size than the model's
+            is shown to it (``pmf_edit.images``); the result has the input's size.
 
     Returns:
         ``EditResult``; nfe = num_steps.
@@ -330,16 +401,20 @@ def sdedit(
     Example:
         >>> out = sdedit(net, sketch01, labels=4, strength=0.6, generator=torch.Generator().manual_seed(0))
     """
-    _check_images(net, images)
+    _check_images(net, images, size_mode)
     n = images.shape[0]
     y = check_labels(net, labels, n, "labels")
     t = check_strength(strength)
     check_guidance(guidance_scale, guidance_interval)
-    x = to_model(net, images)
-    e = _noise(net, n, 1, generator)[0]
-    z = forward_noise(x, e, t, net.cfg.noise_scale)
-    out, k = vf.generate(net, z, t, check_steps(num_steps), y, guidance_scale, guidance_interval)
-    return EditResult(images=to_images(out, images), nfe=k)
+    K = check_steps(num_steps)
+
+    def run(x01: torch.Tensor, plan: SizePlan) -> tuple[torch.Tensor, int]:
+        e = _noise(net, x01.shape[0], 1, generator)[0]
+        z = forward_noise(to_model(net, x01), e, t, net.cfg.noise_scale)
+        out, k = vf.generate(net, z, t, K, repeat_per_tile(y, plan), guidance_scale, guidance_interval)
+        return to_images(out, x01), k
+
+    return _sized(net, images, run, size_mode)
 
 
 @with_precision
@@ -355,6 +430,7 @@ def flow_edit(
     guidance_interval: Interval = (0.0, 1.0),
     source_guidance_scale: float = 1.0,
     generator: torch.Generator | None = None,
+    size_mode: SizeMode = "fit",
 ) -> EditResult:
     """Inversion-free edit (FlowEdit, Kulikov et al. 2024, on average velocities): move the image
     along the difference of the target and source conditions' jumps.
@@ -368,7 +444,7 @@ def flow_edit(
 
     Args:
         net: a trained class-conditional pMF network.
-        images: (B, C, H, W) float32/float64 in [0, 1].
+        images: (B, C, H, W) float32/float64 in [0, 1], any H, W (see ``size_mode``).
         labels: target class (one int or (B,)).
         source_labels: class the images show; None = the null class.
         strength: first time t_0 in (0, 1].
@@ -376,6 +452,8 @@ def flow_edit(
         guidance_scale, guidance_interval: guidance of the target field.
         source_guidance_scale: guidance of the source field.
         generator: the caller's generator for the noise.
+        size_mode: "fit" (default), "crop" or "tile": how an image of another size than the model's
+            is shown to it (``pmf_edit.images``); the result has the input's size.
 
     Returns:
         ``EditResult``; nfe = 2 * num_steps.
@@ -384,7 +462,7 @@ def flow_edit(
         >>> out = flow_edit(net, images01, source_labels=labels, labels=(labels + 1) % 10,
         ...                 generator=torch.Generator().manual_seed(0))
     """
-    _check_images(net, images)
+    _check_images(net, images, size_mode)
     n = images.shape[0]
     y_tgt = check_labels(net, labels, n, "labels", required=True)
     y_src = check_labels(net, source_labels, n, "source_labels")
@@ -394,23 +472,27 @@ def flow_edit(
     K = check_steps(num_steps)
     check_guidance(guidance_scale, guidance_interval)
     check_guidance(source_guidance_scale, name="source_guidance_scale")
-    x_src = to_model(net, images)
-    eps = _noise(net, n, K, generator)
     ts = torch.linspace(t0, 0.0, K + 1, dtype=torch.float64).tolist()
     s = net.cfg.noise_scale
-    x_edit = x_src.clone()
-    lo, hi = guidance_interval
-    # One batched call per step: [target branch; source branch] with their own conditions.
-    y = torch.cat([y_tgt, y_src])
-    omega = [guidance_scale] * n + [source_guidance_scale] * n
-    for k in range(K):
-        t, r = ts[k], ts[k + 1]
-        z_src = forward_noise(x_src, eps[k], t, s)
-        z_tgt = z_src + x_edit - x_src
-        u = _velocity_mixed(net, torch.cat([z_tgt, z_src]), t, r, y, omega, (lo, hi))  # (2B, C, H, W)
-        u_tgt, u_src = u.chunk(2)
-        x_edit = x_edit - (t - r) * (u_tgt - u_src)
-    return EditResult(images=to_images(x_edit, images), nfe=2 * K)
+
+    def run(x01: torch.Tensor, plan: SizePlan) -> tuple[torch.Tensor, int]:
+        m = x01.shape[0]  # B T network inputs
+        x_src = to_model(net, x01)
+        eps = _noise(net, m, K, generator)
+        x_edit = x_src.clone()
+        # One batched call per step: [target branch; source branch] with their own conditions.
+        y = torch.cat([repeat_per_tile(y_tgt, plan), repeat_per_tile(y_src, plan)])
+        omega = [guidance_scale] * m + [source_guidance_scale] * m
+        for k in range(K):
+            t, r = ts[k], ts[k + 1]
+            z_src = forward_noise(x_src, eps[k], t, s)
+            z_tgt = z_src + x_edit - x_src
+            u = _velocity_mixed(net, torch.cat([z_tgt, z_src]), t, r, y, omega, guidance_interval)  # (2m, C, S, S)
+            u_tgt, u_src = u.chunk(2)
+            x_edit = x_edit - (t - r) * (u_tgt - u_src)
+        return to_images(x_edit, x01), 2 * K
+
+    return _sized(net, images, run, size_mode)
 
 
 @torch.no_grad()
@@ -437,6 +519,7 @@ def inpaint(
     guidance_scale: float = 1.0,
     guidance_interval: Interval = (0.0, 1.0),
     generator: torch.Generator | None = None,
+    size_mode: SizeMode = "fit",
 ) -> EditResult:
     """Refill the masked region; the unmasked pixels are returned bit-identical.
 
@@ -444,11 +527,14 @@ def inpaint(
     ``num_resample`` times: noise the current estimate, z = (1 - t_k) x + t_k s e, predict the image
     in one jump x_hat = x(z, 0, t_k), and paste the known pixels back, x = m x_hat + (1 - m) x_known.
     Decreasing t lets the filled region first agree with the known one at a coarse level, then in
-    detail; resampling at each level harmonises the seam.
+    detail; resampling at each level harmonises the seam. At another size than the model's, the
+    network refills its own (dilated) mask at its resolution and the masked full-resolution pixels
+    take its output resized (``size_mode="crop"`` centres the square on the mask, so a small hole is
+    refilled at a higher resolution); every unmasked pixel is still the input's, bit-identical.
 
     Args:
         net: a trained pMF network.
-        images: (B, C, H, W) float32/float64 in [0, 1].
+        images: (B, C, H, W) float32/float64 in [0, 1], any H, W (see ``size_mode``).
         mask: (B, 1, H, W), (B, C, H, W), (1, H, W) or (H, W); bool or {0, 1} float, True/1 = fill.
         labels: class to produce (one int or (B,)); None = the null class.
         strength: first noise level in (0, 1] (1 ignores the masked region's content).
@@ -456,6 +542,8 @@ def inpaint(
         num_resample: rounds per level.
         guidance_scale, guidance_interval: guidance of the jumps.
         generator: the caller's generator for the noise.
+        size_mode: "fit" (default), "crop" or "tile": how an image of another size than the model's
+            is shown to it (``pmf_edit.images``); the result has the input's size.
 
     Returns:
         ``EditResult``; nfe = num_steps * num_resample.
@@ -464,29 +552,34 @@ def inpaint(
         >>> m = torch.zeros(1, 1, 32, 32, dtype=torch.bool); m[..., 16:, :] = True   # bottom half
         >>> out = inpaint(net, images01, m, labels=3, generator=torch.Generator().manual_seed(0))
     """
-    _check_images(net, images)
+    _check_images(net, images, size_mode)
     n, C, H, W = images.shape
-    m = _check_mask(mask, images)
+    m = _check_mask(mask, images).to(images.device)
     y = check_labels(net, labels, n, "labels")
     t0 = check_strength(strength)
     K = check_steps(num_steps)
     R = check_steps(num_resample, "num_resample")
     check_guidance(guidance_scale, guidance_interval)
-    known = to_model(net, images)
-    mm = m.to(device=known.device, dtype=known.dtype).expand(n, C, H, W)
-    eps = _noise(net, n, K * R, generator)
-    x = known
     s = net.cfg.noise_scale
-    for k in range(K):
-        t = t0 * (1.0 - k / K)
-        for j in range(R):
-            z = forward_noise(x, eps[k * R + j], t, s)
-            x_hat = vf.image_field(net, z, t, 0.0, y, guidance_scale, guidance_interval)
-            x = mm * x_hat + (1.0 - mm) * known
-    filled = to_images(x, images)
-    # Paste in the input's own [0, 1] values, so unmasked pixels are bit-identical (no range round trip).
-    out = torch.where(m.to(images.device).expand(n, C, H, W), filled, images)
-    return EditResult(images=out, nfe=K * R)
+
+    def run(x01: torch.Tensor, plan: SizePlan) -> tuple[torch.Tensor, int]:
+        known = to_model(net, x01)
+        mm = mask_to_network(plan, m.expand(n, -1, -1, -1)).to(device=known.device, dtype=known.dtype)
+        mm = mm.expand_as(known)  # (B T, C, S, S)
+        eps = _noise(net, x01.shape[0], K * R, generator)
+        yy = repeat_per_tile(y, plan)
+        x = known
+        for k in range(K):
+            t = t0 * (1.0 - k / K)
+            for j in range(R):
+                z = forward_noise(x, eps[k * R + j], t, s)
+                x_hat = vf.image_field(net, z, t, 0.0, yy, guidance_scale, guidance_interval)
+                x = mm * x_hat + (1.0 - mm) * known
+        return to_images(x, x01), K * R
+
+    # The size policy pastes the input's own [0, 1] values outside the mask: bit-identical there
+    # (no range round trip), at any size.
+    return _sized(net, images, run, size_mode, mask=m)
 
 
 def _check_mask(mask: torch.Tensor, images: torch.Tensor) -> torch.Tensor:

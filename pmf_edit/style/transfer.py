@@ -26,10 +26,13 @@ is z_r = z_t - (t - r) u(z_t, r, t). With t* = ``strength``:
                    model's regeneration would blur, transfers only the change the style makes
     5. colour      (``color_first=False``) the same Lab move on the output instead of step 0
 
-``strength`` = 0 returns the content; 1 inverts all the way to noise. Inputs larger than the
-model's side are cut into overlapping tiles (``size_mode="tile"``) or resized with the content's
-high frequencies added back (``"resize"``); ``StyleResult.size_mode`` says which ran. ``nfe`` counts
-model-size network evaluations per input image, tiles and the style branch included.
+``strength`` = 0 returns the content; 1 inverts all the way to noise. A content of any size goes
+through the size policy of every pmf_edit task (``pmf_edit.images``, ``size_mode``): "fit" (default:
+the whole picture at the model's side, aspect kept by reflection, the network's change carried back
+to full resolution by an edge-aware upsampler, so the content keeps its own full-resolution detail),
+"crop" or "tile" (overlapping model-size tiles at full resolution: the model's texture at its own
+scale, but a patch-period mesh and tile seams show; docs/style.md). ``nfe`` counts model-size
+network evaluations per input image, tiles and the style branch included.
 
 Example:
     >>> from core.checkpoint import bundled_model_dir
@@ -41,7 +44,6 @@ Example:
 from __future__ import annotations
 
 import contextlib
-import math
 from dataclasses import dataclass
 from typing import Iterator, Literal, Sequence
 
@@ -50,17 +52,23 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from core.attention import Backend, attention
+from core.class_names import resolve_class
 from core.images import from_model_range, to_model_range
 from core.model import AttentionProcessor, PixelMeanFlow
 from pmf_edit import velocity as vf
 from pmf_edit.boundary import (check_guidance, check_images, check_steps, check_strength, forward_noise,
                                sample_noise, with_precision)
+from pmf_edit.images import SIZE_MODES, check_image_size, from_network, plan_size, repeat_per_tile, to_network
 
 __all__ = ["StyleResult", "style_transfer", "resolve_style_class"]
 
 Method = Literal["kv", "kv_replace", "feat", "swap"]
 Inversion = Literal["fixed_point", "noise"]
-SizeMode = Literal["auto", "native", "resize", "tile"]
+SizeMode = Literal["fit", "crop", "tile", "auto", "native", "resize"]
+# Former size-mode names, still accepted: "auto" and "native" are the default (at the model's size
+# every mode is the plain model-size pass), "resize" was fit without the aspect-keeping padding.
+_SIZE_ALIASES = {"auto": "fit", "native": "fit", "resize": "fit"}
+DEFAULT_SIZE_MODE = "fit"  # no periodic artefacts, contrast kept (benchmarks/bench_style_curve.py)
 StyleSpec = Tensor | int | str | Sequence[int]
 
 # Defaults chosen by benchmarks/bench_style.py on 16 tuning pairs (--seed 1) of the bundled photos
@@ -70,7 +78,6 @@ DEFAULT_STRENGTH = 0.7
 DEFAULT_METHOD: Method = "kv"
 DEFAULT_RESIDUAL = True  # add the style's change to the content instead of regenerating it
 DEFAULT_INJECT_FROM = 0  # first block (over shared + u blocks) whose attention reads the style
-TILE_OVERLAP = 0.25  # fraction of a tile shared with its neighbour (blended with a tent window)
 
 
 @dataclass
@@ -81,7 +88,7 @@ class StyleResult:
         images: (B, 3, H, W) in [0, 1], the content's dtype and size.
         nfe: network evaluations per input image, at the model's size (tiles and the style branch
             included).
-        size_mode: "native" (content at the model's size), "resize" or "tile".
+        size_mode: "native" (content at the model's size: nothing resized), "fit", "crop" or "tile".
         num_tiles: model-size tiles per image (1 unless tiled).
         method: the injection method that ran ("kv", "feat" or "swap").
         style_labels: (B,) class condition of the generation, or None for the null class.
@@ -100,8 +107,9 @@ class StyleResult:
 
 
 def _check_rgb(net: PixelMeanFlow, x: Tensor, name: str) -> None:
-    """The boundary's image rule with this network's channels, any size >= 2x2."""
-    check_images(x, name, channels=net.cfg.in_channels, min_side=2)
+    """The boundary's image rule with this network's channels, any size the size policy accepts."""
+    check_images(x, name, channels=net.cfg.in_channels)
+    check_image_size(x, name)
 
 
 def resolve_style_class(
@@ -126,10 +134,8 @@ def resolve_style_class(
             idx = int(name)
         elif class_names is None:
             raise ValueError(f"style class {name!r} given by name but no class_names were passed")
-        elif name not in class_names:
-            raise ValueError(f"unknown style class {name!r}; this model's classes are {list(class_names)}")
-        else:
-            idx = list(class_names).index(name)
+        else:  # case-insensitive, any synonym; close matches listed when unknown
+            idx = resolve_class(name, class_names, "style class")
         y = torch.tensor([idx])
     else:
         y = torch.as_tensor(style).reshape(-1)
@@ -292,23 +298,7 @@ def _stylize_native(
 
 
 # ------------------------------------------------------------------------------------------------
-# Sizes: tiles or resizing around the model-size core
-
-
-def _tile_starts(length: int, tile: int, stride: int) -> list[int]:
-    if length <= tile:
-        return [0]
-    starts = list(range(0, length - tile + 1, stride))
-    if starts[-1] != length - tile:
-        starts.append(length - tile)
-    return starts
-
-
-def _tent(tile: int, device, dtype) -> Tensor:
-    """(tile, tile) separable tent window, > 0 everywhere (so every pixel has weight)."""
-    r = torch.arange(tile, device=device, dtype=dtype)
-    w = torch.minimum(r + 1, tile - r) / math.ceil(tile / 2)
-    return w[:, None] * w[None, :]
+# The style reference
 
 
 def _resize(x: Tensor, size: tuple[int, int]) -> Tensor:
@@ -340,14 +330,14 @@ def style_transfer(
     color_first: bool = True,
     residual: bool = DEFAULT_RESIDUAL,
     inject_from: int = DEFAULT_INJECT_FROM,
-    size_mode: SizeMode = "auto",
+    size_mode: SizeMode = DEFAULT_SIZE_MODE,
     generator: torch.Generator | None = None,
 ) -> StyleResult:
     """Render ``content`` in the style of a reference image or of a class of the model.
 
     Args:
         net: an RGB pMF network (e.g. the bundled ``photos`` model).
-        content: (B, 3, H, W) float32/float64 in [0, 1]; any H, W >= 2 (see ``size_mode``).
+        content: (B, 3, H, W) float32/float64 in [0, 1]; any H, W in [8, 16384] (see ``size_mode``).
         style: a reference image (B or 1, 3, H', W') in [0, 1] (resized to the model's side), or a
             style class: an index, a name (with ``class_names``; ``"class:NAME"`` works too), or (B,)
             indices. A class is turned into a reference by a one-step sample (1 NFE, ``generator``).
@@ -378,10 +368,11 @@ def style_transfer(
             content's own jump from the same state with nothing injected (+1 NFE): keeps the
             content's detail that the model's regeneration would blur.
         inject_from: first block (counting shared then u-head blocks) that reads the style branch.
-        size_mode: "auto" (native at the model's side, tiles when both sides are larger, else
-            resize), "native", "resize" (resize to the model's side, stylise, resize back and add
-            the content's lost high frequencies) or "tile" (overlapping model-size tiles blended
-            with a tent window).
+        size_mode: "fit" (default: the whole content at the model's side, aspect kept by reflection;
+            the change is carried back to full resolution by an edge-aware upsampler), "crop"
+            (the centre square; outside it the content is kept) or "tile" (overlapping model-size
+            tiles at full resolution, changes blended with a tent window); ``pmf_edit.images``.
+            The former names "auto", "native" and "resize" mean "fit".
         generator: the caller's generator (class styles and ``inversion="noise"``); deterministic
             for a given generator state.
 
@@ -407,8 +398,10 @@ def style_transfer(
         raise ValueError(f"method must be 'kv', 'kv_replace', 'feat' or 'swap', got {method!r}")
     if inversion not in ("fixed_point", "noise"):
         raise ValueError(f"inversion must be 'fixed_point' or 'noise', got {inversion!r}")
-    if size_mode not in ("auto", "native", "resize", "tile"):
-        raise ValueError(f"size_mode must be 'auto', 'native', 'resize' or 'tile', got {size_mode!r}")
+    mode = _SIZE_ALIASES.get(size_mode, size_mode) if isinstance(size_mode, str) else size_mode
+    if mode not in SIZE_MODES:
+        raise ValueError(f"size_mode must be one of {', '.join(map(repr, SIZE_MODES))} (or the former 'auto', "
+                         f"'native', 'resize'), got {size_mode!r}")
     for name, v in (("num_inversion_steps", num_inversion_steps), ("num_iterations", num_iterations),
                     ("num_steps", num_steps)):
         check_steps(v, name)
@@ -420,19 +413,11 @@ def style_transfer(
     B, _, H, W = content.shape
     S = net.cfg.image_size
     p = next(net.parameters())
-    if size_mode == "auto":
-        size_mode = "native" if (H, W) == (S, S) else ("tile" if min(H, W) >= S else "resize")
-    if size_mode == "native" and (H, W) != (S, S):
-        raise ValueError(f"size_mode='native' needs {S}x{S} content, got shape {tuple(content.shape)}; "
-                         "use 'resize' or 'tile'")
-    if size_mode == "tile" and min(H, W) < S:
-        raise ValueError(f"size_mode='tile' needs both sides >= {S}, got shape {tuple(content.shape)}; use 'resize'")
-
-    # Tile layout first: every image's noise is drawn in one piece (class sample, then two states
+    # The size plan first: every image's noise is drawn in one piece (class sample, then two states
     # per tile), so image i's result does not depend on the batch size.
-    stride = max(1, int(round(S * (1 - TILE_OVERLAP))))
-    ys_, xs_ = ([0], [0]) if size_mode != "tile" else (_tile_starts(H, S, stride), _tile_starts(W, S, stride))
-    tiles = len(ys_) * len(xs_)
+    plan = plan_size(H, W, S, mode)
+    tiles = plan.num_tiles
+    size_mode = "native" if plan.native else mode  # what StyleResult reports
     style_is_image = isinstance(style, Tensor) and style.is_floating_point()
     draws = (0 if style_is_image else 1) + (2 * tiles if inversion == "noise" else 0)
     C = net.cfg.in_channels
@@ -479,30 +464,12 @@ def style_transfer(
             out01 = _lab_color_match(out01, ref01, cw)
         return out01, nfe
 
+    # The network stylises what the size plan shows it (B T model-size inputs); its change is
+    # carried back to the content's size (pmf_edit.images).
     x = content.to(device=p.device, dtype=p.dtype)
-    if size_mode == "native":
-        out, nfe = core(x, style01, y_content, y_style)
-    elif size_mode == "resize":
-        small = _resize(x, (S, S))
-        out_small, nfe = core(small, style01, y_content, y_style)
-        # Add back what the resize lost (the content's detail above the model's resolution).
-        detail = x - _resize(small, (H, W))
-        out = (_resize(out_small, (H, W)) + detail).clamp(0, 1)
-    else:
-        crops = torch.stack([x[:, :, a : a + S, b : b + S] for a in ys_ for b in xs_], 1)  # (B, T, C, S, S)
-        rep = lambda v: None if v is None else v.repeat_interleave(tiles)  # noqa: E731
-        out_t, nfe = core(crops.flatten(0, 1), style01.repeat_interleave(tiles, 0), rep(y_content), rep(y_style))
-        out_t = out_t.view(B, tiles, -1, S, S)
-        win = _tent(S, x.device, x.dtype)
-        acc = torch.zeros_like(x)
-        wsum = torch.zeros((1, 1, H, W), device=x.device, dtype=x.dtype)
-        i = 0
-        for a in ys_:
-            for b in xs_:
-                acc[:, :, a : a + S, b : b + S] += out_t[:, i] * win
-                wsum[:, :, a : a + S, b : b + S] += win
-                i += 1
-        out = (acc / wsum).clamp(0, 1)
-        nfe = nfe * tiles
-    return StyleResult(out.to(device=content.device, dtype=content.dtype), nfe + nfe_style_sample,
+    x_in = to_network(plan, x)  # (B T, C, S, S)
+    out_in, nfe = core(x_in, repeat_per_tile(style01, plan), repeat_per_tile(y_content, plan),
+                       repeat_per_tile(y_style, plan))
+    out = from_network(plan, x, x_in, out_in)
+    return StyleResult(out.to(device=content.device, dtype=content.dtype), nfe * tiles + nfe_style_sample,
                        size_mode, tiles, method, y_style)

@@ -4,6 +4,8 @@
     interpolate.py   ``interpolate_frames`` and ``PairInterpolator``: in-between frames of one pair
     refine.py        the optional small learned correction of the blended frame
     files.py         ``interpolate_video(s)``: stream, detect cuts, interpolate and encode video files
+    ffmpeg_io.py     colour-exact decode / encode (planar YUV passthrough, tags kept) through imageio-ffmpeg
+    distributed.py   ``interpolate_files_on_ray``: one Ray task per file (optional; imported only for ray=)
 
 Example:
     >>> from pmf_edit.video import interpolate_video

@@ -1,27 +1,28 @@
 """Streaming video frame interpolation: read, interpolate and write one frame pair at a time.
 
 Memory stays constant whatever the length: only the current pair of source frames (and its flows) is
-held. Video I/O goes through imageio-ffmpeg's bundled ffmpeg. The output is written to a hidden temporary
-name in the destination folder and moved into place with `os.replace` only once it is complete, so a
-failure never leaves a half-written file under the final name.
+held. Video I/O goes through imageio-ffmpeg's bundled ffmpeg without colour conversion for planar YUV
+sources (`pmf_edit.video.ffmpeg_io`: source frames reach the encoder bit-exact, colour tags are kept).
+The output is written to a hidden temporary name in the destination folder and moved into place with
+`os.replace` only once it is complete, so a failure never leaves a half-written file under the final name.
 """
 from __future__ import annotations
 
 import math
 import os
 import re
-import subprocess
 from collections import deque
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import cv2
-import imageio_ffmpeg
 import numpy as np
 
 from pmf_edit.video.interpolate import InterpolationConfig, PairInterpolator
+from pmf_edit.video.ffmpeg_io import (VideoInfo, frame_bytes, open_writer, probe_text, probe_video, read_frames,
+                                      yuv_to_rgb)
 
 VIDEO_EXTENSIONS = (".mp4", ".mov", ".mkv", ".avi", ".webm", ".m4v", ".mpg", ".mpeg", ".wmv", ".flv")
 
@@ -46,40 +47,31 @@ class BatchResult:
 
     done: list[VideoResult] = field(default_factory=list)  # outputs that were written
     failed: dict[str, str] = field(default_factory=dict)  # input path -> one-line error
-
-
-def _probe_text(path: str) -> str:
-    """ffmpeg's stream description of `path` (stderr of `ffmpeg -i path`)."""
-    proc = subprocess.run([imageio_ffmpeg.get_ffmpeg_exe(), "-hide_banner", "-i", path],
-                          capture_output=True, text=True, errors="replace")
-    return proc.stderr
+    skipped: list[str] = field(default_factory=list)  # inputs whose output already existed (skip_existing)
 
 
 def has_audio(path: str) -> bool:
     """True when ffmpeg finds an audio stream in `path`."""
-    return re.search(r"Stream #\S+.*: Audio:", _probe_text(path)) is not None
+    return re.search(r"Stream #\S+.*: Audio:", probe_text(path)) is not None
 
 
-def _open(path: str) -> tuple[dict, Iterator[bytes]]:
-    """Validate `path` and start decoding it as rgb24; returns (metadata, frame-bytes generator)."""
+def _check_src(path: str) -> VideoInfo:
+    """Validate `path` and read its stream description (size, pixel format, colour tags)."""
     if not os.path.exists(path):
         raise FileNotFoundError(f"video not found: {path}")
     if os.path.isdir(path):
         raise ValueError(f"expected a video file, got a folder: {path}")
     if os.path.getsize(path) == 0:
         raise ValueError(f"video file is empty (0 bytes): {path}")
-    if "Video:" not in _probe_text(path):
-        raise ValueError(f"not a readable video (ffmpeg finds no video stream): {path}")
-    gen = imageio_ffmpeg.read_frames(path, pix_fmt="rgb24")
-    try:
-        meta = next(gen)
-    except (OSError, RuntimeError, StopIteration) as err:
-        raise ValueError(f"could not read video {path}: {str(err).splitlines()[0] if str(err) else err!r}") from err
-    return meta, gen
+    return probe_video(path)
 
 
-def _thumb(frame: np.ndarray) -> np.ndarray:
-    return cv2.resize(frame, (64, 36), interpolation=cv2.INTER_AREA)
+def _thumb(frame, info: VideoInfo) -> np.ndarray:
+    """(36, 64, 3) uint8 RGB thumbnail of a frame (an RGB array or a (Y, UV) plane pair) for cut detection."""
+    if not isinstance(frame, tuple):
+        return cv2.resize(frame, (64, 36), interpolation=cv2.INTER_AREA)
+    y, uv = (cv2.resize(p, (64, 36), interpolation=cv2.INTER_AREA).reshape(36, 64, -1) for p in frame)
+    return yuv_to_rgb(np.concatenate([y, uv], axis=-1), info.matrix, info.full_range)
 
 
 def cut_score(thumb0: np.ndarray, thumb1: np.ndarray) -> float:
@@ -95,25 +87,23 @@ def cut_score(thumb0: np.ndarray, thumb1: np.ndarray) -> float:
     return float(dist) if mad > 0.04 else 0.0
 
 
-def _frames(gen: Iterator[bytes], w: int, h: int) -> Iterator[np.ndarray]:
-    for buf in gen:
-        yield np.frombuffer(buf, np.uint8).reshape(h, w, 3)  # (H, W, 3)
-
-
-def _render_pair(prev: np.ndarray, cur: np.ndarray, plan: list[float | np.ndarray],
-                 cfg: InterpolationConfig) -> list[np.ndarray]:
-    """The output frames (H, W, 3) uint8 of one source pair, in order: each entry of `plan` is a time t
-    in (0, 1) to interpolate, or a frame to pass through (the source frame itself, or the nearer
-    source frame inside a scene cut). The pair's flows are computed once, and only if some t needs them."""
+def _render_pair(prev, cur, plan: list, cfg: InterpolationConfig) -> list:
+    """The output frames of one source pair, in order: each entry of `plan` is a time t in (0, 1) to
+    interpolate, or a frame to pass through (the source frame itself, or the nearer source frame
+    inside a scene cut). Frames are (H, W, 3) uint8 RGB arrays or (Y, UV) planar pairs (`ffmpeg_io`);
+    the output has the input's form. The pair's flows are computed once, and only if some t needs them."""
     pair = None
     out = []
     for t in plan:
-        if isinstance(t, np.ndarray):
+        if not isinstance(t, float):
             out.append(t)
             continue
         if pair is None:
-            pair = PairInterpolator(prev, cur, cfg)  # uint8 in, uint8 out: no full-size float copies
-        out.append(pair.render(t))
+            if isinstance(prev, tuple):  # luma at full size, chroma at its own (uint8 in, uint8 out)
+                pair = PairInterpolator(prev[0], cur[0], cfg, chroma0=prev[1], chroma1=cur[1])
+            else:
+                pair = PairInterpolator(prev, cur, cfg)
+        out.append(pair.render_planes(t) if isinstance(prev, tuple) else pair.render(t))
     return out
 
 
@@ -131,6 +121,7 @@ def interpolate_video(
     progress: bool = True,
     workers: int | None = None,
     encoder_options: Sequence[str] = (),
+    planar: bool = True,
 ) -> VideoResult:
     """Raise a video's frame rate (or make slow motion) by flow-based frame interpolation, streaming.
 
@@ -153,6 +144,10 @@ def interpolate_video(
             2 * workers pairs are held); default min(4, CPU count). 1 runs everything in this thread.
         encoder_options: extra ffmpeg output options, e.g. ("-preset", "veryfast") for a faster
             libx264 encode (it can cost as much CPU as the interpolation).
+        planar: read and write 8-bit planar YUV sources (yuv420p, yuv422p, yuv444p) in their own pixel
+            format with no colour conversion (source frames reach the encoder bit-exact; the output keeps
+            the pixel format and colour tags). False: always go through rgb24 (explicit matrix and range,
+            accurate rounding), as other formats and `refine=True` do; the output is then yuv420p.
 
     Returns:
         A `VideoResult` with frame counts, rates, scene cuts and whether audio was kept.
@@ -176,8 +171,11 @@ def interpolate_video(
     if not isinstance(workers, int) or workers < 1:
         raise ValueError(f"workers must be an integer >= 1, got {workers!r}")
     cfg = config or InterpolationConfig()
-    meta, gen = _open(src)
-    w, h = meta["size"]
+    info = _check_src(src)
+    # Planar YUV sources are read and written in their own pixel format (no colour conversion at all);
+    # the learned refinement needs RGB, as do other formats (`pmf_edit.video.ffmpeg_io`).
+    planar = planar and info.subsampling is not None and not cfg.refine
+    meta, frames = read_frames(src, info, planar)
     fps_in = float(meta.get("fps") or 0) or 25.0
     if fps is not None:
         fps_out = float(fps)
@@ -185,45 +183,42 @@ def interpolate_video(
     else:
         fps_out = fps_in if slowmo else fps_in * factor
         step = 1.0 / factor
-    audio = keep_audio and not slowmo and has_audio(src)
+    audio = keep_audio and not slowmo and info.has_audio
 
     dst_dir = os.path.dirname(os.path.abspath(dst))
     if not os.path.isdir(dst_dir):
         raise FileNotFoundError(f"output folder does not exist: {dst_dir}")
     stem, ext = os.path.splitext(os.path.basename(dst))
     tmp = os.path.join(dst_dir, f".{stem}.partial-{os.getpid()}{ext}")
-    out_params = ["-vf", "pad=ceil(iw/2)*2:ceil(ih/2)*2"] if (w % 2 or h % 2) else []  # yuv420p needs even sizes
-    out_params += list(encoder_options)
-
     def encoder_failed(what: str) -> ValueError:
         return ValueError(f"ffmpeg {what} {src} (codec {codec or 'libx264'!r}, encoder options "
                           f"{list(encoder_options)}): see its messages above")
 
-    writer = imageio_ffmpeg.write_frames(tmp, (w, h), fps=fps_out, codec=codec, quality=quality,
-                                         macro_block_size=1, output_params=out_params,
-                                         audio_path=src if audio else None, audio_codec="aac" if audio else None)
+    writer = open_writer(tmp, info, planar, fps_out, codec, quality, src if audio else None, encoder_options)
     bar = None
     frames_in = frames_out = cuts = 0
     # Source pairs are interpolated by a small thread pool (OpenCV and most numpy work release the GIL)
     # and written in order; at most 2 * workers pairs are in flight, so memory does not grow.
     pool = ThreadPoolExecutor(workers, thread_name_prefix="pmf-vfi") if workers > 1 else None
+    if pool is not None:
+        # The pool already keeps the cores busy: a second DIS thread per pair only adds hand-offs.
+        cfg = replace(cfg, parallel_flows=False)
     try:
         from tqdm.auto import tqdm
 
         est = meta.get("duration") and int(float(meta["duration"]) * fps_in / step)
         bar = tqdm(total=est or None, unit="frame", desc=os.path.basename(src), disable=not progress)
         writer.send(None)  # start ffmpeg
-        frames = _frames(gen, w, h)
         prev = next(frames, None)
         if prev is None:
             raise ValueError(f"video has no frames (zero-length): {src}")
         frames_in = 1
         j = 0  # output frame counter; output j shows source time s = j * step (in source frames)
 
-        def emit(img: np.ndarray) -> None:
+        def emit(img) -> None:
             nonlocal frames_out
             try:
-                writer.send(np.ascontiguousarray(img).tobytes())
+                writer.send(frame_bytes(img))
             except OSError as e:  # ffmpeg exited (e.g. an encoder that failed to open): a broken pipe
                 raise encoder_failed("stopped accepting frames for") from e
             frames_out += 1
@@ -236,12 +231,12 @@ def interpolate_video(
             i = frames_in - 2  # index of `prev`; the pair spans source times [i, i + 1)
             cut = False
             if scene_threshold is not None:
-                prev_thumb = _thumb(prev) if prev_thumb is None else prev_thumb
-                cur_thumb = _thumb(cur)
+                prev_thumb = _thumb(prev, info) if prev_thumb is None else prev_thumb
+                cur_thumb = _thumb(cur, info)
                 cut = cut_score(prev_thumb, cur_thumb) > scene_threshold
                 cuts += cut
                 prev_thumb = cur_thumb
-            plan: list[float | np.ndarray] = []
+            plan: list = []  # times t to interpolate, or frames to pass through
             while j * step < i + 1 - 1e-6:
                 t = j * step - i
                 if t < 1e-6:
@@ -284,7 +279,7 @@ def interpolate_video(
     finally:
         if pool is not None:
             pool.shutdown(wait=True)
-        gen.close()
+        frames.close()
         if bar is not None:
             bar.close()
     os.replace(tmp, dst)
@@ -304,6 +299,8 @@ def interpolate_videos(
     src_dir: str | os.PathLike,
     dst_dir: str | os.PathLike,
     suffix: str = "",
+    skip_existing: bool = False,
+    ray: bool | str = False,
     **kwargs,
 ) -> BatchResult:
     """Interpolate every video in a folder; a failing file is reported and the others still run.
@@ -312,10 +309,17 @@ def interpolate_videos(
         src_dir: folder of input videos (files with a known video extension, not recursive).
         dst_dir: output folder (created if missing); outputs keep their input names plus `suffix`.
         suffix: appended to each output's stem, e.g. "_2x".
+        skip_existing: skip inputs whose output exists. Outputs appear only once complete (atomic
+            rename), so re-running an interrupted batch with this resumes it.
+        ray: False (default): convert here, one file after another. True or a cluster address
+            ("auto", "ray://head:10001"): one Ray task per file over a cluster, see
+            `pmf_edit.video.distributed.interpolate_files_on_ray` (needs the optional `ray` package and the
+            folders on a shared filesystem).
         **kwargs: passed to `interpolate_video` (factor, fps, config, quality, ...).
 
     Returns:
-        A `BatchResult`: `done` lists the written outputs, `failed` maps each failed input to its error.
+        A `BatchResult`: `done` lists the written outputs, `failed` maps each failed input to its error,
+        `skipped` lists the inputs whose outputs already existed.
 
     Raises:
         FileNotFoundError: `src_dir` does not exist.
@@ -332,9 +336,16 @@ def interpolate_videos(
     if not files:
         raise ValueError(f"no video files ({', '.join(VIDEO_EXTENSIONS)}) in {src_dir}")
     dst_dir.mkdir(parents=True, exist_ok=True)
+    jobs = [(path, dst_dir / f"{path.stem}{suffix}{path.suffix}") for path in files]
+    if ray is not False:
+        from pmf_edit.video.distributed import interpolate_files_on_ray  # Ray is imported only on this path
+
+        return interpolate_files_on_ray(jobs, address=ray, skip_existing=skip_existing, **kwargs)
     result = BatchResult()
-    for path in files:
-        out = dst_dir / f"{path.stem}{suffix}{path.suffix}"
+    for path, out in jobs:
+        if skip_existing and out.exists():
+            result.skipped.append(str(path))
+            continue
         try:
             result.done.append(interpolate_video(path, out, **kwargs))
         except (OSError, ValueError, RuntimeError) as err:

@@ -1,0 +1,284 @@
+"""Colour-exact video decode and encode through imageio-ffmpeg's bundled ffmpeg.
+
+ffmpeg's default yuv <-> rgb conversion truncates (about -1 of 255 levels per pass) and guesses the
+colour matrix, so a decode -> rgb24 -> encode round trip darkens every frame and can shift its colours.
+Two paths avoid that:
+
+- planar (8-bit planar YUV sources: yuv420p, yuv422p, yuv444p and their full-range yuvj twins, i.e.
+  nearly every H.264 / HEVC / VP9 file): frames are read in the source's own pixel format and written
+  back in it, so no colour conversion happens anywhere. Untouched source frames reach the encoder
+  bit-exact, range and matrix cannot be confused, and the interpolation works on the luma plane at
+  full size and the chroma planes at their own size (`PairInterpolator(..., chroma0=, chroma1=)`).
+- rgb (everything else: 10-bit or RGB or grey sources, subsampled chroma with an odd frame size, and
+  the learned refinement, which works on RGB): decode to rgb24 and encode back with the matrix and
+  range named explicitly and `accurate_rnd+full_chroma_int` rounding.
+
+Colour tags (range, matrix, primaries, transfer) found on the input are written on the output; an
+untagged planar input stays untagged (its values are unchanged, so a player shows it as before).
+"""
+from __future__ import annotations
+
+import re
+import subprocess
+from collections.abc import Generator, Iterator, Sequence
+from dataclasses import dataclass
+
+import cv2
+import imageio_ffmpeg
+import numpy as np
+
+# 8-bit planar YUV formats handled without conversion -> chroma subsampling (x, y).
+PLANAR_FORMATS: dict[str, tuple[int, int]] = {
+    "yuv420p": (2, 2), "yuvj420p": (2, 2), "yuv422p": (2, 1), "yuvj422p": (2, 1),
+    "yuv444p": (1, 1), "yuvj444p": (1, 1),
+}
+
+# Colour-space tag (ffmpeg's name) -> the scale filter's matrix name and (Kr, Kb) luma weights.
+_MATRICES: dict[str, tuple[str, float, float]] = {
+    "bt709": ("bt709", 0.2126, 0.0722),
+    "bt470bg": ("bt601", 0.299, 0.114),
+    "smpte170m": ("bt601", 0.299, 0.114),
+    "fcc": ("fcc", 0.30, 0.11),
+    "smpte240m": ("smpte240m", 0.212, 0.087),
+    "bt2020nc": ("bt2020", 0.2627, 0.0593),
+    "bt2020c": ("bt2020", 0.2627, 0.0593),
+}
+_MATRIX_TAG = {"bt709": "bt709", "bt601": "smpte170m"}  # tag written for a guessed matrix (rgb path)
+
+# Rounding flags for every yuv <-> rgb conversion we ask ffmpeg for; the default truncates.
+SWS_FLAGS = "accurate_rnd+full_chroma_int+full_chroma_inp"
+
+
+@dataclass(frozen=True)
+class VideoInfo:
+    """What `probe_video` reads from ffmpeg's description of a file's first video stream."""
+
+    width: int  # frame width in pixels
+    height: int  # frame height in pixels
+    pix_fmt: str  # the decoder's pixel format, e.g. "yuv420p"
+    color_range: str | None  # "tv" (limited, 16-235) or "pc" (full, 0-255); None when untagged
+    color_space: str | None  # matrix tag, e.g. "bt709", "smpte170m"; None when untagged
+    color_primaries: str | None  # primaries tag; None when untagged
+    color_trc: str | None  # transfer-characteristic tag; None when untagged
+    has_audio: bool  # the file has an audio stream
+
+    @property
+    def subsampling(self) -> tuple[int, int] | None:
+        """Chroma subsampling (x, y) when the planar path can carry this stream unconverted, else None."""
+        sub = PLANAR_FORMATS.get(self.pix_fmt)
+        if sub is None or self.width % sub[0] or self.height % sub[1]:
+            return None  # odd sizes would need ceil-sized chroma planes; the rgb path handles them
+        return sub
+
+    @property
+    def full_range(self) -> bool:
+        """True for full-range (0-255) video: a "pc" tag or a yuvj pixel format."""
+        return self.color_range == "pc" or self.pix_fmt.startswith("yuvj")
+
+    @property
+    def matrix(self) -> str:
+        """The scale filter's matrix name: from the tag, else the common player guess by size."""
+        if self.color_space in _MATRICES:
+            return _MATRICES[self.color_space][0]
+        return "bt709" if self.width >= 1280 or self.height >= 720 else "bt601"
+
+
+def probe_text(path: str) -> str:
+    """ffmpeg's stream description of `path` (stderr of `ffmpeg -i path`)."""
+    proc = subprocess.run([imageio_ffmpeg.get_ffmpeg_exe(), "-hide_banner", "-i", path],
+                          capture_output=True, text=True, errors="replace")
+    return proc.stderr
+
+
+def _split_top(text: str) -> list[str]:
+    """Split at ", " outside parentheses: 'h264 (High), yuv420p(tv, bt709), 64x48' -> 3 parts."""
+    parts, depth, cur = [], 0, ""
+    for ch in text:
+        depth += (ch == "(") - (ch == ")")
+        if ch == "," and depth == 0:
+            parts.append(cur.strip())
+            cur = ""
+        else:
+            cur += ch
+    return parts + [cur.strip()]
+
+
+def probe_video(path: str) -> VideoInfo:
+    """Size, pixel format and colour tags of the first video stream of `path`.
+
+    Args:
+        path: a video file ffmpeg can read.
+
+    Returns:
+        A `VideoInfo`; tags ffmpeg reports as absent or "unknown" are None.
+
+    Raises:
+        ValueError: ffmpeg finds no video stream in `path`.
+
+    Example:
+        >>> probe_video("clip.mp4").pix_fmt  # doctest: +SKIP
+        'yuv420p'
+    """
+    text = probe_text(path)
+    line = re.search(r"Stream #\S+.*?: Video: (.*)", text)
+    if line is None:
+        raise ValueError(f"not a readable video (ffmpeg finds no video stream): {path}")
+    parts = _split_top(line.group(1))
+    size = next((re.match(r"(\d+)x(\d+)", p) for p in parts[1:] if re.match(r"\d+x\d+", p)), None)
+    fmt = re.match(r"([\w]+)(?:\((.*)\))?$", parts[1]) if len(parts) > 1 else None
+    if size is None or fmt is None:
+        raise ValueError(f"could not parse ffmpeg's description of the video stream of {path}: {line.group(0)}")
+    rng = space = prim = trc = None
+    for item in (fmt.group(2) or "").split(", "):
+        if item in ("tv", "pc"):
+            rng = item
+        elif "/" in item:  # "matrix/primaries/transfer" when they differ
+            space, prim, trc = item.split("/")[:3]
+        elif item in _MATRICES or item in ("rgb", "ycgco", "unknown"):
+            space = prim = trc = item  # one name when all three agree
+    known = lambda v: None if v in (None, "unknown", "reserved", "unspecified") else v  # noqa: E731
+    return VideoInfo(width=int(size.group(1)), height=int(size.group(2)), pix_fmt=fmt.group(1),
+                     color_range=rng, color_space=known(space), color_primaries=known(prim),
+                     color_trc=known(trc), has_audio=re.search(r"Stream #\S+.*: Audio:", text) is not None)
+
+
+def tag_options(info: VideoInfo) -> list[str]:
+    """ffmpeg options repeating the input's colour tags (only those it has)."""
+    opts = []
+    for flag, value in (("-color_range", info.color_range), ("-colorspace", info.color_space),
+                        ("-color_primaries", info.color_primaries), ("-color_trc", info.color_trc)):
+        if value is not None:
+            opts += [flag, value]
+    return opts
+
+
+def decode_options(info: VideoInfo, planar: bool) -> tuple[str, int, list[str]]:
+    """(pixel format, bits per pixel, extra output options) for reading frames of `info`'s stream."""
+    if planar:
+        sx, sy = info.subsampling
+        return info.pix_fmt, 8 + 16 // (sx * sy), []
+    rng = "pc" if info.full_range else "tv"
+    scale = f"scale=in_color_matrix={info.matrix}:in_range={rng}:flags={SWS_FLAGS},format=rgb24"
+    return "rgb24", 24, ["-vf", scale]
+
+
+def encode_options(info: VideoInfo, planar: bool, pad: bool) -> tuple[str, str, list[str], list[str]]:
+    """(input pixel format, output pixel format, input options, output options) to encode frames
+    read with `decode_options` so the output keeps the input's matrix, range and tags.
+
+    `pad`: pad odd sizes to even (yuv420p output needs even sizes; rgb path only)."""
+    if planar:
+        tags = tag_options(info)
+        return info.pix_fmt, info.pix_fmt, tags, list(tags)  # same format in and out: no conversion
+    rng = "pc" if info.full_range else "tv"
+    vf = ("pad=ceil(iw/2)*2:ceil(ih/2)*2," if pad else "") + (
+        f"scale=out_color_matrix={info.matrix}:out_range={rng}:flags={SWS_FLAGS},format=yuv420p")
+    tags = tag_options(info)
+    if info.color_space is None:  # the rgb path writes in a known matrix: say which
+        tags += ["-colorspace", _MATRIX_TAG.get(info.matrix, info.matrix)]
+    if info.color_range is None:
+        tags += ["-color_range", rng]
+    return "rgb24", "yuv420p", [], ["-vf", vf] + tags
+
+
+def split_planes(buf: bytes, info: VideoInfo) -> tuple[np.ndarray, np.ndarray]:
+    """One raw planar frame -> (Y (H, W, 1), UV (H / sy, W / sx, 2)) uint8 (the chroma interleaved)."""
+    sx, sy = info.subsampling
+    h, w = info.height, info.width
+    ch, cw = h // sy, w // sx
+    a = np.frombuffer(buf, np.uint8)
+    y = a[:h * w].reshape(h, w, 1)
+    u = a[h * w:h * w + ch * cw].reshape(ch, cw)
+    v = a[h * w + ch * cw:].reshape(ch, cw)
+    return y, cv2.merge([u, v])  # (ch, cw, 2)
+
+
+def join_planes(y: np.ndarray, uv: np.ndarray) -> np.ndarray:
+    """Inverse of `split_planes`: (H, W, 1) and (ch, cw, 2) uint8 -> the raw planar frame, flat uint8."""
+    n, m = y.size, uv.shape[0] * uv.shape[1]
+    out = np.empty(n + 2 * m, np.uint8)
+    out[:n] = y.reshape(n)
+    u, v = cv2.split(uv)
+    out[n:n + m] = u.reshape(m)
+    out[n + m:] = v.reshape(m)
+    return out
+
+
+def yuv_to_rgb(yuv: np.ndarray, matrix: str, full_range: bool) -> np.ndarray:
+    """Small (h, w, 3) uint8 YCbCr image -> (h, w, 3) uint8 RGB with the named matrix ("bt601", "bt709", ...).
+
+    For scene-cut thumbnails (their histograms must not depend on the colour path); frames themselves
+    are never converted in Python.
+    """
+    kr, kb = next(((r, b) for m, r, b in _MATRICES.values() if m == matrix), (0.299, 0.114))
+    kg = 1.0 - kr - kb
+    ys, cs, y0 = (1.0, 1.0, 0.0) if full_range else (255 / 219, 255 / 224, 16.0)
+    # rows: R, G, B; columns: Y, Cb, Cr, offset (Cb, Cr centred on 128)
+    m = np.array([[ys, 0.0, 2 * (1 - kr) * cs],
+                  [ys, -2 * kb * (1 - kb) / kg * cs, -2 * kr * (1 - kr) / kg * cs],
+                  [ys, 2 * (1 - kb) * cs, 0.0]], np.float64)
+    off = -m @ np.array([y0, 128.0, 128.0])
+    rgb = cv2.transform(yuv.astype(np.float32), np.hstack([m, off[:, None]]).astype(np.float32))
+    return np.clip(rgb + 0.5, 0, 255).astype(np.uint8)
+
+
+def read_frames(path: str, info: VideoInfo, planar: bool) -> tuple[dict, Generator]:
+    """Start decoding `path`; returns (imageio-ffmpeg's metadata: fps, duration, size; frame generator).
+
+    The generator yields (Y (H, W, 1), UV (H / sy, W / sx, 2)) uint8 plane pairs (`split_planes`) on the
+    planar path, (H, W, 3) uint8 RGB frames otherwise; closing it stops ffmpeg.
+
+    Raises:
+        ValueError: ffmpeg cannot start decoding `path`.
+
+    Example:
+        >>> info = probe_video("clip.mp4")  # doctest: +SKIP
+        >>> meta, frames = read_frames("clip.mp4", info, planar=info.subsampling is not None)  # doctest: +SKIP
+    """
+    pix_fmt, bpp, out_opts = decode_options(info, planar)
+    gen = imageio_ffmpeg.read_frames(path, pix_fmt=pix_fmt, bits_per_pixel=bpp, output_params=out_opts)
+    try:
+        meta = next(gen)
+    except (OSError, RuntimeError, StopIteration) as err:
+        raise ValueError(f"could not read video {path}: {str(err).splitlines()[0] if str(err) else err!r}") from err
+
+    def frames() -> Iterator:
+        try:
+            for buf in gen:
+                if planar:
+                    yield split_planes(buf, info)
+                else:
+                    yield np.frombuffer(buf, np.uint8).reshape(info.height, info.width, 3)  # (H, W, 3)
+        finally:
+            gen.close()
+
+    return meta, frames()
+
+
+def open_writer(dst: str, info: VideoInfo, planar: bool, fps: float, codec: str | None, quality: float,
+                audio_from: str | None, encoder_options: Sequence[str] = ()) -> Generator:
+    """An imageio-ffmpeg writer for frames shaped like `read_frames`' output: `send(None)` starts ffmpeg,
+    then `send(frame_bytes(frame))` per frame, `close()` finishes. Same pixel format and colour tags as
+    the input on the planar path; yuv420p with explicit matrix / range on the rgb path.
+
+    Args:
+        dst: output path (its extension picks the container).
+        info, planar: the input's `VideoInfo` and the path `read_frames` used.
+        fps: output frame rate. codec: ffmpeg encoder (None: libx264). quality: imageio's 1-10 scale.
+        audio_from: a file whose first audio stream is muxed in (AAC), or None.
+        encoder_options: extra ffmpeg output options.
+    """
+    pad = not planar and (info.width % 2 or info.height % 2)
+    pix_in, pix_out, in_opts, out_opts = encode_options(info, planar, bool(pad))
+    return imageio_ffmpeg.write_frames(dst, (info.width, info.height), fps=fps, codec=codec, quality=quality,
+                                       macro_block_size=1, pix_fmt_in=pix_in, pix_fmt_out=pix_out,
+                                       input_params=in_opts, output_params=out_opts + list(encoder_options),
+                                       audio_path=audio_from, audio_codec="aac" if audio_from else None)
+
+
+def frame_bytes(frame) -> np.ndarray:
+    """The raw frame for the writer of `open_writer` from a (Y, UV) pair or an (H, W, 3) RGB frame: a
+    contiguous uint8 array (the writer takes any buffer, so no extra bytes copy per frame)."""
+    if isinstance(frame, tuple):
+        return join_planes(*frame)
+    return np.ascontiguousarray(frame)

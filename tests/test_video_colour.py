@@ -1,0 +1,124 @@
+"""Colour exactness of the video path: decode -> interpolate -> encode must not shift levels or retag.
+
+The clips are encoded losslessly (x264 crf 0), so any difference is ours: a 1-level shift (ffmpeg's
+default truncating yuv -> rgb conversion gives about -1 level) fails these tests.
+"""
+from __future__ import annotations
+
+import subprocess
+from pathlib import Path
+
+import cv2
+import imageio_ffmpeg
+import numpy as np
+import pytest
+
+from pmf_edit import interpolate_video
+from pmf_edit.video import files as video_files
+from pmf_edit.video import ffmpeg_io as video_io
+from pmf_edit.video.interpolate import CONFIGS
+from pmf_edit.video.ffmpeg_io import probe_video, yuv_to_rgb
+
+FFMPEG = imageio_ffmpeg.get_ffmpeg_exe()
+W, H = 64, 48
+
+
+def raw_frames(path: Path, pix_fmt: str, vf: str | None = None) -> np.ndarray:
+    """Every frame of `path` as raw bytes in `pix_fmt`, (F, bytes per frame) uint8."""
+    cmd = [FFMPEG, "-v", "error", "-i", str(path)] + (["-vf", vf] if vf else []) + [
+        "-f", "rawvideo", "-pix_fmt", pix_fmt, "-"]
+    data = np.frombuffer(subprocess.run(cmd, capture_output=True, check=True).stdout, np.uint8)
+    n = {"yuv420p": W * H * 3 // 2, "yuvj420p": W * H * 3 // 2, "rgb24": W * H * 3}[pix_fmt]
+    return data.reshape(-1, n)
+
+
+def make_clip(path: Path, pix_fmt: str, tags: list[str], frames: int = 6) -> None:
+    """A lossless clip whose frames all show the same picture: a gradient over three flat colour stripes.
+
+    The frames are identical, so every in-between frame must equal them too (the flow is zero)."""
+    x = np.linspace(0, 1, W, dtype=np.float32)
+    img = np.empty((H, W, 3), np.uint8)
+    img[:] = (np.stack([x, 1 - x, 0.5 + 0 * x], -1) * 220 + 16).astype(np.uint8)  # horizontal gradient
+    img[24:, :21] = (200, 40, 40)  # flat red
+    img[24:, 21:42] = (30, 160, 90)  # flat green
+    img[24:, 42:] = (120, 120, 230)  # flat blue
+    # rgb -> YCbCr (bt709, accurate rounding) first, then encode the raw planes: only `tags` tag the clip.
+    yuv = subprocess.run([FFMPEG, "-v", "error", "-f", "rawvideo", "-pix_fmt", "rgb24", "-s", f"{W}x{H}", "-i", "-",
+                          "-vf", f"scale=out_color_matrix=bt709:flags=accurate_rnd,format={pix_fmt}",
+                          "-f", "rawvideo", "-"], input=img.tobytes(), capture_output=True, check=True).stdout
+    subprocess.run([FFMPEG, "-v", "error", "-y", "-f", "rawvideo", "-pix_fmt", pix_fmt, "-s", f"{W}x{H}",
+                    "-r", "10", "-i", "-", "-c:v", "libx264", "-crf", "0", *tags, str(path)],
+                   input=yuv * frames, check=True)
+
+
+@pytest.mark.parametrize("pix_fmt,tags,expect", [
+    ("yuv420p", ["-colorspace", "bt709", "-color_range", "tv"], ("tv", "bt709")),
+    ("yuv420p", [], (None, None)),  # untagged stays untagged
+    ("yuvj420p", ["-colorspace", "smpte170m", "-color_range", "pc"], ("pc", "smpte170m")),
+])
+def test_planar_path_is_bit_exact_and_keeps_tags(tmp_path: Path, pix_fmt: str, tags: list[str], expect) -> None:
+    src, out = tmp_path / "src.mp4", tmp_path / "out.mp4"
+    make_clip(src, pix_fmt, tags)
+    info = probe_video(str(src))
+    assert (info.color_range, info.color_space) == expect and info.pix_fmt == pix_fmt
+    res = interpolate_video(src, out, factor=2, quality=10, progress=False, workers=1)  # quality 10: crf 0
+    assert res.frames_out == 2 * res.frames_in - 1
+    got, ref = raw_frames(out, pix_fmt), raw_frames(src, pix_fmt)
+    assert got.shape[0] == res.frames_out
+    np.testing.assert_array_equal(got[0::2], ref)  # untouched source frames: the very same YUV values
+    np.testing.assert_array_equal(got[1::2], ref[:-1])  # still picture: in-between frames equal it too
+    out_info = probe_video(str(out))
+    assert (out_info.color_range, out_info.color_space, out_info.pix_fmt) == (*expect, pix_fmt)
+
+
+def rgb_round_trip(tmp_path: Path) -> tuple[np.ndarray, np.ndarray]:
+    """(output frames, source frames) as rgb24 bytes, (F, H * W * 3) float64, after `interpolate_video`
+    on the rgb path (the learned refinement takes it)."""
+    src, out = tmp_path / "src.mp4", tmp_path / "out.mp4"
+    make_clip(src, "yuv420p", ["-colorspace", "bt709", "-color_range", "tv"])
+    interpolate_video(src, out, factor=2, quality=10, progress=False, workers=1, config=CONFIGS["flow-refine"])
+    assert probe_video(str(out)).color_space == "bt709"
+    vf = "scale=in_color_matrix=bt709:in_range=tv:flags=accurate_rnd+full_chroma_int,format=rgb24"
+    return raw_frames(out, "rgb24", vf).astype(np.float64), raw_frames(src, "rgb24", vf).astype(np.float64)
+
+
+def check_levels(got: np.ndarray, ref: np.ndarray) -> None:
+    """Source and in-between frames of `got` match `ref` level for level away from colour edges (where
+    4:2:0 chroma is resampled on its way through RGB). A truncating conversion shifts about -1 level."""
+    mask = np.zeros((H, W), bool)
+    mask[:18] = mask[30:, :15] = mask[30:, 27:36] = mask[30:, 48:] = True
+    mask = np.repeat(mask.reshape(-1), 3)  # per rgb24 byte
+    for frames in (got[0::2], got[1::2]):  # source frames, in-between frames
+        diff = (frames - ref[:len(frames)])[:, mask]
+        assert abs(diff.mean()) < 0.25, f"mean level shift {diff.mean():.3f}"
+        assert np.abs(diff).mean() < 0.5, f"mean abs difference {np.abs(diff).mean():.3f}"
+
+
+def test_rgb_path_has_no_level_shift(tmp_path: Path) -> None:
+    check_levels(*rgb_round_trip(tmp_path))
+
+
+def test_level_check_catches_a_one_level_shift(tmp_path: Path, monkeypatch) -> None:
+    # The same run with every decoded level raised by 1 must fail `check_levels`.
+    orig = video_io.read_frames
+
+    def shifted(*args, **kwargs):
+        meta, frames = orig(*args, **kwargs)
+        return meta, (cv2.add(f, 1) for f in frames)
+
+    monkeypatch.setattr(video_files, "read_frames", shifted)
+    with pytest.raises(AssertionError, match="mean level shift"):
+        check_levels(*rgb_round_trip(tmp_path))
+
+
+def test_yuv_to_rgb_thumbnail_matches_ffmpeg() -> None:
+    # Scene-cut thumbnails are converted in Python; they must agree with ffmpeg's accurate conversion.
+    rng = np.random.default_rng(0)
+    yuv = np.stack([rng.integers(16, 236, (8, 8)), rng.integers(16, 241, (8, 8)), rng.integers(16, 241, (8, 8))],
+                   -1).astype(np.uint8)  # (8, 8, 3) limited-range Y, Cb, Cr
+    planar = np.concatenate([yuv[..., c].ravel() for c in range(3)]).tobytes()
+    ref = subprocess.run([FFMPEG, "-v", "error", "-f", "rawvideo", "-pix_fmt", "yuv444p", "-s", "8x8", "-i", "-",
+                          "-vf", "scale=in_color_matrix=bt709:in_range=tv:flags=accurate_rnd+full_chroma_int,"
+                          "format=rgb24", "-f", "rawvideo", "-"], input=planar, capture_output=True, check=True).stdout
+    ref = np.frombuffer(ref, np.uint8).reshape(8, 8, 3).astype(int)
+    assert np.abs(yuv_to_rgb(yuv, "bt709", full_range=False).astype(int) - ref).max() <= 1
