@@ -65,6 +65,10 @@ def build_parser() -> argparse.ArgumentParser:
         prog="pmf",
         description="pixel MeanFlow: one-step generation, editing and frame interpolation.",
     )
+    parser.add_argument("--precision", choices=("fp32", "bf16"), default=None,
+                        help="network precision of sample / edit / stylize (bf16: bf16 autocast of the "
+                             "matmuls; default: core.precision.DEFAULT_PRECISION, fp32). Training has "
+                             "its own --bf16")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name in COMMANDS:
         try:
@@ -115,6 +119,11 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     prog = f"pmf {args.command}"
     old = {s: signal.getsignal(s) for s in (signal.SIGTERM, getattr(signal, "SIGHUP", None)) if s is not None}
+    previous = None
+    if args.precision is not None:
+        from core.precision import set_default_precision
+
+        previous = set_default_precision(args.precision)  # samplers and pmf_edit tasks resolve None to it
     try:
         for s in old:
             signal.signal(s, _on_signal)
@@ -152,6 +161,8 @@ def main(argv: list[str] | None = None) -> int:
         warnings.showwarning = saved_showwarning
         for s, handler in old.items():
             signal.signal(s, handler)
+        if previous is not None:  # in-process callers (tests) get their default back
+            set_default_precision(previous)
 
 
 def _internal(prog: str, err: Exception) -> int:

@@ -69,6 +69,11 @@ def forward_ad_safe() -> Iterator[None]:
 def _needs_forward_ad_safe(x: torch.Tensor) -> bool:
     if getattr(_state, "force_math", False):
         return True
+    if torch.compiler.is_compiling():
+        # Dynamo cannot trace the two probes below (one graph break per attention call). A compiled
+        # forward is never the MeanFlow JVP: core.meanflow runs the bare module inside
+        # forward_ad_safe(), which the check above honours.
+        return False
     # torch.func.jvp / vmap wrap their inputs; the fused kernels cannot see through the wrapper.
     if torch._C._functorch.is_functorch_wrapped_tensor(x):
         return True

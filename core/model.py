@@ -298,6 +298,11 @@ class FinalLayer(nn.Module):
         return self.linear(self.norm(x))
 
 
+def _tracing_or_capturing() -> bool:
+    """True while torch.compile traces or a CUDA graph is being captured."""
+    return torch.compiler.is_compiling() or (torch.cuda.is_available() and torch.cuda.is_current_stream_capturing())
+
+
 # ------------------------------------------------------------------------------------------------
 # The network
 
@@ -405,13 +410,17 @@ class PixelMeanFlow(nn.Module):
         x_u = x_v = None
         if "u" in heads:
             bwd = h < 0  # (B,) rows with r > t go through the backward head
-            if not bool(bwd.any()):
+            if not self.cfg.backward_head:
+                # The check reads a value back from the device, which a torch.compile graph (a graph
+                # break) or a CUDA-graph capture (an error) cannot do: those skip it.
+                if not _tracing_or_capturing() and bool(bwd.any()):
+                    raise ValueError(
+                        "r > t (a jump toward noise) needs a network trained with a backward head "
+                        "(PMFConfig.backward_head=True); this one has none"
+                    )
                 x_u = self._head(x, self.u_blocks, self.u_final, backend)
-            elif not self.cfg.backward_head:
-                raise ValueError(
-                    "r > t (a jump toward noise) needs a network trained with a backward head "
-                    "(PMFConfig.backward_head=True); this one has none"
-                )
+            elif not bool(bwd.any()):
+                x_u = self._head(x, self.u_blocks, self.u_final, backend)
             elif bool(bwd.all()):
                 x_u = self._head(x, self.b_blocks, self.b_final, backend)
             else:  # mixed batch (training): each row through its own head, rows in their order

@@ -16,6 +16,7 @@ import torch
 
 from core import checks
 from core.model import PixelMeanFlow
+from core.precision import autocast
 
 
 @dataclass
@@ -124,6 +125,7 @@ def sample_pmf(
     guidance_interval: tuple[float, float] = (0.0, 1.0),
     generator: torch.Generator | None = None,
     noise: torch.Tensor | None = None,
+    precision: str | None = None,
 ) -> SampleResult:
     """Generate with a pMF network in ``num_steps`` jumps (1 = one network evaluation).
 
@@ -136,6 +138,8 @@ def sample_pmf(
         guidance_interval: (t_min, t_max) in which the guidance applies, a network input.
         generator: the caller's generator for the initial noise.
         noise: (B, C, H, W) standard normal z_1 / s to use instead of drawing it.
+        precision: "fp32", "bf16" (autocast of the network's matmuls; the state z stays fp32), or
+            None for ``core.precision``'s session default.
 
     Returns:
         ``SampleResult`` with images (B, C, H, W) in the model range [-1, 1] and nfe = K.
@@ -150,10 +154,11 @@ def sample_pmf(
     n, dev = z.shape[0], z.device
     ts = time_grid(num_steps, dev)
     full = lambda v: torch.full((n,), float(v), device=dev)  # noqa: E731
-    for k in range(num_steps):
-        t, r = full(ts[k]), full(ts[k + 1])
-        u = net(z, t, r, y, full(guidance_scale), full(guidance_interval[0]), full(guidance_interval[1]))
-        z = z - (t - r).view(-1, 1, 1, 1) * u
+    with autocast(dev, precision):  # one region for all steps: each weight is cast once
+        for k in range(num_steps):
+            t, r = full(ts[k]), full(ts[k + 1])
+            u = net(z, t, r, y, full(guidance_scale), full(guidance_interval[0]), full(guidance_interval[1]))
+            z = z - (t - r).view(-1, 1, 1, 1) * u
     return SampleResult(images=z, nfe=num_steps)
 
 
@@ -193,11 +198,13 @@ def sample_flow_matching(
     guidance_interval: tuple[float, float] = (0.0, 1.0),
     generator: torch.Generator | None = None,
     noise: torch.Tensor | None = None,
+    precision: str | None = None,
 ) -> SampleResult:
     """Generate with a flow-matching network by integrating dz/dt = v from t = 1 to 0.
 
     Heun (EDM's second-order step) corrects every step except the last, which ends at t = 0.
     ``nfe`` counts network evaluations per sample, CFG's conditional + unconditional pair as 2.
+    ``precision`` as in ``sample_pmf``.
 
     Example:
         >>> out = sample_flow_matching(net, [1, 2], num_steps=8, method="heun",
@@ -208,14 +215,15 @@ def sample_flow_matching(
     y, z = _initial_state(net, labels, num_samples, noise, generator, guidance_scale, guidance_interval)
     ts = time_grid(num_steps).tolist()
     nfe = 0
-    for k in range(num_steps):
-        t, r = ts[k], ts[k + 1]
-        v, c = velocity_cfg(net, z, t, y, guidance_scale, guidance_interval)
-        nfe += c
-        z_next = z - (t - r) * v
-        if method == "heun" and r > 0:
-            v2, c = velocity_cfg(net, z_next, r, y, guidance_scale, guidance_interval)
+    with autocast(z.device, precision):
+        for k in range(num_steps):
+            t, r = ts[k], ts[k + 1]
+            v, c = velocity_cfg(net, z, t, y, guidance_scale, guidance_interval)
             nfe += c
-            z_next = z - (t - r) * 0.5 * (v + v2)
-        z = z_next
+            z_next = z - (t - r) * v
+            if method == "heun" and r > 0:
+                v2, c = velocity_cfg(net, z_next, r, y, guidance_scale, guidance_interval)
+                nfe += c
+                z_next = z - (t - r) * 0.5 * (v + v2)
+            z = z_next
     return SampleResult(images=z, nfe=nfe)

@@ -16,6 +16,9 @@ same rules and words, converts ranges the same way and draws noise the same way:
     noise       sample_noise: standard normal drawn sample by sample from the caller's generator, so
                 sample i's noise does not depend on the batch size
     noising     forward_noise: z_t = (1 - t) x + t s e, the time convention of core/meanflow.py
+    precision   with_precision: the ``precision=`` keyword of every task ("fp32" / "bf16" autocast
+                of the network's matmuls, None = ``core.precision``'s session default), one
+                autocast region around the whole task so each weight is cast once per call
 
 The jump loop and the inversion are model-range primitives: ``pmf_edit.velocity``.
 
@@ -27,7 +30,9 @@ Example:
 """
 from __future__ import annotations
 
-from typing import Sequence
+import functools
+import inspect
+from typing import Callable, Sequence, TypeVar
 
 import torch
 from torch import Tensor
@@ -35,11 +40,12 @@ from torch import Tensor
 from core import checks
 from core.images import from_model_range, to_model_range
 from core.model import PixelMeanFlow
+from core.precision import autocast
 from core.sampling import draw_noise
 
 __all__ = [
     "Labels", "check_images", "check_labels", "check_strength", "check_steps", "check_guidance", "to_model",
-    "to_images", "sample_noise", "forward_noise",
+    "to_images", "sample_noise", "forward_noise", "with_precision",
 ]
 
 Labels = Tensor | Sequence[int] | int | None
@@ -188,3 +194,39 @@ def sample_noise(n: int, shape: Sequence[int], generator: torch.Generator | None
 def forward_noise(x: Tensor, eps: Tensor, t: float, noise_scale: float) -> Tensor:
     """z_t = (1 - t) x + t s e: the state at time t of image x (model range) with noise e, scale s."""
     return (1.0 - t) * x + t * noise_scale * eps
+
+
+# ------------------------------------------------------------------------------------------------
+# Precision
+
+_Task = TypeVar("_Task", bound=Callable)
+_PRECISION_DOC = ('        precision: "fp32", "bf16" (bf16 autocast of the network\'s matmuls; images, states\n'
+                  '            and results stay fp32), or None for ``core.precision``\'s session default.\n')
+
+
+def with_precision(task: _Task) -> _Task:
+    """Give a task ``task(net, ...)`` a keyword-only ``precision`` argument: the whole call runs
+    inside ``core.precision.autocast(net's device, precision)``.
+
+    One region per call rather than per network evaluation: inside it autocast casts each weight
+    to bf16 once, so a task of K evaluations pays the casts once. The argument is added to the
+    signature and to the docstring's Args.
+
+    Example:
+        >>> @with_precision
+        ... def sdedit(net, images, *, strength=0.7): ...
+        >>> sdedit(net, images01, precision="bf16")
+    """
+    @functools.wraps(task)
+    def run(net: PixelMeanFlow, *args, precision: str | None = None, **kwargs):
+        with autocast(next(net.parameters()).device, precision):
+            return task(net, *args, **kwargs)
+
+    sig = inspect.signature(task)
+    param = inspect.Parameter("precision", inspect.Parameter.KEYWORD_ONLY, default=None, annotation="str | None")
+    run.__signature__ = sig.replace(parameters=[*sig.parameters.values(), param])
+    doc = task.__doc__ or ""
+    if "\n    Returns:" in doc:  # Google style: the new argument goes last in Args
+        head, tail = doc.split("\n    Returns:", 1)
+        run.__doc__ = head.rstrip("\n") + "\n" + _PRECISION_DOC + "\n    Returns:" + tail
+    return run  # type: ignore[return-value]

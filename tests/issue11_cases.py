@@ -222,7 +222,7 @@ def _bounded_tiles(e: Env) -> Any:
     h = e.rgb.register_forward_pre_hook(lambda m, a: seen.append(a[0].shape[0]))
     chunk, style.TILE_CHUNK = style.TILE_CHUNK, 4
     try:
-        out = style.style_transfer(e.rgb, torch.rand(1, 3, 96, 96), e.rgb_img)
+        out = style.style_transfer(e.rgb, torch.rand(1, 3, 96, 96), e.rgb_img, size_mode="tile")
         if out.num_tiles <= style.TILE_CHUNK or max(seen) > 2 * style.TILE_CHUNK:
             raise RuntimeError(f"{out.num_tiles} tiles, largest network batch {max(seen)} (TILE_CHUNK 4)")
     finally:

@@ -40,7 +40,7 @@ from core import checks
 from core.model import PixelMeanFlow
 from pmf_edit import velocity as vf
 from pmf_edit.boundary import (Labels, check_guidance, check_images, check_labels, check_steps, check_strength,
-                               forward_noise, sample_noise, to_images, to_model)
+                               forward_noise, sample_noise, to_images, to_model, with_precision)
 from pmf_edit.images import (SIZE_MODES, SizeMode, SizePlan, check_image_size, mask_to_network, plan_size,
                              repeat_per_tile, through_network, to_network)
 from pmf_edit.velocity import DEFAULT_INTERVALS, DEFAULT_ITERATIONS, DEFAULT_REFINEMENTS
@@ -176,6 +176,7 @@ def _invert(net: PixelMeanFlow, x: torch.Tensor, t: float, y: torch.Tensor | Non
 # Tasks
 
 
+@with_precision
 @checks.checked
 def invert(
     net: PixelMeanFlow,
@@ -244,6 +245,7 @@ def invert(
                            diverged=inv.diverged)
 
 
+@with_precision
 @checks.checked
 def reconstruct(
     net: PixelMeanFlow,
@@ -289,6 +291,7 @@ def reconstruct(
     return _sized(net, images, run, size_mode)
 
 
+@with_precision
 @checks.checked
 def edit(
     net: PixelMeanFlow,
@@ -370,6 +373,7 @@ def edit(
     return _sized(net, images, run, size_mode)
 
 
+@with_precision
 @checks.checked
 def sdedit(
     net: PixelMeanFlow,
@@ -419,6 +423,7 @@ def sdedit(
     return _sized(net, images, run, size_mode)
 
 
+@with_precision
 @checks.checked
 def flow_edit(
     net: PixelMeanFlow,
@@ -508,6 +513,7 @@ def _velocity_mixed(net: PixelMeanFlow, z: torch.Tensor, t: float, r: float, y: 
                full(interval[0]), full(interval[1]))
 
 
+@with_precision
 @checks.checked
 def inpaint(
     net: PixelMeanFlow,

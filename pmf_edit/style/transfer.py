@@ -57,7 +57,8 @@ from core.class_names import resolve_class
 from core.images import from_model_range, to_model_range
 from core.model import AttentionProcessor, PixelMeanFlow
 from pmf_edit import velocity as vf
-from pmf_edit.boundary import check_guidance, check_images, check_steps, check_strength, forward_noise, sample_noise
+from pmf_edit.boundary import (check_guidance, check_images, check_steps, check_strength, forward_noise,
+                               sample_noise, with_precision)
 from pmf_edit.images import SIZE_MODES, check_image_size, from_network, plan_size, repeat_per_tile, to_network
 
 __all__ = ["StyleResult", "style_transfer", "resolve_style_class"]
@@ -313,6 +314,7 @@ def _resize(x: Tensor, size: tuple[int, int]) -> Tensor:
     return F.interpolate(x, size=size, mode="bicubic", align_corners=False, antialias=down)
 
 
+@with_precision
 @checks.checked
 def style_transfer(
     net: PixelMeanFlow,
