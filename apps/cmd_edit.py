@@ -23,6 +23,9 @@ def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--model", default=None,
                    help="model folder (config.json + model.safetensors) or official pMF .pt file "
                    "(e.g. pMF-B-16.pt: ImageNet classes by name or index); default: the bundled MNIST pMF model")
+    p.add_argument("--model-config", default=None, metavar="JSON",
+                   help="architecture (PMFConfig fields, a JSON file or inline JSON) of an official-format "
+                   "checkpoint that is not a released size; such files are refused without it")
     p.add_argument("--out", required=True, help="output file")
     p.add_argument("--guidance-scale", type=float, default=None,
                    help="guidance scale >= 1 (a network input, no extra cost); default: the official "
@@ -96,7 +99,9 @@ def _load(args: argparse.Namespace):
     from pmf_edit.editing import from_pretrained
 
     path = Path(args.model) if args.model else bundled_model_dir("mnist")
-    net, meta = from_pretrained(path, device=args.device)
+    from apps.cmd_sample import _model_config
+
+    net, meta = from_pretrained(path, device=args.device, **_model_config(args.model_config))
     if meta.get("objective", "pmf") != "pmf":
         raise ValueError(f"{path} is a {meta.get('objective')!r} model; editing needs a pMF (average-velocity) model")
     names = meta.get("class_names") or [str(i) for i in range(net.cfg.num_classes)]

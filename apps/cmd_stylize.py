@@ -33,6 +33,9 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     p.add_argument("--model", default=None,
                    help="RGB pMF model folder or official .pt file (e.g. pMF-B-16.pt: style classes are ImageNet "
                    "names or indices, class:goldfish); default: the bundled photos model")
+    p.add_argument("--model-config", default=None, metavar="JSON",
+                   help="architecture (PMFConfig fields, JSON file or inline JSON) of an official-format "
+                   "checkpoint that is not a released size; such files are refused without it")
     p.add_argument("--strength", type=float, default=DEFAULT_STRENGTH,
                    help="0 = the content, 1 = all style (the time the content is inverted to)")
     p.add_argument("--method", choices=("kv", "kv_replace", "feat", "swap"), default=DEFAULT_METHOD,
@@ -93,7 +96,9 @@ def run(args: argparse.Namespace) -> int:
 
     device = args.device if args.device != "auto" else ("cuda" if torch.cuda.is_available() else "cpu")
     model_path = Path(args.model) if args.model else bundled_model_dir("photos")
-    net, meta = from_pretrained(model_path, device=device)
+    from apps.cmd_sample import _model_config
+
+    net, meta = from_pretrained(model_path, device=device, **_model_config(args.model_config))
     if net.cfg.in_channels != 3:
         raise ValueError(f"style transfer needs an RGB model; {model_path} has {net.cfg.in_channels} channel(s)")
     names = meta.get("class_names") or [str(i) for i in range(net.cfg.num_classes)]

@@ -31,7 +31,7 @@ _default: list[Precision] = [DEFAULT_PRECISION]  # mutable cell for set_default_
 
 def check_precision(precision: str) -> Precision:
     """``precision`` itself when it is one of ``PRECISIONS``; a ValueError naming it otherwise."""
-    if precision not in PRECISIONS:
+    if not isinstance(precision, str) or precision not in PRECISIONS:
         raise ValueError(f"precision must be one of {PRECISIONS}, got {precision!r}")
     return precision  # type: ignore[return-value]
 

@@ -239,17 +239,17 @@ def _train_args(e: Env, out: str, *extra: str) -> list[str]:
 def _nan_loss_run(e: Env) -> CliResult:
     import core.train as train_mod
 
-    real = train_mod.pmf_loss
+    real = train_mod.pmf_loss_given
 
     def nan_loss(*a, **k):
         loss, stats = real(*a, **k)
         return loss * NAN, {**stats, "loss": NAN}
 
-    train_mod.pmf_loss = nan_loss
+    train_mod.pmf_loss_given = nan_loss
     try:
         return cli(_train_args(e, "nanloss"))
     finally:
-        train_mod.pmf_loss = real
+        train_mod.pmf_loss_given = real
 
 
 def _cli_cases() -> list[Case]:

@@ -8,6 +8,7 @@ so the whole file runs in seconds; the cost of the real pMF-B/16 is measured in 
 from __future__ import annotations
 
 import json
+import re
 
 import imageio.v3 as iio
 import numpy as np
@@ -24,6 +25,8 @@ from tests.test_official import official_sd
 # An official-format ImageNet network at 256x256, small enough for CPU tests: 8x8 patches of 32 px.
 TINY_256 = PMFConfig(image_size=256, in_channels=3, patch_size=32, width=64, depth=2, head_depth=1,
                      num_heads=2, bottleneck=16, num_classes=1000)
+# Not a released size: the loaders refuse it unless its architecture is named (--model-config / config=).
+TINY_JSON = json.dumps(TINY_256.to_dict())
 
 
 def _checkpoint(path, trained_like: bool) -> str:
@@ -119,7 +122,7 @@ def test_resolve_synonyms_and_ambiguity_in_a_small_model():
 
 
 def test_official_checkpoint_carries_imagenet_names(files):
-    net, cfg = from_pretrained(files["model"])
+    net, cfg = from_pretrained(files["model"], config=TINY_256)
     assert net.cfg.image_size == 256 and net.cfg.num_classes == 1000
     assert cfg["source"]["format"] == "official" and cfg["class_names"][207] == "golden retriever"
 
@@ -127,7 +130,7 @@ def test_official_checkpoint_carries_imagenet_names(files):
 @pytest.mark.parametrize("method", ["invert", "flow", "sdedit"])
 def test_pmf_edit_with_imagenet_names(files, capsys, method):
     out = files["dir"] / f"edit_{method}.png"
-    rc = main(["edit", files["photo"], "--model", files["model"], "--target", "Golden Retriever",
+    rc = main(["edit", files["photo"], "--model", files["model"], "--model-config", TINY_JSON, "--target", "Golden Retriever",
                "--source", "281", "--method", method, "--out", str(out)])
     assert rc == 0
     rep = _json_line(capsys)
@@ -138,7 +141,7 @@ def test_pmf_edit_with_imagenet_names(files, capsys, method):
 
 def test_pmf_inpaint_keeps_unmasked_pixels(files, capsys):
     out = files["dir"] / "inpainted.png"
-    assert main(["inpaint", files["photo"], "--model", files["model"], "--mask", files["mask"],
+    assert main(["inpaint", files["photo"], "--model", files["model"], "--model-config", TINY_JSON, "--mask", files["mask"],
                  "--label", "tabby", "--out", str(out)]) == 0
     assert _json_line(capsys)["masked_pixels"] == 64 * 128
     src, res = iio.imread(files["photo"]), iio.imread(out)
@@ -148,7 +151,7 @@ def test_pmf_inpaint_keeps_unmasked_pixels(files, capsys):
 
 def test_pmf_stylize_with_an_imagenet_class(files, capsys):
     out = files["dir"] / "stylized.png"
-    assert main(["stylize", files["photo"], "class:goldfish", "--model", files["model"], "-o", str(out),
+    assert main(["stylize", files["photo"], "class:goldfish", "--model", files["model"], "--model-config", TINY_JSON, "-o", str(out),
                  "--strength", "0.5"]) == 0
     rep = _json_line(capsys)
     assert rep["size_mode"] == "native" and rep["size"] == [256, 256]
@@ -157,7 +160,7 @@ def test_pmf_stylize_with_an_imagenet_class(files, capsys):
 
 def test_unknown_imagenet_name_is_a_clear_cli_error(files, capsys):
     out = files["dir"] / "never.png"
-    assert main(["edit", files["photo"], "--model", files["model"], "--target", "golden retreiver",
+    assert main(["edit", files["photo"], "--model", files["model"], "--model-config", TINY_JSON, "--target", "golden retreiver",
                  "--out", str(out)]) == 2
     err = capsys.readouterr().err
     assert "unknown class 'golden retreiver'; close matches: 'golden retriever' (207)" in err
@@ -168,15 +171,18 @@ def test_invert_warns_when_the_iteration_diverges(files, capsys):
     # At its zero init a pMF network predicts x = 0, so u(z, 0, 1) = z and the inversion's fixed
     # point z = x + u(z) does not exist: Anderson-accelerated updates run away (the issue saw 8e4).
     out = files["dir"] / "noise.npy"
-    with pytest.warns(RuntimeWarning, match=r"invert: the fixed-point iteration diverged .* latent RMS .*"
-                                            r"randomly initialised checkpoint"):
-        assert main(["invert", files["photo"], "--model", files["degenerate"], "--out", str(out)]) == 0
-    assert _json_line(capsys)["diverged"] is True
+    # The CLI prints warnings as one line each ("pmf invert: warning: ...") on stderr.
+    assert main(["invert", files["photo"], "--model", files["degenerate"], "--model-config", TINY_JSON,
+                 "--out", str(out)]) == 0
+    captured = capsys.readouterr()
+    assert re.search(r"pmf invert: warning: .*the fixed-point iteration diverged .* latent RMS .*"
+                     r"randomly initialised checkpoint", captured.err), captured.err
+    assert json.loads(captured.out.strip().splitlines()[-1])["diverged"] is True
     # The perturbed network, with 2 updates, stays in range: no warning, diverged False.
     import warnings
 
     with warnings.catch_warnings():
         warnings.simplefilter("error", RuntimeWarning)
-        assert main(["invert", files["photo"], "--model", files["model"], "--out", str(out),
+        assert main(["invert", files["photo"], "--model", files["model"], "--model-config", TINY_JSON, "--out", str(out),
                      "--iterations", "2"]) == 0
     assert _json_line(capsys)["diverged"] is False

@@ -37,7 +37,7 @@ from typing import Any, Callable, Literal
 import torch
 
 from core import checks
-from core.model import PixelMeanFlow
+from core.model import PixelMeanFlow, PMFConfig
 from pmf_edit import velocity as vf
 from pmf_edit.boundary import (Labels, check_guidance, check_images, check_labels, check_steps, check_strength,
                                forward_noise, sample_noise, to_images, to_model, with_precision)
@@ -93,9 +93,11 @@ class InversionResult:
 
 
 @checks.checked
-def from_pretrained(path: str | Path, *, device: str | torch.device = "cpu") -> tuple[PixelMeanFlow, dict[str, Any]]:
+def from_pretrained(path: str | Path, *, device: str | torch.device = "cpu",
+                    config: PMFConfig | None = None) -> tuple[PixelMeanFlow, dict[str, Any]]:
     """Load a network for editing: a model folder (``config.json`` + ``model.safetensors``) or an
-    official pMF ``.pt`` / ``.safetensors`` file.
+    official pMF ``.pt`` / ``.safetensors`` file (``config`` names the architecture of an official-format
+    file that is none of the released sizes; such files are refused without it).
 
     Returns:
         (network in eval mode, config dict; ``config["sampling"]`` holds the recommended
@@ -107,7 +109,7 @@ def from_pretrained(path: str | Path, *, device: str | torch.device = "cpu") -> 
     """
     from core.pretrained import from_pretrained as _load
 
-    return _load(path, device=device)
+    return _load(path, device=device) if config is None else _load(path, device=device, config=config)
 
 
 # ------------------------------------------------------------------------------------------------
@@ -176,8 +178,8 @@ def _invert(net: PixelMeanFlow, x: torch.Tensor, t: float, y: torch.Tensor | Non
 # Tasks
 
 
-@with_precision
 @checks.checked
+@with_precision
 def invert(
     net: PixelMeanFlow,
     images: torch.Tensor,
@@ -245,8 +247,8 @@ def invert(
                            diverged=inv.diverged)
 
 
-@with_precision
 @checks.checked
+@with_precision
 def reconstruct(
     net: PixelMeanFlow,
     images: torch.Tensor,
@@ -291,8 +293,8 @@ def reconstruct(
     return _sized(net, images, run, size_mode)
 
 
-@with_precision
 @checks.checked
+@with_precision
 def edit(
     net: PixelMeanFlow,
     images: torch.Tensor,
@@ -373,8 +375,8 @@ def edit(
     return _sized(net, images, run, size_mode)
 
 
-@with_precision
 @checks.checked
+@with_precision
 def sdedit(
     net: PixelMeanFlow,
     images: torch.Tensor,
@@ -423,8 +425,8 @@ def sdedit(
     return _sized(net, images, run, size_mode)
 
 
-@with_precision
 @checks.checked
+@with_precision
 def flow_edit(
     net: PixelMeanFlow,
     images: torch.Tensor,
@@ -513,8 +515,8 @@ def _velocity_mixed(net: PixelMeanFlow, z: torch.Tensor, t: float, r: float, y: 
                full(interval[0]), full(interval[1]))
 
 
-@with_precision
 @checks.checked
+@with_precision
 def inpaint(
     net: PixelMeanFlow,
     images: torch.Tensor,

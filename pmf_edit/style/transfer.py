@@ -314,8 +314,8 @@ def _resize(x: Tensor, size: tuple[int, int]) -> Tensor:
     return F.interpolate(x, size=size, mode="bicubic", align_corners=False, antialias=down)
 
 
-@with_precision
 @checks.checked
+@with_precision
 def style_transfer(
     net: PixelMeanFlow,
     content: Tensor,
