@@ -45,8 +45,9 @@ DEFAULT_ANDERSON = 3
 # (a randomly initialised pMF-B/16 reached 8e4 in two Anderson updates).
 DIVERGED_RMS = 10.0
 # Networks trained in both directions (core/meanflow.py, ``backward_ratio``) invert with the backward
-# field instead: one jump 0 -> t plus refinements of 2 NFE each. Chosen on TRAIN digits
-# (benchmarks/bench_bidirectional.py --split train): see docs/editing.md.
+# field instead (method="backward"): one jump 0 -> t plus refinements of 2 NFE each. 1 refinement: the
+# best round trip within 4 NFE on 100 TRAIN digits (benchmarks/bench_bidirectional.py --split train;
+# 16.7 / 19.3 / 20.7 / 20.2 dB for 0-3 refinements): see docs/editing.md.
 DEFAULT_REFINEMENTS = 1
 
 

@@ -433,7 +433,7 @@ def test_backward_inversion_is_exact_on_the_exact_flow_and_one_evaluation():
     assert (vf.jump(net, inv2.latents, 0.6, 0.0, y) - x).abs().max() < 1e-9
 
 
-def test_invert_auto_uses_the_backward_field_and_refinement_cancels_a_biased_inverse():
+def test_backward_method_and_refinement_cancels_a_biased_inverse():
     from tests.gaussian_flow import GaussianMeanFlow, gaussian_flow
 
     class Biased(GaussianMeanFlow):  # the backward field off by a smooth error, as a learned one is
@@ -447,15 +447,15 @@ def test_invert_auto_uses_the_backward_field_and_refinement_cancels_a_biased_inv
     y = [1, 2, 3, 4]
     psnr = []
     for k in (0, 1, 2):
-        rec = pmf_edit.reconstruct(net, images, labels=y, num_refinements=k)
+        rec = pmf_edit.reconstruct(net, images, labels=y, method="backward", num_refinements=k)
         assert rec.nfe == 1 + 2 * k + 1
         psnr.append(float(-10 * torch.log10(((rec.images - images) ** 2).mean())))
     assert psnr[1] > psnr[0] + 10 and psnr[2] > psnr[1], psnr
-    assert pmf_edit.invert(net, images, labels=y, method="fixed-point", num_iterations=2).nfe == 2
+    assert pmf_edit.invert(net, images, labels=y, num_iterations=2).nfe == 2  # auto: fixed point
     with pytest.raises(ValueError, match="backward head"):
         pmf_edit.invert(gauss_plain(), images.float(), labels=y, method="backward")
     with pytest.raises(ValueError, match="num_refinements"):
-        pmf_edit.invert(net, images, labels=y, num_refinements=-1)
+        pmf_edit.invert(net, images, labels=y, method="backward", num_refinements=-1)
     with pytest.raises(ValueError, match="method"):
         pmf_edit.invert(net, images, labels=y, method="newton")
 
@@ -474,6 +474,7 @@ def test_backward_edit_keeps_the_noise_and_swaps_the_class():
     x_tgt = vf.jump(net, e, 1.0, 0.0, tgt)
     to01 = lambda x: (x + 1) / 2  # noqa: E731
     assert x_src.min() > -1 and x_src.max() < 1
-    out = pmf_edit.edit(net, to01(x_src), source_labels=src, labels=tgt, guidance_scale=1.0, num_refinements=0)
+    out = pmf_edit.edit(net, to01(x_src), source_labels=src, labels=tgt, guidance_scale=1.0, method="backward",
+                         num_refinements=0)
     assert out.nfe == 2
     assert (out.images - to01(x_tgt).clamp(0, 1)).abs().max() < 1e-6
