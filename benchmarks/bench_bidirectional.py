@@ -38,6 +38,7 @@ from core.metrics import psnr, ssim  # noqa: E402
 from core.sampling import sample_pmf  # noqa: E402
 from pmf_edit import editing  # noqa: E402
 from pmf_edit import velocity as vf  # noqa: E402
+from benchmarks.bench_editing import _at_accuracy  # noqa: E402
 
 
 def digits(split: str, n: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -81,20 +82,6 @@ def roundtrip(net, x01, y, guidance: float, interval) -> list[dict]:
     return rows
 
 
-def at_accuracy(rows: list[dict], target: float) -> dict | None:
-    """SSIM/PSNR/NFE where a strength curve first reaches ``target`` accuracy (linear in between)."""
-    prev = None
-    for r in rows:
-        if r["target_accuracy"] >= target:
-            if prev is None or prev["target_accuracy"] >= target:
-                return {k: r[k] for k in ("strength", "ssim", "psnr", "nfe")}
-            w = (target - prev["target_accuracy"]) / (r["target_accuracy"] - prev["target_accuracy"])
-            out = {k: prev[k] + w * (r[k] - prev[k]) for k in ("strength", "ssim", "psnr")}
-            return {**{k: round(v, 4) for k, v in out.items()}, "nfe": r["nfe"]}
-        prev = r
-    return None
-
-
 def edits(net, x01, y, strengths: list[float], guidance: float, interval, seed: int,
           source_guidances: list[float], refinements: list[int]) -> dict:
     tgt = (y + 1) % 10
@@ -125,7 +112,7 @@ def edits(net, x01, y, strengths: list[float], guidance: float, interval, seed: 
                          "psnr": round(float(psnr(out, x).mean()), 3), "nfe": res.nfe,
                          "cpu_ms_per_edit": round(1000 * cpu / len(x), 2)})
             print(json.dumps({"editor": name, **rows[-1]}), flush=True)
-        results[name] = {"curve": rows, "at_90": at_accuracy(rows, 0.9)}
+        results[name] = {"curve": rows, "at_90": _at_accuracy(rows, 0.9)}
     return results
 
 

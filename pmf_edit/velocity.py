@@ -372,10 +372,8 @@ def invert_backward(
                          "use the fixed-point inversion instead")
     if num_refinements < 0:
         raise ValueError(f"num_refinements must be >= 0, got {num_refinements}")
-    if not 0.0 < t_end <= 1.0:
-        raise ValueError(f"the inversion end time (strength) must lie in (0, 1], got {t_end}")
     cond = (labels, guidance_scale, guidance_interval)
-    up = torch.linspace(0.0, float(t_end), num_steps + 1, dtype=torch.float64).tolist()
+    up = inversion_grid(t_end, num_steps)  # 0 = t_0 < ... < t_K = t_end, checks both arguments
 
     def encode(img: torch.Tensor) -> torch.Tensor:
         z = img

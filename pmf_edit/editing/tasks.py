@@ -163,12 +163,6 @@ def _use_backward(net: PixelMeanFlow, method: str) -> bool:
     return method == "backward"
 
 
-def _check_refinements(num_refinements: int) -> int:
-    if isinstance(num_refinements, bool) or not isinstance(num_refinements, int) or num_refinements < 0:
-        raise ValueError(f"num_refinements must be an integer >= 0, got {num_refinements!r}")
-    return num_refinements
-
-
 def _invert(net: PixelMeanFlow, x: torch.Tensor, t: float, y: torch.Tensor | None, guidance_scale: float,
             guidance_interval: Interval, num_steps: int, num_iterations: int, backward: bool,
             num_refinements: int) -> vf.Inversion:
@@ -241,7 +235,7 @@ def invert(
     t = check_strength(strength)
     check_guidance(guidance_scale, guidance_interval)
     K, J = check_steps(num_steps), check_steps(num_iterations, "num_iterations")
-    backward, R = _use_backward(net, method), _check_refinements(num_refinements)
+    backward, R = _use_backward(net, method), checks.integer(num_refinements, "num_refinements", lo=0)
     plan = plan_size(*images.shape[-2:], net.cfg.image_size, size_mode)
     x_in = to_network(plan, images)
     inv = _invert(net, to_model(net, x_in), t, repeat_per_tile(y, plan), guidance_scale, guidance_interval, K, J,
@@ -286,7 +280,7 @@ def reconstruct(
     t = check_strength(strength)
     check_guidance(guidance_scale, guidance_interval)
     K, J = check_steps(num_steps), check_steps(num_iterations, "num_iterations")
-    backward, R = _use_backward(net, method), _check_refinements(num_refinements)
+    backward, R = _use_backward(net, method), checks.integer(num_refinements, "num_refinements", lo=0)
 
     def run(x01: torch.Tensor, plan: SizePlan) -> tuple[torch.Tensor, int]:
         yy = repeat_per_tile(y, plan)
@@ -364,7 +358,7 @@ def edit(
     check_guidance(source_guidance_scale, name="source_guidance_scale")
     K_inv, J = check_steps(num_inversion_steps, "num_inversion_steps"), check_steps(num_iterations, "num_iterations")
     K = check_steps(num_steps)
-    backward, R = _use_backward(net, method), _check_refinements(num_refinements)
+    backward, R = _use_backward(net, method), checks.integer(num_refinements, "num_refinements", lo=0)
 
     def run(x01: torch.Tensor, plan: SizePlan) -> tuple[torch.Tensor, int]:
         x, y_in = to_model(net, x01), repeat_per_tile(y_src, plan)
