@@ -240,19 +240,21 @@ def du_dt(
     omega: torch.Tensor,
     t_min: torch.Tensor,
     t_max: torch.Tensor,
+    cond: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """Total derivative du/dt = (du/dz) dz + du/dt|_z of u(z, r, t) along tangents (dz, 1, 0).
 
     One ``torch.func.jvp`` without gradient and without autocast, through the forward-AD-safe
     attention path; the tangent on t reaches both h = t - r and the 1/clip(t) of the x -> u
     conversion.
-    Shapes: z, dz (B, C, H, W); t, r, omega, t_min, t_max (B,); y (B,) int64. Returns (B, C, H, W).
+    Shapes: z, dz (B, C, H, W); t, r, omega, t_min, t_max (B,); y (B,) int64; cond (B, C', H, W) or
+    None (a conditional network's condition: a constant, no tangent). Returns (B, C, H, W).
     """
     # fp32 JVP even under bf16 autocast (tangents through 1/t and softmax are sensitive; the
     # MeanFlow reference disables autocast around its jvp too).
     with forward_ad_safe(), torch.autocast(z.device.type, enabled=False):
         _, tangent = torch.func.jvp(
-            lambda z_, t_, r_: net(z_, t_, r_, y, omega, t_min, t_max, heads="u"),
+            lambda z_, t_, r_: net(z_, t_, r_, y, omega, t_min, t_max, heads="u", cond=cond),
             (z, t, r), (dz, torch.ones_like(t), torch.zeros_like(r)),
         )
     return tangent
@@ -266,9 +268,14 @@ def pmf_loss_given(
     cfg: MeanFlowConfig,
     perceptual: PerceptualFn | None = None,
     grad_net: torch.nn.Module | None = None,
+    cond: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, dict[str, float]]:
     """pMF loss for data ``x`` (B, C, H, W) in [-1, 1], labels ``y`` (B,) (None: unconditional)
     and the draws ``b``. Returns (scalar loss with grad, detached stats).
+
+    ``cond`` (B, C', H, W): the condition of a conditional network (``PMFConfig.cond_channels``),
+    e.g. the warped frames of the VFI model; it enters every network call and is no part of the
+    flow (the noise interpolates x only).
 
     JVP strategy (``cfg.jvp``):
       * "nograd": du/dt by ``torch.func.jvp`` under ``no_grad`` on the r < t rows only (r = t rows
@@ -304,6 +311,7 @@ def pmf_loss_given(
             torch.cat([z, z]), torch.cat([t, t]), torch.cat([t, t]),
             torch.cat([y_in, null]), torch.cat([omega_eff, ones]),
             torch.cat([zeros, zeros]), torch.cat([ones, ones]), heads="v",
+            cond=None if cond is None else torch.cat([cond, cond]),
         )  # (2B, C, H, W)
         v_c, v_u = v_both.chunk(2)
         v_g = v_t + _bcast(1 - 1 / omega_eff) * (v_c - v_u)
@@ -314,11 +322,11 @@ def pmf_loss_given(
         mf = t != r  # r = t rows have t - r = 0: their du/dt is never used
         if mf.any():
             dudt[mf] = du_dt(net, z[mf], t[mf], r[mf], v_c[mf], y_in[mf], b.omega[mf], b.t_min[mf],
-                             b.t_max[mf])
-        u, v = grad_net(z, t, r, y_in, b.omega, b.t_min, b.t_max, heads="uv")
+                             b.t_max[mf], None if cond is None else cond[mf])
+        u, v = grad_net(z, t, r, y_in, b.omega, b.t_min, b.t_max, heads="uv", cond=cond)
     elif cfg.jvp == "fused":
         def uv_fn(z_, t_, r_):
-            u_, v_ = net(z_, t_, r_, y_in, b.omega, b.t_min, b.t_max, heads="uv")
+            u_, v_ = net(z_, t_, r_, y_in, b.omega, b.t_min, b.t_max, heads="uv", cond=cond)
             return u_, v_
 
         with forward_ad_safe():

@@ -64,6 +64,8 @@ class PMFConfig:
     t_clip: float = 0.05  # u = (z - x) / clip(t, t_clip, 1); keeps u bounded near t = 0
     init_std: float = 0.32  # transformer linears ~ N(0, init_std^2 / fan_in)
     backward_head: bool = False  # build a head for r > t (the average velocity toward noise)
+    cond_channels: int = 0  # condition channels concatenated to z_t at the patch embedding (e.g. the two
+    #   warped frames of the VFI model); the output keeps in_channels. 0: an ordinary generator
     backward_param: str = "noise"  # its output: "noise" (the t=1 endpoint e, u = (s e - z)/clip(1-t))
     #   or "data" (the same x-prediction as the forward head, u = (z - x)/clip(t))
 
@@ -72,7 +74,7 @@ class PMFConfig:
         for name in ("image_size", "patch_size", "width", "depth", "head_depth", "num_heads", "bottleneck",
                      "freq_dim"):
             checks.integer(getattr(self, name), name, lo=1)
-        for name in ("mlp_hidden", "num_classes", "class_tokens", "omega_tokens", "interval_tokens", "h_tokens"):
+        for name in ("mlp_hidden", "cond_channels", "num_classes", "class_tokens", "omega_tokens", "interval_tokens", "h_tokens"):
             checks.integer(getattr(self, name), name, lo=0)
         for name in ("rope_theta", "noise_scale", "t_clip", "init_std"):
             checks.real(getattr(self, name), name, lo=0.0, lo_open=True)
@@ -268,11 +270,12 @@ class BottleneckPatchEmbed(nn.Module):
     def __init__(self, cfg: PMFConfig):
         super().__init__()
         p = cfg.patch_size
-        self.proj1 = nn.Conv2d(cfg.in_channels, cfg.bottleneck, kernel_size=p, stride=p)
+        c_in = cfg.in_channels + cfg.cond_channels  # z_t, then the condition channels (if any)
+        self.proj1 = nn.Conv2d(c_in, cfg.bottleneck, kernel_size=p, stride=p)
         self.proj2 = nn.Conv2d(cfg.bottleneck, cfg.width, kernel_size=1)
         # Xavier-uniform as for the equivalent linear layers, zero bias.
         for conv, fan_in, fan_out in (
-            (self.proj1, p * p * cfg.in_channels, cfg.bottleneck),
+            (self.proj1, p * p * c_in, cfg.bottleneck),
             (self.proj2, cfg.bottleneck, cfg.width),
         ):
             limit = math.sqrt(6.0 / (fan_in + fan_out))
@@ -372,7 +375,10 @@ class PixelMeanFlow(nn.Module):
         x = x.view(B, g, g, p, p, C)  # (B, gh, gw, p, p, C): pixel order (row, col, channel)
         return x.permute(0, 5, 1, 3, 2, 4).reshape(B, C, g * p, g * p)  # (B, C, H, W)
 
-    def _sequence(self, z, h, omega, t_min, t_max, y) -> torch.Tensor:
+    def _sequence(self, z, h, omega, t_min, t_max, y, cond=None) -> torch.Tensor:
+        if self.cfg.cond_channels or cond is not None:
+            z = torch.cat([z, self._check_cond(cond, z)], dim=1)  # (B, C + C_cond, H, W)
+
         def group(tok: torch.Tensor, emb: torch.Tensor) -> torch.Tensor:
             return tok + emb[:, None, :]  # (B, n, D)
 
@@ -399,11 +405,12 @@ class PixelMeanFlow(nn.Module):
         t_max: torch.Tensor,
         heads: Heads = "u",
         backend: Backend | None = None,
+        cond: torch.Tensor | None = None,
     ) -> tuple[torch.Tensor | None, torch.Tensor | None]:
         """The raw x-predictions (x_u, x_v), each (B, C, H, W) or None when its head is skipped."""
         backend = backend or self.attn_backend
         cos, sin = self.rope_cos, self.rope_sin
-        x = self._sequence(z, h, omega, t_min, t_max, y)
+        x = self._sequence(z, h, omega, t_min, t_max, y, cond)
         for blk in self.shared_blocks:
             x = blk(x, cos, sin, backend)
         P = self.cfg.num_prefix
@@ -437,6 +444,18 @@ class PixelMeanFlow(nn.Module):
             x_v = self._unpatchify(self.v_final(xv[:, P:]))
         return x_u, x_v
 
+    def _check_cond(self, cond: torch.Tensor | None, z: torch.Tensor) -> torch.Tensor:
+        """The condition (B, cond_channels, H, W) of a conditional network, checked against z."""
+        k = self.cfg.cond_channels
+        if k == 0:
+            raise ValueError("cond was given, but this network has no condition channels (cond_channels=0)")
+        if cond is None:
+            raise ValueError(f"this network is conditional: pass cond=(B, {k}, H, W) with every call")
+        want = (z.shape[0], k, *z.shape[2:])
+        if tuple(cond.shape) != want:
+            raise ValueError(f"cond must be {want} to go with z {tuple(z.shape)}, got {tuple(cond.shape)}")
+        return cond.to(z.dtype)
+
     def _head(self, x: torch.Tensor, blocks: nn.ModuleList, final: FinalLayer, backend: Backend) -> torch.Tensor:
         """Head blocks + final layer on trunk tokens (B, P + N, D) -> an image (B, C, H, W)."""
         for blk in blocks:
@@ -454,6 +473,7 @@ class PixelMeanFlow(nn.Module):
         t_max: torch.Tensor | None = None,
         heads: Heads = "u",
         backend: Backend | None = None,
+        cond: torch.Tensor | None = None,
     ) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
         """Average velocity u(z_t, r, t) (heads="u"), the auxiliary v (heads="v"), or both.
 
@@ -466,6 +486,8 @@ class PixelMeanFlow(nn.Module):
             t_min, t_max: (B,) guidance interval; [0, 1] when None.
             heads: "u", "v" or "uv" (returns the tuple (u, v)).
             backend: attention backend override for this call.
+            cond: (B, cfg.cond_channels, H, W) condition of a conditional network (None otherwise);
+                a constant of the map: a JVP takes tangents on z, t, r only.
 
         Returns:
             u and/or v, each (B, C, H, W): (z - x_pred) / clip(t, t_clip, 1).
@@ -477,7 +499,7 @@ class PixelMeanFlow(nn.Module):
         t_min = ones * 0 if t_min is None else t_min
         t_max = ones if t_max is None else t_max
         h = t - r  # built here so that a tangent on t reaches the h-embedding (dh/dt = 1)
-        x_u, x_v = self.predict_images(z, h, y, omega, t_min, t_max, heads, backend)
+        x_u, x_v = self.predict_images(z, h, y, omega, t_min, t_max, heads, backend, cond)
         tc = t.clamp(self.cfg.t_clip, 1.0).view(B, 1, 1, 1).to(z.dtype)
         u = None if x_u is None else (z - x_u) / tc
         if u is not None and self.cfg.backward_head and self.cfg.backward_param == "noise":

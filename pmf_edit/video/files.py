@@ -178,7 +178,7 @@ def interpolate_video(
     info = _check_src(src)
     # Planar YUV sources are read and written in their own pixel format (no colour conversion at all);
     # the learned refinement needs RGB, as do other formats (`pmf_edit.video.ffmpeg_io`).
-    planar = planar and info.subsampling is not None and not cfg.refine
+    planar = planar and info.subsampling is not None and not (cfg.refine or cfg.generative)
     meta, frames = read_frames(src, info, planar)
     fps_in = float(meta.get("fps") or 0) or 25.0
     if fps is not None:

@@ -53,6 +53,10 @@ class InterpolationConfig:
     band_rows: int = 512  # output rows warped at once, bounding peak memory on 4K frames
     parallel_flows: bool = True  # the two DIS flows of a pair in two threads (off: one thread per pair)
     refine: bool = False  # correct the blend with the small learned network of pmf_edit/video/refine.py
+    generative: bool = False  # draw a correction with the conditional pMF (pmf_edit/video/generative.py)
+    #   on the tiles where the two warped frames disagree by more than gen_threshold levels
+    gen_threshold: float = 6.0
+    gen_model: str | None = None  # folder of the VFI network (core.checkpoint.save_model); None: the bundled one
 
     def __post_init__(self) -> None:
         if self.method not in ("flow", "linear"):
@@ -72,6 +76,9 @@ class InterpolationConfig:
             checks.integer(self.variational_iters, "variational_iters", lo=0)
         checks.real(self.alpha, "alpha", lo=0.0)
         checks.real(self.beta, "beta", lo=0.0)
+        checks.real(self.gen_threshold, "gen_threshold", lo=0.0)
+        if self.refine and self.generative:
+            raise ValueError("refine and generative are two alternative corrections; choose one")
 
 
 # The previous default (DIS MEDIUM on the full-size frame up to 1024 px, its patch search ending at
@@ -86,6 +93,7 @@ CONFIGS: dict[str, InterpolationConfig] = {
     "flow-fast": InterpolationConfig(preset="medium", finest_scale=None, reverse_flow=False),  # no splatting
     "plain-warp": InterpolationConfig(**_FULL_MEDIUM, reverse_flow=False, remap="linear"),  # the textbook baseline
     "flow-refine": InterpolationConfig(refine=True),  # the default plus the learned correction
+    "flow-gen": InterpolationConfig(generative=True),  # the default plus the generative pMF where flow fails
     "linear": InterpolationConfig(method="linear"),
 }
 
@@ -112,8 +120,8 @@ class PairInterpolator:
                 raise ValueError(f"planar input needs (H, W, 1) luma and two (h, w, 2) chroma planes of its dtype, "
                                  f"got {img0.shape} {img0.dtype}, {chroma0.shape} {chroma0.dtype}, "
                                  f"{chroma1.shape} {chroma1.dtype}")
-            if config.refine:
-                raise ValueError("refine=True works on RGB frames, not on luma/chroma planes")
+            if config.refine or config.generative:
+                raise ValueError("refine=True and generative=True work on RGB frames, not on luma/chroma planes")
         self.img0, self.img1, self.cfg = img0, img1, config
         # Planes warped with the same flows: the image (or luma), then the chroma planes at their own size.
         self.planes = [(img0, img1)] + ([(chroma0, chroma1)] if chroma0 is not None else [])
@@ -209,7 +217,7 @@ class PairInterpolator:
         """The frame at time t in [0, 1]: (H, W, C) in the input's dtype; t = 0 / 1 return the inputs exactly.
 
         With chroma planes this is the luma plane only; `render_planes` returns all of them."""
-        if self.cfg.refine and 0.0 < t < 1.0 and self.cfg.method == "flow":
+        if (self.cfg.refine or self.cfg.generative) and 0.0 < t < 1.0 and self.cfg.method == "flow":
             return self._refined(t)
         return self.render_planes(t)[0]
 
@@ -223,7 +231,7 @@ class PairInterpolator:
         if self.cfg.method == "linear":
             return tuple(cv2.addWeighted(a, 1 - t, b, t, 0.0).reshape(a.shape) if a.dtype == np.uint8
                          else (1 - t) * a + t * b for a, b in self.planes)
-        if self.cfg.refine:
+        if self.cfg.refine or self.cfg.generative:
             return (self._refined(t),)
         small = self._flows_at(t)  # (h, w, 2) each, at the flow resolution
         return tuple(self._blend(a, b, t, *self._full_flows(t, a.shape[:2], small)) for a, b in self.planes)
@@ -246,12 +254,19 @@ class PairInterpolator:
         return out
 
     def _refined(self, t: float) -> np.ndarray:
-        """`render(t)` through the learned refinement (grey frames go through it as three equal channels)."""
+        """`render(t)` through the learned refinement or the generative correction (grey frames go
+        through either as three equal channels)."""
         a, b, wa, wb = self.warps(t)
         grey = a.shape[-1] == 1
         if grey:
             a, b = np.repeat(a, 3, axis=-1), np.repeat(b, 3, axis=-1)
-        out = refine(a, b, wa, wb, band_rows=self.cfg.band_rows)  # (H, W, 3)
+        if self.cfg.generative:
+            from pmf_edit.video.generative import GenerativeConfig, cached_generative, correct
+
+            out = correct(a, b, wa, wb, net=cached_generative(self.cfg.gen_model),
+                          config=GenerativeConfig(threshold=self.cfg.gen_threshold))  # (H, W, 3)
+        else:
+            out = refine(a, b, wa, wb, band_rows=self.cfg.band_rows)  # (H, W, 3)
         if grey:
             mean = out.mean(axis=-1, keepdims=True, dtype=np.float32)
             out = (mean + 0.5).astype(np.uint8) if out.dtype == np.uint8 else mean

@@ -1,0 +1,99 @@
+"""The generative half of VFI: synthetic training scenes, crops, and the tile-wise correction."""
+import numpy as np
+import pytest
+import torch
+
+from core.checkpoint import bundled_model_dir, save_model
+from core.model import PixelMeanFlow
+from pmf_edit.video import generative as gv
+from pmf_edit.video import generative_data as gd
+from pmf_edit.video.interpolate import CONFIGS, InterpolationConfig, PairInterpolator
+
+
+def _stills():
+    rng = np.random.default_rng(0)
+    return [rng.integers(0, 256, (80, 96, 3), dtype=np.uint8) for _ in range(3)]
+
+
+def _tiny_net(tile=16):
+    torch.manual_seed(0)
+    return PixelMeanFlow(gv.model_config(tile=tile, width=32, depth=2, num_heads=2), with_v_head=False).eval()
+
+
+def test_synthetic_triplet_is_seeded_and_moves():
+    a = gd.synthetic_triplet(_stills(), 64, np.random.default_rng(3))
+    b = gd.synthetic_triplet(_stills(), 64, np.random.default_rng(3))
+    assert a.shape == (3, 64, 64, 3) and a.dtype == np.uint8
+    assert np.array_equal(a, b)
+    assert np.abs(a[0].astype(int) - a[2]).mean() > 1  # the scene moved between the outer frames
+
+
+def test_triplet_crops_shapes_and_hard_half():
+    f0, ft, f1 = gd.synthetic_triplet(_stills(), 64, np.random.default_rng(1))
+    c = gd.triplet_crops(f0, ft, f1, 0.5, 16, 6, np.random.default_rng(0))
+    assert {k: v.shape for k, v in c.items()} == {"a": (6, 16, 16, 3), "b": (6, 16, 16, 3), "m": (6, 16, 16, 1),
+                                                   "gt": (6, 16, 16, 3)}
+    assert all(v.dtype == np.uint8 for v in c.values())
+
+
+def test_correct_is_the_plain_blend_where_no_tile_is_drawn():
+    rng = np.random.default_rng(0)
+    a, b = (rng.integers(0, 256, (40, 50, 3), dtype=np.uint8) for _ in range(2))
+    wa, wb = np.full((40, 50), 0.5, np.float32), np.full((40, 50), 0.5, np.float32)
+    out = gv.correct(a, b, wa, wb, net=_tiny_net(), config=gv.GenerativeConfig(threshold=255))
+    blend = (a.astype(np.float32) + b) / 2
+    assert out.shape == a.shape and out.dtype == np.uint8
+    assert np.abs(out - blend).max() <= 0.5 + 1e-3
+
+
+def test_correct_windows_sum_to_one_everywhere(monkeypatch):
+    """A constant residual from every tile reaches every pixel (borders included) exactly once."""
+    monkeypatch.setattr(gv, "one_step", lambda net, cond, z: torch.full_like(z, 0.2))  # 0.1 in [0, 1] units
+    rng = np.random.default_rng(1)
+    a, b = (rng.uniform(0.2, 0.7, (37, 45, 3)).astype(np.float32) for _ in range(2))
+    wa, wb = np.full((37, 45), 3.0, np.float32), np.full((37, 45), 1.0, np.float32)
+    out = gv.correct(a, b, wa, wb, net=_tiny_net(), config=gv.GenerativeConfig(threshold=0))
+    np.testing.assert_allclose(out, 0.75 * a + 0.25 * b + 0.1, atol=1e-5)
+
+
+def test_correct_only_draws_where_the_candidates_disagree(monkeypatch):
+    monkeypatch.setattr(gv, "one_step", lambda net, cond, z: torch.full_like(z, 0.2))
+    a = np.full((64, 64, 3), 0.5, np.float32)
+    b = a.copy()
+    b[:16, :16] = 0.9  # one corner disagrees by 100 levels
+    w = np.ones((64, 64), np.float32)
+    out = gv.correct(a, b, w, w, net=_tiny_net(), config=gv.GenerativeConfig(threshold=20))
+    blend = (a + b) / 2
+    assert np.abs(out - blend)[40:, 40:].max() == 0  # far from the disagreement: the blend, untouched
+    assert np.abs(out - blend)[:8, :8].min() > 0.05
+
+
+def test_correct_checks_its_inputs():
+    a = np.zeros((8, 8, 3), np.uint8)
+    with pytest.raises(ValueError, match="expected"):
+        gv.correct(a, a[..., :1], np.ones((8, 8), np.float32), np.ones((8, 8), np.float32), net=_tiny_net())
+    with pytest.raises(ValueError, match="noise"):
+        gv.GenerativeConfig(noise="hot")
+
+
+def test_load_generative_errors(tmp_path):
+    with pytest.raises(FileNotFoundError, match="no generative VFI model"):
+        gv.load_generative(tmp_path / "none")
+    with pytest.raises(ValueError, match="not a VFI model"):
+        gv.load_generative(bundled_model_dir("mnist"))
+    net = _tiny_net()
+    save_model(tmp_path / "vfi", net)
+    back = gv.load_generative(tmp_path / "vfi")
+    assert back.cfg == net.cfg
+
+
+def test_flow_gen_preset_runs_on_frames(monkeypatch, tmp_path):
+    net = _tiny_net(tile=32)
+    monkeypatch.setattr(gv, "cached_generative", lambda directory=None: net)
+    rng = np.random.default_rng(2)
+    f0 = rng.integers(0, 256, (40, 56, 3), dtype=np.uint8)
+    f1 = np.roll(f0, 3, axis=1)
+    mid = PairInterpolator(f0, f1, CONFIGS["flow-gen"]).render(0.5)
+    assert mid.shape == f0.shape and mid.dtype == np.uint8
+    with pytest.raises(ValueError, match="choose one"):
+        InterpolationConfig(refine=True, generative=True)
