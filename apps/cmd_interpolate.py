@@ -25,7 +25,8 @@ def _add_method_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--method", default="flow", choices=sorted(CONFIGS),
                    help="interpolation preset: 'flow' (default: half-size DIS FAST flow, splatting), "
                         "'flow-medium' (full-size DIS MEDIUM: +0.15 dB on detailed video for 1.5x the time), "
-                        "'flow-refine' (the default plus a small learned correction), 'flow-fast' (no flow "
+                        "'flow-refine' (the default plus a small learned correction), 'flow-gen' (the default "
+                        "plus the generative pMF correction where the two warped frames disagree), 'flow-fast' (no flow "
                         "splatting), 'plain-warp' (no occlusion handling), 'linear' (cross-fade)")
     p.add_argument("--preset", choices=["ultrafast", "fast", "medium"], default=None,
                    help="override the DIS optical-flow preset")

@@ -99,7 +99,7 @@ def evaluate(net: PixelMeanFlow, val: gd.Crops, batch: int = 256) -> dict[str, f
         gt = base + x / 2
         errs["blend"].append(base - gt)
         for mode in ("zero", "sample"):
-            z = torch.zeros_like(x) if mode == "zero" else torch.randn(x.shape, generator=gen)
+            z = torch.zeros_like(x) if mode == "zero" else net.cfg.noise_scale * torch.randn(x.shape, generator=gen)
             errs[mode].append((base + one_step(net, cond, z) / 2).clamp(0, 1) - gt)
     net.train()
     return {f"psnr_{k}": psnr(torch.cat(v)) for k, v in errs.items()}
@@ -119,7 +119,9 @@ def main() -> None:
     p.add_argument("--synthetic", type=int, default=3000, help="synthetic scenes (8 crops each)")
     p.add_argument("--per-target", type=int, default=8, help="crops per target frame of a video")
     p.add_argument("--tile", type=int, default=32)
-    p.add_argument("--width", type=int, default=128)
+    p.add_argument("--width", type=int, default=96)
+    p.add_argument("--bottleneck", type=int, default=160)
+    p.add_argument("--noise-scale", type=float, default=0.25)
     p.add_argument("--depth", type=int, default=6)
     p.add_argument("--batch", type=int, default=64)
     p.add_argument("--lr", type=float, default=1e-3)
@@ -155,7 +157,8 @@ def main() -> None:
           file=sys.stderr, flush=True)
 
     torch.manual_seed(args.seed)
-    net = PixelMeanFlow(model_config(args.tile, args.width, args.depth))
+    net = PixelMeanFlow(model_config(args.tile, args.width, args.depth, bottleneck=args.bottleneck,
+                                      noise_scale=args.noise_scale))
     tcfg = TrainConfig(lr=args.lr)
     opts = build_optimizers(net, tcfg)
     ema = {k: v.detach().clone() for k, v in net.named_parameters()}
