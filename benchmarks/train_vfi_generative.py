@@ -13,8 +13,13 @@ still images moved under moving, occluding sprites (`generative_data.synthetic_t
 separate held-out set. On your own footage: `--video a.mp4 --video b.mp4` (add `--synthetic 0` to use
 only them). No standard VFI test set (Middlebury, UCF101, DAVIS, Vimeo-90k, SNU-FILM, Xiph) is used.
 
-Objective: `core.meanflow.pmf_loss_given` with the warped frames as the condition (`cond=`); Muon +
-Adam as `core.train`; EMA of the weights (half-life --ema-kimg). Every --eval-every steps one JSON line
+Objective: `core.meanflow.pmf_loss_given` with the warped frames as the condition (`cond=`), adaptive
+weight power 0.5 (the core default 1.0 gives every crop the same loss scale; the rare hard crops, where
+the blend is 10x worse, are what the model is for) and Adam; EMA of the weights (half-life --ema-kimg).
+Measured at the start of the bundled run: with the core defaults (p = 1, Muon + Adam at 1e-3) the
+one-step output had not moved from the plain blend after 750 steps (+0.005 dB on the held-out crops);
+with p = 0.5 and Adam at 5e-4, +0.04 dB after 125 steps. A plain L2 regression of the same network
+(no MeanFlow, an ad-hoc check) reached +0.37 dB after 400 steps. Every --eval-every steps one JSON line
 on stderr and in RUN/log.jsonl: held-out PSNR of the plain blend and of the one-step correction (z = 0
 and z ~ N(0, I)) on the held-out crops. Checkpoints are written atomically; the final EMA weights go
 to RUN/model (a `core.checkpoint.save_model` folder, v-head dropped, float16 unless --fp32).
@@ -124,7 +129,12 @@ def main() -> None:
     p.add_argument("--noise-scale", type=float, default=0.25)
     p.add_argument("--depth", type=int, default=6)
     p.add_argument("--batch", type=int, default=64)
-    p.add_argument("--lr", type=float, default=1e-3)
+    p.add_argument("--lr", type=float, default=5e-4)
+    p.add_argument("--optimizer", choices=["adam", "muon"], default="adam",
+                   help="adam: Adam on every weight; muon: Muon + Adam as core.train")
+    p.add_argument("--adaptive-p", type=float, default=0.5,
+                   help="MeanFlow adaptive loss weight power (core default 1.0 equalises every crop's loss, "
+                        "so the few hard crops, the ones that matter, lose their weight)")
     p.add_argument("--ema-kimg", type=float, default=20.0)
     p.add_argument("--steps", type=int, default=10**9, help="stop at this step (0: export only)")
     p.add_argument("--minutes", type=float, default=60.0, help="wall-clock budget of this call")
@@ -159,10 +169,10 @@ def main() -> None:
     torch.manual_seed(args.seed)
     net = PixelMeanFlow(model_config(args.tile, args.width, args.depth, bottleneck=args.bottleneck,
                                       noise_scale=args.noise_scale))
-    tcfg = TrainConfig(lr=args.lr)
-    opts = build_optimizers(net, tcfg)
+    opts = build_optimizers(net, TrainConfig(lr=args.lr)) if args.optimizer == "muon" else \
+        [torch.optim.Adam(net.parameters(), lr=args.lr, betas=(0.9, 0.95))]
     ema = {k: v.detach().clone() for k, v in net.named_parameters()}
-    mf = MeanFlowConfig()
+    mf = MeanFlowConfig(adaptive_p=args.adaptive_p)
     ckpt = os.path.join(args.run, "ckpt.pt")
     step = 0
     if os.path.exists(ckpt):
