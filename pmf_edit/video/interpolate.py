@@ -219,7 +219,13 @@ class PairInterpolator:
         m = flow[r0:r1] + pixel_grid(r1 - r0, W)  # (h_band, W, 2) absolute sample positions
         if r0:
             m[..., 1] += r0
-        out = cv2.remap(img, m, None, REMAP_MODES[self.cfg.remap], borderMode=cv2.BORDER_REPLICATE)
+        mode = REMAP_MODES[self.cfg.remap]
+        if img.ndim == 3 and img.shape[-1] == 2:
+            # The interleaved chroma pair: OpenCV's 2-channel remap has no fast path (bicubic uint8 measured
+            # 1.6-1.7x the time of two 1-channel remaps at 320x136 and 640x360); same values per channel.
+            out = cv2.merge([cv2.remap(c, m, None, mode, borderMode=cv2.BORDER_REPLICATE) for c in cv2.split(img)])
+        else:
+            out = cv2.remap(img, m, None, mode, borderMode=cv2.BORDER_REPLICATE)
         out = out.reshape((r1 - r0, W, -1))  # remap drops a singleton channel
         # 100 where the sample lies inside the picture, 1 outside (the other frame should fill it); the
         # floor of 1 (not 0) keeps the sum of both weights >= 1, far above blendLinear's 1e-5 epsilon.
