@@ -95,7 +95,9 @@ def dis_flows(
     return f01, fut.result()
 
 
-@lru_cache(maxsize=4)
+# A video pair uses up to six shapes (luma, chroma, flow and splat grids, a last band of each plane):
+# with room for only four, 720p rebuilt its 7 MB luma grid every pair.
+@lru_cache(maxsize=12)
 def pixel_grid(h: int, w: int) -> np.ndarray:
     """(h, w, 2) float32 pixel coordinates (x, y), read-only (cached: one per frame or band shape)."""
     g = np.empty((h, w, 2), np.float32)
