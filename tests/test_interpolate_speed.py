@@ -59,3 +59,33 @@ def test_default_uses_the_small_frame_setting_only_on_small_frames(h: int, w: in
     assert np.array_equal(default.f01, same.f01) and np.array_equal(default.f10, same.f10)
     assert not np.array_equal(default.f01, other.f01)  # the two settings differ, so the check can fail
     assert np.array_equal(default.render(0.5), same.render(0.5))
+
+
+def test_chroma_pair_warp_matches_per_channel_warps() -> None:
+    # The interleaved (h, w, 2) chroma is warped channel by channel (speed): same values, same order.
+    y0, y1 = textured_u8(32, 48, seed=5)[..., :1], textured_u8(32, 48, seed=6)[..., :1]
+    uv0, uv1 = textured_u8(16, 24, seed=7)[..., :2], textured_u8(16, 24, seed=8)[..., :2]
+    pair = PairInterpolator(np.ascontiguousarray(y0), np.ascontiguousarray(y1), InterpolationConfig(),
+                            chroma0=np.ascontiguousarray(uv0), chroma1=np.ascontiguousarray(uv1))
+    flow = np.random.default_rng(2).standard_normal((16, 24, 2)).astype(np.float32) * 2
+    both, wt = pair._warp(np.ascontiguousarray(uv0), flow, 0.5, None, 0, 16)
+    for c in range(2):
+        one, wt1 = pair._warp(np.ascontiguousarray(uv0[..., c:c + 1]), flow, 0.5, None, 0, 16)
+        assert np.array_equal(both[..., c:c + 1], one) and np.array_equal(wt, wt1)
+
+
+def test_second_pair_builds_no_new_pixel_grids() -> None:
+    # Luma, chroma, flow and splat grids plus a last band: all must stay cached from pair to pair.
+    from pmf_edit.video.flow import pixel_grid
+
+    cfg = InterpolationConfig(band_rows=16)  # six grid shapes: luma bands 16, 8; chroma 16, 4; flow; splat
+    frames = [textured_u8(40, 64, seed=s) for s in (1, 2, 3)]
+    planes = [(np.ascontiguousarray(f[..., :1]), np.ascontiguousarray(f[::2, ::2, 1:])) for f in frames]
+
+    def render(a, b) -> None:
+        PairInterpolator(a[0], b[0], cfg, chroma0=a[1], chroma1=b[1]).render_planes(0.5)
+
+    render(planes[0], planes[1])
+    misses = pixel_grid.cache_info().misses
+    render(planes[1], planes[2])
+    assert pixel_grid.cache_info().misses == misses
