@@ -303,7 +303,8 @@ def main() -> None:
     p.add_argument("--max-frames", type=int, default=None, help="read at most this many frames per clip")
     p.add_argument("--methods", default="plain-warp,flow,flow-fast",
                    help=f"comma-separated presets from pmf_edit.interpolate.CONFIGS ({','.join(CONFIGS)}); "
-                        "'name:field=value;field=value' defines a variant, e.g. 'med-half:flow_scale=0.5'")
+                        "'name:field=value;field=value' defines a variant, e.g. 'med-half:flow_scale=0.5' "
+                        "(from the preset called name, else from base=PRESET, else the default)")
     p.add_argument("--no-minterpolate", action="store_true", help="skip the ffmpeg minterpolate baseline")
     p.add_argument("--threads", type=int, default=None, help="OpenCV and torch threads (default: library default)")
     p.add_argument("--video-fps", default=None, metavar="CLIP",
@@ -335,6 +336,8 @@ def main() -> None:
                 kw[key] = ast.literal_eval(val)  # numbers, True/False, None
             except (ValueError, SyntaxError):
                 kw[key] = val  # bare strings such as preset=fast
+        if "base" in kw:  # 'name:base=flow-fast;...' starts a variant from another preset than `name`
+            base = CONFIGS[kw.pop("base")]
         methods[name] = replace(base, **kw)
     if args.end_to_end:
         load_before = os.getloadavg()
