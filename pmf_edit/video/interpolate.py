@@ -82,6 +82,11 @@ class InterpolationConfig:
         if self.small_variational_iters is not None:
             checks.integer(self.small_variational_iters, "small_variational_iters", lo=0)
         checks.integer(self.small_flow_pixels, "small_flow_pixels", lo=0)
+        checks.real(self.alpha, "alpha", lo=0.0)
+        checks.real(self.beta, "beta", lo=0.0)
+        checks.real(self.gen_threshold, "gen_threshold", lo=0.0)
+        if self.refine and self.generative:
+            raise ValueError("refine and generative are two alternative corrections; choose one")
 
     def variational_iters_at(self, h: int, w: int) -> int | None:
         """DIS variational passes for an (h, w) flow image: `small_variational_iters` when h * w is at most
@@ -94,11 +99,6 @@ class InterpolationConfig:
         if self.small_variational_iters is not None and h * w <= self.small_flow_pixels:
             return self.small_variational_iters
         return self.variational_iters
-        checks.real(self.alpha, "alpha", lo=0.0)
-        checks.real(self.beta, "beta", lo=0.0)
-        checks.real(self.gen_threshold, "gen_threshold", lo=0.0)
-        if self.refine and self.generative:
-            raise ValueError("refine and generative are two alternative corrections; choose one")
 
 
 # The previous default (DIS MEDIUM on the full-size frame up to 1024 px, its patch search ending at
