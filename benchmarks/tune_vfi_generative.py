@@ -52,7 +52,7 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--model", default=None, help="VFI model folder (default: the bundled one)")
     p.add_argument("--thresholds", default="0,2,4,6,10,16")
-    p.add_argument("--noise", default="zero,sample")
+    p.add_argument("--noise", default="zero,mean,sample")
     p.add_argument("--synthetic", type=int, default=24)
     p.add_argument("--bbb-stride", type=int, default=2)
     p.add_argument("--out", default=None)

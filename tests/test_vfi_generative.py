@@ -48,7 +48,7 @@ def test_correct_is_the_plain_blend_where_no_tile_is_drawn():
 
 def test_correct_windows_sum_to_one_everywhere(monkeypatch):
     """A constant residual from every tile reaches every pixel (borders included) exactly once."""
-    monkeypatch.setattr(gv, "one_step", lambda net, cond, z: torch.full_like(z, 0.2))  # 0.1 in [0, 1] units
+    monkeypatch.setattr(gv, "one_step", lambda net, cond, z, r=0.0: torch.full_like(z, 0.2))  # 0.1 in [0, 1] units
     rng = np.random.default_rng(1)
     a, b = (rng.uniform(0.2, 0.7, (37, 45, 3)).astype(np.float32) for _ in range(2))
     wa, wb = np.full((37, 45), 3.0, np.float32), np.full((37, 45), 1.0, np.float32)
@@ -57,7 +57,7 @@ def test_correct_windows_sum_to_one_everywhere(monkeypatch):
 
 
 def test_correct_only_draws_where_the_candidates_disagree(monkeypatch):
-    monkeypatch.setattr(gv, "one_step", lambda net, cond, z: torch.full_like(z, 0.2))
+    monkeypatch.setattr(gv, "one_step", lambda net, cond, z, r=0.0: torch.full_like(z, 0.2))
     a = np.full((64, 64, 3), 0.5, np.float32)
     b = a.copy()
     b[:16, :16] = 0.9  # one corner disagrees by 100 levels
@@ -97,3 +97,20 @@ def test_flow_gen_preset_runs_on_frames(monkeypatch, tmp_path):
     assert mid.shape == f0.shape and mid.dtype == np.uint8
     with pytest.raises(ValueError, match="choose one"):
         InterpolationConfig(refine=True, generative=True)
+
+
+def test_noise_modes_pick_the_jump_or_the_instantaneous_field(monkeypatch):
+    seen = []
+
+    def fake(net, cond, z, r=0.0):
+        seen.append((r, float(z.abs().max())))
+        return torch.zeros_like(z)
+
+    monkeypatch.setattr(gv, "one_step", fake)
+    a = np.random.default_rng(0).uniform(0, 1, (32, 32, 3)).astype(np.float32)
+    w = np.ones((32, 32), np.float32)
+    for mode in ("zero", "mean", "sample"):
+        gv.correct(a, 1 - a, w, w, net=_tiny_net(), config=gv.GenerativeConfig(threshold=0, noise=mode))
+    rs = {r for r, _ in seen[: len(seen) // 3]}, {r for r, _ in seen[len(seen) // 3: 2 * len(seen) // 3]}
+    assert rs == ({0.0}, {1.0})  # zero: the jump r = 0; mean: r = t = 1
+    assert seen[0][1] == 0 and seen[-1][1] > 0  # zero / mean start from z = 0, sample from noise

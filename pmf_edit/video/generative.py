@@ -54,14 +54,16 @@ class GenerativeConfig:
     """How the generative correction is applied to a frame."""
 
     threshold: float = 6.0  # draw a tile where mean |a - b| over it exceeds this (0-255 levels); 0: every tile
-    noise: str = "zero"  # "zero": z_1 = 0 (deterministic, the mode of the noise); "sample": z_1 ~ N(0, I)
+    noise: str = "zero"  # "zero": the one-step jump from z_1 = 0 (deterministic, the mode of the noise);
+    #   "sample": the jump from z_1 = s e, e ~ N(0, I) (a draw); "mean": no jump, the instantaneous field
+    #   at t = 1 (r = t), whose x-prediction from pure noise is the conditional mean E[x | frames]
     seed: int = 0  # noise seed when noise="sample" (per frame: the same input gives the same output)
     batch: int = 64  # tiles per network call
 
     def __post_init__(self) -> None:
         checks.real(self.threshold, "threshold", lo=0.0)
-        if self.noise not in ("zero", "sample"):
-            raise ValueError(f"noise must be 'zero' or 'sample', got {self.noise!r}")
+        if self.noise not in ("zero", "sample", "mean"):
+            raise ValueError(f"noise must be 'zero', 'sample' or 'mean', got {self.noise!r}")
         checks.integer(self.batch, "batch", lo=1)
 
 
@@ -77,10 +79,14 @@ def blend_of(cond: torch.Tensor) -> torch.Tensor:
 
 
 @torch.no_grad()
-def one_step(net: PixelMeanFlow, cond: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
-    """The residual drawn in one evaluation: z = s e (B, 3, S, S) at t = 1 -> x = z - u(z, 0, 1 | cond)."""
+def one_step(net: PixelMeanFlow, cond: torch.Tensor, z: torch.Tensor, r: float = 0.0) -> torch.Tensor:
+    """The residual in one evaluation: z = s e (B, 3, S, S) at t = 1 -> x = z - u(z, r, 1 | cond).
+
+    r = 0: the average-velocity jump to the data (a draw of the residual); r = 1: the instantaneous
+    velocity at t = 1, whose x-prediction is the conditional mean (the flow-matching rows train it).
+    """
     ones = torch.ones(z.shape[0], dtype=z.dtype, device=z.device)
-    return z - net(z, ones, ones * 0, cond=cond)
+    return z - net(z, ones, ones * r, cond=cond)
 
 
 def load_generative(directory: str | Path | None = None) -> PixelMeanFlow:
@@ -177,9 +183,10 @@ def correct(a: np.ndarray, b: np.ndarray, wa: np.ndarray, wb: np.ndarray, net: P
         tb = torch.from_numpy(crop(bp)).permute(0, 3, 1, 2)
         tm = torch.from_numpy(crop(mp))[:, None]  # (n, 1, S, S)
         cond = to_condition(ta, tb, tm)
-        z = torch.zeros(len(idx), 3, S, S) if config.noise == "zero" else \
+        z = torch.zeros(len(idx), 3, S, S) if config.noise != "sample" else \
             net.cfg.noise_scale * torch.randn(len(idx), 3, S, S, generator=gen)  # z_1 = s e
-        res = (one_step(net, cond, z) / 2).permute(0, 2, 3, 1).numpy()  # (n, S, S, 3), [0, 1] units
+        r = 1.0 if config.noise == "mean" else 0.0
+        res = (one_step(net, cond, z, r) / 2).permute(0, 2, 3, 1).numpy()  # (n, S, S, 3), [0, 1] units
         for (y, x), r in zip(tiles, res):
             corr[y:y + S, x:x + S] += win * r
     out = blend + corr[half:half + H, half:half + W]
