@@ -64,6 +64,11 @@ CONFIGS: dict[str, dict] = {
     "ms4_kv_T4": {"multiscale": 4, "method": "kv", "residual": True, "color_weight": None,
                   "attention_temperature": 4.0},
     "ms2_kv": {"multiscale": 2, "method": "kv", "residual": True, "color_weight": None},
+    # fourth round: token-feature AdaIN in fewer blocks / at half weight
+    "feat_w05": {"method": "feat", "injection_weight": 0.5},
+    "feat_from3": {"method": "feat", "inject_from": 3},
+    "feat_from5": {"method": "feat", "inject_from": 5},
+    "feat_w05_from3": {"method": "feat", "inject_from": 3, "injection_weight": 0.5},
 }
 
 
