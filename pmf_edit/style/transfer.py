@@ -21,6 +21,9 @@ is z_r = z_t - (t - r) u(z_t, r, t). With t* = ``strength``:
                    image-token features are AdaIN-matched to the style's (``method="feat"``), or
                    nothing is injected (``method="swap"``: a condition swap with partial inversion);
                    ``"kv_replace"`` swaps the content's image-token keys/values for the style's
+                   (``attention_temperature`` sharpens the content's attention over them,
+                   ``injection_weight`` blends it with the content's own attention; neither
+                   became a default: docs/style.md, "Style injection into attention")
     4. residual    (``residual``, default) output = content + (stylised - the content's own jump
                    from its un-AdaIN'd state with nothing injected), +1 NFE: keeps the detail the
                    model's regeneration would blur, transfers only the change the style makes
