@@ -18,7 +18,8 @@ import torch
 
 
 def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
-    from pmf_edit.style import DEFAULT_METHOD, DEFAULT_STRENGTH
+    from pmf_edit.style import (DEFAULT_ATTENTION_TEMPERATURE, DEFAULT_INJECTION_WEIGHT, DEFAULT_METHOD,
+                                DEFAULT_STRENGTH)
 
     p = sub.add_parser(
         "stylize",
@@ -41,6 +42,12 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     p.add_argument("--method", choices=("kv", "kv_replace", "feat", "swap"), default=DEFAULT_METHOD,
                    help="kv: attention key/value sharing; kv_replace: the style's keys/values instead "
                    "of the content's; feat: feature AdaIN; swap: class swap only")
+    p.add_argument("--attention-temperature", type=float, default=DEFAULT_ATTENTION_TEMPERATURE,
+                   help="kv/kv_replace: multiplies the content's attention logits over the style's keys "
+                   "(> 1: each content token copies its closest style tokens more sharply), in [0.25, 8]")
+    p.add_argument("--injection-weight", type=float, default=DEFAULT_INJECTION_WEIGHT,
+                   help="kv/kv_replace: blend of the content's own attention (0) and the injected one (1); "
+                   "feat: the AdaIN weight")
     p.add_argument("--style-class", default=None,
                    help="the class a style IMAGE shows, if known (conditions the generation on it)")
     p.add_argument("--size-mode", choices=("fit", "crop", "tile", "auto", "native", "resize"), default="fit",
@@ -124,6 +131,7 @@ def run(args: argparse.Namespace) -> int:
         net, content, style, strength=args.strength, method=args.method, class_names=names,
         style_labels=None if args.style_class is None else resolve_style_class(net, args.style_class, 1, names),
         color_match=not args.no_color_match, color_first=not args.color_after, size_mode=args.size_mode,
+        attention_temperature=args.attention_temperature, injection_weight=args.injection_weight,
         generator=torch.Generator().manual_seed(args.seed),
     )
     seconds = time.perf_counter() - t0

@@ -67,10 +67,11 @@ def skimage_rgb01(name: str) -> torch.Tensor:
 
 
 def multiscale_style(net, content: torch.Tensor, style: torch.Tensor, pmf_style: str | None, strength: float,
-                     scale: int, class_names, seed: int) -> torch.Tensor:
+                     scale: int, class_names, seed: int, **options) -> torch.Tensor:
     """A design tried for texture (not in the library): stylise the content at ``scale`` x the model's
     side in model-size tiles, each tile reading a crop of the style taken at the same relative scale
-    (kv_replace, no residual, full colour move), and carry the change up with the guided upsampler.
+    (kv_replace, no residual, full colour move, unless ``options`` (style_transfer keywords) say
+    otherwise), and carry the change up with the guided upsampler.
 
     content (1, 3, H, W), style (1, 3, H', W') in [0, 1] -> (1, 3, H, W).
     """
@@ -95,8 +96,9 @@ def multiscale_style(net, content: torch.Tensor, style: torch.Tensor, pmf_style:
         ref = refs[torch.arange(tiles.shape[0]) % refs.shape[0]]  # style crops, cycled over the tiles
     else:
         ref = pmf_style
-    out = style_transfer(net, tiles, ref, strength=strength, method="kv_replace", residual=False, color_weight=1.0,
-                         class_names=class_names, generator=torch.Generator().manual_seed(seed)).images
+    kw = {"method": "kv_replace", "residual": False, "color_weight": 1.0, **options}
+    out = style_transfer(net, tiles, ref, strength=strength, class_names=class_names,
+                         generator=torch.Generator().manual_seed(seed), **kw).images
     changed = from_network(plan, work, tiles, out)
     return (content + guided_upsample(changed - work, work, content)).clamp(0, 1)
 
@@ -119,6 +121,9 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--pairs", type=int, default=len(PAIRS), help=f"first N of the {len(PAIRS)} pairs")
     ap.add_argument("--strengths", default="0.3,0.5,0.7,0.85,1.0", help="pMF strengths")
     ap.add_argument("--size-modes", default="fit", help="pMF size modes (comma-separated: fit, crop, tile)")
+    ap.add_argument("--variants", default="",
+                    help="also run these style_transfer settings (names of tune_style_inject.CONFIGS, comma-separated) "
+                    "in the first size mode, as families pmf-MODE-NAME (multi-scale ones: pmf-NAME)")
     ap.add_argument("--multiscale", type=int, default=0,
                     help="also run the multi-scale tile design (multiscale_style) at this scale (x the model's side)")
     ap.add_argument("--reinhard-strengths", default="0.25,0.5,0.75,1.0")
@@ -155,6 +160,16 @@ def main(argv: list[str] | None = None) -> dict:
                 net, c, s if k is None else k, strength=st, class_names=names, size_mode=mode,
                 generator=torch.Generator().manual_seed(args.seed)).images)
             for st in map(float, args.strengths.split(","))]
+    if args.variants:
+        from benchmarks.tune_style_inject import CONFIGS, run_config
+
+        mode = args.size_modes.split(",")[0]
+        for name in args.variants.split(","):
+            kw = {**CONFIGS[name], **({} if "multiscale" in CONFIGS[name] else {"size_mode": mode})}
+            family = f"pmf-{name}" if "multiscale" in CONFIGS[name] else f"pmf-{mode}-{name}"
+            methods[family] = [
+                (st, lambda c, s, k, st=st, kw=kw: run_config(net, c, s, k, st, kw, names, args.seed))
+                for st in map(float, args.strengths.split(","))]
     if args.multiscale:
         methods[f"pmf-multiscale{args.multiscale}"] = [
             (st, lambda c, s, k, st=st: multiscale_style(net, c, s, k, st, args.multiscale, names, args.seed))

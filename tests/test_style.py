@@ -119,6 +119,35 @@ def test_injection_changes_content_only_and_is_restored(net):
     assert all("forward" not in vars(b.attn) for b in list(net.shared_blocks) + list(net.u_blocks))
 
 
+def test_injection_weight_and_temperature(net):
+    z = torch.randn(4, 3, 32, 32)
+    t, r = torch.full((4,), 0.6), torch.zeros(4)
+    plain = net(z, t, r)
+    with _inject(net, "kv", 0, 0.0):  # weight 0: the content keeps its own attention exactly
+        off = net(z, t, r)
+    torch.testing.assert_close(off, plain, atol=1e-5, rtol=0)
+    with _inject(net, "kv", 0, 1.0):
+        shared = net(z, t, r)
+    with _inject(net, "kv", 0, 1.0, temperature=4.0):
+        sharp = net(z, t, r)
+    torch.testing.assert_close(sharp[2:], plain[2:], atol=1e-5, rtol=0)  # the style half never changes
+    assert not torch.allclose(sharp[:2], shared[:2], atol=1e-4)  # temperature reaches the content half
+    with _inject(net, "kv", 0, 0.5):
+        half = net(z, t, r)
+    # The blend is taken inside every block, so the output lies between, not at the average.
+    d_half, d_full = (half[:2] - plain[:2]).abs().mean(), (shared[:2] - plain[:2]).abs().mean()
+    assert 0 < d_half < d_full
+
+    # Through the API: no injection and the residual leave only the colour move.
+    from pmf_edit.style.transfer import _lab_color_match
+
+    c, s = _images(2), _images(1, seed=1)
+    out = style_transfer(net, c, s, strength=0.6, injection_weight=0.0).images
+    torch.testing.assert_close(out, _lab_color_match(c, s, 0.6), atol=1e-5, rtol=0)
+    hot = style_transfer(net, c, s, strength=0.6, attention_temperature=4.0).images
+    assert hot.shape == c.shape and not torch.allclose(hot, style_transfer(net, c, s, strength=0.6).images, atol=1e-4)
+
+
 @pytest.mark.parametrize(
     "content, style, kwargs, match",
     [
@@ -138,6 +167,9 @@ def test_injection_changes_content_only_and_is_restored(net):
         (torch.rand(1, 3, 32, 32), None, {"inject_from": 99}, r"inject_from must lie in"),
         (torch.rand(1, 3, 32, 32), None, {"num_steps": 0}, r"num_steps must be an integer >= 1"),
         (torch.rand(1, 3, 32, 32), None, {"color_weight": 1.5}, r"color_weight must lie in \[0, 1\]"),
+        (torch.rand(1, 3, 32, 32), None, {"injection_weight": -0.1}, r"injection_weight must lie in \[0, 1\]"),
+        (torch.rand(1, 3, 32, 32), None, {"attention_temperature": 0.0},
+         r"attention_temperature must lie in \[0.25, 8\]"),
     ],
 )
 def test_bad_inputs(net, content, style, kwargs, match):
@@ -228,6 +260,14 @@ def test_cli_stylize(net, tmp_path, capsys):
     line = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert line["size_mode"] == "fit" and line["nfe"] == 5 and line["tiles"] == 1
     assert main(["stylize", str(tmp_path / "c.png"), "class:c2", "-o", str(out), "--model", str(model)]) == 0
+    # The injection knobs reach the API: weight 0 with the residual leaves the colour move only.
+    first = iio.imread(out)
+    assert main(["stylize", str(tmp_path / "c.png"), "class:c2", "-o", str(out), "--model", str(model),
+                 "--attention-temperature", "4", "--injection-weight", "0"]) == 0
+    assert iio.imread(out).shape == first.shape and not np.array_equal(iio.imread(out), first)
+    assert main(["stylize", str(tmp_path / "c.png"), "class:c2", "-o", str(out), "--model", str(model),
+                 "--attention-temperature", "100"]) == 2
+    assert "attention_temperature must lie in [0.25, 8]" in capsys.readouterr().err
     # Bad input: clear one-line errors, exit code 2.
     assert main(["stylize", str(tmp_path / "c.png"), "class:zebra", "-o", str(out), "--model", str(model)]) == 2
     assert "unknown style class 'zebra'" in capsys.readouterr().err

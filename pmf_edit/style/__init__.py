@@ -12,12 +12,14 @@ from __future__ import annotations
 
 from pmf_edit.style import transfer
 from pmf_edit.style.baselines import GatysConfig, gatys_transfer, reinhard_transfer, style_scores
-from pmf_edit.style.transfer import (DEFAULT_INJECT_FROM, DEFAULT_METHOD, DEFAULT_RESIDUAL, DEFAULT_STRENGTH,
-                                     StyleResult, resolve_style_class, style_transfer)
+from pmf_edit.style.transfer import (DEFAULT_ATTENTION_TEMPERATURE, DEFAULT_INJECT_FROM, DEFAULT_INJECTION_WEIGHT,
+                                     DEFAULT_METHOD, DEFAULT_RESIDUAL, DEFAULT_STRENGTH, StyleResult,
+                                     resolve_style_class, style_transfer)
 
 __all__ = [
     "StyleResult", "style_transfer", "resolve_style_class", "reinhard_transfer", "gatys_transfer", "GatysConfig",
     "style_scores", "DEFAULT_STRENGTH", "DEFAULT_METHOD", "DEFAULT_RESIDUAL", "DEFAULT_INJECT_FROM",
+    "DEFAULT_INJECTION_WEIGHT", "DEFAULT_ATTENTION_TEMPERATURE",
 ]
 
 

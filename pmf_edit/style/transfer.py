@@ -21,6 +21,9 @@ is z_r = z_t - (t - r) u(z_t, r, t). With t* = ``strength``:
                    image-token features are AdaIN-matched to the style's (``method="feat"``), or
                    nothing is injected (``method="swap"``: a condition swap with partial inversion);
                    ``"kv_replace"`` swaps the content's image-token keys/values for the style's
+                   (``attention_temperature`` sharpens the content's attention over them,
+                   ``injection_weight`` blends it with the content's own attention; neither
+                   became a default: docs/style.md, "Style injection into attention")
     4. residual    (``residual``, default) output = content + (stylised - the content's own jump
                    from its un-AdaIN'd state with nothing injected), +1 NFE: keeps the detail the
                    model's regeneration would blur, transfers only the change the style makes
@@ -79,6 +82,8 @@ DEFAULT_STRENGTH = 0.7
 DEFAULT_METHOD: Method = "kv"
 DEFAULT_RESIDUAL = True  # add the style's change to the content instead of regenerating it
 DEFAULT_INJECT_FROM = 0  # first block (over shared + u blocks) whose attention reads the style
+DEFAULT_INJECTION_WEIGHT = 1.0  # kv: blend own (0) / injected (1) attention; feat: the AdaIN weight
+DEFAULT_ATTENTION_TEMPERATURE = 1.0  # kv: multiplies the content's logits over the shared keys
 TILE_CHUNK = 64  # network inputs stylised at once: bounds memory for size_mode="tile" on large images
 
 
@@ -188,24 +193,28 @@ def _blocks(net: PixelMeanFlow) -> list[torch.nn.Module]:
     return list(net.shared_blocks) + list(net.u_blocks)
 
 
-def _shared_kv(prefix: int, replace: bool) -> AttentionProcessor:
+def _shared_kv(prefix: int, replace: bool, weight: float = 1.0, temperature: float = 1.0) -> AttentionProcessor:
     """Attention processor for a [content (n); style (n)] batch: the content half also attends to
     the style half's image tokens.
 
     The content queries see the keys/values [content prefix + content image tokens + style image
     tokens] (shared, StyleAligned-like), or with ``replace`` [content prefix + style image tokens]
-    (StyleID-like). The style half runs the plain attention, so its own trajectory is what a plain
-    forward would give.
+    (StyleID-like). ``temperature`` (> 0) multiplies the content's attention logits over them
+    (StyleID's T > 1 sharpens the match to the most similar style tokens); ``weight`` in [0, 1]
+    blends the content's own plain attention (0) with the injected one (1). The style half runs the
+    plain attention, so its own trajectory is what a plain forward would give.
     """
 
     def process(q: Tensor, k: Tensor, v: Tensor, backend: Backend) -> Tensor:
-        n, L = q.shape[0] // 2, q.shape[2]  # q, k, v: (2n, nh, L, hd)
+        n, L, hd = q.shape[0] // 2, q.shape[2], q.shape[3]  # q, k, v: (2n, nh, L, hd)
         own = prefix if replace else L  # content tokens kept: the prefix only, or all of them
         k_c = torch.cat([k[:n, :, :own], k[n:, :, prefix:]], dim=2)  # (n, nh, own + N, hd)
         v_c = torch.cat([v[:n, :, :own], v[n:, :, prefix:]], dim=2)
         # Cross-length attention (L queries, own + N keys): core.attention is self-attention only,
         # and this path never runs under a JVP, so plain SDPA is enough.
-        o_c = F.scaled_dot_product_attention(q[:n], k_c, v_c)
+        o_c = F.scaled_dot_product_attention(q[:n], k_c, v_c, scale=temperature / hd**0.5)
+        if weight < 1.0:
+            o_c = weight * o_c + (1.0 - weight) * attention(q[:n], k[:n], v[:n], backend=backend)
         o_s = attention(q[n:], k[n:], v[n:], backend=backend)
         return torch.cat([o_c, o_s])  # (2n, nh, L, hd)
 
@@ -213,7 +222,8 @@ def _shared_kv(prefix: int, replace: bool) -> AttentionProcessor:
 
 
 @contextlib.contextmanager
-def _inject(net: PixelMeanFlow, method: Method, inject_from: int, weight: float) -> Iterator[None]:
+def _inject(net: PixelMeanFlow, method: Method, inject_from: int, weight: float,
+            temperature: float = 1.0) -> Iterator[None]:
     """Make the blocks from ``inject_from`` on read the style half of a [content; style] batch:
     an attention processor (``core.model.Attention.processor``) for "kv" / "kv_replace", a forward
     hook for "feat". Both are removed on exit."""
@@ -225,7 +235,7 @@ def _inject(net: PixelMeanFlow, method: Method, inject_from: int, weight: float)
             for blk in blocks:
                 if blk.attn.processor is not None:
                     raise RuntimeError("an attention processor is already set on this network (nested injection?)")
-                blk.attn.processor = _shared_kv(P, replace=method == "kv_replace")
+                blk.attn.processor = _shared_kv(P, method == "kv_replace", weight, temperature)
                 processed.append(blk.attn)
         elif method == "feat":
 
@@ -266,7 +276,7 @@ def _stylize_native(
     net: PixelMeanFlow, x_c: Tensor, x_s: Tensor, *, t: float, y_gen: Tensor | None, y_content: Tensor | None,
     y_style: Tensor | None, method: Method, inversion: Inversion, num_inversion_steps: int,
     num_iterations: int, num_steps: int, guidance_scale: float, state_adain: bool, inject_from: int,
-    eps: Tensor | None, residual: bool = False,
+    eps: Tensor | None, residual: bool = False, injection_weight: float = 1.0, attention_temperature: float = 1.0,
 ) -> tuple[Tensor, int]:
     """Content x_c and style x_s, (n, C, S, S) in the model range -> (stylised (n, C, S, S), NFE).
 
@@ -298,7 +308,7 @@ def _stylize_native(
     z = torch.cat([z_c, z_s.to(z_c)])
     y = torch.cat([y_c, y_s])
     omega = torch.cat([torch.full((n,), float(guidance_scale)), torch.ones(n)]).to(z)
-    with _inject(net, method, inject_from, 1.0):
+    with _inject(net, method, inject_from, injection_weight, attention_temperature):
         z, _ = vf.generate(net, z, t, num_steps, y, omega)
     return z[:n] + delta, nfe + 2 * num_steps
 
@@ -337,6 +347,8 @@ def style_transfer(
     color_first: bool = True,
     residual: bool = DEFAULT_RESIDUAL,
     inject_from: int = DEFAULT_INJECT_FROM,
+    injection_weight: float = DEFAULT_INJECTION_WEIGHT,
+    attention_temperature: float = DEFAULT_ATTENTION_TEMPERATURE,
     size_mode: SizeMode = DEFAULT_SIZE_MODE,
     generator: torch.Generator | None = None,
 ) -> StyleResult:
@@ -375,6 +387,12 @@ def style_transfer(
             content's own jump from the same state with nothing injected (+1 NFE): keeps the
             content's detail that the model's regeneration would blur.
         inject_from: first block (counting shared then u-head blocks) that reads the style branch.
+        injection_weight: in [0, 1], how much of the injection the content takes: for "kv" /
+            "kv_replace" the blend of its own plain attention (0) and the attention over the style's
+            keys/values (1); for "feat" the AdaIN weight of its token features.
+        attention_temperature: in [0.25, 8], "kv" / "kv_replace" only: the content's attention logits
+            over the shared keys are multiplied by it (StyleID's temperature: > 1 makes each content
+            token copy its closest style tokens more sharply).
         size_mode: "fit" (default: the whole content at the model's side, aspect kept by reflection;
             the change is carried back to full resolution by an edge-aware upsampler), "crop"
             (the centre square; outside it the content is kept) or "tile" (overlapping model-size
@@ -414,6 +432,8 @@ def style_transfer(
                     ("num_steps", num_steps)):
         check_steps(v, name)
     check_guidance(guidance_scale)
+    iw = checks.real(injection_weight, "injection_weight", lo=0.0, hi=1.0)
+    at = checks.real(attention_temperature, "attention_temperature", lo=0.25, hi=8.0)
     n_blocks = len(_blocks(net))
     if not 0 <= inject_from < n_blocks:
         raise ValueError(f"inject_from must lie in [0, {n_blocks - 1}] for this network, got {inject_from}")
@@ -469,6 +489,7 @@ def style_transfer(
             method=method, inversion=inversion, num_inversion_steps=num_inversion_steps,
             num_iterations=num_iterations, num_steps=num_steps, guidance_scale=guidance_scale,
             state_adain=state_adain, inject_from=inject_from, eps=eps, residual=residual,
+            injection_weight=iw, attention_temperature=at,
         )
         out01 = from_model_range(out)
         if color_match and not color_first:
