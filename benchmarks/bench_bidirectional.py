@@ -109,7 +109,8 @@ def hybrid_sweep(net, x01, y, interval, switches: list[float]) -> list[dict]:
 
 
 def edits(net, x01, y, strengths: list[float], guidance: float, interval, seed: int,
-          source_guidances: list[float], refinements: list[int], switches: list[float]) -> dict:
+          source_guidances: list[float], refinements: list[int], switches: list[float],
+          iterations: list[int], editors_wanted: set[str] | None = None) -> dict:
     tgt = (y + 1) % 10
     x = x01 * 2 - 1
     editors = {}
@@ -121,16 +122,22 @@ def edits(net, x01, y, strengths: list[float], guidance: float, interval, seed: 
                     guidance_interval=interval, source_guidance_scale=sg, method="backward",
                     num_refinements=k)
             for sw in switches:
-                editors[f"edit_hybrid_w{sg:g}_s{sw:g}"] = lambda s, sg=sg, sw=sw: editing.edit(
-                    net, x01, labels=tgt, source_labels=y, strength=s, guidance_scale=guidance,
-                    guidance_interval=interval, source_guidance_scale=sg, method="hybrid", switch=sw,
-                    generator=torch.Generator().manual_seed(seed))
-    editors["edit_fixed_point"] = lambda s: editing.edit(
-        net, x01, labels=tgt, source_labels=y, strength=s, guidance_scale=guidance, guidance_interval=interval,
-        method="fixed-point", generator=torch.Generator().manual_seed(seed))
+                for J in iterations:
+                    editors[f"edit_hybrid_w{sg:g}_s{sw:g}_j{J}"] = lambda s, sg=sg, sw=sw, J=J: editing.edit(
+                        net, x01, labels=tgt, source_labels=y, strength=s, guidance_scale=guidance,
+                        guidance_interval=interval, source_guidance_scale=sg, method="hybrid", switch=sw,
+                        num_iterations=J, generator=torch.Generator().manual_seed(seed))
+    for J in sorted({editing.EDIT_ITERATIONS, *iterations}):  # the default, and the hybrid's at equal NFE
+        name = "edit_fixed_point" if J == editing.EDIT_ITERATIONS else f"edit_fixed_point_j{J}"
+        editors[name] = lambda s, J=J: editing.edit(
+            net, x01, labels=tgt, source_labels=y, strength=s, guidance_scale=guidance, guidance_interval=interval,
+            method="fixed-point", num_iterations=J, generator=torch.Generator().manual_seed(seed))
     editors["flow_edit"] = lambda s: editing.flow_edit(
         net, x01, labels=tgt, source_labels=y, strength=s, guidance_scale=guidance, guidance_interval=interval,
         generator=torch.Generator().manual_seed(seed))
+    if editors_wanted is not None:
+        editors = {k: v for k, v in editors.items() if any(k.startswith(f"{w}") or k.startswith(f"edit_{w}")
+                                                           for w in editors_wanted)}
     results = {}
     for name, fn in editors.items():
         rows = []
@@ -166,6 +173,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--source-guidances", default="1", help="omegas the edit inverts under (comma-separated)")
     p.add_argument("--refinements", default="0,1", help="backward refinements tried in edits")
     p.add_argument("--edit-switches", default=str(vf.HYBRID_SWITCH), help="hybrid switch times tried in edits")
+    p.add_argument("--edit-iterations", default=str(editing.EDIT_ITERATIONS),
+                   help="solver updates of the hybrid (and fixed-point) editor tried (comma-separated)")
+    p.add_argument("--editors", default=None,
+                   help="only these editor families (comma-separated of backward, hybrid, fixed_point, flow_edit)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--out", default=None, help="JSON file")
@@ -193,7 +204,9 @@ def main(argv: list[str] | None = None) -> int:
                                 args.edit_guidance_scale or editing.EDIT_GUIDANCE, interval, args.seed,
                                 [float(s) for s in args.source_guidances.split(",")],
                                 [int(k) for k in args.refinements.split(",")],
-                                [float(s) for s in args.edit_switches.split(",")])
+                                [float(s) for s in args.edit_switches.split(",")],
+                                [int(j) for j in args.edit_iterations.split(",")],
+                                set(args.editors.split(",")) if args.editors else None)
     print(json.dumps(report))
     if args.out:
         Path(args.out).parent.mkdir(parents=True, exist_ok=True)
