@@ -116,3 +116,38 @@ def test_auto_is_the_hybrid_for_edits_only_and_only_with_a_backward_head():
     assert pmf_edit.invert(net, images, labels=src, num_iterations=3).nfe == 3
     plain = GaussianMeanFlow(build_model("pMF-T/4", with_v_head=False).cfg, with_v_head=False).double().eval()
     assert pmf_edit.edit(plain, images, generator=_gen(1), **kw).nfe == 3 + 1  # no backward head: the solver
+
+
+def test_cli_inversion_flag(tmp_path, capsys):
+    import json
+
+    import imageio.v3 as iio
+    import numpy as np
+
+    from apps.cli import main
+    from core.checkpoint import save_model
+
+    torch.manual_seed(0)
+    dirs = {}
+    for name, head in (("bidir", True), ("plain", False)):
+        dirs[name] = tmp_path / name
+        save_model(dirs[name], build_model("pMF-T/4", with_v_head=False, backward_head=head).eval(), objective="pmf",
+                   class_names=[f"c{i}" for i in range(10)])
+    img = str(tmp_path / "in.png")
+    iio.imwrite(img, (np.random.default_rng(0).random((32, 32)) * 255).astype(np.uint8))
+    capsys.readouterr()
+    assert main(["invert", img, "--model", str(dirs["bidir"]), "--label", "1", "--inversion", "hybrid",
+                 "--switch", "0.5", "--iterations", "1", "--out", str(tmp_path / "inv.npy"),
+                 "--reconstruction", str(tmp_path / "rec.png")]) == 0
+    report = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert report["nfe"] == 1 + 1 + 1 and report["inversion"] == "hybrid"  # update + jump + regeneration
+    assert np.load(tmp_path / "inv.npy").shape == (1, 32, 32) and iio.imread(tmp_path / "rec.png").shape == (32, 32)
+    assert main(["edit", img, "--model", str(dirs["bidir"]), "--target", "3", "--source", "1",
+                 "--out", str(tmp_path / "e.png")]) == 0  # auto on a backward-head model: the hybrid
+    assert json.loads(capsys.readouterr().out.strip().splitlines()[-1])["nfe"] == 2 + 1 + 1
+    assert main(["invert", img, "--model", str(dirs["plain"]), "--inversion", "hybrid",
+                 "--out", str(tmp_path / "inv2.npy")]) != 0
+    assert "backward head" in capsys.readouterr().err
+    assert main(["invert", img, "--model", str(dirs["bidir"]), "--inversion", "hybrid", "--switch", "1",
+                 "--out", str(tmp_path / "inv3.npy")]) != 0
+    assert "switch" in capsys.readouterr().err
