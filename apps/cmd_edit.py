@@ -59,7 +59,9 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     p.add_argument("--label", default=None, help="class the image shows (index or name); default: the null class")
     p.add_argument("--strength", type=float, default=1.0, help="end time t in (0, 1]")
     p.add_argument("--steps", type=int, default=None, help="inversion intervals (default: measured, 2)")
-    p.add_argument("--iterations", type=int, default=None, help="fixed-point updates per interval (default: measured, 2)")
+    p.add_argument("--iterations", type=int, default=None,
+                   help="fixed-point updates per interval (default: the method's: 7 fixed-point, 2 hybrid)")
+    _inversion_flags(p)
     p.add_argument("--reconstruction", default=None, help="also write the regenerated image here (PNG)")
     p.set_defaults(func=run_invert)
 
@@ -74,7 +76,8 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     p.add_argument("--method", choices=("invert", "flow", "sdedit"), default="invert", help="editor")
     p.add_argument("--strength", type=float, default=None, help="how far towards noise, in (0, 1]; default: the method's")
     p.add_argument("--steps", type=int, default=None, help="regeneration jumps (flow: steps); default: the method's")
-    p.add_argument("--seed", type=int, default=0, help="noise seed (flow, sdedit)")
+    p.add_argument("--seed", type=int, default=0, help="noise seed (invert, flow, sdedit)")
+    _inversion_flags(p)
     p.set_defaults(func=run_edit)
 
     p = sub.add_parser("inpaint", help="refill a masked region; other pixels stay exactly as they are",
@@ -89,6 +92,20 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0, help="noise seed")
     p.set_defaults(func=run_inpaint)
     return p
+
+
+def _inversion_flags(p: argparse.ArgumentParser) -> None:
+    """--inversion / --switch: the solver of the inversion (``pmf_edit.editing.invert``'s ``method``)."""
+    p.add_argument("--inversion", choices=("auto", "fixed-point", "backward", "hybrid"), default="auto",
+                   help="inversion solver; backward/hybrid need a model trained in both directions "
+                   "(auto: the measured best: fixed-point for invert, hybrid for edits on such models)")
+    p.add_argument("--switch", type=float, default=None,
+                   help="hybrid: the fixed-point solver's share of [0, strength] before the backward jump, "
+                   "in [0, 1) (default: measured, 0.9)")
+
+
+def _inversion_kwargs(args: argparse.Namespace) -> dict:
+    return {"method": args.inversion, **({} if args.switch is None else {"switch": args.switch})}
 
 
 # ------------------------------------------------------------------------------------------------
@@ -165,7 +182,7 @@ def _report(cmd: str, out: str, nfe: int, seconds: float, **extra) -> None:
 
 def run_invert(args: argparse.Namespace) -> int:
     from pmf_edit.editing import invert
-    from pmf_edit.velocity import DEFAULT_INTERVALS, DEFAULT_ITERATIONS, generate
+    from pmf_edit.velocity import DEFAULT_INTERVALS, generate
 
     net, names, rec = _load(args)
     x = _read(args.image, net).to(args.device)
@@ -173,8 +190,8 @@ def run_invert(args: argparse.Namespace) -> int:
     g = _guidance(args, 1.0, rec)
     t0 = time.perf_counter()
     steps = args.steps or DEFAULT_INTERVALS
-    inv = invert(net, x, labels=y, strength=args.strength, num_steps=steps,
-                 num_iterations=args.iterations or DEFAULT_ITERATIONS, size_mode=args.size_mode, **g)
+    inv = invert(net, x, labels=y, strength=args.strength, num_steps=steps, num_iterations=args.iterations,
+                 size_mode=args.size_mode, **_inversion_kwargs(args), **g)
     nfe = inv.nfe
     T = inv.num_tiles
     if args.reconstruction:
@@ -193,7 +210,7 @@ def run_invert(args: argparse.Namespace) -> int:
     # (C, S, S) for one network input, (T, C, S, S) for T tiles.
     np.save(args.out, (inv.latents[0] if T == 1 else inv.latents[:T]).cpu().numpy())
     _report("invert", args.out, nfe, seconds, t=inv.t, residual=inv.residual, diverged=inv.diverged,
-            size_mode=args.size_mode, tiles=T)
+            inversion=args.inversion, size_mode=args.size_mode, tiles=T)
     return 0
 
 
@@ -212,7 +229,7 @@ def run_edit(args: argparse.Namespace) -> int:
     t0 = time.perf_counter()
     kw["size_mode"] = args.size_mode
     if args.method == "invert":
-        out = editing.edit(net, x, labels=tgt, source_labels=src, generator=gen, **kw, **g)
+        out = editing.edit(net, x, labels=tgt, source_labels=src, generator=gen, **_inversion_kwargs(args), **kw, **g)
     elif args.method == "flow":
         out = editing.flow_edit(net, x, labels=tgt, source_labels=src, generator=gen, **kw, **g)
     else:

@@ -6,9 +6,12 @@ Measures, for a pMF model folder with a backward head (``pmf train --backward-ra
   roundtrip    invert + regenerate PSNR ([0, 1] range) on digits of ``--split``: the backward field
                with 0, 1, 2 refinements (2, 4, 6 NFE in total) under the source class and
                omega = 1 / the model's default; the fixed-point solver with 1, 2, 3 and 7 (the
-               default) updates (2, 3, 4, 8 NFE)
-  edits        class swap y -> (y + 1) % 10: the inversion editor ``edit`` (backward field) and
-               ``flow_edit`` over their strength, target accuracy and SSIM to the source; SSIM
+               default) updates (2, 3, 4, 8 NFE); the hybrid (solver on [0, switch], backward jumps
+               to 1) at its default (2 updates, 1 jump: 4 NFE) and with 1 update (3 NFE)
+  hybrid       the hybrid's sweep at omega 1: switch x solver updates x backward jumps (the chain
+               over a coarse grid), round trips of <= 4 NFE, next to the solver at equal NFE
+  edits        class swap y -> (y + 1) % 10: the inversion editor ``edit`` (backward field,
+               fixed-point solver, hybrid) and ``flow_edit`` over their strength, target accuracy and SSIM to the source; SSIM
                where each curve reaches 90% target accuracy (linear in between)
 
 Defaults of the library are chosen with ``--split train`` (digits the reported numbers do not use);
@@ -77,13 +80,37 @@ def roundtrip(net, x01, y, guidance: float, interval) -> list[dict]:
         if vf.has_backward_field(net):
             for k in (0, 1, 2, 3):
                 run("backward", scale, num_refinements=k)
+            for J in (1, 2):  # 2: the library default (4 NFE round trip)
+                run("hybrid", scale, num_iterations=J)
         for J in (1, 2, 3, 7):  # 7: the library default (8 NFE round trip)
             run("fixed-point", scale, num_iterations=J)
     return rows
 
 
+def hybrid_sweep(net, x01, y, interval, switches: list[float]) -> list[dict]:
+    """Round trips of <= 4 NFE at omega 1: the hybrid over switch, solver updates J and backward jumps
+    K (the chain t_s -> 1 over K uniform segments), regenerated in one jump 1 -> 0 (nfe = J + K + 1),
+    next to the solver alone at the same NFE."""
+    rows = []
+
+    def row(method: str, **kw) -> None:
+        inv = editing.invert(net, x01, labels=y, guidance_interval=interval, method=method, **kw)
+        x, n = vf.generate(net, inv.latents, 1.0, 1, y, 1.0, interval)  # one jump back: the round trip's +1
+        p = psnr(((x + 1) / 2).clamp(0, 1), x01, data_range=1.0)
+        rows.append({"method": method, **kw, "nfe": inv.nfe + n, "psnr": round(float(p.mean()), 3)})
+        print(json.dumps({"hybrid_sweep": rows[-1]}), flush=True)
+
+    for J in (1, 2, 3):
+        row("fixed-point", num_iterations=J)
+    for sw in switches:
+        for J, K in ((1, 1), (2, 1), (1, 2)) if sw > 0 else ((1, 1), (1, 2), (1, 3)):  # J unused at switch 0
+            row("hybrid", switch=sw, num_iterations=J, num_steps=K)
+    return rows
+
+
 def edits(net, x01, y, strengths: list[float], guidance: float, interval, seed: int,
-          source_guidances: list[float], refinements: list[int]) -> dict:
+          source_guidances: list[float], refinements: list[int], switches: list[float],
+          iterations: list[int], editors_wanted: set[str] | None = None) -> dict:
     tgt = (y + 1) % 10
     x = x01 * 2 - 1
     editors = {}
@@ -92,13 +119,25 @@ def edits(net, x01, y, strengths: list[float], guidance: float, interval, seed: 
             for k in refinements:
                 editors[f"edit_backward_w{sg:g}_k{k}"] = lambda s, sg=sg, k=k: editing.edit(
                     net, x01, labels=tgt, source_labels=y, strength=s, guidance_scale=guidance,
-                    guidance_interval=interval, source_guidance_scale=sg, num_refinements=k)
-    editors["edit_fixed_point"] = lambda s: editing.edit(
-        net, x01, labels=tgt, source_labels=y, strength=s, guidance_scale=guidance, guidance_interval=interval,
-        method="fixed-point", generator=torch.Generator().manual_seed(seed))
+                    guidance_interval=interval, source_guidance_scale=sg, method="backward",
+                    num_refinements=k)
+            for sw in switches:
+                for J in iterations:
+                    editors[f"edit_hybrid_w{sg:g}_s{sw:g}_j{J}"] = lambda s, sg=sg, sw=sw, J=J: editing.edit(
+                        net, x01, labels=tgt, source_labels=y, strength=s, guidance_scale=guidance,
+                        guidance_interval=interval, source_guidance_scale=sg, method="hybrid", switch=sw,
+                        num_iterations=J, generator=torch.Generator().manual_seed(seed))
+    for J in sorted({editing.EDIT_ITERATIONS, *iterations}):  # the default, and the hybrid's at equal NFE
+        name = "edit_fixed_point" if J == editing.EDIT_ITERATIONS else f"edit_fixed_point_j{J}"
+        editors[name] = lambda s, J=J: editing.edit(
+            net, x01, labels=tgt, source_labels=y, strength=s, guidance_scale=guidance, guidance_interval=interval,
+            method="fixed-point", num_iterations=J, generator=torch.Generator().manual_seed(seed))
     editors["flow_edit"] = lambda s: editing.flow_edit(
         net, x01, labels=tgt, source_labels=y, strength=s, guidance_scale=guidance, guidance_interval=interval,
         generator=torch.Generator().manual_seed(seed))
+    if editors_wanted is not None:
+        editors = {k: v for k, v in editors.items() if any(k.startswith(f"{w}") or k.startswith(f"edit_{w}")
+                                                           for w in editors_wanted)}
     results = {}
     for name, fn in editors.items():
         rows = []
@@ -122,7 +161,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--split", choices=("train", "test"), default="test",
                    help="digits of the round trip and edits: train (to choose defaults) or test (to report)")
     p.add_argument("--num-images", type=int, default=100, help="digits, evenly over the split")
-    p.add_argument("--sections", default="generation,roundtrip,edits", help="comma-separated sections")
+    p.add_argument("--sections", default="generation,roundtrip,edits",
+                   help="comma-separated sections: generation, roundtrip, hybrid (the sweep), edits")
+    p.add_argument("--switches", default="0,0.1,0.2,0.3,0.5,0.7,0.8,0.9,0.95",
+                   help="switch times of the hybrid sweep")
     p.add_argument("--strengths", default="0.5,0.6,0.7,0.8,0.9,1.0", help="edit strengths")
     p.add_argument("--guidance-scale", type=float, default=None,
                    help="omega of generation, regeneration and edits (default: the model's)")
@@ -130,6 +172,11 @@ def main(argv: list[str] | None = None) -> int:
                    help="omega of the target class in edits (default: editing.EDIT_GUIDANCE)")
     p.add_argument("--source-guidances", default="1", help="omegas the edit inverts under (comma-separated)")
     p.add_argument("--refinements", default="0,1", help="backward refinements tried in edits")
+    p.add_argument("--edit-switches", default=str(vf.HYBRID_SWITCH), help="hybrid switch times tried in edits")
+    p.add_argument("--edit-iterations", default=str(editing.EDIT_ITERATIONS),
+                   help="solver updates of the hybrid (and fixed-point) editor tried (comma-separated)")
+    p.add_argument("--editors", default=None,
+                   help="only these editor families (comma-separated of backward, hybrid, fixed_point, flow_edit)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--out", default=None, help="JSON file")
@@ -150,11 +197,16 @@ def main(argv: list[str] | None = None) -> int:
     x01, y = digits(args.split, args.num_images)
     if "roundtrip" in sections:
         report["roundtrip"] = roundtrip(net, x01, y, guidance, interval)
+    if "hybrid" in sections:
+        report["hybrid_sweep"] = hybrid_sweep(net, x01, y, interval, [float(s) for s in args.switches.split(",")])
     if "edits" in sections:
         report["edits"] = edits(net, x01, y, [float(s) for s in args.strengths.split(",")],
                                 args.edit_guidance_scale or editing.EDIT_GUIDANCE, interval, args.seed,
                                 [float(s) for s in args.source_guidances.split(",")],
-                                [int(k) for k in args.refinements.split(",")])
+                                [int(k) for k in args.refinements.split(",")],
+                                [float(s) for s in args.edit_switches.split(",")],
+                                [int(j) for j in args.edit_iterations.split(",")],
+                                set(args.editors.split(",")) if args.editors else None)
     print(json.dumps(report))
     if args.out:
         Path(args.out).parent.mkdir(parents=True, exist_ok=True)

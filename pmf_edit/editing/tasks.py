@@ -43,7 +43,7 @@ from pmf_edit.boundary import (Labels, check_guidance, check_images, check_label
                                forward_noise, sample_noise, to_images, to_model, with_precision)
 from pmf_edit.images import (SIZE_MODES, SizeMode, SizePlan, check_image_size, mask_to_network, plan_size,
                              repeat_per_tile, through_network, to_network)
-from pmf_edit.velocity import DEFAULT_INTERVALS, DEFAULT_ITERATIONS, DEFAULT_REFINEMENTS
+from pmf_edit.velocity import DEFAULT_INTERVALS, DEFAULT_ITERATIONS, DEFAULT_REFINEMENTS, HYBRID_SWITCH
 
 __all__ = [
     "EditResult", "InversionResult", "from_pretrained", "invert", "reconstruct", "edit", "sdedit",
@@ -51,7 +51,7 @@ __all__ = [
 ]
 
 Interval = tuple[float, float]
-InvertMethod = Literal["auto", "backward", "fixed-point"]
+InvertMethod = Literal["auto", "backward", "fixed-point", "hybrid"]
 
 # Defaults from class-swap measurements on held-out digits (benchmarks/bench_editing.py, docs/editing.md).
 EDIT_STRENGTH = 1.0  # invert all the way: at t < 1 the noise-seeded latent keeps too much of the source class
@@ -149,27 +149,43 @@ def _noise(net: PixelMeanFlow, n: int, draws: int, generator: torch.Generator | 
     return eps.transpose(0, 1)  # (n, draws, ...) -> (draws, n, ...)
 
 
-def _use_backward(net: PixelMeanFlow, method: str) -> bool:
-    """Resolve an inversion ``method`` ("auto", "backward", "fixed-point") for ``net``."""
-    if method not in ("auto", "backward", "fixed-point"):
-        raise ValueError(f"method must be 'auto', 'backward' or 'fixed-point', got {method!r}")
-    if method == "backward" and not vf.has_backward_field(net):
-        raise ValueError("method='backward' needs a network trained in both directions "
+def _resolve_method(net: PixelMeanFlow, method: str, for_edit: bool = False) -> str:
+    """Resolve an inversion ``method`` ("auto", "backward", "fixed-point", "hybrid") for ``net`` to one of
+    the last three; ``for_edit``: the inversion of ``edit``."""
+    if method not in ("auto", "backward", "fixed-point", "hybrid"):
+        raise ValueError(f"method must be 'auto', 'backward', 'fixed-point' or 'hybrid', got {method!r}")
+    if method in ("backward", "hybrid") and not vf.has_backward_field(net):
+        raise ValueError(f"method={method!r} needs a network trained in both directions "
                          "(pmf train --backward-ratio > 0); this one has no backward head")
     # "auto" is the fixed-point solver for now: on the only network trained in both directions so far
     # (MNIST, 2807 warm-started steps) the backward field measured far worse (round trip 18.9 dB at
-    # 4 NFE vs 38.1 dB for the fixed-point solver on the same network; docs/editing.md). It becomes the
-    # backward field once a trained network beats the solver.
-    return method == "backward"
+    # 4 NFE vs 38.1 dB for the fixed-point solver on the same network), and so did the hybrid
+    # (2 solver updates on [0, 0.9], one backward jump: 37.3 dB at 4 NFE vs the solver's 38.1 dB at 4
+    # and 37.1 dB at 3; 100 held-out digits, docs/editing.md). It changes once a network beats the solver.
+    # The edit is the exception: there the hybrid reaches 90% target accuracy at SSIM 0.475 to the
+    # source vs 0.434 for the noise-seeded solver at the same 4 NFE (0.455 at its default 3 NFE).
+    if method == "auto":
+        return "hybrid" if for_edit and vf.has_backward_field(net) else "fixed-point"
+    return method
 
 
 def _invert(net: PixelMeanFlow, x: torch.Tensor, t: float, y: torch.Tensor | None, guidance_scale: float,
-            guidance_interval: Interval, num_steps: int, num_iterations: int, backward: bool,
-            num_refinements: int) -> vf.Inversion:
-    """Model-range x -> z_t with the backward field or the fixed-point solver (``invert``'s two paths)."""
-    if backward:
+            guidance_interval: Interval, num_steps: int, num_iterations: int | None, method: str,
+            num_refinements: int, switch: float) -> vf.Inversion:
+    """Model-range x -> z_t with a resolved ``method`` (``invert``'s three paths); ``num_iterations``
+    None is the method's default."""
+    if method == "backward":
         return vf.invert_backward(net, x, t, y, guidance_scale, guidance_interval, num_steps, num_refinements)
-    return vf.invert(net, x, t, y, guidance_scale, guidance_interval, num_steps, num_iterations)
+    if method == "hybrid":
+        J = vf.HYBRID_ITERATIONS if num_iterations is None else num_iterations
+        return vf.invert_hybrid(net, x, t, y, guidance_scale, guidance_interval, switch, J, num_steps)
+    J = DEFAULT_ITERATIONS if num_iterations is None else num_iterations
+    return vf.invert(net, x, t, y, guidance_scale, guidance_interval, num_steps, J)
+
+
+def _check_switch(switch: float) -> float:
+    """The hybrid's switch (the solver's share of [0, strength]) as a float in [0, 1)."""
+    return checks.real(switch, "switch", lo=0.0, hi=1.0, hi_open=True)
 
 
 # ------------------------------------------------------------------------------------------------
@@ -185,19 +201,22 @@ def invert(
     labels: Labels = None,
     strength: float = 1.0,
     num_steps: int = DEFAULT_INTERVALS,
-    num_iterations: int = DEFAULT_ITERATIONS,
+    num_iterations: int | None = None,
     guidance_scale: float = 1.0,
     guidance_interval: Interval = (0.0, 1.0),
     method: InvertMethod = "auto",
     num_refinements: int = DEFAULT_REFINEMENTS,
+    switch: float = HYBRID_SWITCH,
     size_mode: SizeMode = "fit",
 ) -> InversionResult:
     """Image -> the state z_t at t = ``strength`` (t = 1: the noise that generates the image).
 
-    Two solvers: "backward" (networks trained in both directions, ``has_backward_field``): explicit
+    Three solvers: "backward" (networks trained in both directions, ``has_backward_field``): explicit
     jumps toward noise, z_1 = x + u(x, 1, 0), plus ``num_refinements`` image-space corrections of
     2 NFE each; "fixed-point": the implicit form of the forward jump solved by fixed-point updates
-    (any network). "auto" is "fixed-point" (measured better so far; see docs/editing.md).
+    (any network); "hybrid" (backward head needed): the fixed-point solver on [0, switch * t], then
+    ``num_steps`` backward jumps to t. "auto" is "fixed-point" (measured better so far, also than the
+    hybrid at equal NFE; see docs/editing.md).
 
     Args:
         net: a trained pMF network.
@@ -205,12 +224,16 @@ def invert(
         labels: the class each image shows (one int or (B,)); None inverts under the null class.
         strength: end time t in (0, 1].
         num_steps: uniform intervals on [0, t]; each is inverted by ``num_iterations``
-            (Anderson-accelerated) fixed-point updates, so nfe = num_steps * num_iterations.
-        num_iterations: fixed-point updates per interval (>= 1; "fixed-point" only).
+            (Anderson-accelerated) fixed-point updates, so nfe = num_steps * num_iterations
+            ("fixed-point"); the backward jumps of "backward" and "hybrid".
+        num_iterations: fixed-point updates per interval (>= 1); None: 7 ("fixed-point"),
+            ``velocity.HYBRID_ITERATIONS`` = 2 ("hybrid", on its one solver interval).
         guidance_scale, guidance_interval: the condition the jumps are inverted under.
-        method: "auto", "backward" or "fixed-point" (above).
+        method: "auto", "backward", "fixed-point" or "hybrid" (above).
         num_refinements: round-trip corrections of the backward solver (>= 0); its
             nfe = num_steps * (1 + 2 * num_refinements).
+        switch: "hybrid" only: the solver's share of [0, t], in [0, 1) (0: backward jumps from the
+            image itself); nfe = num_iterations + num_steps (num_steps when switch = 0).
         size_mode: how images of another size than the model's are shown to it ("fit", "crop",
             "tile"; ``pmf_edit.images``): the latents are those of what the network saw.
 
@@ -234,12 +257,14 @@ def invert(
     y = check_labels(net, labels, images.shape[0], "labels")
     t = check_strength(strength)
     check_guidance(guidance_scale, guidance_interval)
-    K, J = check_steps(num_steps), check_steps(num_iterations, "num_iterations")
-    backward, R = _use_backward(net, method), checks.integer(num_refinements, "num_refinements", lo=0)
+    K = check_steps(num_steps)
+    J = None if num_iterations is None else check_steps(num_iterations, "num_iterations")
+    how, R = _resolve_method(net, method), checks.integer(num_refinements, "num_refinements", lo=0)
+    sw = _check_switch(switch)
     plan = plan_size(*images.shape[-2:], net.cfg.image_size, size_mode)
     x_in = to_network(plan, images)
     inv = _invert(net, to_model(net, x_in), t, repeat_per_tile(y, plan), guidance_scale, guidance_interval, K, J,
-                  backward, R)
+                  how, R, sw)
     return InversionResult(latents=inv.latents.to(device=images.device, dtype=images.dtype), t=inv.t,
                            nfe=inv.nfe * plan.num_tiles, residual=inv.residual, num_tiles=plan.num_tiles,
                            diverged=inv.diverged)
@@ -254,17 +279,19 @@ def reconstruct(
     labels: Labels = None,
     strength: float = 1.0,
     num_steps: int = DEFAULT_INTERVALS,
-    num_iterations: int = DEFAULT_ITERATIONS,
+    num_iterations: int | None = None,
     guidance_scale: float = 1.0,
     guidance_interval: Interval = (0.0, 1.0),
     method: InvertMethod = "auto",
     num_refinements: int = DEFAULT_REFINEMENTS,
+    switch: float = HYBRID_SWITCH,
     size_mode: SizeMode = "fit",
 ) -> EditResult:
     """Invert to t = ``strength``, then jump back to an image along the same grid (round trip).
 
     nfe = the inversion's (``invert``) + num_steps to regenerate: 8 by default with the fixed-point
-    solver, 4 with the backward field (1 jump + 1 refinement of 2, then 1 to regenerate).
+    solver, 4 with the backward field (1 jump + 1 refinement of 2, then 1 to regenerate), 4 with the
+    hybrid (2 solver updates + 1 backward jump, then 1 to regenerate).
 
     Args: as ``invert``.
 
@@ -279,12 +306,14 @@ def reconstruct(
     y = check_labels(net, labels, images.shape[0], "labels")
     t = check_strength(strength)
     check_guidance(guidance_scale, guidance_interval)
-    K, J = check_steps(num_steps), check_steps(num_iterations, "num_iterations")
-    backward, R = _use_backward(net, method), checks.integer(num_refinements, "num_refinements", lo=0)
+    K = check_steps(num_steps)
+    J = None if num_iterations is None else check_steps(num_iterations, "num_iterations")
+    how, R = _resolve_method(net, method), checks.integer(num_refinements, "num_refinements", lo=0)
+    sw = _check_switch(switch)
 
     def run(x01: torch.Tensor, plan: SizePlan) -> tuple[torch.Tensor, int]:
         yy = repeat_per_tile(y, plan)
-        inv = _invert(net, to_model(net, x01), t, yy, guidance_scale, guidance_interval, K, J, backward, R)
+        inv = _invert(net, to_model(net, x01), t, yy, guidance_scale, guidance_interval, K, J, how, R, sw)
         x, n = vf.generate(net, inv.latents, inv.t, K, yy, guidance_scale, guidance_interval)
         return to_images(x, x01), inv.nfe + n
 
@@ -309,6 +338,7 @@ def edit(
     generator: torch.Generator | None = None,
     method: InvertMethod = "auto",
     num_refinements: int = DEFAULT_REFINEMENTS,
+    switch: float = HYBRID_SWITCH,
     size_mode: SizeMode = "fit",
 ) -> EditResult:
     """Change the class of images: invert under the source class to t = ``strength``, regenerate
@@ -316,7 +346,9 @@ def edit(
 
     With ``method="backward"`` (networks trained in both directions) the inversion is the backward
     field's (``invert``): the latents that regenerate the source under the source class, found in
-    1 + 2 ``num_refinements`` evaluations, with no seed noise. Otherwise ("fixed-point"):
+    1 + 2 ``num_refinements`` evaluations, with no seed noise. With ``method="hybrid"`` the
+    noise-seeded solver below runs on [0, switch * strength] only and ``num_inversion_steps`` backward
+    jumps carry its state on to t = strength. Otherwise ("fixed-point"):
 
     The inversion is seeded with the forward noising z_t = (1 - t) x + t s e (e from ``generator``)
     and refined by fixed-point updates until the latent regenerates the source under the source
@@ -335,15 +367,19 @@ def edit(
         num_iterations: fixed-point updates per inversion interval (fewer: noisier latent, bigger edits).
         guidance_scale, guidance_interval: the target condition's guidance (network inputs).
         source_guidance_scale: guidance used while inverting.
-        generator: the caller's generator for the seed noise e ("fixed-point" only).
-        method: "auto", "backward" or "fixed-point" (see ``invert``).
+        generator: the caller's generator for the seed noise e ("fixed-point" and "hybrid").
+        method: "auto", "backward", "fixed-point" or "hybrid" (see ``invert``); "auto" is "hybrid"
+            on networks with a backward head (it edits closer to the source at equal accuracy and NFE;
+            docs/editing.md), else "fixed-point".
         num_refinements: round-trip corrections of the backward inversion (>= 0).
+        switch: the hybrid's solver share of [0, strength], in [0, 1).
         size_mode: "fit" (default), "crop" or "tile": how an image of another size than the model's
             is shown to it (``pmf_edit.images``); the result has the input's size.
 
     Returns:
         ``EditResult``; nfe = num_inversion_steps * num_iterations + num_steps ("fixed-point") or
-        num_inversion_steps * (1 + 2 num_refinements) + num_steps ("backward").
+        num_inversion_steps * (1 + 2 num_refinements) + num_steps ("backward") or
+        num_iterations [switch > 0] + num_inversion_steps + num_steps ("hybrid").
 
     Example:
         >>> out = edit(net, images01, source_labels=labels, labels=(labels + 1) % 10,
@@ -358,12 +394,17 @@ def edit(
     check_guidance(source_guidance_scale, name="source_guidance_scale")
     K_inv, J = check_steps(num_inversion_steps, "num_inversion_steps"), check_steps(num_iterations, "num_iterations")
     K = check_steps(num_steps)
-    backward, R = _use_backward(net, method), checks.integer(num_refinements, "num_refinements", lo=0)
+    how, R = _resolve_method(net, method, for_edit=True), checks.integer(num_refinements, "num_refinements", lo=0)
+    sw = _check_switch(switch)
 
     def run(x01: torch.Tensor, plan: SizePlan) -> tuple[torch.Tensor, int]:
         x, y_in = to_model(net, x01), repeat_per_tile(y_src, plan)
-        if backward:
+        if how == "backward":
             inv = vf.invert_backward(net, x, t, y_in, source_guidance_scale, guidance_interval, K_inv, R)
+        elif how == "hybrid":  # the same noise seed as the solver's edit, on [0, switch * t] only
+            e = _noise(net, x01.shape[0], 1, generator)[0]
+            inv = vf.invert_hybrid(net, x, t, y_in, source_guidance_scale, guidance_interval, sw, J, K_inv,
+                                   seed="noise", noise=e)
         else:
             e = _noise(net, x01.shape[0], 1, generator)[0]
             inv = vf.invert(net, x, t, y_in, source_guidance_scale, guidance_interval, K_inv, J, seed="noise", noise=e)
