@@ -229,6 +229,12 @@ def _bcast(a: torch.Tensor) -> torch.Tensor:
     return a.view(-1, 1, 1, 1)
 
 
+def _cond(cond: torch.Tensor | None) -> dict[str, torch.Tensor]:
+    """The ``cond=`` keyword for a conditional network, none otherwise (so networks without the keyword,
+    e.g. test oracles or user wrappers of an unconditional model, keep working)."""
+    return {} if cond is None else {"cond": cond}
+
+
 @torch.no_grad()
 def du_dt(
     net: PixelMeanFlow,
@@ -254,7 +260,7 @@ def du_dt(
     # MeanFlow reference disables autocast around its jvp too).
     with forward_ad_safe(), torch.autocast(z.device.type, enabled=False):
         _, tangent = torch.func.jvp(
-            lambda z_, t_, r_: net(z_, t_, r_, y, omega, t_min, t_max, heads="u", cond=cond),
+            lambda z_, t_, r_: net(z_, t_, r_, y, omega, t_min, t_max, heads="u", **_cond(cond)),
             (z, t, r), (dz, torch.ones_like(t), torch.zeros_like(r)),
         )
     return tangent
@@ -311,7 +317,7 @@ def pmf_loss_given(
             torch.cat([z, z]), torch.cat([t, t]), torch.cat([t, t]),
             torch.cat([y_in, null]), torch.cat([omega_eff, ones]),
             torch.cat([zeros, zeros]), torch.cat([ones, ones]), heads="v",
-            cond=None if cond is None else torch.cat([cond, cond]),
+            **_cond(None if cond is None else torch.cat([cond, cond])),
         )  # (2B, C, H, W)
         v_c, v_u = v_both.chunk(2)
         v_g = v_t + _bcast(1 - 1 / omega_eff) * (v_c - v_u)
@@ -323,10 +329,10 @@ def pmf_loss_given(
         if mf.any():
             dudt[mf] = du_dt(net, z[mf], t[mf], r[mf], v_c[mf], y_in[mf], b.omega[mf], b.t_min[mf],
                              b.t_max[mf], None if cond is None else cond[mf])
-        u, v = grad_net(z, t, r, y_in, b.omega, b.t_min, b.t_max, heads="uv", cond=cond)
+        u, v = grad_net(z, t, r, y_in, b.omega, b.t_min, b.t_max, heads="uv", **_cond(cond))
     elif cfg.jvp == "fused":
         def uv_fn(z_, t_, r_):
-            u_, v_ = net(z_, t_, r_, y_in, b.omega, b.t_min, b.t_max, heads="uv", cond=cond)
+            u_, v_ = net(z_, t_, r_, y_in, b.omega, b.t_min, b.t_max, heads="uv", **_cond(cond))
             return u_, v_
 
         with forward_ad_safe():
