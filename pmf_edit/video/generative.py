@@ -53,7 +53,7 @@ def model_config(tile: int = 32, width: int = 96, depth: int = 6, num_heads: int
 class GenerativeConfig:
     """How the generative correction is applied to a frame."""
 
-    threshold: float = 6.0  # draw a tile where mean |a - b| over it exceeds this (0-255 levels); 0: every tile
+    threshold: float = 8.0  # draw a tile where mean |a - b| over it exceeds this (0-255 levels); 0: every tile
     noise: str = "zero"  # "zero": the one-step jump from z_1 = 0 (deterministic, the mode of the noise);
     #   "sample": the jump from z_1 = s e, e ~ N(0, I) (a draw); "mean": no jump, the instantaneous field
     #   at t = 1 (r = t), whose x-prediction from pure noise is the conditional mean E[x | frames]

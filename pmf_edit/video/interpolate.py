@@ -60,7 +60,7 @@ class InterpolationConfig:
     refine: bool = False  # correct the blend with the small learned network of pmf_edit/video/refine.py
     generative: bool = False  # draw a correction with the conditional pMF (pmf_edit/video/generative.py)
     #   on the tiles where the two warped frames disagree by more than gen_threshold levels
-    gen_threshold: float = 6.0
+    gen_threshold: float = 8.0  # chosen on development frames (benchmarks/tune_vfi_generative.py)
     gen_model: str | None = None  # folder of the VFI network (core.checkpoint.save_model); None: the bundled one
 
     def __post_init__(self) -> None:
