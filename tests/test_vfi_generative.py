@@ -114,3 +114,13 @@ def test_noise_modes_pick_the_jump_or_the_instantaneous_field(monkeypatch):
     rs = {r for r, _ in seen[: len(seen) // 3]}, {r for r, _ in seen[len(seen) // 3: 2 * len(seen) // 3]}
     assert rs == ({0.0}, {1.0})  # zero: the jump r = 0; mean: r = t = 1
     assert seen[0][1] == 0 and seen[-1][1] > 0  # zero / mean start from z = 0, sample from noise
+
+
+def test_bundled_model_loads_and_corrects_a_frame():
+    net = gv.load_generative()
+    assert net.cfg.cond_channels == 7 and sum(p.numel() for p in net.parameters()) < 2_000_000
+    rng = np.random.default_rng(0)
+    a = rng.integers(0, 256, (40, 40, 3), dtype=np.uint8)
+    w = np.ones((40, 40), np.float32)
+    out = gv.correct(a, a[::-1].copy(), w, w, net=net, config=gv.GenerativeConfig(threshold=0))
+    assert out.shape == a.shape and out.dtype == np.uint8
