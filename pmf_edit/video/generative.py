@@ -30,6 +30,7 @@ import torch
 from core import checks
 from core.checkpoint import ASSETS, load_model
 from core.model import PixelMeanFlow, PMFConfig
+from pmf_edit.video.refine import check_warps
 
 BUNDLED = ASSETS / "vfi-pmf"
 COND_CHANNELS = 7  # a (3), b (3), m (1)
@@ -145,9 +146,7 @@ def correct(a: np.ndarray, b: np.ndarray, wa: np.ndarray, wb: np.ndarray, net: P
         >>> pair = PairInterpolator(f0, f1, InterpolationConfig())  # doctest: +SKIP
         >>> mid = correct(*pair.warps(0.5))  # doctest: +SKIP
     """
-    if a.ndim != 3 or a.shape[-1] != 3 or a.shape != b.shape or wa.shape != a.shape[:2] or wb.shape != wa.shape:
-        raise ValueError(f"expected (H, W, 3) frames and (H, W) weights, got {a.shape}, {b.shape}, {wa.shape}, "
-                         f"{wb.shape}")
+    check_warps(a, b, wa, wb)
     net = net or cached_generative()
     S = net.cfg.image_size
     half = S // 2

@@ -104,6 +104,14 @@ def save_refiner(net: RefineNet, path: str) -> None:
               metadata={k: str(v) for k, v in asdict(net.cfg).items()})
 
 
+def check_warps(a: np.ndarray, b: np.ndarray, wa: np.ndarray, wb: np.ndarray) -> None:
+    """Raise ValueError unless a, b are (H, W, 3) frames of one shape and wa, wb their (H, W) blend weights
+    (what `PairInterpolator.warps` returns; every correction of the blend takes them)."""
+    if a.ndim != 3 or a.shape[-1] != 3 or a.shape != b.shape or wa.shape != a.shape[:2] or wb.shape != wa.shape:
+        raise ValueError(f"expected (H, W, 3) frames and (H, W) weights, got {a.shape}, {b.shape}, {wa.shape}, "
+                         f"{wb.shape}")
+
+
 def refine(a: np.ndarray, b: np.ndarray, wa: np.ndarray, wb: np.ndarray, net: RefineNet | None = None,
            band_rows: int = 512) -> np.ndarray:
     """Blend two warped frames with the learned correction (what `PairInterpolator.render` does with refine=True).
@@ -121,9 +129,7 @@ def refine(a: np.ndarray, b: np.ndarray, wa: np.ndarray, wb: np.ndarray, net: Re
         >>> pair = PairInterpolator(f0, f1, InterpolationConfig())  # doctest: +SKIP
         >>> mid = refine(*pair.warps(0.5))  # doctest: +SKIP
     """
-    if a.ndim != 3 or a.shape[-1] != 3 or a.shape != b.shape or wa.shape != a.shape[:2] or wb.shape != wa.shape:
-        raise ValueError(f"expected (H, W, 3) frames and (H, W) weights, got {a.shape}, {b.shape}, {wa.shape}, "
-                         f"{wb.shape}")
+    check_warps(a, b, wa, wb)
     net = net or load_refiner()
     d = net.cfg.down
     H, W = a.shape[:2]
