@@ -15,8 +15,8 @@ at the same content distance), at >= 50x less CPU time than Gatys. ``progress`` 
 fraction; it is null when a curve does not reach Reinhard's content distance (no extrapolation).
 
 Picture checks per method (benchmarks/style_quality.py), at the strengths run:
-    fge_P              folded-gradient excess at period P (the patch period 4, the tile stride 24,
-                       and the patch period carried to full size, 4 x H / S); 1.00 = none, target <= 1.02
+    fge_P              folded-gradient excess at period P (the patch period p, 4 for the bundled model,
+                       the tile stride 24, and the patch period carried to full size by fit, p x max(H, W) / S); 1.00 = none, target <= 1.02
     lightness_std      Lab lightness std of the output over the content's, target >= 0.6 unless the
                        style is flat (Reinhard's ratio shows what the style's own contrast allows)
 
@@ -195,13 +195,14 @@ def main(argv: list[str] | None = None) -> dict:
                 c0 = time.process_time()
                 out = fn(c, s, pmf_style)
                 cpu = time.process_time() - c0
-                H = c.shape[-2]
+                H, W = c.shape[-2:]
                 q = {"cpu_s": cpu,
                      "content_distance": float(content_distance(out, c, feats)),
                      "gram_distance": float(gram_distance(out, s, feats)),
                      "lightness_std": float(lightness_std_ratio(out, c))}
-                for P in sorted({4, 24, 4 * round(H / S)}):
-                    q[f"fge_{P if P in (4, 24) else 'patch_full'}"] = float(folded_gradient_excess(out, c, P))
+                pp = net.cfg.patch_size  # the patch period on the model's input, and carried to full size
+                for P in sorted({pp, 24, round(pp * max(H, W) / S)}):
+                    q[f"fge_{P if P in (pp, 24) else 'patch_full'}"] = float(folded_gradient_excess(out, c, P))
                 per.append(q)
             row = {"method": family, "strength": strength,
                    **{k: round(float(np.mean([p[k] for p in per])), 4) for k in per[0]},

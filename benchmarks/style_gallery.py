@@ -37,6 +37,7 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--size-mode", default="fit")
     ap.add_argument("--gatys-steps", type=int, default=100)
     ap.add_argument("--out-dir", default="docs/images")
+    ap.add_argument("--model", default=None, help="pMF model folder (default: the bundled photos model)")
     ap.add_argument("--threads", type=int, default=1)
     args = ap.parse_args(argv)
     torch.set_num_threads(args.threads)
@@ -45,7 +46,7 @@ def main(argv: list[str] | None = None) -> dict:
     from pmf_edit.style import DEFAULT_STRENGTH, style_transfer
     from pmf_edit.style.baselines import GatysConfig, gatys_transfer, reinhard_transfer
 
-    net, meta = from_pretrained(bundled_model_dir("photos"))
+    net, meta = from_pretrained(args.model or bundled_model_dir("photos"))
     S = net.cfg.image_size
     feats = MobileNetFeatures()
     strength = DEFAULT_STRENGTH if args.strength is None else args.strength
@@ -67,7 +68,8 @@ def main(argv: list[str] | None = None) -> dict:
         checks = {}
         for name, (out, cpu) in panels.items():
             q = {"cpu_s": round(cpu, 3), "lightness_std": round(float(lightness_std_ratio(out, c)), 3)}
-            for P in sorted({4, 24, 4 * round(H / S)}):
+            pp = net.cfg.patch_size  # the patch period, on the model's input and carried up by fit
+            for P in sorted({pp, 24, round(pp * max(H, c.shape[-1]) / S)}):
                 q[f"fge_{P}"] = round(float(folded_gradient_excess(out, c, P)), 4)
             checks[name] = q
         style_shown = F.interpolate(s, size=(H, round(s.shape[-1] * H / s.shape[-2])), mode="bilinear",

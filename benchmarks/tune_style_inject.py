@@ -69,6 +69,13 @@ CONFIGS: dict[str, dict] = {
     "feat_from3": {"method": "feat", "inject_from": 3},
     "feat_from5": {"method": "feat", "inject_from": 5},
     "feat_w05_from3": {"method": "feat", "inject_from": 3, "injection_weight": 0.5},
+    # fifth round (with the 64x64 model): the style at the content's scale, the half-patch shift
+    "kv_content": {"style_scale": "content"},
+    "kv_shift": {"patch_shift": True},
+    "kv_content_shift": {"style_scale": "content", "patch_shift": True},
+    "kv_T4_content": {"style_scale": "content", "attention_temperature": 4.0},
+    "kv_replace_T2_content": {"method": "kv_replace", "attention_temperature": 2.0, "style_scale": "content"},
+    "kv_content_cw1": {"style_scale": "content", "color_weight": 1.0},
 }
 
 
@@ -89,12 +96,13 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--configs", default=",".join(CONFIGS), help="comma-separated names of CONFIGS")
     ap.add_argument("--strengths", default="0.5,0.7,0.85,1.0")
     ap.add_argument("--seed", type=int, default=1)
+    ap.add_argument("--model", default=None, help="pMF model folder (default: the bundled photos model)")
     ap.add_argument("--out", default=None)
     args = ap.parse_args(argv)
     torch.set_num_threads(1)
     from pmf_edit.editing import from_pretrained
 
-    net, meta = from_pretrained(bundled_model_dir("photos"))
+    net, meta = from_pretrained(args.model or bundled_model_dir("photos"))
     names = meta.get("class_names")
     feats = MobileNetFeatures()
     imgs = {n: skimage_rgb01(n) for p in TUNING_PAIRS for n in p[:2]}
@@ -107,7 +115,8 @@ def main(argv: list[str] | None = None) -> dict:
             t0 = time.process_time()
             out = fn(c, s, k)
             cpu = time.process_time() - t0
-            fge = max(float(folded_gradient_excess(out, c, P)) for P in {4, 24, 4 * round(c.shape[-2] / S)})
+            p = net.cfg.patch_size  # its period, on the model's input and carried to full size
+            fge = max(float(folded_gradient_excess(out, c, P)) for P in {p, 24, round(p * max(c.shape[-2:]) / S)})
             per.append({"cpu_s": cpu, "content_distance": float(content_distance(out, c, feats)),
                         "gram_distance": float(gram_distance(out, s, feats)), "max_fge": fge,
                         "lightness_std": float(lightness_std_ratio(out, c))})
@@ -132,7 +141,7 @@ def main(argv: list[str] | None = None) -> dict:
         results[name] = {"kwargs": kw, "rows": rows, "gram_at_reinhard_cd": None if g is None else round(g, 4),
                          "gain_over_reinhard": None if g is None else round(g_r - g, 4)}
         print(json.dumps({name: results[name]}), flush=True)
-    report = {"benchmark": "style_inject_tuning", "pairs": [list(p) for p in TUNING_PAIRS], "seed": args.seed,
+    report = {"benchmark": "style_inject_tuning", "model": args.model or "bundled photos", "pairs": [list(p) for p in TUNING_PAIRS], "seed": args.seed,
               "reinhard_full": reinhard, "content_gram": round(g0, 4), "configs": results}
     if args.out:
         Path(args.out).write_text(json.dumps(report, indent=2) + "\n")

@@ -170,12 +170,53 @@ def test_injection_weight_and_temperature(net):
         (torch.rand(1, 3, 32, 32), None, {"injection_weight": -0.1}, r"injection_weight must lie in \[0, 1\]"),
         (torch.rand(1, 3, 32, 32), None, {"attention_temperature": 0.0},
          r"attention_temperature must lie in \[0.25, 8\]"),
+        (torch.rand(1, 3, 32, 32), None, {"style_scale": "huge"}, r"style_scale must be one of 'whole', 'content'"),
     ],
 )
 def test_bad_inputs(net, content, style, kwargs, match):
     style = torch.rand(1, 3, 32, 32) if style is None else style
     with pytest.raises(ValueError, match=match):
         style_transfer(net, content, style, class_names=NAMES, **kwargs)
+
+
+def test_style_reference_at_the_content_scale():
+    from pmf_edit.style.transfer import _style_reference
+
+    # A 256 x 128 style for a content the network sees at 1/4 of its size: resized by 1/4 to 64 x 32,
+    # then the centre 32 x 32 (rows 16..47 of the resized picture); "whole" squeezes all of it.
+    style = torch.arange(256.0)[None, None, :, None].expand(1, 3, 256, 128) / 255  # brightness = row
+    ref = _style_reference(style, 32, 0.25, "content")
+    assert ref.shape == (1, 3, 32, 32)
+    rows = ref[0, 0, :, 0] * 255
+    assert 60 < float(rows[0]) < 70 and 186 < float(rows[-1]) < 196  # rows ~64..190 of the original
+    whole = _style_reference(style, 32, 0.25, "whole")
+    assert float(whole[0, 0, 0, 0]) * 255 < 8 and float(whole[0, 0, -1, 0]) * 255 > 248
+    # Too small at that scale: enlarged to cover the model's side.
+    assert _style_reference(style[:, :, :40, :40], 32, 0.25, "content").shape == (1, 3, 32, 32)
+
+
+def test_patch_shift_breaks_the_patch_grid():
+    from pmf_edit.style.transfer import _half_patch_shift, _unshift_average
+
+    x = torch.rand(2, 3, 32, 32)
+    # Moving back what was moved gives the input (the untouched last rows/cols come from the plain pass).
+    torch.testing.assert_close(_unshift_average(x, _half_patch_shift(x, 4), 4), x)
+    # A pattern of the patch period (4) is halved in amplitude at its own phase and doubled in period count.
+    grid = (torch.arange(32) % 4 == 0).float()[None, None, None, :].expand(1, 1, 32, 32)
+    avg = _unshift_average(grid, grid.clone(), 4)  # the shifted pass prints its grid 2 px further
+    assert float(avg[0, 0, 0, :28].max()) == 0.5 and float(grid.max()) == 1.0
+
+
+def test_patch_shift_and_content_scale_run_end_to_end(net):
+    c, s = _images(1, 48, 64), _images(1, 90, 120, seed=1)
+    base = style_transfer(net, c, s)
+    shifted = style_transfer(net, c, s, patch_shift=True)
+    assert shifted.nfe == 2 * base.nfe and shifted.images.shape == c.shape
+    assert not torch.equal(shifted.images, base.images)
+    scaled = style_transfer(net, c, s, style_scale="content")
+    assert scaled.nfe == base.nfe and not torch.equal(scaled.images, base.images)
+    with pytest.raises(TypeError, match="patch_shift must be True or False"):
+        style_transfer(net, c, s, patch_shift=1)
 
 
 def test_color_weight_sets_the_lab_statistics_move(net):

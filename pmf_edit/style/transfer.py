@@ -84,6 +84,9 @@ DEFAULT_RESIDUAL = True  # add the style's change to the content instead of rege
 DEFAULT_INJECT_FROM = 0  # first block (over shared + u blocks) whose attention reads the style
 DEFAULT_INJECTION_WEIGHT = 1.0  # kv: blend own (0) / injected (1) attention; feat: the AdaIN weight
 DEFAULT_ATTENTION_TEMPERATURE = 1.0  # kv: multiplies the content's logits over the shared keys
+StyleScale = Literal["whole", "content"]
+DEFAULT_STYLE_SCALE: StyleScale = "whole"  # the whole style image squeezed into the model's input
+DEFAULT_PATCH_SHIFT = False  # average with a half-patch-shifted pass (breaks the patch grid, 2x NFE)
 TILE_CHUNK = 64  # network inputs stylised at once: bounds memory for size_mode="tile" on large images
 
 
@@ -324,6 +327,39 @@ def _resize(x: Tensor, size: tuple[int, int]) -> Tensor:
     return F.interpolate(x, size=size, mode="bicubic", align_corners=False, antialias=down)
 
 
+def _style_reference(style: Tensor, side: int, scale: float, style_scale: StyleScale) -> Tensor:
+    """Style images (n, C, H', W') -> the model-size reference (n, C, S, S).
+
+    "whole" squeezes the whole image into S x S (aspect not kept). "content" resizes it by ``scale``,
+    the factor the content itself is resized by on its way into the network, so that the style's
+    texture keeps its size relative to the content (bricks as large in the output as in the style
+    image), then takes the centre S x S; a style too small for that is enlarged to cover S x S.
+    """
+    if style_scale == "whole":
+        return _resize(style, (side, side))
+    h, w = style.shape[-2:]
+    f = max(scale, side / min(h, w))  # at least cover S x S
+    nh, nw = max(side, round(h * f)), max(side, round(w * f))
+    x = _resize(style, (nh, nw))  # (n, C, nh, nw)
+    top, left = (nh - side) // 2, (nw - side) // 2
+    return x[:, :, top:top + side, left:left + side]
+
+
+def _half_patch_shift(x: Tensor, p: int) -> Tensor:
+    """(n, C, S, S) -> the same picture moved down-right by p // 2 pixels (reflected at the top-left)."""
+    d = p // 2
+    return F.pad(x, (d, 0, d, 0), mode="reflect")[:, :, : x.shape[-2], : x.shape[-1]]
+
+
+def _unshift_average(out: Tensor, out_shifted: Tensor, p: int) -> Tensor:
+    """Average a pass with a ``_half_patch_shift``-ed pass moved back; the last p // 2 rows and
+    columns, which the shifted pass did not see, come from the plain pass alone."""
+    d = p // 2
+    back = out.clone()
+    back[:, :, : -d, : -d] = out_shifted[:, :, d:, d:]  # (n, C, S - d, S - d) moved back up-left
+    return 0.5 * (out + back)
+
+
 @checks.checked
 @with_precision
 def style_transfer(
@@ -350,6 +386,8 @@ def style_transfer(
     injection_weight: float = DEFAULT_INJECTION_WEIGHT,
     attention_temperature: float = DEFAULT_ATTENTION_TEMPERATURE,
     size_mode: SizeMode = DEFAULT_SIZE_MODE,
+    style_scale: StyleScale = DEFAULT_STYLE_SCALE,
+    patch_shift: bool = DEFAULT_PATCH_SHIFT,
     generator: torch.Generator | None = None,
 ) -> StyleResult:
     """Render ``content`` in the style of a reference image or of a class of the model.
@@ -398,6 +436,11 @@ def style_transfer(
             (the centre square; outside it the content is kept) or "tile" (overlapping model-size
             tiles at full resolution, changes blended with a tent window); ``pmf_edit.images``.
             The former names "auto", "native" and "resize" mean "fit".
+        style_scale: how a reference style image meets the model: "whole" (default: the whole image
+            resized to the model's side) or "content" (resized by the content's own factor, then the
+            centre model-size square: the style's texture keeps its size relative to the content).
+        patch_shift: also run every network input moved by half a patch and average the two results
+            (2x NFE): the model's patch grid no longer prints as a faint periodic pattern.
         generator: the caller's generator (class styles and ``inversion="noise"``); deterministic
             for a given generator state.
 
@@ -459,7 +502,9 @@ def style_transfer(
         if style.shape[0] not in (1, B):
             raise ValueError(f"style batch {style.shape[0]} must be 1 or match the content batch {B} "
                              f"(style shape {tuple(style.shape)})")
-        style01 = _resize(style.to(device=p.device, dtype=p.dtype), (S, S)).clamp(0, 1).expand(B, -1, -1, -1)
+        scale = plan.inner[2] / plan.box[2]  # content pixels -> network pixels
+        style01 = _style_reference(style.to(device=p.device, dtype=p.dtype), S, scale, style_scale)
+        style01 = style01.clamp(0, 1).expand(B, -1, -1, -1)
         y_style = None if style_labels is None else resolve_style_class(net, style_labels, B, class_names,
                                                                          "style_labels")
     else:
@@ -491,6 +536,17 @@ def style_transfer(
             state_adain=state_adain, inject_from=inject_from, eps=eps, residual=residual,
             injection_weight=iw, attention_temperature=at,
         )
+        if patch_shift:
+            P = net.cfg.patch_size
+            z_c = _half_patch_shift(to_model_range(x01), P)
+            out_s, _ = _stylize_native(
+                net, z_c, _half_patch_shift(to_model_range(ref01), P), t=s, y_gen=ys, y_content=yc, y_style=ys,
+                method=method, inversion=inversion, num_inversion_steps=num_inversion_steps,
+                num_iterations=num_iterations, num_steps=num_steps, guidance_scale=guidance_scale,
+                state_adain=state_adain, inject_from=inject_from, eps=eps, residual=residual,
+                injection_weight=iw, attention_temperature=at,
+            )
+            out, nfe = _unshift_average(out, out_s, P), 2 * nfe
         out01 = from_model_range(out)
         if color_match and not color_first:
             out01 = _lab_color_match(out01, ref01, cw)
