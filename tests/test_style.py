@@ -309,6 +309,10 @@ def test_cli_stylize(net, tmp_path, capsys):
     assert main(["stylize", str(tmp_path / "c.png"), "class:c2", "-o", str(out), "--model", str(model),
                  "--attention-temperature", "100"]) == 2
     assert "attention_temperature must lie in [0.25, 8]" in capsys.readouterr().err
+    capsys.readouterr()
+    assert main(["stylize", str(tmp_path / "c.png"), str(tmp_path / "s.png"), "-o", str(out), "--model", str(model),
+                 "--patch-shift", "--style-scale", "content"]) == 0
+    assert json.loads(capsys.readouterr().out.strip().splitlines()[-1])["nfe"] == 10  # patch shift: 2 x 5
     # Bad input: clear one-line errors, exit code 2.
     assert main(["stylize", str(tmp_path / "c.png"), "class:zebra", "-o", str(out), "--model", str(model)]) == 2
     assert "unknown style class 'zebra'" in capsys.readouterr().err
