@@ -59,8 +59,6 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
                    help="whole: the whole style image resized to the model's side; content: the style "
                    "resized by the content's own factor, then its centre (texture keeps its size relative "
                    "to the content; matters when the style image is larger than the content)")
-    p.add_argument("--patch-shift", action="store_true",
-                   help="also run the network on the input moved by half a patch and average (2x NFE)")
     p.add_argument("--no-color-match", action="store_true", help="skip the Lab colour move")
     p.add_argument("--color-after", action="store_true",
                    help="make the Lab colour move on the output instead of on the content before the model")
@@ -138,7 +136,7 @@ def run(args: argparse.Namespace) -> int:
         style_labels=None if args.style_class is None else resolve_style_class(net, args.style_class, 1, names),
         color_match=not args.no_color_match, color_first=not args.color_after, size_mode=args.size_mode,
         attention_temperature=args.attention_temperature, injection_weight=args.injection_weight,
-        style_scale=args.style_scale, patch_shift=args.patch_shift,
+        style_scale=args.style_scale,
         generator=torch.Generator().manual_seed(args.seed),
     )
     seconds = time.perf_counter() - t0

@@ -69,10 +69,8 @@ CONFIGS: dict[str, dict] = {
     "feat_from3": {"method": "feat", "inject_from": 3},
     "feat_from5": {"method": "feat", "inject_from": 5},
     "feat_w05_from3": {"method": "feat", "inject_from": 3, "injection_weight": 0.5},
-    # fifth round (with the 64x64 model): the style at the content's scale, the half-patch shift
+    # fifth round (with the 64x64 model): the style at the content's scale
     "kv_content": {"style_scale": "content"},
-    "kv_shift": {"patch_shift": True},
-    "kv_content_shift": {"style_scale": "content", "patch_shift": True},
     "kv_T4_content": {"style_scale": "content", "attention_temperature": 4.0},
     "kv_replace_T2_content": {"method": "kv_replace", "attention_temperature": 2.0, "style_scale": "content"},
     "kv_content_cw1": {"style_scale": "content", "color_weight": 1.0},

@@ -195,28 +195,13 @@ def test_style_reference_at_the_content_scale():
     assert _style_reference(style[:, :, :40, :40], 32, 0.25, "content").shape == (1, 3, 32, 32)
 
 
-def test_patch_shift_breaks_the_patch_grid():
-    from pmf_edit.style.transfer import _half_patch_shift, _unshift_average
-
-    x = torch.rand(2, 3, 32, 32)
-    # Moving back what was moved gives the input (the untouched last rows/cols come from the plain pass).
-    torch.testing.assert_close(_unshift_average(x, _half_patch_shift(x, 4), 4), x)
-    # A pattern of the patch period (4) is halved in amplitude at its own phase and doubled in period count.
-    grid = (torch.arange(32) % 4 == 0).float()[None, None, None, :].expand(1, 1, 32, 32)
-    avg = _unshift_average(grid, grid.clone(), 4)  # the shifted pass prints its grid 2 px further
-    assert float(avg[0, 0, 0, :28].max()) == 0.5 and float(grid.max()) == 1.0
-
-
-def test_patch_shift_and_content_scale_run_end_to_end(net):
+def test_content_scale_runs_end_to_end(net):
+    # A style larger than the content at the network's scale: "content" crops it, "whole" squeezes it.
     c, s = _images(1, 48, 64), _images(1, 90, 120, seed=1)
     base = style_transfer(net, c, s)
-    shifted = style_transfer(net, c, s, patch_shift=True)
-    assert shifted.nfe == 2 * base.nfe and shifted.images.shape == c.shape
-    assert not torch.equal(shifted.images, base.images)
     scaled = style_transfer(net, c, s, style_scale="content")
-    assert scaled.nfe == base.nfe and not torch.equal(scaled.images, base.images)
-    with pytest.raises(TypeError, match="patch_shift must be True or False"):
-        style_transfer(net, c, s, patch_shift=1)
+    assert scaled.nfe == base.nfe and scaled.images.shape == c.shape
+    assert not torch.equal(scaled.images, base.images)
 
 
 def test_color_weight_sets_the_lab_statistics_move(net):
@@ -311,8 +296,8 @@ def test_cli_stylize(net, tmp_path, capsys):
     assert "attention_temperature must lie in [0.25, 8]" in capsys.readouterr().err
     capsys.readouterr()
     assert main(["stylize", str(tmp_path / "c.png"), str(tmp_path / "s.png"), "-o", str(out), "--model", str(model),
-                 "--patch-shift", "--style-scale", "content"]) == 0
-    assert json.loads(capsys.readouterr().out.strip().splitlines()[-1])["nfe"] == 10  # patch shift: 2 x 5
+                 "--style-scale", "content"]) == 0
+    assert json.loads(capsys.readouterr().out.strip().splitlines()[-1])["nfe"] == 5
     # Bad input: clear one-line errors, exit code 2.
     assert main(["stylize", str(tmp_path / "c.png"), "class:zebra", "-o", str(out), "--model", str(model)]) == 2
     assert "unknown style class 'zebra'" in capsys.readouterr().err

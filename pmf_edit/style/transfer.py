@@ -86,7 +86,6 @@ DEFAULT_INJECTION_WEIGHT = 1.0  # kv: blend own (0) / injected (1) attention; fe
 DEFAULT_ATTENTION_TEMPERATURE = 1.0  # kv: multiplies the content's logits over the shared keys
 StyleScale = Literal["whole", "content"]
 DEFAULT_STYLE_SCALE: StyleScale = "whole"  # the whole style image squeezed into the model's input
-DEFAULT_PATCH_SHIFT = False  # average with a half-patch-shifted pass (breaks the patch grid, 2x NFE)
 TILE_CHUNK = 64  # network inputs stylised at once: bounds memory for size_mode="tile" on large images
 
 
@@ -345,21 +344,6 @@ def _style_reference(style: Tensor, side: int, scale: float, style_scale: StyleS
     return x[:, :, top:top + side, left:left + side]
 
 
-def _half_patch_shift(x: Tensor, p: int) -> Tensor:
-    """(n, C, S, S) -> the same picture moved down-right by p // 2 pixels (reflected at the top-left)."""
-    d = p // 2
-    return F.pad(x, (d, 0, d, 0), mode="reflect")[:, :, : x.shape[-2], : x.shape[-1]]
-
-
-def _unshift_average(out: Tensor, out_shifted: Tensor, p: int) -> Tensor:
-    """Average a pass with a ``_half_patch_shift``-ed pass moved back; the last p // 2 rows and
-    columns, which the shifted pass did not see, come from the plain pass alone."""
-    d = p // 2
-    back = out.clone()
-    back[:, :, : -d, : -d] = out_shifted[:, :, d:, d:]  # (n, C, S - d, S - d) moved back up-left
-    return 0.5 * (out + back)
-
-
 @checks.checked
 @with_precision
 def style_transfer(
@@ -387,7 +371,6 @@ def style_transfer(
     attention_temperature: float = DEFAULT_ATTENTION_TEMPERATURE,
     size_mode: SizeMode = DEFAULT_SIZE_MODE,
     style_scale: StyleScale = DEFAULT_STYLE_SCALE,
-    patch_shift: bool = DEFAULT_PATCH_SHIFT,
     generator: torch.Generator | None = None,
 ) -> StyleResult:
     """Render ``content`` in the style of a reference image or of a class of the model.
@@ -439,8 +422,6 @@ def style_transfer(
         style_scale: how a reference style image meets the model: "whole" (default: the whole image
             resized to the model's side) or "content" (resized by the content's own factor, then the
             centre model-size square: the style's texture keeps its size relative to the content).
-        patch_shift: also run every network input moved by half a patch and average the two results
-            (2x NFE): the model's patch grid no longer prints as a faint periodic pattern.
         generator: the caller's generator (class styles and ``inversion="noise"``); deterministic
             for a given generator state.
 
@@ -536,17 +517,6 @@ def style_transfer(
             state_adain=state_adain, inject_from=inject_from, eps=eps, residual=residual,
             injection_weight=iw, attention_temperature=at,
         )
-        if patch_shift:
-            P = net.cfg.patch_size
-            z_c = _half_patch_shift(to_model_range(x01), P)
-            out_s, _ = _stylize_native(
-                net, z_c, _half_patch_shift(to_model_range(ref01), P), t=s, y_gen=ys, y_content=yc, y_style=ys,
-                method=method, inversion=inversion, num_inversion_steps=num_inversion_steps,
-                num_iterations=num_iterations, num_steps=num_steps, guidance_scale=guidance_scale,
-                state_adain=state_adain, inject_from=inject_from, eps=eps, residual=residual,
-                injection_weight=iw, attention_temperature=at,
-            )
-            out, nfe = _unshift_average(out, out_s, P), 2 * nfe
         out01 = from_model_range(out)
         if color_match and not color_first:
             out01 = _lab_color_match(out01, ref01, cw)
