@@ -377,8 +377,7 @@ def invert_backward(
     if not has_backward_field(net):
         raise ValueError("this network has no backward head (train with --backward-ratio > 0); "
                          "use the fixed-point inversion instead")
-    if num_refinements < 0:
-        raise ValueError(f"num_refinements must be >= 0, got {num_refinements}")
+    num_refinements = checks.integer(num_refinements, "num_refinements", lo=0)
     cond = (labels, guidance_scale, guidance_interval)
     up = inversion_grid(t_end, num_steps)  # 0 = t_0 < ... < t_K = t_end, checks both arguments
 
