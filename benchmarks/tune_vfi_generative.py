@@ -9,7 +9,11 @@ setting (`bench_vfi.py`), they do not choose it.
         --out benchmarks/results/vfi_gen_tune.json
 
 Prints one JSON object: for each setting, mean PSNR of the rebuilt middle frames (flow blend vs. with the
-correction), the share of tiles drawn, and CPU seconds per frame of the correction.
+correction), CPU seconds per frame of the correction, and the patch mesh: ``mesh_P`` = mean over frames of
+the folded-gradient excess at the network's patch period P and at P / 2 (benchmarks/style_quality.py) of the output
+relative to the true middle frame (1.00: no more periodic at P than the truth; the blend's own value is
+``blend_*_mesh_P``). ``--lattices 1,2,4`` compares tile lattice counts (``GenerativeConfig.lattices``:
+lattice k moved k P / n pixels, so the n patch grids interleave).
 """
 from __future__ import annotations
 
@@ -28,6 +32,7 @@ from bench_vfi import clip_dir, load_clip  # noqa: E402
 
 from pmf_edit.video import generative_data as gd  # noqa: E402
 from pmf_edit.video.generative import GenerativeConfig, correct, load_generative  # noqa: E402
+from style_quality import folded_gradient_excess  # noqa: E402
 from pmf_edit.video.interpolate import InterpolationConfig, PairInterpolator  # noqa: E402
 
 
@@ -55,6 +60,7 @@ def main() -> None:
     p.add_argument("--noise", default="zero,mean,sample")
     p.add_argument("--synthetic", type=int, default=24)
     p.add_argument("--bbb-stride", type=int, default=2)
+    p.add_argument("--lattices", default="1", help="comma-separated GenerativeConfig.lattices values")
     p.add_argument("--out", default=None)
     args = p.parse_args()
     cv2.setNumThreads(1)
@@ -68,21 +74,34 @@ def main() -> None:
         a, b, wa, wb = PairInterpolator(f0, f1, InterpolationConfig()).warps(0.5)
         warps.append((src, ft, (a, b, wa, wb)))
     res: dict = {"frames": {s: sum(1 for w in warps if w[0] == s) for s in ("bbb", "synthetic")}, "settings": {}}
+    P = net.cfg.patch_size
+    to01 = lambda f: torch.from_numpy(f).permute(2, 0, 1)[None].float() / 255  # noqa: E731  (1, 3, H, W)
+
+    def mesh(out: np.ndarray, truth: np.ndarray, period: int = P) -> float:
+        return float(folded_gradient_excess(to01(out), to01(truth), period))
+
     for src in ("bbb", "synthetic"):
-        res[f"blend_{src}"] = float(np.mean([psnr(correct(*w, net=net, config=GenerativeConfig(threshold=1e9)), ft)
-                                             for s, ft, w in warps if s == src]))
-    for noise in args.noise.split(","):
-        for thr in map(float, args.thresholds.split(",")):
-            cfg = GenerativeConfig(threshold=thr, noise=noise)
-            row: dict = {}
-            for src in ("bbb", "synthetic"):
-                t0 = time.thread_time()
-                scores = [psnr(correct(*w, net=net, config=cfg), ft) for s, ft, w in warps if s == src]
-                row[src] = float(np.mean(scores))
-                row[f"gain_{src}"] = row[src] - res[f"blend_{src}"]
-                row[f"cpu_s_per_frame_{src}"] = (time.thread_time() - t0) / len(scores)
-            res["settings"][f"{noise}@{thr:g}"] = row
-            print(f"# {noise}@{thr:g}: {json.dumps(row)}", file=sys.stderr, flush=True)
+        outs = [(correct(*w, net=net, config=GenerativeConfig(threshold=1e9)), ft) for s, ft, w in warps if s == src]
+        res[f"blend_{src}"] = float(np.mean([psnr(o, ft) for o, ft in outs]))
+        res[f"blend_{src}_mesh_{P}"] = float(np.mean([mesh(o, ft) for o, ft in outs]))
+        res[f"blend_{src}_mesh_{P // 2}"] = float(np.mean([mesh(o, ft, P // 2) for o, ft in outs]))
+    for lattices in map(int, args.lattices.split(",")):
+        for noise in args.noise.split(","):
+            for thr in map(float, args.thresholds.split(",")):
+                cfg = GenerativeConfig(threshold=thr, noise=noise, lattices=lattices)
+                row: dict = {}
+                for src in ("bbb", "synthetic"):
+                    t0 = time.thread_time()
+                    outs = [(correct(*w, net=net, config=cfg), ft) for s, ft, w in warps if s == src]
+                    cpu = time.thread_time() - t0
+                    row[src] = float(np.mean([psnr(o, ft) for o, ft in outs]))
+                    row[f"gain_{src}"] = row[src] - res[f"blend_{src}"]
+                    row[f"mesh_{P}_{src}"] = float(np.mean([mesh(o, ft) for o, ft in outs]))
+                    row[f"mesh_{P // 2}_{src}"] = float(np.mean([mesh(o, ft, P // 2) for o, ft in outs]))
+                    row[f"cpu_s_per_frame_{src}"] = cpu / len(outs)
+                name = f"{noise}@{thr:g}" + (f"x{lattices}" if lattices > 1 else "")
+                res["settings"][name] = row
+                print(f"# {name}: {json.dumps(row)}", file=sys.stderr, flush=True)
     res["load_average"] = os.getloadavg()
     text = json.dumps(res, indent=1)
     print(text)

@@ -56,6 +56,40 @@ def test_correct_windows_sum_to_one_everywhere(monkeypatch):
     np.testing.assert_allclose(out, 0.75 * a + 0.25 * b + 0.1, atol=1e-5)
 
 
+@pytest.mark.parametrize("lattices", [1, 2])
+def test_windows_sum_to_one_with_either_lattice_count(monkeypatch, lattices):
+    monkeypatch.setattr(gv, "one_step", lambda net, cond, z, r=0.0: torch.full_like(z, 0.2))
+    a, b = np.full((37, 45, 3), 0.3, np.float32), np.full((37, 45, 3), 0.32, np.float32)  # they disagree a little
+    w = np.ones((37, 45), np.float32)
+    out = gv.correct(a, b, w, w, net=_tiny_net(), config=gv.GenerativeConfig(threshold=0, lattices=lattices))
+    np.testing.assert_allclose(out, 0.41, atol=1e-5)
+
+
+def test_second_lattice_cancels_the_patch_mesh(monkeypatch):
+    """A network whose residual has lines on its patch boundaries (every 4th column, as a poorly trained
+    patch decoder draws): with two lattices half a patch apart the lines' amplitude halves and the
+    period-4 pattern becomes a period-2 one."""
+    def mesh_net(net, cond, z, r=0.0):
+        line = (torch.arange(z.shape[-1]) % 4 == 0).float()  # (S,) patch boundaries of the tile
+        return (0.4 * line).expand_as(z).clone()  # 0.2 in [0, 1] units on the lines
+
+    monkeypatch.setattr(gv, "one_step", mesh_net)
+    a, b = np.full((64, 64, 3), 0.49, np.float32), np.full((64, 64, 3), 0.51, np.float32)  # blend 0.5
+    w = np.ones((64, 64), np.float32)
+    one, two = (gv.correct(a, b, w, w, net=_tiny_net(), config=gv.GenerativeConfig(threshold=0, lattices=k)) - 0.5
+                for k in (1, 2))
+    inner = (slice(8, 56), slice(8, 56))  # away from the reflected borders
+    assert np.isclose(one[inner].max(), 0.2, atol=1e-5) and np.isclose(two[inner].max(), 0.1, atol=1e-5)
+
+    def period4_energy(x):  # squared horizontal gradient folded at period 4: max phase over mean
+        g = np.diff(x[inner].mean(-1), axis=1) ** 2
+        folded = np.array([g[:, k::4].mean() for k in range(4)])
+        return folded.max() / folded.mean()
+
+    assert period4_energy(two) < period4_energy(one)
+    assert np.isclose(period4_energy(two), 1.0, atol=1e-6)  # lines every 2 px: flat at period 4
+
+
 def test_correct_only_draws_where_the_candidates_disagree(monkeypatch):
     monkeypatch.setattr(gv, "one_step", lambda net, cond, z, r=0.0: torch.full_like(z, 0.2))
     a = np.full((64, 64, 3), 0.5, np.float32)

@@ -60,9 +60,13 @@ class GenerativeConfig:
     #   at t = 1 (r = t), whose x-prediction from pure noise is the conditional mean E[x | frames]
     seed: int = 0  # noise seed when noise="sample" (per frame: the same input gives the same output)
     batch: int = 64  # tiles per network call
+    lattices: int = 4  # tile lattices averaged, lattice k moved k p / lattices px down-right, so their
+    #   patch grids interleave and the network's p-px patch mesh fades (k x the network work); 1 to p;
+    #   chosen on development frames (benchmarks/tune_vfi_generative.py --lattices 1,2,4)
 
     def __post_init__(self) -> None:
         checks.real(self.threshold, "threshold", lo=0.0)
+        checks.integer(self.lattices, "lattices", lo=1)
         if self.noise not in ("zero", "sample", "mean"):
             raise ValueError(f"noise must be 'zero', 'sample' or 'mean', got {self.noise!r}")
         checks.integer(self.batch, "batch", lo=1)
@@ -148,17 +152,30 @@ def correct(a: np.ndarray, b: np.ndarray, wa: np.ndarray, wb: np.ndarray, net: P
     """
     check_warps(a, b, wa, wb)
     net = net or cached_generative()
-    S = net.cfg.image_size
-    half = S // 2
     scale = 1 / 255 if a.dtype == np.uint8 else 1.0
-    H, W = a.shape[:2]
     m = (wa / (wa + wb)).astype(np.float32)
     af, bf = a.astype(np.float32) * scale, b.astype(np.float32) * scale  # (H, W, 3) in [0, 1]
     blend = bf + m[..., None] * (af - bf)
-    # Pad by half a tile (reflect) and up to a multiple of half a tile, so every pixel is covered by
-    # four tiles whose windows sum to 1.
-    ph, pw = half + (-H) % half, half + (-W) % half
-    pad = ((half, ph), (half, pw))
+    # Lattice k starts k p / n pixels further down-right: the n patch grids interleave.
+    p = net.cfg.patch_size
+    if config.lattices > p:
+        raise ValueError(f"lattices={config.lattices} exceeds the network's patch size {p} (offsets would repeat)")
+    offsets = sorted({k * p // config.lattices for k in range(config.lattices)})
+    corr = sum(_lattice(af, bf, m, net, config, off) for off in offsets) / len(offsets)
+    return _finish(blend + corr, a.dtype)
+
+
+def _lattice(af: np.ndarray, bf: np.ndarray, m: np.ndarray, net: PixelMeanFlow, config: GenerativeConfig,
+             offset: int) -> np.ndarray | float:
+    """The windowed correction (H, W, 3) of one tile lattice (origin ``offset`` px up-left of the
+    usual one), or 0.0 when it draws no tile."""
+    S = net.cfg.image_size
+    half = S // 2
+    H, W = af.shape[:2]
+    # Pad by half a tile (+ offset, reflect) and up to a multiple of half a tile, so every pixel is
+    # covered by four tiles whose windows sum to 1.
+    top = half + offset
+    pad = ((top, half + (-(H + offset)) % half), (top, half + (-(W + offset)) % half))
     ap, bp = (np.pad(x, pad + ((0, 0),), mode="reflect") for x in (af, bf))
     mp = np.pad(m, pad, mode="reflect")
     Hp, Wp = ap.shape[:2]
@@ -170,10 +187,10 @@ def correct(a: np.ndarray, b: np.ndarray, wa: np.ndarray, wb: np.ndarray, net: P
     score = (ii[Y + S, X + S] - ii[Y, X + S] - ii[Y + S, X] + ii[Y, X]) / (S * S)  # (ny, nx)
     sel = np.argwhere(score > config.threshold)  # (n, 2) tile indices
     if len(sel) == 0:
-        return _finish(blend, a.dtype)
+        return 0.0
     corr = np.zeros((Hp, Wp, 3), np.float32)
     win = _window(S)[..., None]  # (S, S, 1)
-    gen = torch.Generator().manual_seed(config.seed)
+    gen = torch.Generator().manual_seed(config.seed + offset)
     for i in range(0, len(sel), config.batch):
         idx = sel[i:i + config.batch]
         tiles = [(ys[r], xs[c]) for r, c in idx]
@@ -188,8 +205,7 @@ def correct(a: np.ndarray, b: np.ndarray, wa: np.ndarray, wb: np.ndarray, net: P
         res = (one_step(net, cond, z, r) / 2).permute(0, 2, 3, 1).numpy()  # (n, S, S, 3), [0, 1] units
         for (y, x), r in zip(tiles, res):
             corr[y:y + S, x:x + S] += win * r
-    out = blend + corr[half:half + H, half:half + W]
-    return _finish(out, a.dtype)
+    return corr[top:top + H, top:top + W]
 
 
 def _finish(img: np.ndarray, dtype: np.dtype) -> np.ndarray:

@@ -62,6 +62,7 @@ class InterpolationConfig:
     #   on the tiles where the two warped frames disagree by more than gen_threshold levels
     gen_threshold: float = 8.0  # chosen on development frames (benchmarks/tune_vfi_generative.py)
     gen_model: str | None = None  # folder of the VFI network (core.checkpoint.save_model); None: the bundled one
+    gen_lattices: int = 4  # tile lattices averaged, moved by fractions of a patch (the patch mesh fades; cost x n)
 
     def __post_init__(self) -> None:
         if self.method not in ("flow", "linear"):
@@ -85,6 +86,7 @@ class InterpolationConfig:
         checks.real(self.alpha, "alpha", lo=0.0)
         checks.real(self.beta, "beta", lo=0.0)
         checks.real(self.gen_threshold, "gen_threshold", lo=0.0)
+        checks.integer(self.gen_lattices, "gen_lattices", lo=1, hi=32)
         if self.refine and self.generative:
             raise ValueError("refine and generative are two alternative corrections; choose one")
 
@@ -295,7 +297,8 @@ class PairInterpolator:
             from pmf_edit.video.generative import GenerativeConfig, cached_generative, correct
 
             out = correct(a, b, wa, wb, net=cached_generative(self.cfg.gen_model),
-                          config=GenerativeConfig(threshold=self.cfg.gen_threshold))  # (H, W, 3)
+                          config=GenerativeConfig(threshold=self.cfg.gen_threshold,
+                                                  lattices=self.cfg.gen_lattices))  # (H, W, 3)
         else:
             out = refine(a, b, wa, wb, band_rows=self.cfg.band_rows)  # (H, W, 3)
         if grey:
