@@ -60,9 +60,10 @@ class GenerativeConfig:
     #   at t = 1 (r = t), whose x-prediction from pure noise is the conditional mean E[x | frames]
     seed: int = 0  # noise seed when noise="sample" (per frame: the same input gives the same output)
     batch: int = 64  # tiles per network call
-    lattices: int = 4  # tile lattices averaged, lattice k moved k p / lattices px down-right, so their
+    lattices: int = 2  # tile lattices averaged, lattice k moved k p / lattices px down-right, so their
     #   patch grids interleave and the network's p-px patch mesh fades (k x the network work); 1 to p;
-    #   chosen on development frames (benchmarks/tune_vfi_generative.py --lattices 1,2,4)
+    #   2 chosen on development frames (benchmarks/tune_vfi_generative.py --lattices 1,2,4: 2 and 4 tie
+    #   in PSNR, 4 fades the mesh a little further at twice the cost; docs/interpolation.md)
 
     def __post_init__(self) -> None:
         checks.real(self.threshold, "threshold", lo=0.0)

@@ -62,7 +62,7 @@ class InterpolationConfig:
     #   on the tiles where the two warped frames disagree by more than gen_threshold levels
     gen_threshold: float = 8.0  # chosen on development frames (benchmarks/tune_vfi_generative.py)
     gen_model: str | None = None  # folder of the VFI network (core.checkpoint.save_model); None: the bundled one
-    gen_lattices: int = 4  # tile lattices averaged, moved by fractions of a patch (the patch mesh fades; cost x n)
+    gen_lattices: int = 2  # tile lattices averaged, moved by fractions of a patch (the patch mesh fades; cost x n)
 
     def __post_init__(self) -> None:
         if self.method not in ("flow", "linear"):
