@@ -65,6 +65,15 @@ def test_windows_sum_to_one_with_either_lattice_count(monkeypatch, lattices):
     np.testing.assert_allclose(out, 0.41, atol=1e-5)
 
 
+def test_more_lattices_than_patch_pixels_is_refused():
+    a = np.zeros((20, 20, 3), np.float32)
+    w = np.ones((20, 20), np.float32)
+    with pytest.raises(ValueError, match="lattices=8 exceeds the network's patch size 4"):
+        gv.correct(a, a, w, w, net=_tiny_net(), config=gv.GenerativeConfig(lattices=8))
+    with pytest.raises(ValueError, match="lattices"):
+        gv.GenerativeConfig(lattices=0)
+
+
 def test_second_lattice_cancels_the_patch_mesh(monkeypatch):
     """A network whose residual has lines on its patch boundaries (every 4th column, as a poorly trained
     patch decoder draws): with two lattices half a patch apart the lines' amplitude halves and the

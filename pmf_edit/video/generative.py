@@ -60,7 +60,7 @@ class GenerativeConfig:
     #   at t = 1 (r = t), whose x-prediction from pure noise is the conditional mean E[x | frames]
     seed: int = 0  # noise seed when noise="sample" (per frame: the same input gives the same output)
     batch: int = 64  # tiles per network call
-    lattices: int = 2  # tile lattices averaged, lattice k moved k p / lattices px down-right, so their
+    lattices: int = 2  # tile lattices averaged, lattice k moved k p / lattices px diagonally, so their
     #   patch grids interleave and the network's p-px patch mesh fades (k x the network work); 1 to p;
     #   2 chosen on development frames (benchmarks/tune_vfi_generative.py --lattices 1,2,4: 2 and 4 tie
     #   in PSNR, 4 fades the mesh a little further at twice the cost; docs/interpolation.md)
@@ -157,7 +157,7 @@ def correct(a: np.ndarray, b: np.ndarray, wa: np.ndarray, wb: np.ndarray, net: P
     m = (wa / (wa + wb)).astype(np.float32)
     af, bf = a.astype(np.float32) * scale, b.astype(np.float32) * scale  # (H, W, 3) in [0, 1]
     blend = bf + m[..., None] * (af - bf)
-    # Lattice k starts k p / n pixels further down-right: the n patch grids interleave.
+    # Lattice k is moved k p / n pixels diagonally: the n patch grids interleave.
     p = net.cfg.patch_size
     if config.lattices > p:
         raise ValueError(f"lattices={config.lattices} exceeds the network's patch size {p} (offsets would repeat)")
