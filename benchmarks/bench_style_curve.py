@@ -34,12 +34,15 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 import time
 from pathlib import Path
 from typing import Callable
 
 import numpy as np
 import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as a script from anywhere
 
 from benchmarks.style_quality import folded_gradient_excess, lightness_std_ratio
 from core.checkpoint import bundled_model_dir

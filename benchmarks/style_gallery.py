@@ -12,12 +12,15 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 import time
 from pathlib import Path
 
 import numpy as np
 import torch
 import torch.nn.functional as F
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as a script from anywhere
 
 from benchmarks.bench_style_curve import PAIRS, skimage_rgb01
 from benchmarks.style_quality import folded_gradient_excess, lightness_std_ratio

@@ -16,11 +16,14 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 import time
 from pathlib import Path
 
 import numpy as np
 import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as a script from anywhere
 
 from benchmarks.bench_style_curve import PAIRS, curve_at, multiscale_style, skimage_rgb01
 from benchmarks.style_quality import folded_gradient_excess, lightness_std_ratio
