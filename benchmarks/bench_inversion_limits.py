@@ -24,10 +24,14 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 from pathlib import Path
 
 import torch
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as a script from anywhere
+
+from benchmarks.report import write_report
 from core.checkpoint import bundled_model_dir
 from core.data import load_dataset
 from core.metrics import psnr
@@ -111,11 +115,7 @@ def main(argv: list[str] | None = None) -> dict:
     grad = gradient_curve(net, x, y, [int(v) for v in args.adam_steps.split(",")], args.adam_lr)
     report = {"benchmark": "inversion_limits", "num_images": args.num_images, "threads": args.threads,
               "held_out_fixed_point": held, "generated_fixed_point": gen, "held_out_gradient": grad}
-    if args.out:
-        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.out).write_text(json.dumps(report, indent=2) + "\n")
-    print(json.dumps(report))
-    return report
+    return write_report(report, args.out)
 
 
 if __name__ == "__main__":

@@ -27,6 +27,7 @@ import torch.nn.functional as F
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as a script from anywhere
 
+from benchmarks.report import write_report
 from benchmarks.bench_generation import generate
 from core.checkpoint import bundled_model_dir, load_model
 from core.data import load_dataset
@@ -83,11 +84,7 @@ def main(argv: list[str] | None = None) -> dict:
                 pick = torch.cat([_resize(images, 64)[c * args.per_class: c * args.per_class + 8] for c in range(k)])
                 save_png(f"{args.grid}_{name}_w{w:g}.png", make_grid(pick, nrow=8))
     report = {"benchmark": "photos_resolution", "n": len(labels), "threads": args.threads, "rows": rows}
-    if args.out:
-        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.out).write_text(json.dumps(report, indent=2) + "\n")
-    print(json.dumps(report))
-    return report
+    return write_report(report, args.out)
 
 
 if __name__ == "__main__":

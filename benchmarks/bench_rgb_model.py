@@ -13,7 +13,6 @@ Prints one JSON line (also written to --out) and, with --grid, one PNG of sample
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
 
@@ -26,6 +25,7 @@ from core.data import load_dataset
 from core.evaluation import mobilenet_features
 from core.images import make_grid, save_png
 from core.metrics import FeatureStats, frechet_distance
+from benchmarks.report import write_report
 from benchmarks.bench_generation import generate  # the same batched sampler as the MNIST benchmark
 
 
@@ -80,11 +80,7 @@ def main(argv: list[str] | None = None) -> dict:
                 save_png(f"{args.grid}_{name}.png", make_grid(pick, nrow=8))
     report = {"benchmark": "rgb_model", "n": n, "reference": "photos test split (650 held-out crops)",
               "feature": "MobileNetV2 pooled 1280-d at 224 px", "threads": args.threads, "rows": rows}
-    if args.out:
-        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.out).write_text(json.dumps(report, indent=2) + "\n")
-    print(json.dumps(report))
-    return report
+    return write_report(report, args.out)
 
 
 if __name__ == "__main__":

@@ -13,11 +13,15 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 import time
 from pathlib import Path
 
 import torch
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as a script from anywhere
+
+from benchmarks.report import write_report
 from core.checkpoint import bundled_model_dir
 from pmf_edit.images import SIZE_MODES
 
@@ -67,11 +71,7 @@ def main(argv: list[str] | None = None) -> dict:
                          "nfe": out.nfe, "tiles": out.num_tiles})
             print(json.dumps(rows[-1]), flush=True)
     report = {"benchmark": "sizes", "size": [H, W], "threads": args.threads, "rows": rows}
-    if args.out:
-        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.out).write_text(json.dumps(report, indent=2) + "\n")
-    print(json.dumps(report))
-    return report
+    return write_report(report, args.out)
 
 
 if __name__ == "__main__":
