@@ -21,12 +21,10 @@ import torch
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from bench_vfi import clip_dir, load_clip  # noqa: E402
+from vfi_worst_frames import worst_window, zoom_strip  # noqa: E402
 
 from pmf_edit.video.generative import GenerativeConfig, correct, load_generative  # noqa: E402
 from pmf_edit.video.interpolate import InterpolationConfig, PairInterpolator  # noqa: E402
-
-WIN = 96
-
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -43,12 +41,8 @@ def main() -> None:
     net = load_generative()
     counts = [int(v) for v in args.lattices.split(",")]
     outs = {k: correct(*warps, net=net, config=GenerativeConfig(lattices=k)) for k in counts}
-    err = np.abs(outs[counts[0]].astype(np.float64) - ft).mean(-1)
-    ii = cv2.integral(err)
-    s = ii[WIN:, WIN:] - ii[:-WIN, WIN:] - ii[WIN:, :-WIN] + ii[:-WIN, :-WIN]  # window sums
-    y, x = np.unravel_index(np.argmax(s), s.shape)
-    crop = lambda im: cv2.resize(im[y:y + WIN, x:x + WIN], (3 * WIN, 3 * WIN), interpolation=cv2.INTER_NEAREST)  # noqa: E731
-    iio.imwrite(args.out, np.concatenate([crop(ft)] + [crop(outs[k]) for k in counts], 1))
+    y, x = worst_window(outs[counts[0]], ft)
+    iio.imwrite(args.out, zoom_strip([ft] + [outs[k] for k in counts], y, x))
     psnr = {k: round(float(10 * np.log10(255.0**2 / np.mean((o.astype(np.float64) - ft) ** 2))), 3) for k, o in outs.items()}
     print(json.dumps({"clip": args.clip, "frame": args.frame, "window_yx": [int(y), int(x)], "psnr": psnr}))
 
