@@ -96,8 +96,8 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
 
 def _inversion_flags(p: argparse.ArgumentParser) -> None:
     """--inversion / --switch: the solver of the inversion (``pmf_edit.editing.invert``'s ``method``)."""
-    p.add_argument("--inversion", choices=("auto", "fixed-point", "backward", "hybrid"), default="auto",
-                   help="inversion solver; backward/hybrid need a model trained in both directions "
+    p.add_argument("--inversion", choices=("auto", "fixed-point", "backward", "hybrid", "seeded"), default="auto",
+                   help="inversion solver; backward/hybrid/seeded need a model with a backward head "
                    "(auto: the measured best: fixed-point for invert, hybrid for edits on such models)")
     p.add_argument("--switch", type=float, default=None,
                    help="hybrid: the fixed-point solver's share of [0, strength] before the backward jump, "

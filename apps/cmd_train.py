@@ -1,6 +1,7 @@
 """`pmf train`: train (or resume) a pMF or flow-matching model.
 
     pmf train --out-dir runs/mnist --dataset mnist --preset pMF-S/4 --steps 4000
+    pmf train --out-dir runs/mnist-inv --objective invert --init-from core/assets/pmf-mnist  # one-step inversion
     torchrun --nproc_per_node 2 -m apps.cli train --out-dir runs/ddp ...   # several processes (DDP)
     torchrun --nproc_per_node 8 -m apps.cli train --parallel fsdp --grad-accum 2 ...  # FSDP2, large presets
 """
@@ -10,14 +11,16 @@ import argparse
 import json
 from dataclasses import replace
 
+from core.invert_distill import InvertDistillConfig
 from core.meanflow import FlowMatchingConfig, MeanFlowConfig
 from core.model import PRESETS
-from core.train import TrainConfig
+from core.train import OBJECTIVES, TrainConfig
 
 
 def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     d = TrainConfig()
     m = MeanFlowConfig()
+    i = InvertDistillConfig()
     p = sub.add_parser(
         "train",
         help="train or resume a model (pMF or flow matching)",
@@ -42,8 +45,10 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     p.add_argument("--preset", default=d.preset, choices=sorted(PRESETS), help="network size")
     p.add_argument("--model-override", action="append", default=[], metavar="FIELD=VALUE",
                    help="override a PMFConfig field, e.g. width=96 (repeatable)")
-    p.add_argument("--objective", choices=("pmf", "fm"), default=d.objective,
-                   help="pmf (MeanFlow, one-step) or fm (flow-matching baseline)")
+    p.add_argument("--objective", choices=OBJECTIVES, default=d.objective,
+                   help="pmf (MeanFlow, one-step), fm (flow-matching baseline) or invert (train only the "
+                   "backward head as the inverse of the --init-from pMF generator, which stays frozen: "
+                   "one-step inversion)")
     p.add_argument("--steps", type=int, default=d.steps, help="total optimizer steps")
     p.add_argument("--max-minutes", type=float, default=d.max_minutes,
                    help="also stop after this many minutes of training (0: no limit)")
@@ -75,6 +80,12 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
                    "inversion; > 0 builds the backward head")
     p.add_argument("--backward-endpoint-prob", type=float, default=m.backward_endpoint_prob,
                    help="share of the backward rows that jump to the noise end r = 1 from t ~ U(0, 1)")
+    p.add_argument("--invert-generated-share", type=float, default=i.generated_share,
+                   help="invert: share of rows that invert the generator's own samples (known latent)")
+    p.add_argument("--invert-latent-weight", type=float, default=i.latent_weight,
+                   help="invert: weight of the latent-matching term on generated rows")
+    p.add_argument("--invert-roundtrip-weight", type=float, default=i.roundtrip_weight,
+                   help="invert: weight of the round-trip term (generator(inverse(x)) = x) on all rows")
     p.add_argument("--init-from", default=None, metavar="MODEL_DIR",
                    help="start a new run from a model folder's weights (e.g. core/assets/pmf-mnist); "
                    "missing heads are copied from its u-head")
@@ -113,11 +124,14 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
                  backward_endpoint_prob=args.backward_endpoint_prob,
                  perceptual_weight=args.perceptual_weight, perceptual_max_t=args.perceptual_max_t)
     fm = replace(FlowMatchingConfig(), P_mean=args.P_mean, P_std=args.P_std)
+    inv = replace(InvertDistillConfig(), generated_share=args.invert_generated_share,
+                  latent_weight=args.invert_latent_weight, roundtrip_weight=args.invert_roundtrip_weight,
+                  cfg_max=args.cfg_max)
     return TrainConfig(
         out_dir=args.out_dir, dataset=args.dataset, resolution=args.resolution, channels=args.channels,
         stream=args.stream, data_workers=args.data_workers, hflip=args.hflip,
         preset=args.preset, model_overrides=_parse_overrides(args.model_override),
-        objective=args.objective, meanflow=mf, flow_matching=fm, batch_size=args.batch_size,
+        objective=args.objective, meanflow=mf, flow_matching=fm, invert=inv, batch_size=args.batch_size,
         grad_accum=args.grad_accum, parallel=args.parallel,
         steps=args.steps, max_minutes=args.max_minutes, lr=args.lr, muon_lr=args.muon_lr,
         ema_halflife_kimg=tuple(args.ema_halflife_kimg), seed=args.seed, device=args.device,

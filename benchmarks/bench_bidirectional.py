@@ -7,11 +7,12 @@ Measures, for a pMF model folder with a backward head (``pmf train --backward-ra
                with 0, 1, 2 refinements (2, 4, 6 NFE in total) under the source class and
                omega = 1 / the model's default; the fixed-point solver with 1, 2, 3 and 7 (the
                default) updates (2, 3, 4, 8 NFE); the hybrid (solver on [0, switch], backward jumps
-               to 1) at its default (2 updates, 1 jump: 4 NFE) and with 1 update (3 NFE)
+               to 1) at its default (2 updates, 1 jump: 4 NFE) and with 1 update (3 NFE); the seeded
+               solver (one backward jump, then 1, 2, 3, 7 updates: 3, 4, 5, 9 NFE)
   hybrid       the hybrid's sweep at omega 1: switch x solver updates x backward jumps (the chain
                over a coarse grid), round trips of <= 4 NFE, next to the solver at equal NFE
   edits        class swap y -> (y + 1) % 10: the inversion editor ``edit`` (backward field,
-               fixed-point solver, hybrid) and ``flow_edit`` over their strength, target accuracy and SSIM to the source; SSIM
+               fixed-point solver, hybrid, seeded) and ``flow_edit`` over their strength, target accuracy and SSIM to the source; SSIM
                where each curve reaches 90% target accuracy (linear in between)
 
 Defaults of the library are chosen with ``--split train`` (digits the reported numbers do not use);
@@ -82,6 +83,8 @@ def roundtrip(net, x01, y, guidance: float, interval) -> list[dict]:
                 run("backward", scale, num_refinements=k)
             for J in (1, 2):  # 2: the library default (4 NFE round trip)
                 run("hybrid", scale, num_iterations=J)
+            for J in (1, 2, 3, 7):  # the backward jump seeds the solver: 1 + J + 1 NFE round trip
+                run("seeded", scale, num_iterations=J)
         for J in (1, 2, 3, 7):  # 7: the library default (8 NFE round trip)
             run("fixed-point", scale, num_iterations=J)
     return rows
@@ -121,6 +124,10 @@ def edits(net, x01, y, strengths: list[float], guidance: float, interval, seed: 
                     net, x01, labels=tgt, source_labels=y, strength=s, guidance_scale=guidance,
                     guidance_interval=interval, source_guidance_scale=sg, method="backward",
                     num_refinements=k)
+            for J in iterations:
+                editors[f"edit_seeded_w{sg:g}_j{J}"] = lambda s, sg=sg, J=J: editing.edit(
+                    net, x01, labels=tgt, source_labels=y, strength=s, guidance_scale=guidance,
+                    guidance_interval=interval, source_guidance_scale=sg, method="seeded", num_iterations=J)
             for sw in switches:
                 for J in iterations:
                     editors[f"edit_hybrid_w{sg:g}_s{sw:g}_j{J}"] = lambda s, sg=sg, sw=sw, J=J: editing.edit(

@@ -42,6 +42,7 @@ from core.loader import BatchStream, LoaderConfig, open_training_set
 from core.meanflow import (
     FlowMatchingConfig, MeanFlowConfig, draw_fm_rows, draw_rows, fm_loss_given, pmf_loss_given,
 )
+from core.invert_distill import InvertDistillConfig, draw_invert_rows, invert_distill_loss_given, trainable_parameters
 from core.model import PRESETS, PixelMeanFlow, PMFConfig, build_model
 from core.parallel import PARALLEL_MODES, ShardedMuon, full_tensors, grad_sync, parallelize
 from core.sampling import sample_flow_matching, sample_pmf
@@ -65,9 +66,12 @@ class TrainConfig:
     channels: int | None = None  # None: the data set's
     preset: str = "pMF-S/4"  # core.model.PRESETS name
     model_overrides: dict = field(default_factory=dict)  # PMFConfig field overrides
-    objective: str = "pmf"  # "pmf" (MeanFlow) or "fm" (flow-matching baseline, same network)
+    objective: str = "pmf"  # "pmf" (MeanFlow), "fm" (flow-matching baseline, same network) or "invert"
+    #   (the backward head trained as the inverse of a frozen pMF generator, core/invert_distill.py;
+    #   needs init_from: the generator)
     meanflow: MeanFlowConfig = field(default_factory=MeanFlowConfig)
     flow_matching: FlowMatchingConfig = field(default_factory=FlowMatchingConfig)
+    invert: InvertDistillConfig = field(default_factory=InvertDistillConfig)
     perceptual_net: str = "mobilenet"  # feature net of the perceptual term (used when
     #   meanflow.perceptual_weight > 0): "mobilenet" (offline ImageNet MobileNetV2) or a path to
     #   MobileNetV2 weights (torchvision names); LPIPS/ConvNeXt weights do not exist offline
@@ -112,6 +116,8 @@ class TrainConfig:
             d["meanflow"] = MeanFlowConfig(**d["meanflow"])
         if "flow_matching" in d:
             d["flow_matching"] = FlowMatchingConfig(**d["flow_matching"])
+        if "invert" in d:
+            d["invert"] = InvertDistillConfig(**d["invert"])
         for key in ("adam_betas", "ema_halflife_kimg", "guidance_interval"):
             if key in d:
                 d[key] = tuple(d[key])
@@ -122,14 +128,25 @@ class TrainConfig:
 # checkpoint's weights, optimizer state or data order mean something else, so it is refused; every
 # other field (steps, max_minutes, lr, muon_lr, the objective's weights, logging, sampling, device...)
 # takes effect from the resumed step and is recorded in <out_dir>/resume.jsonl and on stderr.
+OBJECTIVES = ("pmf", "fm", "invert")
+
+
+def model_objective(objective: str) -> str:
+    """What the trained network is ("pmf" or "fm"): an "invert" run trains a pMF's backward head."""
+    return "fm" if objective == "fm" else "pmf"
+
+
 RESUME_FIXED = ("dataset", "resolution", "channels", "preset", "model_overrides", "objective", "batch_size",
                 "seed", "ema_halflife_kimg", "adam_betas", "muon_momentum")
 
 
 def _validate(cfg: "TrainConfig") -> None:
     """Every field of a TrainConfig in range (NaN, zero and negative values are errors, not defaults)."""
-    if cfg.objective not in ("pmf", "fm"):
-        raise ValueError(f"objective must be 'pmf' or 'fm', got {cfg.objective!r}")
+    if cfg.objective not in OBJECTIVES:
+        raise ValueError(f"objective must be one of {OBJECTIVES}, got {cfg.objective!r}")
+    if cfg.objective == "invert" and not cfg.init_from:
+        raise ValueError("objective 'invert' trains the inverse of an existing generator: pass init_from "
+                         "(pmf train --init-from MODEL_DIR)")
     if cfg.preset not in PRESETS:
         raise ValueError(f"preset must be one of {sorted(PRESETS)}, got {cfg.preset!r}")
     if not isinstance(cfg.model_overrides, dict):
@@ -192,10 +209,11 @@ class NonFiniteLossError(RuntimeError):
 
 
 def build_optimizers(net: PixelMeanFlow, cfg: TrainConfig) -> list[torch.optim.Optimizer]:
-    """[Muon over nn.Linear weights, Adam over all other parameters]."""
+    """[Muon over nn.Linear weights, Adam over all other parameters], trainable ones only."""
     linear_weights = {id(m.weight) for m in net.modules() if isinstance(m, torch.nn.Linear)}
-    muon_params = [p for p in net.parameters() if id(p) in linear_weights]
-    adam_params = [p for p in net.parameters() if id(p) not in linear_weights]
+    params = [p for p in net.parameters() if p.requires_grad]
+    muon_params = [p for p in params if id(p) in linear_weights]
+    adam_params = [p for p in params if id(p) not in linear_weights]
     return [
         # "original" scales each update by sqrt(max(1, fan_out / fan_in)), matching optax's Muon.
         # ShardedMuon is torch.optim.Muon with one gather per matrix for FSDP2 shards (core/parallel.py).
@@ -501,7 +519,7 @@ def sample_grid(net: PixelMeanFlow, cfg: TrainConfig, num_classes: int, objectiv
     g = torch.Generator().manual_seed(1234)
     kw = dict(guidance_scale=cfg.guidance_scale, guidance_interval=cfg.guidance_interval, generator=g)
     n = None if labels else 8  # unconditional: 8 samples
-    if objective == "pmf":
+    if objective in ("pmf", "invert"):
         return sample_pmf(net, labels, num_samples=n, num_steps=1, **kw).images
     return sample_flow_matching(net, labels, num_samples=n, num_steps=20, method="heun", **kw).images
 
@@ -523,8 +541,8 @@ def train(cfg: TrainConfig, dataset: ImageDataset | Any = None) -> dict[str, Any
     Example:
         >>> train(TrainConfig(out_dir="runs/tiny", preset="pMF-T/4", steps=20, batch_size=16))
     """
-    if cfg.objective not in ("pmf", "fm"):
-        raise ValueError(f"objective must be 'pmf' or 'fm', got {cfg.objective!r}")
+    if cfg.objective not in OBJECTIVES:
+        raise ValueError(f"objective must be one of {OBJECTIVES}, got {cfg.objective!r}")
     if cfg.parallel not in PARALLEL_MODES:
         raise ValueError(f"parallel must be one of {PARALLEL_MODES}, got {cfg.parallel!r}")
     checks.device(cfg.device)  # a missing CUDA is a clear error here, not a torch traceback later
@@ -563,11 +581,19 @@ def _train_locked(cfg: TrainConfig, dataset: ImageDataset | None, run: Path, ran
         if overrides.get("backward_head") is False:
             raise ValueError("meanflow.backward_ratio > 0 trains r > t rows: it needs backward_head=True")
         overrides["backward_head"] = True
+    if cfg.objective == "invert":
+        if overrides.get("backward_head") is False:
+            raise ValueError("objective 'invert' trains the backward head: it needs backward_head=True")
+        overrides["backward_head"] = True
     torch.manual_seed(cfg.seed)  # identical initial weights on every rank
     net = build_model(cfg.preset, with_v_head=cfg.objective == "pmf", **overrides).to(device)
     net.train()
     if cfg.init_from and not (run / "checkpoints" / "latest.json").is_file():  # a new run
         warm_start(net, cfg.init_from)  # on the bare network, before sharding and the EMA copies
+    if cfg.objective == "invert":  # the generator is frozen: only the backward head trains
+        train_names = set(trainable_parameters(net))
+        for k, p in net.named_parameters():
+            p.requires_grad_(k in train_names)
     grad_net = parallelize(net, cfg.parallel, world, device)  # before the optimizers (FSDP2 shards)
     opts = build_optimizers(net, cfg)
     emas = [{k: p.detach().clone() for k, p in net.named_parameters()} for _ in cfg.ema_halflife_kimg]
@@ -631,6 +657,10 @@ def _train_locked(cfg: TrainConfig, dataset: ImageDataset | None, run: Path, ran
                             draws = draw_rows(x, cfg.meanflow, seed, first_row, cfg.batch_size)
                             loss, part = pmf_loss_given(net, x, y, draws, cfg.meanflow, perceptual,
                                                         grad_net=grad_net)
+                        elif cfg.objective == "invert":
+                            draws = draw_invert_rows(x, cfg.invert, dataset.num_classes, seed, first_row,
+                                                     cfg.batch_size)
+                            loss, part = invert_distill_loss_given(net, x, y, draws, cfg.invert, grad_net=grad_net)
                         else:
                             draws = draw_fm_rows(x, cfg.flow_matching, seed, first_row, cfg.batch_size)
                             loss, part = fm_loss_given(net, x, y, draws, grad_net=grad_net)
@@ -676,10 +706,10 @@ def _train_locked(cfg: TrainConfig, dataset: ImageDataset | None, run: Path, ran
     if is_main:
         export = run / "model"
         save_model(
-            export, net, state_dict=export_state, objective=cfg.objective,
+            export, net, state_dict=export_state, objective=model_objective(cfg.objective),
             class_names=dataset.class_names,
             sampling={"guidance_scale": cfg.guidance_scale, "guidance_interval": list(cfg.guidance_interval),
-                      "num_steps": 1 if cfg.objective == "pmf" else 50},
+                      "num_steps": 1 if model_objective(cfg.objective) == "pmf" else 50},
             ema_halflife_kimg=cfg.ema_halflife_kimg[cfg.export_ema], train_steps=step,
             dataset=cfg.dataset,
         )
@@ -714,10 +744,10 @@ def export_checkpoint(run_dir: str | Path, out_dir: str | Path, ema_index: int =
         tensors = read_safetensors(ckpt / "state.safetensors")
         ema = {name[len(f"ema{k}."):]: v for name, v in tensors.items() if name.startswith(f"ema{k}.")}
     return save_model(
-        out_dir, net, state_dict=ema, objective=train_cfg.objective, class_names=run_cfg.get("class_names"),
+        out_dir, net, state_dict=ema, objective=model_objective(train_cfg.objective), class_names=run_cfg.get("class_names"),
         sampling={"guidance_scale": train_cfg.guidance_scale,
                   "guidance_interval": list(train_cfg.guidance_interval),
-                  "num_steps": 1 if train_cfg.objective == "pmf" else 50},
+                  "num_steps": 1 if model_objective(train_cfg.objective) == "pmf" else 50},
         ema_halflife_kimg=train_cfg.ema_halflife_kimg[k], train_steps=int(meta["step"]),
         dataset=train_cfg.dataset,
     )

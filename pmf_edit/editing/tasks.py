@@ -51,7 +51,7 @@ __all__ = [
 ]
 
 Interval = tuple[float, float]
-InvertMethod = Literal["auto", "backward", "fixed-point", "hybrid"]
+InvertMethod = Literal["auto", "backward", "fixed-point", "hybrid", "seeded"]
 
 # Defaults from class-swap measurements on held-out digits (benchmarks/bench_editing.py, docs/editing.md).
 EDIT_STRENGTH = 1.0  # invert all the way: at t < 1 the noise-seeded latent keeps too much of the source class
@@ -149,12 +149,15 @@ def _noise(net: PixelMeanFlow, n: int, draws: int, generator: torch.Generator | 
     return eps.transpose(0, 1)  # (n, draws, ...) -> (draws, n, ...)
 
 
+INVERT_METHODS = ("auto", "backward", "fixed-point", "hybrid", "seeded")
+
+
 def _resolve_method(net: PixelMeanFlow, method: str, for_edit: bool = False) -> str:
-    """Resolve an inversion ``method`` ("auto", "backward", "fixed-point", "hybrid") for ``net`` to one of
-    the last three; ``for_edit``: the inversion of ``edit``."""
-    if method not in ("auto", "backward", "fixed-point", "hybrid"):
-        raise ValueError(f"method must be 'auto', 'backward', 'fixed-point' or 'hybrid', got {method!r}")
-    if method in ("backward", "hybrid") and not vf.has_backward_field(net):
+    """Resolve an inversion ``method`` ("auto", "backward", "fixed-point", "hybrid", "seeded") for ``net``
+    to one of the last four; ``for_edit``: the inversion of ``edit``."""
+    if method not in INVERT_METHODS:
+        raise ValueError(f"method must be one of {INVERT_METHODS}, got {method!r}")
+    if method in ("backward", "hybrid", "seeded") and not vf.has_backward_field(net):
         raise ValueError(f"method={method!r} needs a network trained in both directions "
                          "(pmf train --backward-ratio > 0); this one has no backward head")
     # "auto" is the fixed-point solver for now: on the only network trained in both directions so far
@@ -179,6 +182,9 @@ def _invert(net: PixelMeanFlow, x: torch.Tensor, t: float, y: torch.Tensor | Non
     if method == "hybrid":
         J = vf.HYBRID_ITERATIONS if num_iterations is None else num_iterations
         return vf.invert_hybrid(net, x, t, y, guidance_scale, guidance_interval, switch, J, num_steps)
+    if method == "seeded":
+        J = vf.SEEDED_ITERATIONS if num_iterations is None else num_iterations
+        return vf.invert_seeded(net, x, t, y, guidance_scale, guidance_interval, J)
     J = DEFAULT_ITERATIONS if num_iterations is None else num_iterations
     return vf.invert(net, x, t, y, guidance_scale, guidance_interval, num_steps, J)
 
@@ -211,12 +217,13 @@ def invert(
 ) -> InversionResult:
     """Image -> the state z_t at t = ``strength`` (t = 1: the noise that generates the image).
 
-    Three solvers: "backward" (networks trained in both directions, ``has_backward_field``): explicit
+    Four solvers: "backward" (networks with a backward head, ``has_backward_field``): explicit
     jumps toward noise, z_1 = x + u(x, 1, 0), plus ``num_refinements`` image-space corrections of
     2 NFE each; "fixed-point": the implicit form of the forward jump solved by fixed-point updates
     (any network); "hybrid" (backward head needed): the fixed-point solver on [0, switch * t], then
-    ``num_steps`` backward jumps to t. "auto" is "fixed-point" (measured better so far, also than the
-    hybrid at equal NFE; see docs/editing.md).
+    ``num_steps`` backward jumps to t; "seeded" (backward head needed): one backward jump 0 -> t seeds
+    ``num_iterations`` fixed-point updates (``velocity.invert_seeded``). "auto": see docs/editing.md
+    for the measurements behind the choice (``_resolve_method``).
 
     Args:
         net: a trained pMF network.
@@ -227,9 +234,10 @@ def invert(
             (Anderson-accelerated) fixed-point updates, so nfe = num_steps * num_iterations
             ("fixed-point"); the backward jumps of "backward" and "hybrid".
         num_iterations: fixed-point updates per interval (>= 1); None: 7 ("fixed-point"),
-            ``velocity.HYBRID_ITERATIONS`` = 2 ("hybrid", on its one solver interval).
+            ``velocity.HYBRID_ITERATIONS`` = 2 ("hybrid", on its one solver interval),
+            ``velocity.SEEDED_ITERATIONS`` = 2 ("seeded": nfe = 1 + num_iterations).
         guidance_scale, guidance_interval: the condition the jumps are inverted under.
-        method: "auto", "backward", "fixed-point" or "hybrid" (above).
+        method: "auto", "backward", "fixed-point", "hybrid" or "seeded" (above).
         num_refinements: round-trip corrections of the backward solver (>= 0); its
             nfe = num_steps * (1 + 2 * num_refinements).
         switch: "hybrid" only: the solver's share of [0, t], in [0, 1) (0: backward jumps from the
@@ -368,7 +376,9 @@ def edit(
         guidance_scale, guidance_interval: the target condition's guidance (network inputs).
         source_guidance_scale: guidance used while inverting.
         generator: the caller's generator for the seed noise e ("fixed-point" and "hybrid").
-        method: "auto", "backward", "fixed-point" or "hybrid" (see ``invert``); "auto" is "hybrid"
+        method: "auto", "backward", "fixed-point", "hybrid" or "seeded" (see ``invert``; "seeded":
+            one backward jump seeds ``num_iterations`` solver updates on [0, strength], no noise drawn,
+            ``num_inversion_steps`` unused); "auto" is "hybrid"
             on networks with a backward head (it edits closer to the source at equal accuracy and NFE;
             docs/editing.md), else "fixed-point".
         num_refinements: round-trip corrections of the backward inversion (>= 0).
@@ -379,7 +389,8 @@ def edit(
     Returns:
         ``EditResult``; nfe = num_inversion_steps * num_iterations + num_steps ("fixed-point") or
         num_inversion_steps * (1 + 2 num_refinements) + num_steps ("backward") or
-        num_iterations [switch > 0] + num_inversion_steps + num_steps ("hybrid").
+        num_iterations [switch > 0] + num_inversion_steps + num_steps ("hybrid") or
+        1 + num_iterations + num_steps ("seeded").
 
     Example:
         >>> out = edit(net, images01, source_labels=labels, labels=(labels + 1) % 10,
@@ -401,6 +412,8 @@ def edit(
         x, y_in = to_model(net, x01), repeat_per_tile(y_src, plan)
         if how == "backward":
             inv = vf.invert_backward(net, x, t, y_in, source_guidance_scale, guidance_interval, K_inv, R)
+        elif how == "seeded":  # the backward jump is the seed: no noise drawn
+            inv = vf.invert_seeded(net, x, t, y_in, source_guidance_scale, guidance_interval, J)
         elif how == "hybrid":  # the same noise seed as the solver's edit, on [0, switch * t] only
             e = _noise(net, x01.shape[0], 1, generator)[0]
             inv = vf.invert_hybrid(net, x, t, y_in, source_guidance_scale, guidance_interval, sw, J, K_inv,
