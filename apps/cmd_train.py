@@ -86,6 +86,9 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
                    help="invert: weight of the latent-matching term on generated rows")
     p.add_argument("--invert-roundtrip-weight", type=float, default=i.roundtrip_weight,
                    help="invert: weight of the round-trip term (generator(inverse(x)) = x) on all rows")
+    p.add_argument("--invert-adaptive-p", type=float, default=i.adaptive_p,
+                   help="invert: adaptive weight power of both terms (1: each term's gradient is its log's, "
+                   "so the small round-trip error dominates; 0: plain squared errors)")
     p.add_argument("--init-from", default=None, metavar="MODEL_DIR",
                    help="start a new run from a model folder's weights (e.g. core/assets/pmf-mnist); "
                    "missing heads are copied from its u-head")
@@ -126,6 +129,7 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
     fm = replace(FlowMatchingConfig(), P_mean=args.P_mean, P_std=args.P_std)
     inv = replace(InvertDistillConfig(), generated_share=args.invert_generated_share,
                   latent_weight=args.invert_latent_weight, roundtrip_weight=args.invert_roundtrip_weight,
+                  adaptive_p=args.invert_adaptive_p,
                   cfg_max=args.cfg_max)
     return TrainConfig(
         out_dir=args.out_dir, dataset=args.dataset, resolution=args.resolution, channels=args.channels,
