@@ -22,7 +22,7 @@ Convention (shared with core/meanflow.py): t = 1 is noise, t = 0 is data, z_t = 
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, replace
 from typing import Callable, Literal
 
 import torch
@@ -68,6 +68,8 @@ class PMFConfig:
     #   warped frames of the VFI model); the output keeps in_channels. 0: an ordinary generator
     backward_param: str = "noise"  # its output: "noise" (the t=1 endpoint e, u = (s e - z)/clip(1-t))
     #   or "data" (the same x-prediction as the forward head, u = (z - x)/clip(t))
+    backward_from: str = "any"  # where the backward head was trained: "any" t (the MeanFlow identity,
+    #   --backward-ratio) or "data" only, t = 0 (the inverse of the generator, --objective invert)
 
     def __post_init__(self) -> None:
         # Sizes first (a zero or NaN passes the divisibility tests below and fails later inside torch).
@@ -93,6 +95,8 @@ class PMFConfig:
             raise ValueError(f"in_channels must be 1 or 3, got {self.in_channels}")
         if self.backward_param not in ("noise", "data"):
             raise ValueError(f"backward_param must be 'noise' or 'data', got {self.backward_param!r}")
+        if self.backward_from not in ("any", "data"):
+            raise ValueError(f"backward_from must be 'any' or 'data', got {self.backward_from!r}")
 
     @property
     def grid(self) -> int:

@@ -489,8 +489,8 @@ def warm_start(net: PixelMeanFlow, directory: str | Path) -> None:
     if not weights.is_file():
         raise FileNotFoundError(f"--init-from {directory}: no {WEIGHTS_NAME} there (a model folder is needed)")
     src_cfg = PMFConfig.from_dict(read_config(directory)["model"])
-    ours = replace(net.cfg, backward_head=False, backward_param="noise")
-    theirs = replace(src_cfg, backward_head=False, backward_param="noise")
+    ours = replace(net.cfg, backward_head=False, backward_param="noise", backward_from="any")
+    theirs = replace(src_cfg, backward_head=False, backward_param="noise", backward_from="any")
     if ours != theirs:
         raise ValueError(f"--init-from {directory}: its network {theirs} differs from this run's {ours}")
     sd = dict(read_safetensors(weights))
@@ -584,7 +584,10 @@ def _train_locked(cfg: TrainConfig, dataset: ImageDataset | None, run: Path, ran
     if cfg.objective == "invert":
         if overrides.get("backward_head") is False:
             raise ValueError("objective 'invert' trains the backward head: it needs backward_head=True")
+        if overrides.get("backward_from", "data") != "data":
+            raise ValueError("objective 'invert' trains the backward head from t = 0 only: backward_from='data'")
         overrides["backward_head"] = True
+        overrides["backward_from"] = "data"
     torch.manual_seed(cfg.seed)  # identical initial weights on every rank
     net = build_model(cfg.preset, with_v_head=cfg.objective == "pmf", **overrides).to(device)
     net.train()

@@ -340,6 +340,19 @@ def has_backward_field(net: PixelMeanFlow) -> bool:
     return bool(getattr(net.cfg, "backward_head", False))
 
 
+def backward_from_data_only(net: PixelMeanFlow) -> bool:
+    """Whether ``net``'s backward head was trained from clean images only (``pmf train --objective
+    invert``): its jumps are valid from t = 0, not from a noisy state."""
+    return has_backward_field(net) and getattr(net.cfg, "backward_from", "any") == "data"
+
+
+def _refuse_jumps_from_noise(net: PixelMeanFlow, what: str) -> None:
+    if backward_from_data_only(net):
+        raise ValueError(f"{what} jumps toward noise from t > 0, but this network's backward head was trained "
+                         "from clean images only (backward_from='data', pmf train --objective invert); use "
+                         "one jump from the image (method='backward' with num_steps=1, or 'seeded')")
+
+
 @torch.no_grad()
 def invert_backward(
     net: PixelMeanFlow,
@@ -383,6 +396,8 @@ def invert_backward(
     num_refinements = checks.integer(num_refinements, "num_refinements", lo=0)
     cond = (labels, guidance_scale, guidance_interval)
     up = inversion_grid(t_end, num_steps)  # 0 = t_0 < ... < t_K = t_end, checks both arguments
+    if num_steps > 1:
+        _refuse_jumps_from_noise(net, f"invert_backward with num_steps={num_steps}")
 
     def encode(img: torch.Tensor) -> torch.Tensor:
         z = img
@@ -509,6 +524,8 @@ def invert_hybrid(
     num_jumps = checks.integer(num_jumps, "num_jumps", lo=1)
     grid = inversion_grid(t_end, 1)  # checks t_end
     t_s = switch * grid[-1]
+    if t_s > 0 or num_jumps > 1:
+        _refuse_jumps_from_noise(net, "the hybrid inversion (switch > 0 or num_jumps > 1)")
     z, nfe, residual, diverged = x.to(next(net.parameters()).dtype), 0, float("nan"), False
     if t_s > 0.0:
         inv = invert(net, z, t_s, labels, guidance_scale, guidance_interval, 1, num_iterations, seed, anderson, noise)

@@ -168,3 +168,29 @@ def test_a_few_steps_on_one_batch_lower_the_round_trip(tmp_path):
         first = stats if first is None else first
     assert stats["loss_roundtrip"] < 0.5 * first["loss_roundtrip"]
     assert stats["loss_latent"] < first["loss_latent"]
+
+
+def test_a_head_trained_from_data_only_is_not_jumped_from_noise_and_auto_edits_with_it():
+    from dataclasses import replace
+
+    exact = gaussian_flow().double()
+    net = GaussianMeanFlow(replace(exact.cfg, backward_from="data"), with_v_head=False).double().eval()
+    assert vf.backward_from_data_only(net) and not vf.backward_from_data_only(exact)
+    src, tgt = torch.tensor([2, 5]), torch.tensor([8, 0])
+    e = 0.3 * torch.randn(2, 1, 32, 32, generator=_gen(5), dtype=torch.float64)
+    x = vf.jump(net, e, 1.0, 0.0, src)
+    with pytest.raises(ValueError, match="clean images only"):
+        vf.invert_hybrid(net, x, 1.0, src, switch=0.5)
+    with pytest.raises(ValueError, match="clean images only"):
+        vf.invert_backward(net, x, 1.0, src, num_steps=2)
+    with pytest.raises(ValueError, match="clean images only"):
+        pmf_edit.edit(net, (x + 1) / 2, source_labels=src, labels=tgt, method="hybrid")
+    assert vf.invert_hybrid(net, x, 1.0, src, switch=0.0).nfe == 1  # one jump from the image is allowed
+    kw = dict(source_labels=src, labels=tgt, guidance_scale=1.0, num_refinements=0)
+    auto = pmf_edit.edit(net, (x + 1) / 2, generator=_gen(0), **kw)
+    backward = pmf_edit.edit(net, (x + 1) / 2, method="backward", **kw)
+    assert auto.nfe == backward.nfe == 2 and torch.equal(auto.images, backward.images)
+    # the exact flow's one backward jump is exact: the edit is the target class's image of the same noise
+    assert (auto.images - ((vf.jump(net, e, 1.0, 0.0, tgt) + 1) / 2).clamp(0, 1)).abs().max() < 1e-8
+    with pytest.raises(ValueError, match="backward_from"):
+        build_model("pMF-T/4", backward_head=True, backward_from="noise")

@@ -167,7 +167,11 @@ def _resolve_method(net: PixelMeanFlow, method: str, for_edit: bool = False) -> 
     # and 37.1 dB at 3; 100 held-out digits, docs/editing.md). It changes once a network beats the solver.
     # The edit is the exception: there the hybrid reaches 90% target accuracy at SSIM 0.475 to the
     # source vs 0.434 for the noise-seeded solver at the same 4 NFE (0.455 at its default 3 NFE).
+    # A head trained as the inverse of the generator (backward_from="data", pmf train --objective invert)
+    # edits in one jump from the image: EDIT_NOTE_INVERSE below.
     if method == "auto":
+        if for_edit and vf.backward_from_data_only(net):
+            return "backward"
         return "hybrid" if for_edit and vf.has_backward_field(net) else "fixed-point"
     return method
 
