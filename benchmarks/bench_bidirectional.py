@@ -81,8 +81,9 @@ def roundtrip(net, x01, y, guidance: float, interval) -> list[dict]:
         if vf.has_backward_field(net):
             for k in (0, 1, 2, 3):
                 run("backward", scale, num_refinements=k)
-            for J in (1, 2):  # 2: the library default (4 NFE round trip)
-                run("hybrid", scale, num_iterations=J)
+            if not vf.backward_from_data_only(net):  # an inverse head is refused jumps from t > 0
+                for J in (1, 2):  # 2: the library default (4 NFE round trip)
+                    run("hybrid", scale, num_iterations=J)
             for J in (1, 2, 3, 7):  # the backward jump seeds the solver: 1 + J + 1 NFE round trip
                 run("seeded", scale, num_iterations=J)
         for J in (1, 2, 3, 7):  # 7: the library default (8 NFE round trip)
@@ -128,7 +129,7 @@ def edits(net, x01, y, strengths: list[float], guidance: float, interval, seed: 
                 editors[f"edit_seeded_w{sg:g}_j{J}"] = lambda s, sg=sg, J=J: editing.edit(
                     net, x01, labels=tgt, source_labels=y, strength=s, guidance_scale=guidance,
                     guidance_interval=interval, source_guidance_scale=sg, method="seeded", num_iterations=J)
-            for sw in switches:
+            for sw in switches if not vf.backward_from_data_only(net) else ():
                 for J in iterations:
                     editors[f"edit_hybrid_w{sg:g}_s{sw:g}_j{J}"] = lambda s, sg=sg, sw=sw, J=J: editing.edit(
                         net, x01, labels=tgt, source_labels=y, strength=s, guidance_scale=guidance,

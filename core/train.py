@@ -711,8 +711,7 @@ def _train_locked(cfg: TrainConfig, dataset: ImageDataset | None, run: Path, ran
         save_model(
             export, net, state_dict=export_state, objective=model_objective(cfg.objective),
             class_names=dataset.class_names,
-            sampling={"guidance_scale": cfg.guidance_scale, "guidance_interval": list(cfg.guidance_interval),
-                      "num_steps": 1 if model_objective(cfg.objective) == "pmf" else 50},
+            sampling=_sampling_defaults(cfg),
             ema_halflife_kimg=cfg.ema_halflife_kimg[cfg.export_ema], train_steps=step,
             dataset=cfg.dataset,
         )
@@ -748,12 +747,23 @@ def export_checkpoint(run_dir: str | Path, out_dir: str | Path, ema_index: int =
         ema = {name[len(f"ema{k}."):]: v for name, v in tensors.items() if name.startswith(f"ema{k}.")}
     return save_model(
         out_dir, net, state_dict=ema, objective=model_objective(train_cfg.objective), class_names=run_cfg.get("class_names"),
-        sampling={"guidance_scale": train_cfg.guidance_scale,
-                  "guidance_interval": list(train_cfg.guidance_interval),
-                  "num_steps": 1 if model_objective(train_cfg.objective) == "pmf" else 50},
+        sampling=_sampling_defaults(train_cfg),
         ema_halflife_kimg=train_cfg.ema_halflife_kimg[k], train_steps=int(meta["step"]),
         dataset=train_cfg.dataset,
     )
+
+
+def _sampling_defaults(cfg: TrainConfig) -> dict[str, Any]:
+    """The exported model's sampling defaults. An "invert" run keeps its generator's (the generator is
+    frozen: its recommended guidance has not changed)."""
+    if cfg.objective == "invert" and cfg.init_from:
+        from core.checkpoint import read_config
+
+        theirs = read_config(Path(cfg.init_from)).get("sampling")
+        if theirs:
+            return dict(theirs)
+    return {"guidance_scale": cfg.guidance_scale, "guidance_interval": list(cfg.guidance_interval),
+            "num_steps": 1 if model_objective(cfg.objective) == "pmf" else 50}
 
 
 def _write_grid(path: Path, net: PixelMeanFlow, ema: dict[str, torch.Tensor], cfg: TrainConfig,

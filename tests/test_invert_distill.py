@@ -123,14 +123,16 @@ def test_invert_run_trains_only_the_backward_head(tmp_path, mnist_small):
     with torch.no_grad():
         for p in gen.parameters():
             p.add_(torch.randn_like(p) * 0.05)
-    save_model(tmp_path / "gen", gen, objective="pmf", class_names=[str(i) for i in range(10)])
+    save_model(tmp_path / "gen", gen, objective="pmf", class_names=[str(i) for i in range(10)],
+               sampling={"guidance_scale": 3.5, "guidance_interval": [0.0, 1.0], "num_steps": 1})
     run = tmp_path / "run"
     cfg = TrainConfig(out_dir=str(run), dataset="mnist", preset="pMF-T/4", objective="invert",
                       init_from=str(tmp_path / "gen"), steps=3, batch_size=8, lr=1e-3, log_every=1, sample_every=0,
                       ckpt_every=3, progress=False, threads=1, ema_halflife_kimg=(0.001,), ema_rampup=0.0)
     train(cfg, dataset=mnist_small)
     out, meta = load_model(run / "model")
-    assert out.cfg.backward_head and meta["objective"] == "pmf"
+    assert out.cfg.backward_head and out.cfg.backward_from == "data" and meta["objective"] == "pmf"
+    assert meta["sampling"]["guidance_scale"] == 3.5  # the frozen generator's recommended guidance
     heads = set(trainable_parameters(out))
     src = gen.state_dict()
     for k, v in out.state_dict().items():
