@@ -58,6 +58,11 @@ EDIT_STRENGTH = 1.0  # invert all the way: at t < 1 the noise-seeded latent keep
 EDIT_ITERATIONS = 2  # fixed-point updates of the edit's inversion (more: closer to the source)
 EDIT_GUIDANCE = 4.0  # omega of the target condition (a network input: free); 2 rarely changes the class
 SDEDIT_STRENGTH = 0.7
+# Refinements of the backward inversion in an edit on an inverse head (pmf train --objective invert):
+# chosen on 100 TRAIN digits (benchmarks/bench_bidirectional.py --split train --editors backward
+# --refinements 0,1; benchmarks/results/inverse800_edits_train.json, the step-800 head): 0 reaches 90%
+# target accuracy at SSIM 0.492 (2 NFE), 1 at 0.479 (4 NFE).
+EDIT_REFINEMENTS_INVERSE = 0
 # Chosen by `benchmarks/bench_edit_curves.py` on 100 TRAIN digits: the smallest strength with >= 90% target
 # accuracy (0.75: 95%; the earlier 0.9 gave 100% at SSIM 0.41 vs 0.53). Held-out result: docs/bench_edit.md.
 FLOWEDIT_STRENGTH = 0.75
@@ -351,7 +356,7 @@ def edit(
     source_guidance_scale: float = 1.0,
     generator: torch.Generator | None = None,
     method: InvertMethod = "auto",
-    num_refinements: int = DEFAULT_REFINEMENTS,
+    num_refinements: int | None = None,
     switch: float = HYBRID_SWITCH,
     size_mode: SizeMode = "fit",
 ) -> EditResult:
@@ -384,10 +389,13 @@ def edit(
         generator: the caller's generator for the seed noise e ("fixed-point" and "hybrid").
         method: "auto", "backward", "fixed-point", "hybrid" or "seeded" (see ``invert``; "seeded":
             one backward jump seeds ``num_iterations`` solver updates on [0, strength], no noise drawn,
-            ``num_inversion_steps`` unused); "auto" is "hybrid"
-            on networks with a backward head (it edits closer to the source at equal accuracy and NFE;
+            ``num_inversion_steps`` unused); "auto" is "backward" on a head trained as the generator's
+            inverse (``backward_from="data"``: 90% target accuracy at 2 NFE on MNIST), "hybrid" on other
+            networks with a backward head (it edits closer to the source at equal accuracy and NFE;
             docs/editing.md), else "fixed-point".
-        num_refinements: round-trip corrections of the backward inversion (>= 0).
+        num_refinements: round-trip corrections of the backward inversion (>= 0); None: 0 on an
+            inverse head (``EDIT_REFINEMENTS_INVERSE``: each one pulls the latent back toward a code of
+            the source), ``velocity.DEFAULT_REFINEMENTS`` otherwise.
         switch: the hybrid's solver share of [0, strength], in [0, 1).
         size_mode: "fit" (default), "crop" or "tile": how an image of another size than the model's
             is shown to it (``pmf_edit.images``); the result has the input's size.
@@ -411,7 +419,10 @@ def edit(
     check_guidance(source_guidance_scale, name="source_guidance_scale")
     K_inv, J = check_steps(num_inversion_steps, "num_inversion_steps"), check_steps(num_iterations, "num_iterations")
     K = check_steps(num_steps)
-    how, R = _resolve_method(net, method, for_edit=True), checks.integer(num_refinements, "num_refinements", lo=0)
+    how = _resolve_method(net, method, for_edit=True)
+    if num_refinements is None:
+        num_refinements = EDIT_REFINEMENTS_INVERSE if vf.backward_from_data_only(net) else DEFAULT_REFINEMENTS
+    R = checks.integer(num_refinements, "num_refinements", lo=0)
     sw = _check_switch(switch)
 
     def run(x01: torch.Tensor, plan: SizePlan) -> tuple[torch.Tensor, int]:
