@@ -12,13 +12,13 @@ Example:
 from __future__ import annotations
 
 from pmf_edit.editing import tasks
-from pmf_edit.editing.tasks import (EDIT_GUIDANCE, EDIT_ITERATIONS, EDIT_STRENGTH, FLOWEDIT_STEPS, FLOWEDIT_STRENGTH,
+from pmf_edit.editing.tasks import (EDIT_GUIDANCE, EDIT_ITERATIONS, EDIT_STRENGTH, EDIT_STRENGTH_INVERSE, FLOWEDIT_STEPS, FLOWEDIT_STRENGTH,
                                     SDEDIT_STRENGTH, EditResult, InversionResult, edit, flow_edit, from_pretrained,
                                     inpaint, invert, reconstruct, sdedit)
 
 __all__ = [
     "EditResult", "InversionResult", "from_pretrained", "invert", "reconstruct", "edit", "sdedit", "flow_edit",
-    "inpaint", "EDIT_STRENGTH", "EDIT_ITERATIONS", "EDIT_GUIDANCE", "SDEDIT_STRENGTH", "FLOWEDIT_STRENGTH",
+    "inpaint", "EDIT_STRENGTH", "EDIT_STRENGTH_INVERSE", "EDIT_ITERATIONS", "EDIT_GUIDANCE", "SDEDIT_STRENGTH", "FLOWEDIT_STRENGTH",
     "FLOWEDIT_STEPS",
 ]
 

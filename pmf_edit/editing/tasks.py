@@ -63,6 +63,10 @@ SDEDIT_STRENGTH = 0.7
 # --refinements 0,1; benchmarks/results/inverse800_edits_train.json, the step-800 head): 0 reaches 90%
 # target accuracy at SSIM 0.492 (2 NFE), 1 at 0.479 (4 NFE).
 EDIT_REFINEMENTS_INVERSE = 0
+# Edit strength on an inverse head: the smallest of 0.5, 0.6, ..., 0.9, 0.95, 1.0 with >= 90% target accuracy
+# on 100 TRAIN digits with the bundled head (benchmarks/results/inverse_latent978_edits_train.json: 97%, SSIM
+# 0.453; 0.85 gave 89%).
+EDIT_STRENGTH_INVERSE = 0.9
 # Chosen by `benchmarks/bench_edit_curves.py` on 100 TRAIN digits: the smallest strength with >= 90% target
 # accuracy (0.75: 95%; the earlier 0.9 gave 100% at SSIM 0.41 vs 0.53). Held-out result: docs/bench_edit.md.
 FLOWEDIT_STRENGTH = 0.75
@@ -347,7 +351,7 @@ def edit(
     *,
     labels: Labels,
     source_labels: Labels = None,
-    strength: float = EDIT_STRENGTH,
+    strength: float | None = None,
     num_steps: int = 1,
     num_inversion_steps: int = 1,
     num_iterations: int = EDIT_ITERATIONS,
@@ -380,7 +384,8 @@ def edit(
         images: (B, C, H, W) float32/float64 in [0, 1], any H, W (see ``size_mode``).
         labels: target class (one int or (B,)).
         source_labels: the class the images show; None inverts under the null class.
-        strength: t in (0, 1] to invert to; larger changes more, smaller keeps more structure.
+        strength: t in (0, 1] to invert to; larger changes more, smaller keeps more structure. None:
+            ``EDIT_STRENGTH`` (1.0), or ``EDIT_STRENGTH_INVERSE`` (0.9) on an inverse head.
         num_steps: regeneration jumps (t -> 0).
         num_inversion_steps: inversion intervals on [0, t].
         num_iterations: fixed-point updates per inversion interval (fewer: noisier latent, bigger edits).
@@ -414,6 +419,8 @@ def edit(
     n = images.shape[0]
     y_tgt = check_labels(net, labels, n, "labels", required=True)
     y_src = check_labels(net, source_labels, n, "source_labels")
+    if strength is None:
+        strength = EDIT_STRENGTH_INVERSE if vf.backward_from_data_only(net) else EDIT_STRENGTH
     t = check_strength(strength)
     check_guidance(guidance_scale, guidance_interval)
     check_guidance(source_guidance_scale, name="source_guidance_scale")
