@@ -479,8 +479,10 @@ def warm_start(net: PixelMeanFlow, directory: str | Path) -> None:
     the guided instantaneous velocity that the v-head regresses, so the guidance targets start
     right. A backward head gets the u-head's blocks; its final layer too with the "data"
     parameterisation (an image estimate, as the u-head's: then a jump toward noise starts nearly
-    right away from t = 0), a zero one with "noise" (its output means the noise endpoint).
-    Everything else must match exactly.
+    right away from t = 0), a zero one with "noise" (its output means the noise endpoint). The
+    folder's own backward head is kept only when ours is the same kind (parameterisation and
+    ``backward_from``); otherwise it is dropped (e.g. the bundled MNIST model's inverse head when a
+    MeanFlow run starts from it). Everything else must match exactly.
     """
     from core.checkpoint import WEIGHTS_NAME, read_config
 
@@ -495,6 +497,10 @@ def warm_start(net: PixelMeanFlow, directory: str | Path) -> None:
         raise ValueError(f"--init-from {directory}: its network {theirs} differs from this run's {ours}")
     sd = dict(read_safetensors(weights))
     own = net.state_dict()
+    same_head = (src_cfg.backward_head and net.cfg.backward_head and src_cfg.backward_param == net.cfg.backward_param
+                 and src_cfg.backward_from == net.cfg.backward_from)
+    if not same_head:  # its backward head means something else here (or there is none): start ours afresh
+        sd = {k: v for k, v in sd.items() if not k.startswith(("b_blocks.", "b_final."))}
     for k in list(own):
         if k in sd:
             continue

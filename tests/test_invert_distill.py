@@ -200,3 +200,25 @@ def test_a_head_trained_from_data_only_is_not_jumped_from_noise_and_auto_edits_w
     assert (auto.images - ((vf.jump(net, e, 1.0, 0.0, tgt) + 1) / 2).clamp(0, 1)).abs().max() < 1e-8
     with pytest.raises(ValueError, match="backward_from"):
         build_model("pMF-T/4", backward_head=True, backward_from="noise")
+
+
+def test_warm_start_from_a_model_with_an_inverse_head(tmp_path):
+    from core.train import warm_start
+
+    torch.manual_seed(0)
+    src = build_model("pMF-T/4", with_v_head=False, backward_head=True, backward_from="data")
+    with torch.no_grad():
+        for p in src.parameters():
+            p.add_(torch.randn_like(p) * 0.05)
+    save_model(tmp_path / "m", src)
+    plain = build_model("pMF-T/4")  # a MeanFlow run without a backward head: the inverse head is dropped
+    warm_start(plain, tmp_path / "m")
+    assert torch.equal(plain.u_final.linear.weight, src.u_final.linear.weight)
+    inverse = build_model("pMF-T/4", with_v_head=False, backward_head=True, backward_from="data")
+    warm_start(inverse, tmp_path / "m")  # another inverse run continues from the head
+    assert torch.equal(inverse.b_final.linear.weight, src.b_final.linear.weight)
+    bidir = build_model("pMF-T/4", backward_head=True)  # a MeanFlow head: from the u-head, not the inverse
+    warm_start(bidir, tmp_path / "m")
+    assert bidir.b_final.linear.weight.abs().sum() == 0
+    for a, b in zip(bidir.b_blocks.parameters(), src.u_blocks.parameters()):
+        assert torch.equal(a, b)
