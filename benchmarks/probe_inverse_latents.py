@@ -29,14 +29,14 @@ from benchmarks.bench_editing import _at_accuracy  # noqa: E402
 from core.evaluation import evaluate_digits  # noqa: E402
 from core.metrics import ssim  # noqa: E402
 from pmf_edit import editing  # noqa: E402
+from pmf_edit.boundary import noise_of_state  # noqa: E402
 from pmf_edit import velocity as vf  # noqa: E402
 
 
 @torch.no_grad()
 def noise_estimate(net, x: torch.Tensor, y: torch.Tensor, r: float, guidance: float) -> torch.Tensor:
     """e_b (B, C, H, W): the backward jump 0 -> r written as noise, z_r = (1 - r) x + r s e_b."""
-    z = vf.jump(net, x, 0.0, r, y, guidance)
-    return (z - (1 - r) * x) / (r * float(net.cfg.noise_scale))
+    return noise_of_state(vf.jump(net, x, 0.0, r, y, guidance), x, r, float(net.cfg.noise_scale))
 
 
 @torch.no_grad()

@@ -50,6 +50,14 @@ from core.sharded_checkpoint import FORMAT as SHARDED_FORMAT
 from core.sharded_checkpoint import load_sharded, load_sharded_ema, save_sharded
 
 
+OBJECTIVES = ("pmf", "fm", "invert")
+
+
+def model_objective(objective: str) -> str:
+    """What the trained network is ("pmf" or "fm"): an "invert" run trains a pMF's backward head."""
+    return "fm" if objective == "fm" else "pmf"
+
+
 @dataclass(frozen=True)
 class TrainConfig:
     """One training run. Written to ``<out_dir>/config.json``."""
@@ -128,14 +136,6 @@ class TrainConfig:
 # checkpoint's weights, optimizer state or data order mean something else, so it is refused; every
 # other field (steps, max_minutes, lr, muon_lr, the objective's weights, logging, sampling, device...)
 # takes effect from the resumed step and is recorded in <out_dir>/resume.jsonl and on stderr.
-OBJECTIVES = ("pmf", "fm", "invert")
-
-
-def model_objective(objective: str) -> str:
-    """What the trained network is ("pmf" or "fm"): an "invert" run trains a pMF's backward head."""
-    return "fm" if objective == "fm" else "pmf"
-
-
 RESUME_FIXED = ("dataset", "resolution", "channels", "preset", "model_overrides", "objective", "batch_size",
                 "seed", "ema_halflife_kimg", "adam_betas", "muon_momentum")
 

@@ -45,7 +45,7 @@ from core.sampling import draw_noise
 
 __all__ = [
     "Labels", "check_images", "check_labels", "check_strength", "check_steps", "check_guidance", "to_model",
-    "to_images", "sample_noise", "forward_noise", "with_precision",
+    "to_images", "sample_noise", "forward_noise", "noise_of_state", "with_precision",
 ]
 
 Labels = Tensor | Sequence[int] | int | None
@@ -194,6 +194,11 @@ def sample_noise(n: int, shape: Sequence[int], generator: torch.Generator | None
 def forward_noise(x: Tensor, eps: Tensor, t: float, noise_scale: float) -> Tensor:
     """z_t = (1 - t) x + t s e: the state at time t of image x (model range) with noise e, scale s."""
     return (1.0 - t) * x + t * noise_scale * eps
+
+
+def noise_of_state(z_t: Tensor, x: Tensor, t: float, noise_scale: float) -> Tensor:
+    """The noise e with ``forward_noise(x, e, t, s) == z_t``: e = (z_t - (1 - t) x) / (t s), t > 0."""
+    return (z_t - (1.0 - t) * x) / (t * noise_scale)
 
 
 # ------------------------------------------------------------------------------------------------

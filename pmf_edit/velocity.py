@@ -27,7 +27,7 @@ import torch
 
 from core import checks
 from core.model import PixelMeanFlow
-from pmf_edit.boundary import check_guidance, forward_noise
+from pmf_edit.boundary import check_guidance, forward_noise, noise_of_state
 
 Labels = torch.Tensor | Sequence[int] | int | None  # here the null class may also be given by its index K
 Seed = Literal["velocity", "state", "carry", "noise"]
@@ -468,7 +468,7 @@ def invert_seeded(
     z0 = jump(net, x, 0.0, t, labels, guidance_scale, guidance_interval)  # r > t: toward noise
     if not bool(torch.isfinite(z0).all()):
         raise FloatingPointError("invert_seeded: the backward jump produced NaN/inf latents; check the checkpoint")
-    e = (z0 - (1.0 - t) * x) / (t * float(net.cfg.noise_scale))  # the seed as noise: forward_noise(x, e, t) = z0
+    e = noise_of_state(z0, x, t, float(net.cfg.noise_scale))  # the seed as the solver's noise seed
     inv = invert(net, x, t, labels, guidance_scale, guidance_interval, 1, num_iterations, "noise", anderson, e)
     return Inversion(latents=inv.latents, t=inv.t, nfe=inv.nfe + 1, residual=inv.residual, diverged=inv.diverged)
 
