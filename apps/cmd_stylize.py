@@ -19,7 +19,7 @@ import torch
 
 def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     from pmf_edit.style import (DEFAULT_ATTENTION_TEMPERATURE, DEFAULT_INJECTION_WEIGHT, DEFAULT_METHOD,
-                                DEFAULT_STRENGTH)
+                                DEFAULT_STRENGTH, DEFAULT_TEXTURE)
 
     p = sub.add_parser(
         "stylize",
@@ -59,6 +59,9 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
                    help="whole: the whole style image resized to the model's side; content: the style "
                    "resized by the content's own factor, then its centre (texture keeps its size relative "
                    "to the content; matters when the style image is larger than the content)")
+    p.add_argument("--texture", type=float, default=DEFAULT_TEXTURE,
+                   help="weight of the style's own texture added at full resolution (x strength; 0: the "
+                   "network's change only)")
     p.add_argument("--no-color-match", action="store_true", help="skip the Lab colour move")
     p.add_argument("--color-after", action="store_true",
                    help="make the Lab colour move on the output instead of on the content before the model")
@@ -136,7 +139,7 @@ def run(args: argparse.Namespace) -> int:
         style_labels=None if args.style_class is None else resolve_style_class(net, args.style_class, 1, names),
         color_match=not args.no_color_match, color_first=not args.color_after, size_mode=args.size_mode,
         attention_temperature=args.attention_temperature, injection_weight=args.injection_weight,
-        style_scale=args.style_scale,
+        style_scale=args.style_scale, texture=args.texture,
         generator=torch.Generator().manual_seed(args.seed),
     )
     seconds = time.perf_counter() - t0

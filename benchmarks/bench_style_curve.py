@@ -16,7 +16,9 @@ fraction; it is null when a curve does not reach Reinhard's content distance (no
 
 Picture checks per method (benchmarks/style_quality.py), at the strengths run:
     fge_P              folded-gradient excess at period P (the patch period p, 4 for the bundled model,
-                       the tile stride 24, and the patch period carried to full size by fit, p x max(H, W) / S); 1.00 = none, target <= 1.02
+                       the tile stride 24, the patch period carried to full size by fit, p x max(H, W) / S,
+                       and the texture stage's patch stride and side at full size); 1.00 = none, target <= 1.02
+    gram_tapN          the Gram distance at one tap (features.N) alone: which layers a method moves
     lightness_std      Lab lightness std of the output over the content's, target >= 0.6 unless the
                        style is flat (Reinhard's ratio shows what the style's own contrast allows)
 
@@ -44,7 +46,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as a script from anywhere
 
-from benchmarks.style_quality import folded_gradient_excess, lightness_std_ratio
+from benchmarks.style_quality import folded_gradient_excess, lightness_std_ratio, texture_periods
 from core.checkpoint import bundled_model_dir
 from core.perceptual import MobileNetFeatures
 from pmf_edit.style.baselines import GatysConfig, content_distance, gatys_transfer, gram_distance, reinhard_transfer
@@ -202,10 +204,13 @@ def main(argv: list[str] | None = None) -> dict:
                 q = {"cpu_s": cpu,
                      "content_distance": float(content_distance(out, c, feats)),
                      "gram_distance": float(gram_distance(out, s, feats)),
+                     **{f"gram_tap{t}": float(v) for t, v in zip(feats.layers, gram_distance(out, s, feats, by_tap=True)[0])},
                      "lightness_std": float(lightness_std_ratio(out, c))}
                 pp = net.cfg.patch_size  # the patch period on the model's input, and carried to full size
                 for P in sorted({pp, 24, round(pp * max(H, W) / S)}):
                     q[f"fge_{P if P in (pp, 24) else 'patch_full'}"] = float(folded_gradient_excess(out, c, P))
+                for name, P in zip(("fge_texture_stride", "fge_texture_patch"), texture_periods(H, W)):
+                    q[name] = float(folded_gradient_excess(out, c, P))
                 per.append(q)
             row = {"method": family, "strength": strength,
                    **{k: round(float(np.mean([p[k] for p in per])), 4) for k in per[0]},

@@ -1,8 +1,10 @@
-"""Full-size style-transfer gallery for docs/style.md: content | style | pMF | Reinhard | Gatys per pair.
+"""Full-size style-transfer gallery for docs/style.md: content | style | pMF | Reinhard | Gatys | pMF
+without the texture stage (``texture=0``, the network's change only), per pair.
 
 One PNG per pair at the content's own size (the style shown resized to the content's height), plus
 one JSON line with each panel's picture checks (folded-gradient excess at the patch period 4, the tile
-stride 24 and the patch period carried to full size; Lab lightness std ratio) and CPU seconds.
+stride 24, the patch period carried to full size and the texture stage's stride and patch side at full
+size; Lab lightness std ratio) and CPU seconds.
 
     OMP_NUM_THREADS=1 python benchmarks/style_gallery.py --out-dir docs/images
 
@@ -23,7 +25,7 @@ import torch.nn.functional as F
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as a script from anywhere
 
 from benchmarks.bench_style_curve import PAIRS, skimage_rgb01
-from benchmarks.style_quality import folded_gradient_excess, lightness_std_ratio
+from benchmarks.style_quality import folded_gradient_excess, lightness_std_ratio, texture_periods
 from core.checkpoint import bundled_model_dir
 from core.images import save_png
 from core.perceptual import MobileNetFeatures
@@ -64,6 +66,10 @@ def main(argv: list[str] | None = None) -> dict:
                                            generator=torch.Generator().manual_seed(0)).images),
             ("reinhard", lambda: reinhard_transfer(c, s)),
             ("gatys", lambda: gatys_transfer(c, s, feats, GatysConfig(num_steps=args.gatys_steps))),
+            ("pmf_no_texture", lambda: style_transfer(
+                net, c, s if pmf_style is None else pmf_style, strength=strength, texture=0.0,
+                class_names=meta.get("class_names"), size_mode=args.size_mode,
+                generator=torch.Generator().manual_seed(0)).images),
         ):
             c0 = time.process_time()
             out = fn()
@@ -72,13 +78,13 @@ def main(argv: list[str] | None = None) -> dict:
         for name, (out, cpu) in panels.items():
             q = {"cpu_s": round(cpu, 3), "lightness_std": round(float(lightness_std_ratio(out, c)), 3)}
             pp = net.cfg.patch_size  # the patch period, on the model's input and carried up by fit
-            for P in sorted({pp, 24, round(pp * max(H, c.shape[-1]) / S)}):
+            for P in sorted({pp, 24, round(pp * max(H, c.shape[-1]) / S), *texture_periods(H, W)}):
                 q[f"fge_{P}"] = round(float(folded_gradient_excess(out, c, P)), 4)
             checks[name] = q
         style_shown = F.interpolate(s, size=(H, round(s.shape[-1] * H / s.shape[-2])), mode="bilinear",
                                     antialias=True, align_corners=False)
         gap = np.full((H, 8, 3), 255, np.uint8)
-        row = [_u8(c), _u8(style_shown)] + [_u8(panels[k][0]) for k in ("pmf", "reinhard", "gatys")]
+        row = [_u8(c), _u8(style_shown)] + [_u8(panels[k][0]) for k in ("pmf", "reinhard", "gatys", "pmf_no_texture")]
         picture = np.concatenate([p for r in row for p in (r, gap)][:-1], axis=1)
         label = f"{cname}+{sname if pmf_style is None else pmf_style.replace(':', '_')}"
         path = save_png(Path(args.out_dir) / f"style_gallery_{label}.png", picture)

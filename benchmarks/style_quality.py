@@ -23,7 +23,8 @@ import kornia.color as kc
 import torch
 from torch import Tensor
 
-__all__ = ["folded_gradient_profile", "folded_gradient_ratio", "folded_gradient_excess", "lightness_std_ratio"]
+__all__ = ["folded_gradient_profile", "folded_gradient_ratio", "folded_gradient_excess", "lightness_std_ratio",
+           "texture_periods"]
 
 
 def _lightness(x01: Tensor) -> Tensor:
@@ -77,3 +78,14 @@ def folded_gradient_excess(output01: Tensor, content01: Tensor, period: int) -> 
 def lightness_std_ratio(output01: Tensor, content01: Tensor) -> Tensor:
     """(B,) std of the output's Lab lightness over the content's (1 = contrast kept)."""
     return _lightness(output01).flatten(1).std(1) / _lightness(content01).flatten(1).std(1).clamp_min(1e-12)
+
+
+def texture_periods(height: int, width: int) -> tuple[int, int]:
+    """The texture stage's patch stride and patch side carried to an ``height`` x ``width`` output
+    (``pmf_edit.style.texture`` at its default ``TextureConfig``), rounded to whole pixels: the periods
+    at which its pasted patches could leave a mesh."""
+    from pmf_edit.style.texture import TextureConfig
+
+    cfg = TextureConfig()
+    stride = cfg.stride * max(height, width) / cfg.work_side
+    return max(2, round(stride)), max(2, round(2 * stride))

@@ -26,7 +26,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as a script from anywhere
 
 from benchmarks.bench_style_curve import PAIRS, curve_at, multiscale_style, skimage_rgb01
-from benchmarks.style_quality import folded_gradient_excess, lightness_std_ratio
+from benchmarks.style_quality import folded_gradient_excess, lightness_std_ratio, texture_periods
 from core.checkpoint import bundled_model_dir
 from core.perceptual import MobileNetFeatures
 from pmf_edit.style.baselines import content_distance, gram_distance, reinhard_transfer
@@ -77,6 +77,13 @@ CONFIGS: dict[str, dict] = {
     "kv_T4_content": {"style_scale": "content", "attention_temperature": 4.0},
     "kv_replace_T2_content": {"method": "kv_replace", "attention_temperature": 2.0, "style_scale": "content"},
     "kv_content_cw1": {"style_scale": "content", "color_weight": 1.0},
+    # sixth round: the style's own texture placed by correspondence (pmf_edit.style.texture), by weight
+    "tex0": {"texture": 0.0},
+    "tex0.4": {"texture": 0.4},
+    "tex0.5": {"texture": 0.5},
+    "tex0.8": {"texture": 0.8},
+    "tex1.2": {"texture": 1.2},
+    "tex1.6": {"texture": 1.6},
 }
 
 
@@ -117,7 +124,8 @@ def main(argv: list[str] | None = None) -> dict:
             out = fn(c, s, k)
             cpu = time.process_time() - t0
             p = net.cfg.patch_size  # its period, on the model's input and carried to full size
-            fge = max(float(folded_gradient_excess(out, c, P)) for P in {p, 24, round(p * max(c.shape[-2:]) / S)})
+            fge = max(float(folded_gradient_excess(out, c, P)) for P in {p, 24, round(p * max(c.shape[-2:]) / S),
+                                                                          *texture_periods(*c.shape[-2:])})
             per.append({"cpu_s": cpu, "content_distance": float(content_distance(out, c, feats)),
                         "gram_distance": float(gram_distance(out, s, feats)), "max_fge": fge,
                         "lightness_std": float(lightness_std_ratio(out, c))})

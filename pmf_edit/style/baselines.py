@@ -101,24 +101,25 @@ def gram_matrices(maps: list[Tensor]) -> list[Tensor]:
     return out
 
 
-def _rel_gram(gx: list[Tensor], gs: list[Tensor]) -> Tensor:
+def _rel_gram(gx: list[Tensor], gs: list[Tensor], by_tap: bool = False) -> Tensor:
     d = [(a - b).flatten(1).norm(dim=1) / (b.flatten(1).norm(dim=1) + 1e-8) for a, b in zip(gx, gs)]
-    return torch.stack(d).mean(0)  # (B,)
+    return torch.stack(d, 1) if by_tap else torch.stack(d).mean(0)  # (B, taps) or (B,)
 
 
 @torch.no_grad()
-def gram_distance(x: Tensor, style: Tensor, features: MobileNetFeatures) -> Tensor:
+def gram_distance(x: Tensor, style: Tensor, features: MobileNetFeatures, by_tap: bool = False) -> Tensor:
     """Relative Gram distance (B,) of MobileNetV2 features, averaged over the network's taps.
 
     Args:
         x: (B, 3, H, W) in [0, 1].
         style: (B or 1, 3, H', W') in [0, 1].
         features: ``MobileNetFeatures`` (its ``layers`` are the taps).
+        by_tap: return (B, taps), one distance per tap, instead of their mean.
     """
     style = _pair_batch(x, style)
     _, mx = features(x.float() * 2 - 1, return_maps=True)
     _, ms = features(style.float() * 2 - 1, return_maps=True)
-    return _rel_gram(gram_matrices(mx), gram_matrices(ms))
+    return _rel_gram(gram_matrices(mx), gram_matrices(ms), by_tap)
 
 
 @torch.no_grad()

@@ -28,6 +28,9 @@ is z_r = z_t - (t - r) u(z_t, r, t). With t* = ``strength``:
                    from its un-AdaIN'd state with nothing injected), +1 NFE: keeps the detail the
                    model's regeneration would blur, transfers only the change the style makes
     5. colour      (``color_first=False``) the same Lab move on the output instead of step 0
+    6. texture     (``texture`` > 0, default) the style image's own patches placed after the output at
+                   full resolution, their fine luma detail added (``pmf_edit.style.texture``): the
+                   texture a model-size network cannot draw into a large picture
 
 ``strength`` = 0 returns the content; 1 inverts all the way to noise. A content of any size goes
 through the size policy of every pmf_edit task (``pmf_edit.images``, ``size_mode``): "fit" (default:
@@ -47,6 +50,7 @@ Example:
 from __future__ import annotations
 
 import contextlib
+import math
 from dataclasses import dataclass
 from typing import Iterator, Literal, Sequence
 
@@ -63,6 +67,7 @@ from pmf_edit import velocity as vf
 from pmf_edit.boundary import (check_guidance, check_images, check_steps, check_strength, forward_noise,
                                sample_noise, with_precision)
 from pmf_edit.images import SIZE_MODES, check_image_size, from_network, plan_size, repeat_per_tile, to_network
+from pmf_edit.style.texture import TextureConfig, add_texture_detail, cover_resize, noise_shape, synthesize_texture
 
 __all__ = ["StyleResult", "style_transfer", "resolve_style_class"]
 
@@ -87,6 +92,11 @@ DEFAULT_ATTENTION_TEMPERATURE = 1.0  # kv: multiplies the content's logits over 
 StyleScale = Literal["whole", "content"]
 DEFAULT_STYLE_SCALE: StyleScale = "whole"  # the whole style image squeezed into the model's input
 TILE_CHUNK = 64  # network inputs stylised at once: bounds memory for size_mode="tile" on large images
+# The style's own texture added at full resolution (pmf_edit.style.texture): detail weight = texture x
+# strength. Chosen by eye on the tuning pairs, where the Gram-at-Reinhard's-content-distance reading
+# does not separate the weights (benchmarks/results/style_texture_tuning.json, docs/style.md).
+DEFAULT_TEXTURE = 0.5
+CLASS_MOSAIC = 3  # a style class's texture exemplar: CLASS_MOSAIC^2 one-step samples side by side
 
 
 @dataclass
@@ -371,6 +381,8 @@ def style_transfer(
     attention_temperature: float = DEFAULT_ATTENTION_TEMPERATURE,
     size_mode: SizeMode = DEFAULT_SIZE_MODE,
     style_scale: StyleScale = DEFAULT_STYLE_SCALE,
+    texture: float = DEFAULT_TEXTURE,
+    texture_config: TextureConfig | None = None,
     generator: torch.Generator | None = None,
 ) -> StyleResult:
     """Render ``content`` in the style of a reference image or of a class of the model.
@@ -422,8 +434,15 @@ def style_transfer(
         style_scale: how a reference style image meets the model: "whole" (default: the whole image
             resized to the model's side) or "content" (resized by the content's own factor, then the
             centre model-size square: the style's texture keeps its size relative to the content).
-        generator: the caller's generator (class styles and ``inversion="noise"``); deterministic
-            for a given generator state.
+        texture: >= 0, how much of the style's own texture is added at full resolution after the
+            network pass (``pmf_edit.style.texture``: the style image's patches placed where the
+            stylised output says, their fine luma detail added with weight ``texture x strength``;
+            for a style class the texture comes from a mosaic of ``CLASS_MOSAIC``^2 one-step samples).
+            0 = the network's change only (the behaviour before the texture stage). Not used for a
+            content at the model's own size (there the network draws at full resolution).
+        texture_config: matching settings (``TextureConfig``; None = the defaults).
+        generator: the caller's generator (class styles, ``inversion="noise"`` and the texture's start
+            noise); deterministic for a given generator state.
 
     Returns:
         ``StyleResult`` with images (B, 3, H, W) in [0, 1] (the content's dtype), NFE per image and
@@ -435,7 +454,7 @@ def style_transfer(
     Example:
         >>> out = style_transfer(net, content, "class:brick", class_names=cfg["class_names"],
         ...                      strength=0.5, generator=torch.Generator().manual_seed(0))
-        >>> out.images.shape, out.nfe, out.size_mode
+        >>> out.images.shape, out.nfe, out.size_mode   # at the model's size: no texture stage
         (torch.Size([1, 3, 32, 32]), 6, 'native')
     """
     _check_rgb(net, content, "content")
@@ -457,6 +476,8 @@ def style_transfer(
         check_steps(v, name)
     check_guidance(guidance_scale)
     iw = checks.real(injection_weight, "injection_weight", lo=0.0, hi=1.0)
+    tx = checks.real(texture, "texture", lo=0.0, hi=4.0)
+    tcfg = checks.config(texture_config, TextureConfig) if texture_config is not None else TextureConfig()
     at = checks.real(attention_temperature, "attention_temperature", lo=0.25, hi=8.0)
     n_blocks = len(_blocks(net))
     if not 0 <= inject_from < n_blocks:
@@ -471,9 +492,26 @@ def style_transfer(
     tiles = plan.num_tiles
     size_mode = "native" if plan.native else mode  # what StyleResult reports
     style_is_image = isinstance(style, Tensor) and style.is_floating_point()
+    # At the model's own size the network already draws at full resolution: the texture stage is for
+    # larger (or other-shaped) pictures, whose change the network could only make at its own side.
+    with_texture = tx > 0 and s > 0 and not plan.native
+    mosaic = (CLASS_MOSAIC**2 - 1) if with_texture and not style_is_image else 0  # more class samples
     draws = (0 if style_is_image else 1) + (2 * tiles if inversion == "noise" else 0)
     C = net.cfg.in_channels
-    eps = sample_noise(B, (draws, C, S, S), generator, p) if draws else None  # (B, draws, C, S, S)
+    # The texture covers what the network saw (plan.box: the whole image, or crop's centre square; the
+    # rest of a crop stays the content's own pixels).
+    bt, bl, bh, bw = plan.box
+    tex_shape = noise_shape(bh, bw, tcfg) if with_texture else (0,)
+    n_tex = math.prod(tex_shape) if with_texture else 0
+    n_net = (draws + mosaic) * C * S * S
+    eps = tex_noise = mosaic_eps = None
+    if with_texture:  # one piece per image: the network's draws, the mosaic's, then the texture's start noise
+        flat = sample_noise(B, (n_net + n_tex,), generator, p)  # (B, n_net + n_tex)
+        eps = flat[:, :draws * C * S * S].reshape(B, draws, C, S, S) if draws else None
+        mosaic_eps = flat[:, draws * C * S * S:n_net].reshape(B, mosaic, C, S, S)
+        tex_noise = flat[:, n_net:]
+    elif draws:
+        eps = sample_noise(B, (draws, C, S, S), generator, p)  # (B, draws, C, S, S)
 
     # The style as a model-size reference image (B, C, S, S) in [0, 1], and its class if any.
     y_style: Tensor | None
@@ -536,5 +574,24 @@ def style_transfer(
         out_c, nfe = core(x_in[sl], refs[sl], pick(ycs), pick(yss), pick(state_eps))
         parts.append(out_c)
     out = from_network(plan, x, x_in, torch.cat(parts))
-    return StyleResult(out.to(device=content.device, dtype=content.dtype), nfe * tiles + nfe_style_sample,
-                       size_mode, tiles, method, y_style)
+    nfe_texture = 0
+    if with_texture:
+        if style_is_image:
+            exemplars = style.to(device=p.device, dtype=p.dtype).expand(B, -1, -1, -1)
+        else:  # the class's texture: CLASS_MOSAIC^2 one-step samples (the first is the reference above)
+            m = CLASS_MOSAIC
+            z1 = net.cfg.noise_scale * mosaic_eps.reshape(B * mosaic, C, S, S)
+            more = from_model_range(vf.jump(net, z1, 1.0, 0.0, y_style.repeat_interleave(mosaic)))
+            tiles_m = torch.cat([style01[:, None], more.reshape(B, mosaic, C, S, S)], 1)  # (B, m^2, C, S, S)
+            # (B, m, m, C, S, S) -> (B, C, m S, m S): the samples side by side
+            exemplars = tiles_m.reshape(B, m, m, C, S, S).permute(0, 3, 1, 4, 2, 5).reshape(B, C, m * S, m * S)
+            nfe_texture = mosaic
+        sigma = tcfg.detail_sigma * max(bh, bw) / min(tcfg.work_side, max(bh, bw))  # working -> output pixels
+        out = out.clone()
+        for b in range(B):  # the texture is matched per image (its own style, guide and noise)
+            part = out[b:b + 1, :, bt:bt + bh, bl:bl + bw]  # (1, C, bh, bw)
+            ex = cover_resize(exemplars[b:b + 1], bh, bw)
+            tex = synthesize_texture(part, ex, tcfg, tex_noise[b].reshape(tex_shape))
+            out[b:b + 1, :, bt:bt + bh, bl:bl + bw] = add_texture_detail(part, tex, tx * s, sigma)
+    return StyleResult(out.to(device=content.device, dtype=content.dtype),
+                       nfe * tiles + nfe_style_sample + nfe_texture, size_mode, tiles, method, y_style)
