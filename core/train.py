@@ -91,6 +91,9 @@ class TrainConfig:
     max_minutes: float = 0.0  # also stop (and export) after this much wall-clock time (0: no limit)
     lr: float = 1e-3  # Adam learning rate (constant, as the paper)
     muon_lr: float | None = None  # Muon learning rate; None: the same as lr (the paper's 1e-3)
+    lr_cooldown_steps: int = 0  # the last N steps before `steps` scale both rates linearly down toward 0
+    #   (a warmup-stable-decay cooldown; 0: constant rates as the paper). Steps, not minutes: a run cut
+    #   by max_minutes before `steps` has not cooled down
     adam_betas: tuple[float, float] = (0.9, 0.95)
     muon_momentum: float = 0.95
     ema_halflife_kimg: tuple[float, ...] = (5.0, 20.0)  # EMA half-lives in thousands of images
@@ -165,7 +168,7 @@ def _validate(cfg: "TrainConfig") -> None:
         raise ValueError(f"channels must be 1, 3 or None (the data set's), got {cfg.channels!r}")
     for name, lo in (("batch_size", 1), ("steps", 1), ("log_every", 1), ("sample_every", 0), ("ckpt_every", 1),
                      ("keep_checkpoints", 1), ("threads", 0), ("seed", 0), ("perceptual_size", 16),
-                     ("data_workers", 0)):
+                     ("data_workers", 0), ("lr_cooldown_steps", 0)):
         checks.integer(getattr(cfg, name), name, lo=lo)
     checks.real(cfg.max_minutes, "max_minutes", lo=0.0, hint=" (0: no limit)")
     checks.real(cfg.lr, "lr", lo=0.0, lo_open=True)
@@ -530,6 +533,21 @@ def sample_grid(net: PixelMeanFlow, cfg: TrainConfig, num_classes: int, objectiv
     return sample_flow_matching(net, labels, num_samples=n, num_steps=20, method="heun", **kw).images
 
 
+def lr_factor(step: int, steps: int, cooldown: int) -> float:
+    """Multiplier of the learning rates for the update taken at 0-based ``step`` of a ``steps`` run.
+
+    1 until the last ``cooldown`` steps, then linear down: (steps - step) / cooldown, i.e. 1 at the first
+    cooled step and 1 / cooldown at the last (a warmup-stable-decay schedule's decay; Hagele et al. 2024).
+
+    Example:
+        >>> [lr_factor(s, 10, 4) for s in (5, 6, 7, 9)]
+        [1.0, 1.0, 0.75, 0.25]
+    """
+    if cooldown <= 0 or step < steps - cooldown:
+        return 1.0
+    return max(steps - step, 1) / cooldown
+
+
 def train(cfg: TrainConfig, dataset: ImageDataset | Any = None) -> dict[str, Any]:
     """Train (or resume) the run in ``cfg.out_dir``; returns a summary dict.
 
@@ -612,10 +630,16 @@ def _train_locked(cfg: TrainConfig, dataset: ImageDataset | None, run: Path, ran
     start = load_checkpoint(run, net, opts, emas, sampler)
     is_main = rank == 0
     changed = _resume_changes(run, cfg, start)  # refuses changes that RESUME_FIXED forbids
-    # The configured rates win over the ones stored in the optimizer state (a resumed run may lower them).
-    for o, lr in zip(opts, (cfg.muon_lr or cfg.lr, cfg.lr)):
-        for group in o.param_groups:
-            group["lr"] = lr
+    # The configured rates win over the ones stored in the optimizer state (a resumed run may lower them);
+    # set_rates is called before every step so a cooldown is a function of the step alone (exact resume).
+    base_rates = (cfg.muon_lr or cfg.lr, cfg.lr)
+
+    def set_rates(at: int) -> float:
+        f = lr_factor(at, cfg.steps, cfg.lr_cooldown_steps)
+        for o, lr in zip(opts, base_rates):
+            for group in o.param_groups:
+                group["lr"] = lr * f
+        return f
     if is_main:
         if start:
             note = "; ".join(f"{k} {a!r} -> {b!r}" for k, (a, b) in changed.items()) or "no settings changed"
@@ -683,6 +707,7 @@ def _train_locked(cfg: TrainConfig, dataset: ImageDataset | None, run: Path, ran
                     f"non-finite loss {stats['loss']} at step {step} ({stats}); the last good "
                     f"checkpoint is {last_ckpt or 'none (no checkpoint written yet)'}"
                 )
+            stats["lr_factor"] = set_rates(step)
             for o in opts:
                 o.step()
             step += 1

@@ -188,3 +188,24 @@ def test_bidirectional_run_exports_a_backward_head_and_checkpoint_export_matches
         assert torch.equal(a, b), k  # the checkpoint's last EMA is what the run exported
     with pytest.raises(FileNotFoundError, match="latest.json"):
         export_checkpoint(tmp_path / "nothing", tmp_path / "x")
+
+
+def test_lr_cooldown_schedule_and_resume(tmp_path, mnist_small):
+    from core.train import lr_factor
+
+    assert [lr_factor(s, 10, 4) for s in range(10)] == [1.0] * 7 + [0.75, 0.5, 0.25]
+    assert all(lr_factor(s, 10, 0) == 1.0 for s in range(10))
+    with pytest.raises(ValueError, match="lr_cooldown_steps"):
+        _tiny(tmp_path / "bad", lr_cooldown_steps=-1)
+    # The factor is logged per step and is a function of the step and the configured schedule, not of
+    # the optimizer state: a resumed run with another schedule follows the new one from its step on.
+    full = tmp_path / "full"
+    train(_tiny(full, lr_cooldown_steps=6), dataset=mnist_small)
+    logged = [json.loads(ln)["lr_factor"] for ln in (full / "log.jsonl").read_text().splitlines()]
+    assert logged == [lr_factor(s, 8, 6) for s in range(8)]
+    split = tmp_path / "split"
+    train(_tiny(split, steps=4, lr_cooldown_steps=2), dataset=mnist_small)  # a shorter schedule first ...
+    # ... then resumed with the full schedule: from step 4 on it follows the full run's rates.
+    train(_tiny(split, lr_cooldown_steps=6), dataset=mnist_small)
+    tail = [json.loads(ln) for ln in (split / "log.jsonl").read_text().splitlines()][4:]
+    assert [d["lr_factor"] for d in tail] == logged[4:]
