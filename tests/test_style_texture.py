@@ -142,3 +142,14 @@ def test_no_texture_stage_at_the_model_size(net):
 def test_working_side_never_above_the_guide():
     # A 40-px guide with work_side 128: matched at 40 px, not blown up.
     assert noise_shape(40, 20, TextureConfig(work_side=128)) == (1, 3, 40 + 8, 20 + 8)
+
+
+def test_paste_in_row_bands_changes_nothing(monkeypatch):
+    import pmf_edit.style.texture as tex_mod
+
+    g, s = _smooth_random(50, 70, 9), _smooth_random(60, 60, 10)
+    cfg = TextureConfig(work_side=32)
+    n = torch.randn(noise_shape(50, 70, cfg), generator=torch.Generator().manual_seed(1))
+    whole = synthesize_texture(g, s, cfg, n)
+    monkeypatch.setattr(tex_mod, "PASTE_PIXELS", 70 * 7)  # 7 rows per band, the last one shorter
+    assert torch.equal(synthesize_texture(g, s, cfg, n), whole)

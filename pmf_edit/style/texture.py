@@ -23,8 +23,8 @@ No network evaluation; CPU cost is a few matrix products at the work side plus f
 resamplings (benchmarks/bench_style_curve.py reports it with the rest of style transfer).
 
 Example:
-    >>> tex = synthesize_texture(guide01, style01)           # (1, 3, H, W) in [0, 1]
-    >>> out = guide01 + 0.7 * (tex - guide01)
+    >>> tex = synthesize_texture(guide01, cover_resize(style01, H, W))   # (1, 3, H, W) in [0, 1]
+    >>> out = add_texture_detail(guide01, tex, amount=0.35, sigma=2.0 * max(H, W) / 128)
 """
 from __future__ import annotations
 
@@ -36,6 +36,8 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from core import checks
+
+PASTE_PIXELS = 1 << 22  # full-resolution pixels pasted at once (about 4M: ~150 MB of float32 maps)
 
 __all__ = ["TextureConfig", "synthesize_texture", "add_texture_detail", "noise_shape", "cover_resize"]
 
@@ -159,7 +161,7 @@ def synthesize_texture(guide: Tensor, style: Tensor, config: TextureConfig = Tex
     keys = (bank - mean) @ basis  # (Ns, d)
     key_sq = keys.square().sum(1)
 
-    # The guide padded by one stride on each side (reflect), up to a whole number of strides, so that
+    # The guide padded by one stride on each side (replicate), up to a whole number of strides, so that
     # the 2 x 2 overlapping layers of patches cover every pixel.
     ph, pw = math.ceil(h / s) * s + 2 * s, math.ceil(w / s) * s + 2 * s
     pad = (s, pw - w - s, s, ph - h - s)  # left, right, top, bottom
@@ -191,29 +193,34 @@ def synthesize_texture(guide: Tensor, style: Tensor, config: TextureConfig = Tex
     u = (idx // ns_w).reshape(na, nb).to(g.dtype) * cfg.style_stride  # (na, nb) style rows (work px)
     v = (idx % ns_w).reshape(na, nb).to(g.dtype) * cfg.style_stride
     S_h, S_w = s * H / h, s * W / w  # one stride in full pixels (rows, columns)
-    ys = torch.arange(H, dtype=g.dtype, device=g.device) + 0.5  # pixel centres
-    xs = torch.arange(W, dtype=g.dtype, device=g.device) + 0.5
-    out = torch.zeros(1, C, H, W, dtype=g.dtype, device=g.device)
-    wsum = torch.zeros(1, 1, H, W, dtype=g.dtype, device=g.device)
+    xs = torch.arange(W, dtype=g.dtype, device=g.device) + 0.5  # pixel centres
+    out = torch.empty(1, C, H, W, dtype=guide.dtype, device=g.device)
     style_f = style.float()
-    for ry in (0, 1):
-        # Layer ry holds the patches a = ry, ry + 2, ...; each covers 2 S rows from (a - 1) S.
-        a = (torch.floor((ys / S_h + 1 - ry) / 2) * 2 + ry).long().clamp(0, na - 1)  # (H,)
-        ty = ys - (a.to(g.dtype) - 1) * S_h  # (H,) in [0, 2 S)
-        wy = torch.sin(math.pi * ty / (2 * S_h)) ** 2
-        for rx in (0, 1):
-            b = (torch.floor((xs / S_w + 1 - rx) / 2) * 2 + rx).long().clamp(0, nb - 1)  # (W,)
-            tx = xs - (b.to(g.dtype) - 1) * S_w
-            wx = torch.sin(math.pi * tx / (2 * S_w)) ** 2
-            # Style full-resolution position of every pixel through its patch in this layer.
-            sy = u[a][:, b] * (Hs / hs) + ty[:, None]  # (H, W) style rows, in pixels (centres)
-            sx = v[a][:, b] * (Ws / ws) + tx[None, :]
-            grid = torch.stack([sx / Ws * 2 - 1, sy / Hs * 2 - 1], -1)[None]  # (1, H, W, 2), align_corners=False
-            sample = F.grid_sample(style_f, grid, mode="bilinear", padding_mode="reflection", align_corners=False)
-            wgt = (wy[:, None] * wx[None, :])[None, None]  # (1, 1, H, W)
-            out += sample * wgt
-            wsum += wgt
-    return (out / wsum.clamp_min(1e-8)).clamp(0, 1).to(guide.dtype)
+    band = max(1, PASTE_PIXELS // W)  # rows per band: bounds the (rows, W) maps of a huge picture
+    for y0 in range(0, H, band):
+        ys = torch.arange(y0, min(H, y0 + band), dtype=g.dtype, device=g.device) + 0.5
+        acc = torch.zeros(1, C, len(ys), W, dtype=g.dtype, device=g.device)
+        wsum = torch.zeros(1, 1, len(ys), W, dtype=g.dtype, device=g.device)
+        for ry in (0, 1):
+            # Layer ry holds the patches a = ry, ry + 2, ...; each covers 2 S rows from (a - 1) S.
+            a = (torch.floor((ys / S_h + 1 - ry) / 2) * 2 + ry).long().clamp(0, na - 1)  # (rows,)
+            ty = ys - (a.to(g.dtype) - 1) * S_h  # (rows,) in [0, 2 S)
+            wy = torch.sin(math.pi * ty / (2 * S_h)) ** 2
+            for rx in (0, 1):
+                b = (torch.floor((xs / S_w + 1 - rx) / 2) * 2 + rx).long().clamp(0, nb - 1)  # (W,)
+                tx = xs - (b.to(g.dtype) - 1) * S_w
+                wx = torch.sin(math.pi * tx / (2 * S_w)) ** 2
+                # Style full-resolution position of every pixel through its patch in this layer.
+                sy = u[a][:, b] * (Hs / hs) + ty[:, None]  # (rows, W) style rows, in pixels (centres)
+                sx = v[a][:, b] * (Ws / ws) + tx[None, :]
+                grid = torch.stack([sx / Ws * 2 - 1, sy / Hs * 2 - 1], -1)[None]  # (1, rows, W, 2)
+                sample = F.grid_sample(style_f, grid, mode="bilinear", padding_mode="reflection",
+                                       align_corners=False)
+                wgt = (wy[:, None] * wx[None, :])[None, None]  # (1, 1, rows, W)
+                acc += sample * wgt
+                wsum += wgt
+        out[:, :, y0:y0 + len(ys)] = (acc / wsum.clamp_min(1e-8)).clamp(0, 1).to(guide.dtype)
+    return out
 
 
 def add_texture_detail(image: Tensor, texture: Tensor, amount: float, sigma: float) -> Tensor:
