@@ -61,6 +61,9 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
                    "gradients and optimizer state sharded; for the large presets)")
     p.add_argument("--lr", type=float, default=d.lr, help="Adam learning rate (and Muon's unless --muon-lr)")
     p.add_argument("--muon-lr", type=float, default=d.muon_lr, help="Muon learning rate (default: --lr)")
+    p.add_argument("--ema-rampup", type=float, default=d.ema_rampup,
+                   help="EMA half-life <= this share of the images seen so far (EDM); 0: the full half-lives "
+                   "from step 1 (e.g. a warm start, whose EMA starts from already good weights)")
     p.add_argument("--lr-cooldown-steps", type=int, default=d.lr_cooldown_steps,
                    help="the last N steps before --steps lower both rates linearly toward 0 (0: constant)")
     p.add_argument("--ema-halflife-kimg", type=float, nargs="+", default=list(d.ema_halflife_kimg),
@@ -139,7 +142,7 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
         preset=args.preset, model_overrides=_parse_overrides(args.model_override),
         objective=args.objective, meanflow=mf, flow_matching=fm, invert=inv, batch_size=args.batch_size,
         grad_accum=args.grad_accum, parallel=args.parallel,
-        steps=args.steps, max_minutes=args.max_minutes, lr=args.lr, muon_lr=args.muon_lr, lr_cooldown_steps=args.lr_cooldown_steps,
+        steps=args.steps, max_minutes=args.max_minutes, lr=args.lr, muon_lr=args.muon_lr, lr_cooldown_steps=args.lr_cooldown_steps, ema_rampup=args.ema_rampup,
         ema_halflife_kimg=tuple(args.ema_halflife_kimg), seed=args.seed, device=args.device,
         bf16=args.bf16, threads=args.threads, log_every=args.log_every,
         sample_every=args.sample_every, ckpt_every=args.ckpt_every,
