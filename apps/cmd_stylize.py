@@ -148,7 +148,8 @@ def run(args: argparse.Namespace) -> int:
     save_png(out, arr)
     print(json.dumps({
         "output": str(out), "model": str(model_path), "style": args.style, "strength": args.strength,
-        "method": res.method, "nfe": res.nfe, "size_mode": res.size_mode, "tiles": res.num_tiles,
+        "method": res.method, "texture": args.texture, "nfe": res.nfe, "size_mode": res.size_mode,
+        "tiles": res.num_tiles,
         "size": list(res.images.shape[-2:]), "seconds": round(seconds, 3),
     }))
     return 0
