@@ -9,10 +9,10 @@ of Elad and Milanfar 2017), at a small working side, and the matched style patch
 at FULL resolution from the full-size style image, so the output's texture is the style's own
 pixels at the style's own scale, whatever the content's size.
 
-    1. work side   guide and style resized by one factor k = work_side / max(H, W) (the style keeps
-                   its size relative to the content)
+    1. work side   guide and style resized by one factor k = min(work_side, max(H, W)) / max(H, W)
+                   (the style keeps its size relative to the content)
     2. match       the guide's overlapping patches (side 2 s, stride s) against every style patch
-                   (stride 1), squared distance in a PCA basis of the style's patches
+                   (stride ``style_stride``), squared distance in a PCA basis of the style's patches
     3. iterate     the matched patches averaged with sin^2 windows that sum to one (a synthesis at
                    the work side), blended with the guide by ``fidelity``, matched again: neighbours
                    then agree on their overlaps, so averaging them does not blur the texture
@@ -46,7 +46,7 @@ __all__ = ["TextureConfig", "synthesize_texture", "add_texture_detail", "noise_s
 class TextureConfig:
     """How the texture is matched (sides in working-resolution pixels)."""
 
-    # Defaults: 0.08 CPU s for a 512 x 512 guide on one core (0.32 s at work_side 128, style_stride 1,
+    # Defaults: 0.06-0.08 CPU s for a 512 x 512 guide on one core (0.32 s at work_side 128, style_stride 1,
     # pca_dims 24, 3 iterations, which look alike on the tuning pairs: docs/style.md).
     work_side: int = 128  # longer side of the working resolution (matching cost ~ work_side^4)
     stride: int = 4  # patch stride; patches are 2 x stride wide (each pixel is covered by 2 x 2)
@@ -78,12 +78,14 @@ def _work_size(H: int, W: int, cfg: TextureConfig) -> tuple[int, int]:
     return max(p, round(H * k)), max(p, round(W * k))
 
 
-def noise_shape(height: int, width: int, config: TextureConfig = TextureConfig()) -> tuple[int, int, int, int]:
-    """Shape (1, 3, h', w') of the start noise ``synthesize_texture`` takes for an RGB guide of
-    ``height`` x ``width``: the working size padded by one stride per side to whole strides."""
+def noise_shape(height: int, width: int, config: TextureConfig = TextureConfig(),
+                channels: int = 3) -> tuple[int, int, int, int]:
+    """Shape (1, C, h', w') of the start noise ``synthesize_texture`` takes for a guide of
+    ``height`` x ``width`` with C ``channels``: the working size padded by one stride per side to
+    whole strides."""
     h, w = _work_size(height, width, config)
     s = config.stride
-    return (1, 3, math.ceil(h / s) * s + 2 * s, math.ceil(w / s) * s + 2 * s)
+    return (1, channels, math.ceil(h / s) * s + 2 * s, math.ceil(w / s) * s + 2 * s)
 
 
 def cover_resize(style: Tensor, height: int, width: int) -> Tensor:
@@ -124,8 +126,8 @@ def synthesize_texture(guide: Tensor, style: Tensor, config: TextureConfig = Tex
     """Re-draw ``guide`` with the patches of ``style`` (see the module docstring).
 
     Args:
-        guide: (1, 3, H, W) in [0, 1]: where the texture goes (e.g. the stylised content).
-        style: (1, 3, H', W') in [0, 1] at the scale its texture should have in the output (resize it
+        guide: (1, C, H, W) in [0, 1]: where the texture goes (e.g. the stylised content).
+        style: (1, C, H', W') in [0, 1] at the scale its texture should have in the output (resize it
             to the content's size first for "as large relative to the picture as in the style").
         config: working side, patch stride, iterations, fidelity, start noise.
         noise: standard normal start noise of shape ``noise_shape(H, W, config)`` (scaled by
@@ -233,8 +235,8 @@ def add_texture_detail(image: Tensor, texture: Tensor, amount: float, sigma: flo
     survive.
 
     Args:
-        image: (B, 3, H, W) in [0, 1].
-        texture: (B, 3, H, W) in [0, 1] (``synthesize_texture``'s output for this image).
+        image: (B, 3 or 1, H, W) in [0, 1].
+        texture: (B, 3 or 1, H, W) in [0, 1] (``synthesize_texture``'s output for this image).
         amount: >= 0, the weight of the detail (0 returns ``image``).
         sigma: Gaussian standard deviation in pixels of this size.
 
@@ -245,8 +247,11 @@ def add_texture_detail(image: Tensor, texture: Tensor, amount: float, sigma: flo
 
     if amount == 0:
         return image
-    luma = torch.tensor([0.299, 0.587, 0.114], dtype=torch.float32, device=texture.device)
-    y = (texture.float() * luma[:, None, None]).sum(1, keepdim=True)  # (B, 1, H, W)
+    if texture.shape[1] == 3:
+        luma = torch.tensor([0.299, 0.587, 0.114], dtype=torch.float32, device=texture.device)
+        y = (texture.float() * luma[:, None, None]).sum(1, keepdim=True)  # (B, 1, H, W)
+    else:  # a gray image is its own luma
+        y = texture.float()[:, :1]
     k = 2 * round(3 * sigma) + 1
     detail = y - kf.gaussian_blur2d(y, (k, k), (sigma, sigma), border_type="reflect")
     return (image.float() + amount * detail).clamp(0, 1).to(image.dtype)

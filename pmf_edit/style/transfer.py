@@ -501,7 +501,7 @@ def style_transfer(
     # The texture covers what the network saw (plan.box: the whole image, or crop's centre square; the
     # rest of a crop stays the content's own pixels).
     bt, bl, bh, bw = plan.box
-    tex_shape = noise_shape(bh, bw, tcfg) if with_texture else (0,)
+    tex_shape = noise_shape(bh, bw, tcfg, C) if with_texture else (0,)
     n_tex = math.prod(tex_shape) if with_texture else 0
     n_net = (draws + mosaic) * C * S * S
     eps = tex_noise = mosaic_eps = None
