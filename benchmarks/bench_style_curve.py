@@ -201,10 +201,11 @@ def main(argv: list[str] | None = None) -> dict:
                 out = fn(c, s, pmf_style)
                 cpu = time.process_time() - c0
                 H, W = c.shape[-2:]
+                taps = gram_distance(out, s, feats, by_tap=True)[0]  # (taps,); their mean is the Gram distance
                 q = {"cpu_s": cpu,
                      "content_distance": float(content_distance(out, c, feats)),
-                     "gram_distance": float(gram_distance(out, s, feats)),
-                     **{f"gram_tap{t}": float(v) for t, v in zip(feats.layers, gram_distance(out, s, feats, by_tap=True)[0])},
+                     "gram_distance": float(taps.mean()),
+                     **{f"gram_tap{t}": float(v) for t, v in zip(feats.layers, taps)},
                      "lightness_std": float(lightness_std_ratio(out, c))}
                 pp = net.cfg.patch_size  # the patch period on the model's input, and carried to full size
                 for P in sorted({pp, 24, round(pp * max(H, W) / S)}):
