@@ -11,6 +11,7 @@ import torch
 import pmf_edit
 from core.attention import attention
 from core.model import build_model
+from tests.tiny_nets import tiny_rgb_net
 
 ROOT = Path(pmf_edit.__file__).parent
 
@@ -110,13 +111,7 @@ def test_guidance_checked_before_any_work(nets):
 
 
 def _rgb_net():
-    torch.manual_seed(0)
-    m = build_model("pMF-T/4", in_channels=3, num_classes=5, with_v_head=False).eval()
-    with torch.no_grad():  # non-zero gates, so attention changes the output
-        for name, p in m.named_parameters():
-            if name.endswith("_gate") or name.startswith("u_final.linear"):
-                p.normal_(0.0, 0.1)
-    return m
+    return tiny_rgb_net()
 
 
 def test_processor_hook_is_called_and_plain_processor_is_identity():

@@ -6,23 +6,15 @@ import json
 import pytest
 import torch
 
-from core.model import build_model
 from pmf_edit.style import StyleResult, _inject, style_transfer
+from tests.tiny_nets import tiny_rgb_net
 
 NAMES = [f"c{i}" for i in range(5)]
 
 
 @pytest.fixture(scope="module")
 def net():
-    torch.manual_seed(0)
-    m = build_model("pMF-T/4", in_channels=3, num_classes=5, with_v_head=False).eval()
-    # Non-zero residual gates and output layer, so attention (and the injection) changes the output;
-    # at init the gates are zero and every block is the identity.
-    with torch.no_grad():
-        for name, p in m.named_parameters():
-            if name.endswith("_gate") or name.startswith("u_final.linear"):
-                p.normal_(0.0, 0.1)
-    return m
+    return tiny_rgb_net()
 
 
 def _images(n: int, h: int = 32, w: int = 32, seed: int = 0, dtype=torch.float32) -> torch.Tensor:

@@ -8,6 +8,7 @@ from core.model import build_model
 from pmf_edit.style import style_transfer
 from pmf_edit.style.texture import (TextureConfig, add_texture_detail, cover_resize, noise_shape,
                                     synthesize_texture)
+from tests.tiny_nets import tiny_rgb_net
 
 
 def _smooth_random(h: int, w: int, seed: int) -> torch.Tensor:
@@ -84,13 +85,7 @@ def test_cover_resize_keeps_aspect_and_covers():
 
 @pytest.fixture(scope="module")
 def net():
-    torch.manual_seed(0)
-    m = build_model("pMF-T/4", in_channels=3, num_classes=5, with_v_head=False).eval()
-    with torch.no_grad():
-        for name, p in m.named_parameters():
-            if name.endswith("_gate") or name.startswith("u_final.linear"):
-                p.normal_(0.0, 0.1)
-    return m
+    return tiny_rgb_net()
 
 
 def test_style_transfer_texture_weight(net):
