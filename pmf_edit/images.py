@@ -47,7 +47,7 @@ from torch import Tensor
 __all__ = [
     "SizeMode", "SIZE_MODES", "SizeConfig", "SizePlan", "MIN_SIDE", "MAX_SIDE", "check_image_size",
     "plan_size", "to_network", "from_network", "mask_to_network", "guided_upsample", "through_network",
-    "repeat_per_tile",
+    "repeat_per_tile", "resize_bilinear",
 ]
 
 SizeMode = Literal["fit", "crop", "tile"]
@@ -190,8 +190,14 @@ def plan_size(height: int, width: int, side: int, mode: str = "fit", *, center: 
 # Resampling helpers
 
 
-def _resize(x: Tensor, size: tuple[int, int]) -> Tensor:
-    """Bilinear resize, antialiased when shrinking; a convex combination, so [0, 1] stays in [0, 1]."""
+def resize_bilinear(x: Tensor, size: tuple[int, int]) -> Tensor:
+    """Bilinear resize of (..., H, W) to `size`, antialiased when shrinking; returned as is when the
+    size already matches. A convex combination, so [0, 1] stays in [0, 1].
+
+    Example:
+        >>> resize_bilinear(torch.rand(1, 3, 512, 384), (64, 48)).shape
+        torch.Size([1, 3, 64, 48])
+    """
     if tuple(x.shape[-2:]) == tuple(size):
         return x
     down = size[0] < x.shape[-2] or size[1] < x.shape[-1]
@@ -282,10 +288,10 @@ def to_network(plan: SizePlan, images: Tensor) -> Tensor:
     top, left, h, w = plan.box
     x = images[:, :, top:top + h, left:left + w]
     if plan.mode == "crop":
-        x = _resize(x, (plan.side, plan.side))
+        x = resize_bilinear(x, (plan.side, plan.side))
     else:
         if plan.mode == "fit":
-            x = _resize(x, plan.inner[2:])
+            x = resize_bilinear(x, plan.inner[2:])
         x = _split(plan, _reflect_pad(x, plan.inner, plan.canvas))
     # Resampling weights are convex, but their rounding can step 1 ulp outside [0, 1].
     return x.clamp(0.0, 1.0)
@@ -364,7 +370,7 @@ def guided_upsample(delta: Tensor, guide_lo: Tensor, guide_hi: Tensor, *, radius
     a = cov / (var.clamp_min(0.0) + eps)
     b = mean_d - a * mean_g
     size = tuple(guide_hi.shape[-2:])
-    return _resize(box(a), size) * guide_hi + _resize(box(b), size)
+    return resize_bilinear(box(a), size) * guide_hi + resize_bilinear(box(b), size)
 
 
 def _feather(plan: SizePlan, like: Tensor) -> Tensor:
@@ -434,7 +440,7 @@ def from_network(plan: SizePlan, images: Tensor, net_in: Tensor, net_out: Tensor
     if mask is not None:
         # Inside the mask: the network's own pixels (output = input + change at its resolution).
         guide_lo = _merge(plan, net_in.to(images.dtype))[:, :, top:top + h, left:left + w]
-        filled = _resize(guide_lo + delta, (bh, bw)).clamp(0, 1)
+        filled = resize_bilinear(guide_lo + delta, (bh, bw)).clamp(0, 1)
         out = images.clone()
         out[:, :, btop:btop + bh, bleft:bleft + bw] = filled
         return torch.where(mask, out, images)

@@ -219,6 +219,29 @@ def test_color_weight_sets_the_lab_statistics_move(net):
     torch.testing.assert_close(style_transfer(net, c, s, strength=0.0, color_weight=1.0).images, c)
 
 
+def test_grey_images_get_the_colour_move_on_their_one_channel():
+    """Grey content and style with the default color_match (it used to fail inside kornia's
+    rgb_to_lab, asking for 3 channels): the move is the same statistics move on the one channel."""
+    from core.model import build_model
+
+    torch.manual_seed(0)
+    grey = build_model("pMF-T/4", in_channels=1, num_classes=5, with_v_head=False).eval()
+    c = 0.3 + 0.4 * torch.rand(1, 1, 32, 32, generator=torch.Generator().manual_seed(3))  # model size
+    s = 0.1 + 0.1 * torch.rand(1, 1, 24, 24, generator=torch.Generator().manual_seed(4))  # dark, flat
+    full = style_transfer(grey, c, s, strength=0.3, color_weight=1.0, color_first=False, texture=0.0).images
+    assert full.shape == c.shape and 0 <= full.min() and full.max() <= 1
+    # Weight 1 after the network (texture detail off: it is added after the move) puts the
+    # output's mean on the style's, and its spread near the style's (about 4x below the content's).
+    torch.testing.assert_close(full.mean(), s.mean(), atol=2e-3, rtol=0)
+    assert abs(full.std() / s.std() - 1) < 0.2 and c.std() > 3 * s.std()
+    off = style_transfer(grey, c, s, strength=0.3, color_match=False).images
+    assert (off.mean() - s.mean()).abs() > 0.1  # without the move the output stays near the content
+    # Any size, default settings (texture on): same size back, the mean moved toward the style's.
+    big = 0.3 + 0.4 * torch.rand(1, 1, 40, 56, generator=torch.Generator().manual_seed(5))
+    out = style_transfer(grey, big, s, strength=0.5).images
+    assert out.shape == big.shape and (out.mean() - s.mean()).abs() < 0.5 * (big.mean() - s.mean()).abs()
+
+
 def test_not_a_tensor(net):
     with pytest.raises(TypeError, match="must be a torch.Tensor"):
         style_transfer(net, [[0.5]], torch.rand(1, 3, 32, 32))

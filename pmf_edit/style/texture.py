@@ -36,6 +36,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from core import checks
+from pmf_edit.images import resize_bilinear
 
 PASTE_PIXELS = 1 << 22  # full-resolution pixels pasted at once (about 4M: ~150 MB of float32 maps)
 
@@ -94,14 +95,7 @@ def cover_resize(style: Tensor, height: int, width: int) -> Tensor:
     to the style image."""
     Hs, Ws = style.shape[-2:]
     f = max(height / Hs, width / Ws)
-    return _resize(style, (max(height, round(Hs * f)), max(width, round(Ws * f))))
-
-
-def _resize(x: Tensor, size: tuple[int, int]) -> Tensor:
-    if tuple(x.shape[-2:]) == tuple(size):
-        return x
-    down = size[0] < x.shape[-2] or size[1] < x.shape[-1]
-    return F.interpolate(x, size=size, mode="bilinear", align_corners=False, antialias=down)
+    return resize_bilinear(style, (max(height, round(Hs * f)), max(width, round(Ws * f))))
 
 
 def _window(p: int, device, dtype) -> Tensor:
@@ -146,8 +140,8 @@ def synthesize_texture(guide: Tensor, style: Tensor, config: TextureConfig = Tex
     h, w = _work_size(H, W, cfg)
     k = h / H  # working pixels per guide pixel
     hs, ws = max(p + 1, round(Hs * k)), max(p + 1, round(Ws * k))
-    g = _resize(guide.float(), (h, w))  # (1, C, h, w)
-    st = _resize(style.float(), (hs, ws))  # (1, C, hs, ws)
+    g = resize_bilinear(guide.float(), (h, w))  # (1, C, h, w)
+    st = resize_bilinear(style.float(), (hs, ws))  # (1, C, hs, ws)
     C = g.shape[1]
 
     # The style's patch bank (Ns, C p p) and its PCA basis (C p p, d).

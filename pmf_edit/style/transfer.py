@@ -189,9 +189,14 @@ def _adain(x: Tensor, ref: Tensor, weight: float = 1.0, dims: tuple[int, ...] = 
 
 
 def _lab_color_match(x01: Tensor, style01: Tensor, weight: float) -> Tensor:
-    """Reinhard-style Lab statistics move of x towards the style (the image field's colours)."""
+    """Reinhard-style Lab statistics move of x towards the style (the image field's colours).
+
+    Grey images (C = 1) are their own lightness: the same move on the one channel.
+    """
     import kornia.color as kc
 
+    if x01.shape[1] == 1:
+        return _adain(x01.float(), style01.float(), weight).clamp(0, 1).to(x01.dtype)
     lab = kc.rgb_to_lab(x01.float())
     ref = kc.rgb_to_lab(style01.float())
     return kc.lab_to_rgb(_adain(lab, ref, weight), clip=True).clamp(0, 1).to(x01.dtype)
