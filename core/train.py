@@ -612,8 +612,11 @@ def _train_locked(cfg: TrainConfig, dataset: ImageDataset | None, run: Path, ran
             raise ValueError("objective 'invert' trains the backward head from t = 0 only: backward_from='data'")
         overrides["backward_head"] = True
         overrides["backward_from"] = "data"
-    torch.manual_seed(cfg.seed)  # identical initial weights on every rank
-    net = build_model(cfg.preset, with_v_head=cfg.objective == "pmf", **overrides).to(device)
+    # Identical initial weights on every rank, drawn from cfg.seed without touching the caller's
+    # global RNG (every later draw of the run comes from explicit per-step generators).
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(cfg.seed)
+        net = build_model(cfg.preset, with_v_head=cfg.objective == "pmf", **overrides).to(device)
     net.train()
     if cfg.init_from and not (run / "checkpoints" / "latest.json").is_file():  # a new run
         warm_start(net, cfg.init_from)  # on the bare network, before sharding and the EMA copies

@@ -84,6 +84,19 @@ def test_run_folder_contents_and_exported_model(tmp_path, mnist_small):
     assert meta["class_names"] == [str(i) for i in range(10)]
 
 
+def test_training_draws_from_its_own_seed_and_leaves_the_callers_rng_alone(tmp_path, mnist_small):
+    torch.manual_seed(123)
+    expected = torch.rand(3)
+    torch.manual_seed(123)
+    train(_tiny(tmp_path / "a", steps=2), dataset=mnist_small)
+    assert torch.equal(torch.rand(3), expected)  # the caller's global RNG did not move
+    torch.manual_seed(999)  # a different caller state: the run is the same
+    train(_tiny(tmp_path / "b", steps=2), dataset=mnist_small)
+    (net_a, _), (net_b, _) = load_model(tmp_path / "a" / "model"), load_model(tmp_path / "b" / "model")
+    for (k, a), b in zip(net_a.state_dict().items(), net_b.state_dict().values()):
+        assert torch.equal(a, b), k
+
+
 def test_non_finite_loss_stops_with_a_clear_error_and_keeps_last_checkpoint(tmp_path, mnist_small, monkeypatch):
     real = train_mod.pmf_loss_given
     calls = {"n": 0}
