@@ -98,7 +98,9 @@ def _inversion_flags(p: argparse.ArgumentParser) -> None:
     """--inversion / --switch: the solver of the inversion (``pmf_edit.editing.invert``'s ``method``)."""
     p.add_argument("--inversion", choices=("auto", "fixed-point", "backward", "hybrid", "seeded"), default="auto",
                    help="inversion solver; backward/hybrid/seeded need a model with a backward head "
-                   "(auto: the measured best: fixed-point for invert, hybrid for edits on such models)")
+                   "(auto, the measured best: fixed-point for invert; for edits one backward jump on a model "
+                   "with an inverse head (pmf train --objective invert, e.g. the bundled MNIST model), the "
+                   "hybrid on other models with a backward head, else fixed-point)")
     p.add_argument("--switch", type=float, default=None,
                    help="hybrid: the fixed-point solver's share of [0, strength] before the backward jump, "
                    "in [0, 1) (default: measured, 0.9)")
