@@ -28,6 +28,7 @@ COMMANDS: list[str] = [
     "apps.cmd_stylize",
     "apps.cmd_interpolate",
     "apps.cmd_pack_dataset",
+    "apps.cmd_export",
     "apps.cmd_bench_edit",
 ]
 

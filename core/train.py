@@ -772,8 +772,13 @@ def export_checkpoint(run_dir: str | Path, out_dir: str | Path, ema_index: int =
     meta = json.loads((ckpt / "state.json").read_text())
     run_cfg = read_config(run)
     train_cfg = TrainConfig.from_dict(run_cfg["train"])
-    k = range(len(train_cfg.ema_halflife_kimg))[ema_index]
-    net = PixelMeanFlow(PMFConfig.from_dict(meta["model_config"]), with_v_head=True)
+    n_ema = len(train_cfg.ema_halflife_kimg)
+    if not -n_ema <= ema_index < n_ema:
+        raise ValueError(f"ema_index {ema_index} is out of range: the run keeps {n_ema} EMAs "
+                         f"(half-lives {list(train_cfg.ema_halflife_kimg)} kimg), indices {-n_ema} to {n_ema - 1}")
+    k = range(n_ema)[ema_index]
+    with torch.random.fork_rng(devices=[]):  # building the network draws initial weights
+        net = PixelMeanFlow(PMFConfig.from_dict(meta["model_config"]), with_v_head=True)
     if meta.get("format") == SHARDED_FORMAT:  # written by several processes
         ema = load_sharded_ema(ckpt, net, k)
     else:

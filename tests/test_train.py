@@ -203,6 +203,27 @@ def test_bidirectional_run_exports_a_backward_head_and_checkpoint_export_matches
         export_checkpoint(tmp_path / "nothing", tmp_path / "x")
 
 
+def test_pmf_export_cli_writes_the_chosen_ema_with_a_guidance_default(tmp_path, mnist_small, capsys):
+    from apps.cli import main
+
+    run = tmp_path / "run"
+    train(_tiny(run, steps=2, ema_halflife_kimg=(0.001, 1.0), ema_rampup=0.0), dataset=mnist_small)
+    assert main(["export", str(run), str(tmp_path / "last")]) == 0
+    last, meta = load_model(tmp_path / "last")
+    final, _ = load_model(run / "model")  # what the finished run exported: the last EMA
+    for a, b in zip(last.state_dict().values(), final.state_dict().values()):
+        assert torch.equal(a, b)
+    assert main(["export", str(run), str(tmp_path / "first"), "--ema", "0", "--guidance-scale", "2.5"]) == 0
+    first, meta0 = load_model(tmp_path / "first")
+    assert meta0["ema_halflife_kimg"] == 0.001 and meta0["sampling"]["guidance_scale"] == 2.5
+    assert not all(torch.equal(a, b) for a, b in zip(first.state_dict().values(), final.state_dict().values()))
+    capsys.readouterr()
+    assert main(["export", str(run), str(tmp_path / "bad"), "--ema", "2"]) == 2
+    assert "out of range" in capsys.readouterr().err and not (tmp_path / "bad").exists()
+    assert main(["export", str(tmp_path / "nothing"), str(tmp_path / "bad")]) == 2
+    assert "no checkpoints" in capsys.readouterr().err
+
+
 def test_lr_cooldown_schedule_and_resume(tmp_path, mnist_small):
     from core.train import lr_factor
 
