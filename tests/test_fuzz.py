@@ -173,7 +173,19 @@ def _baselines(env: Env) -> dict[str, list[str]]:
         "interpolate": [str(env.path("rgb.png")), str(env.path("rgb.png")), "-o", f"{out}/mid.png"],
         "interpolate-video": [str(env.video()), f"{out}/v.mp4", "--quiet", "--workers", "1"],
         "pack-dataset": [str(_image_folder(env)), f"{out}/packed", "--resolution", "8", "--quiet", "--workers", "1"],
+        "export": [str(_run_folder(env)), f"{out}/exported", "--ema", "0"],
     }
+
+
+def _run_folder(env: Env):
+    """A one-step training run with a checkpoint (made once)."""
+    from core.train import TrainConfig, train
+
+    root = env.path("tiny_run")
+    if not (root / "checkpoints" / "latest.json").is_file():
+        train(TrainConfig(out_dir=str(root), dataset="digits", preset="pMF-T/4", steps=1, batch_size=2,
+                          sample_every=0, ckpt_every=1, progress=False, threads=1))
+    return root
 
 
 # Commands not fuzzed yet, with the reason (listed here so that leaving one out is a visible decision).

@@ -194,8 +194,9 @@ def test_a_head_trained_from_data_only_is_not_jumped_from_noise_and_auto_edits_w
     assert auto.nfe == backward.nfe == 2 and torch.equal(auto.images, backward.images)
     default = pmf_edit.edit(net, (x + 1) / 2, source_labels=src, labels=tgt, guidance_scale=1.0)
     assert default.nfe == 2  # no refinement by default on an inverse head (EDIT_REFINEMENTS_INVERSE)
-    at_09 = pmf_edit.edit(net, (x + 1) / 2, source_labels=src, labels=tgt, guidance_scale=1.0, strength=0.9)
-    assert torch.equal(default.images, at_09.images)  # and its own default strength (EDIT_STRENGTH_INVERSE)
+    at_default = pmf_edit.edit(net, (x + 1) / 2, source_labels=src, labels=tgt, guidance_scale=1.0,
+                               strength=pmf_edit.editing.EDIT_STRENGTH_INVERSE)
+    assert torch.equal(default.images, at_default.images)  # and its own default strength (EDIT_STRENGTH_INVERSE)
     # the exact flow's one backward jump is exact: the edit is the target class's image of the same noise
     assert (auto.images - ((vf.jump(net, e, 1.0, 0.0, tgt) + 1) / 2).clamp(0, 1)).abs().max() < 1e-8
     with pytest.raises(ValueError, match="backward_from"):
