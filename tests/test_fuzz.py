@@ -17,7 +17,6 @@ import argparse
 import inspect
 import math
 import os
-from pathlib import Path
 
 import numpy as np
 import pytest
