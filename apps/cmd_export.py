@@ -34,11 +34,11 @@ def run(args: argparse.Namespace) -> int:
     from core.checkpoint import CONFIG_NAME, atomic_save_json, read_config
     from core.train import export_checkpoint
 
+    if args.guidance_scale is not None and not args.guidance_scale >= 0:  # before anything is written
+        raise ValueError(f"--guidance-scale must be >= 0, got {args.guidance_scale}")
     out = export_checkpoint(args.run, args.output, ema_index=args.ema)
     cfg = read_config(out)
     if args.guidance_scale is not None:
-        if not args.guidance_scale >= 0:
-            raise ValueError(f"--guidance-scale must be >= 0, got {args.guidance_scale}")
         cfg["sampling"] = {**cfg.get("sampling", {}), "guidance_scale": args.guidance_scale,
                            "tuned_by": "pmf export --guidance-scale"}
         atomic_save_json(out / CONFIG_NAME, cfg)

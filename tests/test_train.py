@@ -220,6 +220,8 @@ def test_pmf_export_cli_writes_the_chosen_ema_with_a_guidance_default(tmp_path, 
     capsys.readouterr()
     assert main(["export", str(run), str(tmp_path / "bad"), "--ema", "2"]) == 2
     assert "out of range" in capsys.readouterr().err and not (tmp_path / "bad").exists()
+    assert main(["export", str(run), str(tmp_path / "bad"), "--guidance-scale", "-1"]) == 2
+    assert "guidance-scale" in capsys.readouterr().err and not (tmp_path / "bad").exists()
     assert main(["export", str(tmp_path / "nothing"), str(tmp_path / "bad")]) == 2
     assert "no checkpoints" in capsys.readouterr().err
 
