@@ -31,17 +31,13 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
 
 
 def run(args: argparse.Namespace) -> int:
-    from core.checkpoint import CONFIG_NAME, atomic_save_json, read_config
+    from core.checkpoint import read_config
     from core.train import export_checkpoint
 
-    if args.guidance_scale is not None and not args.guidance_scale >= 0:  # before anything is written
+    if args.guidance_scale is not None and not args.guidance_scale >= 0:  # the flag's name in the message
         raise ValueError(f"--guidance-scale must be >= 0, got {args.guidance_scale}")
-    out = export_checkpoint(args.run, args.output, ema_index=args.ema)
+    out = export_checkpoint(args.run, args.output, ema_index=args.ema, guidance_scale=args.guidance_scale)
     cfg = read_config(out)
-    if args.guidance_scale is not None:
-        cfg["sampling"] = {**cfg.get("sampling", {}), "guidance_scale": args.guidance_scale,
-                           "tuned_by": "pmf export --guidance-scale"}
-        atomic_save_json(out / CONFIG_NAME, cfg)
     print(json.dumps({"model": str(out), "train_steps": cfg.get("train_steps"),
                       "ema_halflife_kimg": cfg.get("ema_halflife_kimg"), "sampling": cfg.get("sampling")}))
     return 0

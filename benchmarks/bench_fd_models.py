@@ -23,18 +23,10 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from benchmarks.bench_generation import generate  # noqa: E402
+from benchmarks.bench_generation import generate, reference_stats  # noqa: E402
 from core.checkpoint import load_model  # noqa: E402
-from core.data import load_dataset  # noqa: E402
 from core.evaluation import classifier_features  # noqa: E402
-from core.metrics import FeatureStats, frechet_distance  # noqa: E402
-
-
-def reference_stats(count: int, seed: int) -> FeatureStats:
-    """Feature statistics of `count` random train digits (fixed seed: the same set for every model)."""
-    train = load_dataset("mnist", split="train")
-    idx = torch.randperm(len(train), generator=torch.Generator().manual_seed(seed))[:count]
-    return FeatureStats.from_features(classifier_features(train.images[idx])[0])
+from core.metrics import frechet_distance  # noqa: E402
 
 
 def main() -> None:

@@ -52,10 +52,16 @@ def generate(net, objective: str, labels: list[int], steps: int, scale: float, i
     return torch.cat(out).clamp(-1, 1), nfe, time.perf_counter() - t0
 
 
+def reference_stats(count: int, seed: int) -> FeatureStats:
+    """Classifier-feature statistics of `count` random TRAIN digits (a fixed seed: the same set for every model)."""
+    train = load_dataset("mnist", split="train")
+    idx = torch.randperm(len(train), generator=torch.Generator().manual_seed(seed))[:count]
+    return FeatureStats.from_features(classifier_features(train.images[idx])[0])
+
+
 def tune(net, objective: str, grid: list[float], interval, steps: int, batch_size: int, per_class: int) -> dict:
     """Best guidance scale by FD against TRAIN digits (validation), with its FD per scale."""
-    train = load_dataset("mnist", split="train")
-    ref = FeatureStats.from_features(classifier_features(train.images[torch.randperm(len(train), generator=torch.Generator().manual_seed(0))[:500]])[0])
+    ref = reference_stats(500, seed=0)
     labels = [c for c in range(10) for _ in range(per_class)]
     scores = {}
     for w in grid:

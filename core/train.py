@@ -753,11 +753,13 @@ def _train_locked(cfg: TrainConfig, dataset: ImageDataset | None, run: Path, ran
     return summary
 
 
-def export_checkpoint(run_dir: str | Path, out_dir: str | Path, ema_index: int = -1) -> Path:
+def export_checkpoint(run_dir: str | Path, out_dir: str | Path, ema_index: int = -1,
+                      guidance_scale: float | None = None) -> Path:
     """Export the EMA weights of a run's latest checkpoint as a model folder, without resuming it.
 
     For a look at a run that is still going (or was stopped): the result loads with
     ``core.checkpoint.load_model`` like the ``model/`` folder a finished run writes.
+    ``guidance_scale`` (>= 0) replaces the run's sampling default in the folder's config.
 
     Example:
         >>> export_checkpoint("runs/mnist", "runs/mnist/model_peek")
@@ -773,6 +775,8 @@ def export_checkpoint(run_dir: str | Path, out_dir: str | Path, ema_index: int =
     run_cfg = read_config(run)
     train_cfg = TrainConfig.from_dict(run_cfg["train"])
     n_ema = len(train_cfg.ema_halflife_kimg)
+    if guidance_scale is not None and not guidance_scale >= 0:  # before anything is written
+        raise ValueError(f"guidance_scale must be >= 0, got {guidance_scale}")
     if not -n_ema <= ema_index < n_ema:
         raise ValueError(f"ema_index {ema_index} is out of range: the run keeps {n_ema} EMAs "
                          f"(half-lives {list(train_cfg.ema_halflife_kimg)} kimg), indices {-n_ema} to {n_ema - 1}")
@@ -786,7 +790,8 @@ def export_checkpoint(run_dir: str | Path, out_dir: str | Path, ema_index: int =
         ema = {name[len(f"ema{k}."):]: v for name, v in tensors.items() if name.startswith(f"ema{k}.")}
     return save_model(
         out_dir, net, state_dict=ema, objective=model_objective(train_cfg.objective), class_names=run_cfg.get("class_names"),
-        sampling=_sampling_defaults(train_cfg),
+        sampling=_sampling_defaults(train_cfg) if guidance_scale is None else {
+            **_sampling_defaults(train_cfg), "guidance_scale": guidance_scale, "tuned_by": "pmf export --guidance-scale"},
         ema_halflife_kimg=train_cfg.ema_halflife_kimg[k], train_steps=int(meta["step"]),
         dataset=train_cfg.dataset,
     )
