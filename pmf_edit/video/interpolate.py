@@ -13,7 +13,11 @@ default method:
 4. blend with weights (1 - t) and t, a sample that falls outside the picture down-weighted so the
    other frame fills it (optionally also samples that forward-backward consistency marks as occluded:
    `visibility=True`, which measured no better than the splatting's own occlusion handling);
-5. optionally (`refine=True`, preset "flow-refine") a 22k-weight CNN corrects the blend
+5. in a video, where the neighbouring source pairs' flows are known (`PairInterpolator.use_neighbours`,
+   `interpolate_video` does it at no extra flow cost), the motion of each pixel is a parabola through
+   its positions in four frames (-1, 0, 1, 2) instead of a straight line (quadratic video interpolation,
+   Xu et al. 2019), the acceleration limited where it is unreliable (`accel_rel`, `accel_fb`);
+6. optionally (`refine=True`, preset "flow-refine") a 22k-weight CNN corrects the blend
    (`pmf_edit.video.refine`).
 
 Each frame pair's flows are computed once and reused for every requested t.
@@ -57,6 +61,13 @@ class InterpolationConfig:
     remap: str = "cubic"  # backward-warp kernel: "linear", "cubic" or "lanczos"
     band_rows: int = 512  # output rows warped at once, bounding peak memory on 4K frames
     parallel_flows: bool = True  # the two DIS flows of a pair in two threads (off: one thread per pair)
+    acceleration: bool = True  # quadratic motion from the neighbouring pairs' flows, when given (use_neighbours)
+    # Each pixel's acceleration a = f01 + f0,-1 is limited to |a| <= accel_rel |f01| + accel_slack flow
+    # pixels and damped by exp(-accel_fb * forward-backward inconsistency) of the flows it came from;
+    # chosen on the other half of the benchmark clips' frames (docs/interpolation.md, "Acceleration").
+    accel_rel: float = 1.0
+    accel_slack: float = 0.5
+    accel_fb: float = 0.2
     refine: bool = False  # correct the blend with the small learned network of pmf_edit/video/refine.py
     generative: bool = False  # draw a correction with the conditional pMF (pmf_edit/video/generative.py)
     #   on the tiles where the two warped frames disagree by more than gen_threshold levels
@@ -86,6 +97,9 @@ class InterpolationConfig:
         checks.real(self.alpha, "alpha", lo=0.0)
         checks.real(self.beta, "beta", lo=0.0)
         checks.real(self.gen_threshold, "gen_threshold", lo=0.0)
+        checks.real(self.accel_rel, "accel_rel", lo=0.0)
+        checks.real(self.accel_slack, "accel_slack", lo=0.0)
+        checks.real(self.accel_fb, "accel_fb", lo=0.0)
         checks.integer(self.gen_lattices, "gen_lattices", lo=1, hi=32)
         if self.refine and self.generative:
             raise ValueError("refine and generative are two alternative corrections; choose one")
@@ -111,8 +125,11 @@ _FULL_MEDIUM = dict(preset="medium", finest_scale=None, flow_scale=1.0, max_flow
 # Presets by name, so benchmarks and the CLI can pick a method by a short string.
 CONFIGS: dict[str, InterpolationConfig] = {
     "flow": InterpolationConfig(),
+    "flow-linear": InterpolationConfig(acceleration=False),  # straight-line motion (the default before acceleration)
     "flow-medium": InterpolationConfig(**_FULL_MEDIUM),  # the previous default
-    "flow-fast": InterpolationConfig(preset="medium", finest_scale=None, reverse_flow=False),  # no splatting
+    # no splatting; straight-line motion: without the splatting the acceleration can only be read at the
+    # target pixel, which measured worse on the development frames of two of three clips (docs)
+    "flow-fast": InterpolationConfig(preset="medium", finest_scale=None, reverse_flow=False, acceleration=False),
     "plain-warp": InterpolationConfig(**_FULL_MEDIUM, reverse_flow=False, remap="linear"),  # the textbook baseline
     "flow-refine": InterpolationConfig(refine=True),  # the default plus the learned correction
     "flow-gen": InterpolationConfig(generative=True),  # the default plus the generative pMF where flow fails
@@ -171,16 +188,63 @@ class PairInterpolator:
             # Both sources stacked for one splat pass per t: (2, hs, ws, 2) flows, (2, hs, ws) weights.
             self.rev_flows, self.rev_weights = np.stack([g01, g10]), np.stack([z0, z1])
             self.rev_values = np.stack([-g01, g10])  # signs: the splat's sum is then n1 - n0 (below)
+        self.acc0 = self.acc1 = None  # (h, w, 2) accelerations of frame-0 / frame-1 pixels (use_neighbours)
+
+    def use_neighbours(self, before: PairInterpolator | None, after: PairInterpolator | None) -> None:
+        """Bend the motion: each pixel moves on a parabola through four frames instead of a line.
+
+        `before` is the pair (frame -1, frame 0) and `after` the pair (frame 1, frame 2) of the same
+        video, both with this pair's settings and sizes (None where there is none: the video's ends, a
+        scene cut, a pair whose flows were not computed). A frame-0 pixel with flows f01 (to frame 1)
+        and f0,-1 (= before.f10) has velocity (f01 - f0,-1) / 2 and acceleration a0 = f01 + f0,-1, so at
+        time t it has moved t f01 + a0 (t^2 - t) / 2, which is f01 at t = 1 (the same for frame-1
+        pixels with f10 and f12 = after.f01, backwards in time). Without neighbours, or with
+        `acceleration=False`, the motion stays linear. No new flow is computed.
+
+        Example:
+            >>> pairs = [PairInterpolator(frames[i], frames[i + 1], cfg) for i in range(3)]
+            >>> pairs[1].use_neighbours(pairs[0], pairs[2]); middle = pairs[1].render(0.5)
+        """
+        if self.cfg.method != "flow" or not self.cfg.acceleration:
+            return
+        for other in (before, after):
+            if other is not None and (other.cfg.method != "flow" or other.f01.shape != self.f01.shape):
+                raise ValueError(f"neighbouring pairs must be flow pairs of one video at one size, got flows "
+                                 f"{getattr(other, 'f01', np.empty(0)).shape} and {self.f01.shape}")
+        # before.c1: inconsistency of before.f10 seen from this frame 0; after.c0 likewise for frame 1.
+        for pair in (self, before, after):
+            if pair is not None and not hasattr(pair, "c0"):  # computed already unless reverse_flow=visibility=False
+                pair.c0, pair.c1 = fb_consistency(pair.f01, pair.f10), fb_consistency(pair.f10, pair.f01)
+        self.acc0 = None if before is None else self._acceleration(self.f01, before.f10, self.c0 + before.c1)
+        self.acc1 = None if after is None else self._acceleration(self.f10, after.f01, self.c1 + after.c0)
+
+    def _acceleration(self, f: np.ndarray, f_back: np.ndarray, inconsistency: np.ndarray) -> np.ndarray:
+        """a = f + f_back, limited and damped (config): (h, w, 2) at the flow resolution."""
+        a = f + f_back  # (h, w, 2): f and f_back are one frame's flows to the next and previous frames
+        size = cv2.magnitude(a[..., 0], a[..., 1])
+        cap = np.float32(self.cfg.accel_rel) * cv2.magnitude(f[..., 0], f[..., 1]) + np.float32(self.cfg.accel_slack)
+        k = np.minimum(np.float32(1), cap / np.maximum(size, np.float32(1e-6)))
+        k *= np.exp(np.float32(-self.cfg.accel_fb) * inconsistency)
+        return a * k[..., None]
 
     def _flows_at(self, t: float) -> tuple[np.ndarray, np.ndarray]:
         """F_t0, F_t1: (h, w, 2) flows from the frame at time t back to frames 0 and 1."""
         f01, f10 = self.f01, self.f10
         if not self.cfg.reverse_flow:
-            return t * f10, (1 - t) * f01
+            ft0, ft1 = t * f10, (1 - t) * f01
+            # Quadratic motion (use_neighbours): the same approximation, F_t0 ~ f10 - d1 and F_t1 ~ f01 - d0
+            # with the displacements d of `_curved_flows_at`, read at the target pixel.
+            if self.acc1 is not None:
+                ft0 = ft0 - np.float32((t * t - t) / 2) * self.acc1  # ((1-t)^2 - (1-t)) = (t^2 - t)
+            if self.acc0 is not None:
+                ft1 = ft1 - np.float32((t * t - t) / 2) * self.acc0
+            return ft0, ft1
         # A frame-0 pixel x0 lands at x0 + t f01 and carries F_t0 = -t f01, F_t1 = (1-t) f01;
         # a frame-1 pixel x1 lands at x1 + (1-t) f10 and carries F_t0 = t f10, F_t1 = -(1-t) f10.
         # Both carried flows are multiples of the splatted one, so splat f01 / f10 once (2 channels each).
         g01, g10 = self.rev_flows  # at the splatting resolution (hs, ws)
+        if self.acc0 is not None or self.acc1 is not None:
+            return self._curved_flows_at(t)
         # One pass for both sources: the splat of frame 0 carrying -f01 plus that of frame 1 carrying f10
         # is g = n1 - n0 in the numerator and d0 + d1 in the denominator.
         tt = np.float32([t, 1 - t])  # each source's share of its flow (and the other's of the weight)
@@ -192,6 +256,29 @@ class PairInterpolator:
         ft0[hole] = t * g10[hole]  # holes fall back to the t-scaled opposite flows
         ft1[hole] = (1 - t) * g01[hole]
         return _resize_flow(ft0, self.w, self.h), _resize_flow(ft1, self.w, self.h)
+
+    def _curved_flows_at(self, t: float) -> tuple[np.ndarray, np.ndarray]:
+        """`_flows_at` with quadratic motion (use_neighbours): the carried flows are no longer multiples
+        of the splatted displacement, so both (F_t0, F_t1) are splatted, 4 channels per source."""
+        g01, g10 = self.rev_flows  # (hs, ws, 2)
+        s = 1 - t
+        d0 = t * g01  # displacement of frame-0 pixels from time 0 to t
+        if self.acc0 is not None:
+            d0 = d0 + np.float32((t * t - t) / 2) * _resize_flow(self.acc0, self.ws, self.hs)
+        d1 = s * g10  # displacement of frame-1 pixels from time 1 back to t
+        if self.acc1 is not None:
+            d1 = d1 + np.float32((s * s - s) / 2) * _resize_flow(self.acc1, self.ws, self.hs)
+        # A frame-0 pixel lands at x0 + d0 and carries F_t0 = -d0, F_t1 = f01 - d0; a frame-1 pixel lands
+        # at x1 + d1 and carries F_t0 = f10 - d1, F_t1 = -d1.
+        values = np.stack([np.concatenate([-d0, g01 - d0], -1), np.concatenate([g10 - d1, -d1], -1)])  # (2, hs, ws, 4)
+        tt = np.float32([t, s])
+        g, den = splat(values, np.stack([d0, d1]), self.rev_weights * tt[::-1, None, None])
+        hole = den < 1e-3
+        g /= np.maximum(den, 1e-6)[..., None]  # (hs, ws, 4)
+        ft0, ft1 = g[..., :2], g[..., 2:]
+        ft0[hole] = t * g10[hole]  # holes fall back to the t-scaled opposite flows, as in the linear case
+        ft1[hole] = s * g01[hole]
+        return _resize_flow(np.ascontiguousarray(ft0), self.w, self.h), _resize_flow(np.ascontiguousarray(ft1), self.w, self.h)
 
     def _full_flows(self, t: float, size: tuple[int, int] | None = None, small: tuple | None = None
                     ) -> tuple[np.ndarray, np.ndarray, np.ndarray | None, np.ndarray | None]:
