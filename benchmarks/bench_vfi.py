@@ -96,6 +96,28 @@ def run_ours(cfg: InterpolationConfig, a: np.ndarray, b: np.ndarray) -> np.ndarr
     return PairInterpolator(a, b, cfg).render(0.5)
 
 
+def cut_free_pairs(frames: np.ndarray, idx: list[int]) -> dict[int, bool]:
+    """{k: no scene cut between frames k and k + 2} (`files.cut_score` on thumbnails, the video path's 0.3)."""
+    thumbs = {j: cv2.resize(frames[j], (64, 36), interpolation=cv2.INTER_AREA) for k in idx for j in (k, k + 2)}
+    return {k: cut_score(thumbs[k], thumbs[k + 2]) <= 0.3 for k in idx}
+
+
+def rebuild(frames: np.ndarray, cfg: InterpolationConfig, idx: list[int], linked: dict[int, bool]):
+    """Yield (k, middle of frames k and k + 2) for k in `idx` (ascending, step 2), the way
+    `interpolate_video` sees a clip: each pair's flows computed once, its neighbouring pairs
+    (k - 2, k) and (k + 2, k + 4) attached (`use_neighbours`) unless a cut (`linked`) lies between."""
+    pairs: dict[int, PairInterpolator] = {}
+    for k in idx:
+        for j in (k, k + 2):  # this pair and the next, each built once
+            if j in linked and j not in pairs:
+                pairs[j] = PairInterpolator(frames[j], frames[j + 2], cfg)
+        pairs.pop(k - 4, None)  # no longer anyone's neighbour
+        before = pairs.get(k - 2) if linked.get(k - 2) and linked[k] else None
+        after = pairs.get(k + 2) if linked.get(k + 2) and linked[k] else None
+        pairs[k].use_neighbours(before, after)
+        yield k, pairs[k].render(0.5)
+
+
 def bench_clip(frames: np.ndarray, methods: dict[str, InterpolationConfig], with_minterp: bool,
                parity: int = 0) -> dict:
     """Drop every other frame and rebuild it: triplets (k, k+1, k+2) with k = parity, parity + 2, ...
@@ -115,30 +137,23 @@ def bench_clip(frames: np.ndarray, methods: dict[str, InterpolationConfig], with
         idx = [k for k in idx if k + 1 < len(mi)]  # minterpolate stops a few frames early
         n_mi = max(1, (len(mi) - 1) // 2)  # frames it rebuilt
         res["minterpolate"] = {"ms_per_frame": 1000 * secs / n_mi, "cpu_ms_per_frame": 1000 * cpu / n_mi}
-    thumbs = {k: cv2.resize(frames[k], (64, 36), interpolation=cv2.INTER_AREA) for k in range(parity, len(frames), 2)}
-    linked = {k: cut_score(thumbs[k], thumbs[k + 2]) <= 0.3 for k in idx}  # no cut between frames k and k + 2
+    linked = cut_free_pairs(frames, idx)
     simple = {"repeat": lambda a, b: a,
               "blend": lambda a, b: ((a.astype(np.uint16) + b + 1) // 2).astype(np.uint8)}
     for name in ["repeat", "blend", *methods]:
-        if name in methods:
+        if name in simple:
+            preds = ((k, simple[name](frames[k], frames[k + 2])) for k in idx)
+        else:
             run_ours(methods[name], frames[0], frames[2])  # burn-in (imports, OpenCV/torch first-call costs)
-        pairs: dict[int, PairInterpolator] = {}
+            preds = rebuild(frames, methods[name], idx, linked)
         ps, ss, secs, cpu = [], [], 0.0, 0.0
-        for n, k in enumerate(idx):
+        while True:
             t0, c0 = time.perf_counter(), time.process_time()
-            if name in simple:
-                pred = simple[name](frames[k], frames[k + 2])
-            else:
-                for j in (k, k + 2):  # this pair and the next, each built once
-                    if j in linked and j not in pairs:
-                        pairs[j] = PairInterpolator(frames[j], frames[j + 2], methods[name])
-                pairs.pop(k - 4, None)  # no longer anyone's neighbour
-                before = pairs.get(k - 2) if linked.get(k - 2) and linked[k] else None
-                after = pairs.get(k + 2) if linked.get(k + 2) and linked[k] else None
-                pairs[k].use_neighbours(before, after)
-                pred = pairs[k].render(0.5)
+            k, pred = next(preds, (None, None))
             secs += time.perf_counter() - t0
             cpu += time.process_time() - c0  # all threads of this process
+            if k is None:
+                break
             p, s = score(pred, frames[k + 1])
             ps.append(p)
             ss.append(s)

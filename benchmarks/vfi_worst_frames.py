@@ -1,6 +1,7 @@
 """Side-by-side pictures of the frames where flow interpolation does worst (for docs/interpolation.md).
 
-For a clip, every odd frame is rebuilt from its two neighbours by each method; the `--count` frames with
+For a clip, every odd frame is rebuilt from its two neighbours by each method (as `interpolate_video`
+does: neighbouring pairs bend the motion, `bench_vfi.rebuild`); the `--count` frames with
 the lowest PSNR of the first method are written as one PNG each: ground truth | each method, with a
 crop around the worst 96-px window enlarged 3x underneath (nearest neighbour, so no smoothing hides a
 tear). Prints one JSON object with the per-frame PSNR of every method on those frames.
@@ -20,7 +21,7 @@ import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from bench_vfi import clip_dir, load_clip, run_ours, score  # noqa: E402
+from bench_vfi import clip_dir, cut_free_pairs, load_clip, rebuild, score  # noqa: E402
 
 from pmf_edit.video.interpolate import CONFIGS  # noqa: E402
 
@@ -59,15 +60,20 @@ def main() -> None:
     cv2.setNumThreads(1)
     frames = load_clip(os.path.join(clip_dir(), args.clip), args.max_frames)
     names = args.methods.split(",")
-    first = CONFIGS[names[0]]
     idx = list(range(0, len(frames) - 2, 2))
-    base = [score(run_ours(first, frames[k], frames[k + 2]), frames[k + 1])[0] for k in idx]
+    linked = cut_free_pairs(frames, idx)
+    wanted: set[int] = set()
+    every = {names[0]: dict(rebuild(frames, CONFIGS[names[0]], idx, linked))}
+    base = [score(every[names[0]][k], frames[k + 1])[0] for k in idx]
     worst = [idx[i] for i in np.argsort(base)[: args.count]]
+    wanted.update(worst)
+    for n in names[1:]:
+        every[n] = {k: pred for k, pred in rebuild(frames, CONFIGS[n], idx, linked) if k in wanted}
     report = {}
     os.makedirs(os.path.dirname(args.out) or ".", exist_ok=True)
     for k in worst:
         gt = frames[k + 1]
-        preds = {n: run_ours(CONFIGS[n], frames[k], frames[k + 2]) for n in names}
+        preds = {n: every[n][k] for n in names}
         cy, cx = worst_window(preds[names[0]], gt)
         rows = [np.concatenate([label(gt, "truth")] + [label(preds[n], f"{n} {score(preds[n], gt)[0]:.2f} dB")
                                                        for n in names], axis=1)]

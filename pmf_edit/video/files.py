@@ -122,6 +122,57 @@ def _render_pair(pair, plan: list, before=None, after=None) -> list:
     return out
 
 
+class _PairPipeline:
+    """Source pairs in, output frames out, in source order (the scheduling half of `interpolate_video`).
+
+    Each pair's flows are computed once (`_pair_flows`); a pair is rendered once the next pair's flows are
+    under way, so its motion can bend through both neighbours (`PairInterpolator.use_neighbours`) and each
+    pair's flows serve up to three renders. With `workers` > 1 flows and renders are tasks of a small
+    thread pool (OpenCV and most numpy work release the GIL); flows are always submitted before the render
+    that waits for them, so a render never waits on a task that has not started (no deadlock), and at most
+    2 * workers renders are in flight, so memory stays flat. `add` and `finish` return the frames that are
+    ready to be written; `close` stops the pool (dropping queued work when `cancel`).
+    """
+
+    def __init__(self, cfg: InterpolationConfig, workers: int) -> None:
+        self.pool = ThreadPoolExecutor(workers, thread_name_prefix="pmf-vfi") if workers > 1 else None
+        # The pool already keeps the cores busy: a second DIS thread per pair only adds hand-offs.
+        self.cfg = replace(cfg, parallel_flows=False) if self.pool is not None else cfg
+        self.limit = 2 * workers
+        self.window: deque = deque(maxlen=2)  # (flows, plan) of the newest pair not yet rendered, after its predecessor's
+        self.pending: deque[Future] = deque()  # renders in flight, in output order
+
+    def add(self, prev, cur, plan: list) -> list:
+        """Schedule the pair (prev, cur) with its `plan` (`_render_pair`); the frames now ready, in order."""
+        flows = (_pair_flows(prev, cur, plan, self.cfg) if self.pool is None
+                 else self.pool.submit(_pair_flows, prev, cur, plan, self.cfg))
+        ready = self._render_newest(flows) if self.window else []  # the previous pair, now that its successor exists
+        self.window.append((flows, plan))  # (maxlen 2: the pair before the previous one drops out)
+        return ready
+
+    def finish(self) -> list:
+        """Render the last pair (no successor) and wait for everything: the remaining frames, in order."""
+        ready = self._render_newest(None) if self.window else []
+        while self.pending:
+            ready += self.pending.popleft().result()
+        return ready
+
+    def close(self, cancel: bool = False) -> None:
+        if self.pool is not None:
+            self.pool.shutdown(wait=True, cancel_futures=cancel)
+
+    def _render_newest(self, after) -> list:
+        pair, plan = self.window[-1]
+        before = self.window[0][0] if len(self.window) == 2 else None
+        if self.pool is None:
+            return _render_pair(pair, plan, before, after)
+        self.pending.append(self.pool.submit(_render_pair, pair, plan, before, after))
+        ready = []
+        while len(self.pending) > self.limit:  # bounded look-ahead keeps memory flat
+            ready += self.pending.popleft().result()
+        return ready
+
+
 @checks.checked
 def interpolate_video(
     src: str | os.PathLike,
@@ -215,12 +266,7 @@ def interpolate_video(
     writer = open_writer(tmp, info, planar, fps_out, codec, quality, src if audio else None, encoder_options)
     bar = None
     frames_in = frames_out = cuts = 0
-    # Source pairs are interpolated by a small thread pool (OpenCV and most numpy work release the GIL)
-    # and written in order; at most 2 * workers pairs are in flight, so memory does not grow.
-    pool = ThreadPoolExecutor(workers, thread_name_prefix="pmf-vfi") if workers > 1 else None
-    if pool is not None:
-        # The pool already keeps the cores busy: a second DIS thread per pair only adds hand-offs.
-        cfg = replace(cfg, parallel_flows=False)
+    pipeline = _PairPipeline(cfg, workers)  # flows and renders of the source pairs, in order
     try:
         from tqdm.auto import tqdm
 
@@ -243,26 +289,6 @@ def interpolate_video(
             bar.update(1)
 
         prev_thumb = None
-        pending: deque[Future] = deque()  # pairs being rendered by the pool, in output order
-        # A pair is rendered once the next pair's flows are under way (its motion bends through them:
-        # `PairInterpolator.use_neighbours`), so each pair's flows serve up to three renders. In the pool,
-        # flows are submitted before the render that waits for them, so a render never waits on a task
-        # that has not started (no deadlock with any number of workers).
-        window: deque = deque(maxlen=2)  # (flows, plan) of the last two pairs not yet rendered / their predecessor
-
-        def render_last(after) -> None:
-            """Render the newest pair in `window`, its predecessor's flows before it and `after` next."""
-            pair, plan = window[-1]
-            before = window[0][0] if len(window) == 2 else None
-            if pool is None:
-                for img in _render_pair(pair, plan, before, after):
-                    emit(img)
-                return
-            pending.append(pool.submit(_render_pair, pair, plan, before, after))
-            while len(pending) > 2 * workers:  # bounded look-ahead keeps memory flat
-                for img in pending.popleft().result():
-                    emit(img)
-
         for cur in frames:
             frames_in += 1
             i = frames_in - 2  # index of `prev`; the pair spans source times [i, i + 1)
@@ -283,17 +309,11 @@ def interpolate_video(
                 else:
                     plan.append(t)
                 j += 1
-            flows = (_pair_flows(prev, cur, plan, cfg) if pool is None
-                     else pool.submit(_pair_flows, prev, cur, plan, cfg))
-            if window:
-                render_last(flows)  # the previous pair, now that its successor's flows are under way
-            window.append((flows, plan))  # (maxlen 2: the pair before the previous one drops out)
-            prev = cur
-        if window:
-            render_last(None)  # the last pair has no successor
-        while pending:
-            for img in pending.popleft().result():
+            for img in pipeline.add(prev, cur, plan):
                 emit(img)
+            prev = cur
+        for img in pipeline.finish():
+            emit(img)
         if frames_in < 2:
             raise ValueError(f"{src} has only 1 frame (a still image?); interpolation needs at least 2")
         # The last source frame, if the output clock lands on it.
@@ -308,15 +328,13 @@ def interpolate_video(
         if not os.path.exists(tmp) or os.path.getsize(tmp) == 0:
             raise encoder_failed("wrote no output for")
     except BaseException:
-        if pool is not None:
-            pool.shutdown(wait=True, cancel_futures=True)
+        pipeline.close(cancel=True)
         _abort(writer)
         if os.path.exists(tmp):
             os.remove(tmp)
         raise
     finally:
-        if pool is not None:
-            pool.shutdown(wait=True)
+        pipeline.close()
         frames.close()
         if bar is not None:
             bar.close()
