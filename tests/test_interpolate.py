@@ -255,3 +255,20 @@ def test_unreliable_acceleration_is_limited() -> None:
     err = lambda x: float(np.abs(x - truth)[CROP].mean())  # noqa: E731
     assert err(limited) < err(loose.render(0.5)), (err(limited), err(loose.render(0.5)))
     assert err(limited) < 1.5 * err(linear) + 0.01, (err(limited), err(linear))
+
+
+def test_interpolate_frames_with_neighbouring_frames() -> None:
+    # The tensor API takes the frames around the pair: a batch of two clips, the same parabola as above.
+    fm1, f0, f1, f2 = (torch.from_numpy(x).permute(2, 0, 1) for x in _accelerating([-1, 0, 1, 2]))
+    batch = lambda x: torch.stack([x, x])  # noqa: E731
+    mid = interpolate_frames(batch(f0), batch(f1), 0.5, before=batch(fm1), after=batch(f2))
+    straight = interpolate_frames(f0, f1, 0.5)
+    got = [_position(m.permute(1, 2, 0).numpy()) for m in mid]
+    assert all(abs(g - 2.5) < 0.1 for g in got), got  # 4 t + 2 t^2 at t = 1/2
+    assert abs(_position(straight.permute(1, 2, 0).numpy()) - 2.5) > 0.4
+    one_side = interpolate_frames(f0, f1, [0.5], after=f2)
+    assert one_side.shape == (1, 3, 64, 160)
+    with pytest.raises(ValueError, match="before must have frame0's shape"):
+        interpolate_frames(f0, f1, 0.5, before=f0[:, :32])
+    with pytest.raises(ValueError, match="after values must be in"):
+        interpolate_frames(f0, f1, 0.5, after=f2 * 3)

@@ -450,21 +450,26 @@ def _splat_weight(src: np.ndarray, matched: np.ndarray, fb: np.ndarray, cfg: Int
 
 def _check_frames(frame0: torch.Tensor, frame1: torch.Tensor) -> None:
     for name, f in (("frame0", frame0), ("frame1", frame1)):
-        if not isinstance(f, torch.Tensor):
-            raise ValueError(f"{name} must be a torch.Tensor, got {type(f).__name__}")
-        if f.ndim not in (3, 4) or f.shape[-3] not in (1, 3):
-            raise ValueError(f"{name} must be (B, C, H, W) or (C, H, W) with C in {{1, 3}}, "
-                             f"got shape {tuple(f.shape)}")
-        if not f.is_floating_point():
-            raise ValueError(f"{name} must be a float tensor in [0, 1], got dtype {f.dtype}")
-        if f.numel() == 0 or min(f.shape[-2:]) < 2:
-            raise ValueError(f"{name} must be at least 2x2 pixels, got shape {tuple(f.shape)}")
-        lo, hi = float(f.min()), float(f.max())
-        if not (lo >= -1e-3 and hi <= 1 + 1e-3):  # also catches NaN
-            raise ValueError(f"{name} values must be in [0, 1], got range [{lo:.4g}, {hi:.4g}]")
+        _check_frame(name, f)
     if frame0.shape != frame1.shape:
         raise ValueError(f"frame0 and frame1 must have the same shape, got {tuple(frame0.shape)} "
                          f"and {tuple(frame1.shape)}")
+
+
+def _check_frame(name: str, f: torch.Tensor) -> None:
+    """One frame argument: a float tensor (C, H, W) or (B, C, H, W), C in {1, 3}, at least 2x2, in [0, 1]."""
+    if not isinstance(f, torch.Tensor):
+        raise ValueError(f"{name} must be a torch.Tensor, got {type(f).__name__}")
+    if f.ndim not in (3, 4) or f.shape[-3] not in (1, 3):
+        raise ValueError(f"{name} must be (B, C, H, W) or (C, H, W) with C in {{1, 3}}, "
+                         f"got shape {tuple(f.shape)}")
+    if not f.is_floating_point():
+        raise ValueError(f"{name} must be a float tensor in [0, 1], got dtype {f.dtype}")
+    if f.numel() == 0 or min(f.shape[-2:]) < 2:
+        raise ValueError(f"{name} must be at least 2x2 pixels, got shape {tuple(f.shape)}")
+    lo, hi = float(f.min()), float(f.max())
+    if not (lo >= -1e-3 and hi <= 1 + 1e-3):  # also catches NaN
+        raise ValueError(f"{name} values must be in [0, 1], got range [{lo:.4g}, {hi:.4g}]")
 
 
 def _is_scalar_time(times: object) -> bool:
@@ -490,6 +495,8 @@ def interpolate_frames(
     frame1: torch.Tensor,
     times: float | Sequence[float] = 0.5,
     config: InterpolationConfig | None = None,
+    before: torch.Tensor | None = None,
+    after: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """Frames between `frame0` (t=0) and `frame1` (t=1), one per requested time.
 
@@ -499,6 +506,9 @@ def interpolate_frames(
         times: one time or several, each in [0, 1]; 0 and 1 return the inputs exactly.
         config: method settings; `InterpolationConfig()` (bidirectional DIS flow, flow splatting,
             occlusion-aware blending) by default.
+        before, after: optional frames of the same video just before `frame0` and just after `frame1`
+            (same shape): each pixel then moves on a parabola through the four frames instead of a
+            straight line (`PairInterpolator.use_neighbours`; one more flow pair for each given).
 
     Returns:
         For a single float `times`: a tensor shaped like `frame0`. For a sequence of T times:
@@ -512,18 +522,34 @@ def interpolate_frames(
         >>> f0, f1 = torch.rand(3, 48, 64), torch.rand(3, 48, 64)
         >>> interpolate_frames(f0, f1, [0.25, 0.5, 0.75]).shape
         torch.Size([3, 3, 48, 64])
+        >>> interpolate_frames(f0, f1, 0.5, before=f_prev, after=f_next).shape   # motion on a parabola
+        torch.Size([3, 48, 64])
     """
     _check_frames(frame0, frame1)
+    for name, f in (("before", before), ("after", after)):
+        if f is not None:
+            _check_frame(name, f)
+            if f.shape != frame0.shape:
+                raise ValueError(f"{name} must have frame0's shape {tuple(frame0.shape)}, got {tuple(f.shape)}")
     ts = _check_times(times)
     cfg = checks.config(config, InterpolationConfig)
     batched = frame0.ndim == 4
     x0 = frame0 if batched else frame0.unsqueeze(0)  # (B, C, H, W)
     x1 = frame1 if batched else frame1.unsqueeze(0)
-    a = x0.detach().to("cpu", torch.float32).clamp(0, 1).permute(0, 2, 3, 1).numpy()  # (B, H, W, C)
-    b = x1.detach().to("cpu", torch.float32).clamp(0, 1).permute(0, 2, 3, 1).numpy()
+    def hwc(x: torch.Tensor | None) -> np.ndarray | None:  # (B, H, W, C) float32 numpy
+        if x is None:
+            return None
+        x = x if batched else x.unsqueeze(0)
+        return x.detach().to("cpu", torch.float32).clamp(0, 1).permute(0, 2, 3, 1).numpy()
+
+    a, b, am, bp = hwc(frame0), hwc(frame1), hwc(before), hwc(after)
     out = np.empty((len(ts),) + a.shape, np.float32)  # (T, B, H, W, C)
     for i in range(a.shape[0]):
-        pair = PairInterpolator(np.ascontiguousarray(a[i]), np.ascontiguousarray(b[i]), cfg)
+        ai, bi = np.ascontiguousarray(a[i]), np.ascontiguousarray(b[i])
+        pair = PairInterpolator(ai, bi, cfg)
+        if (am is not None or bp is not None) and cfg.method == "flow":
+            pair.use_neighbours(None if am is None else PairInterpolator(np.ascontiguousarray(am[i]), ai, cfg),
+                                None if bp is None else PairInterpolator(bi, np.ascontiguousarray(bp[i]), cfg))
         for j, t in enumerate(ts):
             out[j, i] = pair.render(t)
     res = torch.from_numpy(out).permute(0, 1, 4, 2, 3).to(frame0.device, frame0.dtype)  # (T, B, C, H, W)
