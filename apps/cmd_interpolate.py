@@ -72,8 +72,15 @@ def run_pair(args: argparse.Namespace) -> int:
     if os.path.isdir(args.output):
         raise ValueError(f"output {args.output} is a folder; give an image file path, e.g. "
                          f"{os.path.join(args.output, 'middle.png')}")
+    around = {}
+    for name, path in (("before", args.before), ("after", args.after)):
+        if path:
+            around[name] = _read_image(path)
+            if around[name].shape != f0.shape:
+                raise ValueError(f"--{name} {path} is {tuple(around[name].shape)} (C, H, W), but the frames are "
+                                 f"{tuple(f0.shape)}")
     times = args.t if args.t else [0.5]
-    out = interpolate_frames(f0, f1, times, config=_config(args))  # (T, C, H, W)
+    out = interpolate_frames(f0, f1, times, config=_config(args), **around)  # (T, C, H, W)
     stem, ext = os.path.splitext(args.output)
     for i, (t, frame) in enumerate(zip(times, out)):
         path = args.output if len(times) == 1 else f"{stem}_{i:02d}{ext}"
@@ -117,6 +124,10 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
                    help="output image path; with several --t values, files are numbered OUT_00.png, OUT_01.png, ...")
     p.add_argument("--t", type=float, action="append", default=None,
                    help="time in [0, 1] of the wanted frame (default 0.5); repeat for several frames")
+    p.add_argument("--before", default=None,
+                   help="the frame just before frame0 (optional): with --after or alone, pixels move on a "
+                        "parabola through the frames instead of a straight line")
+    p.add_argument("--after", default=None, help="the frame just after frame1 (optional), see --before")
     _add_method_flags(p)
     p.set_defaults(func=run_pair)
 

@@ -247,3 +247,23 @@ def test_video_path_bends_motion_through_neighbouring_pairs(tmp_path: Path) -> N
     assert np.abs(runs["curved"] - runs["pool"]).max() <= 1.0
     err = {k: ((v - truth)[1::2, 8:-8, 24:-24] ** 2).mean(axis=(1, 2, 3)) for k, v in runs.items()}  # rebuilt frames
     assert (err["curved"][1:-1] < 0.5 * err["straight"][1:-1]).all(), err  # inner pairs have both neighbours
+
+
+def test_cli_pair_with_neighbouring_frames(tmp_path: Path, capsys) -> None:
+    import imageio.v3 as iio
+
+    from tests.test_interpolate import _shifted
+
+    truth = (np.clip(np.stack(_shifted([k * k / 4 for k in range(0, 7)])), 0, 1) * 255 + 0.5).astype(np.uint8)
+    for name, k in (("prev", 0), ("a", 2), ("b", 4), ("next", 6)):
+        iio.imwrite(tmp_path / f"{name}.png", truth[k])
+    pair = [str(tmp_path / "a.png"), str(tmp_path / "b.png")]
+    assert cli_main(["interpolate", *pair, "-o", str(tmp_path / "straight.png")]) == 0
+    assert cli_main(["interpolate", *pair, "-o", str(tmp_path / "curved.png"), "--before", str(tmp_path / "prev.png"),
+                     "--after", str(tmp_path / "next.png")]) == 0
+    err = {n: float(((iio.imread(tmp_path / f"{n}.png").astype(np.float32) - truth[3])[8:-8, 24:-24] ** 2).mean())
+           for n in ("straight", "curved")}
+    assert err["curved"] < 0.5 * err["straight"], err
+    iio.imwrite(tmp_path / "small.png", truth[0][:32])
+    assert cli_main(["interpolate", *pair, "-o", str(tmp_path / "x.png"), "--before", str(tmp_path / "small.png")]) == 2
+    assert "--before" in capsys.readouterr().err
