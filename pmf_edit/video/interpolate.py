@@ -173,6 +173,7 @@ class PairInterpolator:
                               for img, c in ((img0, chroma0), (img1, chroma1)))  # (h, w, C'), (h, w)
         self.f01, self.f10 = dis_flows(g0, g1, config.preset, config.variational_iters_at(self.h, self.w),
                                        config.parallel_flows, config.finest_scale)  # (h, w, 2)
+        self.c0 = self.c1 = None  # (h, w) forward-backward inconsistency, computed when something needs it
         if config.reverse_flow or config.visibility:
             self.c0 = fb_consistency(self.f01, self.f10)  # (h, w) occlusion evidence in frame 0
             self.c1 = fb_consistency(self.f10, self.f01)
@@ -202,8 +203,11 @@ class PairInterpolator:
         `acceleration=False`, the motion stays linear. No new flow is computed.
 
         Example:
-            >>> pairs = [PairInterpolator(frames[i], frames[i + 1], cfg) for i in range(3)]
-            >>> pairs[1].use_neighbours(pairs[0], pairs[2]); middle = pairs[1].render(0.5)
+            >>> frames = [np.random.rand(48, 64, 3).astype(np.float32) for _ in range(4)]  # one video, (H, W, C)
+            >>> pairs = [PairInterpolator(frames[i], frames[i + 1], InterpolationConfig()) for i in range(3)]
+            >>> pairs[1].use_neighbours(pairs[0], pairs[2])
+            >>> pairs[1].render(0.5).shape
+            (48, 64, 3)
         """
         if self.cfg.method != "flow" or not self.cfg.acceleration:
             return
@@ -213,7 +217,7 @@ class PairInterpolator:
                                  f"{getattr(other, 'f01', np.empty(0)).shape} and {self.f01.shape}")
         # before.c1: inconsistency of before.f10 seen from this frame 0; after.c0 likewise for frame 1.
         for pair in (self, before, after):
-            if pair is not None and not hasattr(pair, "c0"):  # computed already unless reverse_flow=visibility=False
+            if pair is not None and pair.c0 is None:  # computed already unless reverse_flow=visibility=False
                 pair.c0, pair.c1 = fb_consistency(pair.f01, pair.f10), fb_consistency(pair.f10, pair.f01)
         self.acc0 = None if before is None else self._acceleration(self.f01, before.f10, self.c0 + before.c1)
         self.acc1 = None if after is None else self._acceleration(self.f10, after.f01, self.c1 + after.c0)
@@ -522,6 +526,7 @@ def interpolate_frames(
         >>> f0, f1 = torch.rand(3, 48, 64), torch.rand(3, 48, 64)
         >>> interpolate_frames(f0, f1, [0.25, 0.5, 0.75]).shape
         torch.Size([3, 3, 48, 64])
+        >>> f_prev, f_next = torch.rand(3, 48, 64), torch.rand(3, 48, 64)
         >>> interpolate_frames(f0, f1, 0.5, before=f_prev, after=f_next).shape   # motion on a parabola
         torch.Size([3, 48, 64])
     """
@@ -536,6 +541,7 @@ def interpolate_frames(
     batched = frame0.ndim == 4
     x0 = frame0 if batched else frame0.unsqueeze(0)  # (B, C, H, W)
     x1 = frame1 if batched else frame1.unsqueeze(0)
+
     def hwc(x: torch.Tensor | None) -> np.ndarray | None:  # (B, H, W, C) float32 numpy
         if x is None:
             return None
