@@ -157,7 +157,8 @@ def bench_clip(frames: np.ndarray, methods: dict[str, InterpolationConfig], with
             p, s = score(pred, frames[k + 1])
             ps.append(p)
             ss.append(s)
-        res[name] = {"psnr": float(np.mean(ps)), "ssim": float(np.mean(ss)), "psnr_per_frame": [round(p, 3) for p in ps],
+        res[name] = {"psnr": float(np.mean(ps)), "ssim": float(np.mean(ss)),
+                     "psnr_per_frame": [round(p, 3) for p in ps],
                      "ms_per_frame": 1000 * secs / len(idx),
                      "cpu_ms_per_frame": 1000 * cpu / len(idx), "frames": len(idx)}
     if mi is not None:
@@ -418,7 +419,8 @@ def main() -> None:
             for k, v in results[clip].items()), file=sys.stderr)
     names = list(next(iter(results.values())))
     mean = {n: {"psnr": float(np.mean([results[c][n]["psnr"] for c in results]))} for n in names}
-    out = {"clips": results, "mean": mean, "cpu_count": os.cpu_count(), "max_frames": args.max_frames, "parity": args.parity,
+    out = {"clips": results, "mean": mean, "cpu_count": os.cpu_count(), "max_frames": args.max_frames,
+           "parity": args.parity,
            "configs": {k: asdict(v) for k, v in methods.items()},
            # Other jobs share the machine: wall-clock ms are only comparable within one run, if at all.
            "loadavg_before": load_before, "loadavg_after": os.getloadavg()}

@@ -96,7 +96,8 @@ def main() -> None:
                     (y0, uv0), (y1, uv1) = frames[k], frames[k + 2]
                     mod.PairInterpolator(y0, y1, cfg, chroma0=uv0, chroma1=uv1).render_planes(0.5)
             times[name].append(1000 * (time.thread_time() - t0) / n)
-    print(json.dumps({"clip": args.clip, "mode": "acceleration off/on" if args.acceleration else "two checkouts", "pairs": n, "preset": args.preset, "ms_per_pair": times,
+    mode = "acceleration off/on" if args.acceleration else "two checkouts"
+    print(json.dumps({"clip": args.clip, "mode": mode, "pairs": n, "preset": args.preset, "ms_per_pair": times,
                       "min_ratio_after_to_before": min(times["after"]) / min(times["before"]),
                       "loadavg_before": load, "loadavg_after": os.getloadavg()}))
 

@@ -62,13 +62,11 @@ def main() -> None:
     names = args.methods.split(",")
     idx = list(range(0, len(frames) - 2, 2))
     linked = cut_free_pairs(frames, idx)
-    wanted: set[int] = set()
     every = {names[0]: dict(rebuild(frames, CONFIGS[names[0]], idx, linked))}
     base = [score(every[names[0]][k], frames[k + 1])[0] for k in idx]
     worst = [idx[i] for i in np.argsort(base)[: args.count]]
-    wanted.update(worst)
     for n in names[1:]:
-        every[n] = {k: pred for k, pred in rebuild(frames, CONFIGS[n], idx, linked) if k in wanted}
+        every[n] = {k: pred for k, pred in rebuild(frames, CONFIGS[n], idx, linked) if k in worst}
     report = {}
     os.makedirs(os.path.dirname(args.out) or ".", exist_ok=True)
     for k in worst:

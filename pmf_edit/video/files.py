@@ -139,7 +139,8 @@ class _PairPipeline:
         # The pool already keeps the cores busy: a second DIS thread per pair only adds hand-offs.
         self.cfg = replace(cfg, parallel_flows=False) if self.pool is not None else cfg
         self.limit = 2 * workers
-        self.window: deque = deque(maxlen=2)  # (flows, plan) of the newest pair not yet rendered, after its predecessor's
+        # (flows, plan): the newest pair, not yet rendered, after its predecessor (its `before`)
+        self.window: deque = deque(maxlen=2)
         self.pending: deque[Future] = deque()  # renders in flight, in output order
 
     def add(self, prev, cur, plan: list) -> list:

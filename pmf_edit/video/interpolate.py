@@ -282,7 +282,8 @@ class PairInterpolator:
         ft0, ft1 = g[..., :2], g[..., 2:]
         ft0[hole] = t * g10[hole]  # holes fall back to the t-scaled opposite flows, as in the linear case
         ft1[hole] = s * g01[hole]
-        return _resize_flow(np.ascontiguousarray(ft0), self.w, self.h), _resize_flow(np.ascontiguousarray(ft1), self.w, self.h)
+        return (_resize_flow(np.ascontiguousarray(ft0), self.w, self.h),
+                _resize_flow(np.ascontiguousarray(ft1), self.w, self.h))
 
     def _full_flows(self, t: float, size: tuple[int, int] | None = None, small: tuple | None = None
                     ) -> tuple[np.ndarray, np.ndarray, np.ndarray | None, np.ndarray | None]:
