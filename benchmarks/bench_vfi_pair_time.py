@@ -81,16 +81,12 @@ def main() -> None:
             if args.acceleration:
                 cfg = replace(cfg, acceleration=name == "after")
             t0 = time.thread_time()
-            if args.acceleration:  # each pair built once; pair j rendered once pair j + 1 exists
-                pairs = []
-                for k in range(0, 2 * n + 2, 2):
-                    if k < 2 * n:
-                        (y0, uv0), (y1, uv1) = frames[k], frames[k + 2]
-                        pairs.append(mod.PairInterpolator(y0, y1, cfg, chroma0=uv0, chroma1=uv1))
-                    j = k // 2 - 1
-                    if j >= 0:
-                        pairs[j].use_neighbours(pairs[j - 1] if j else None, pairs[j + 1] if j + 1 < n else None)
-                        pairs[j].render_planes(0.5)
+            if args.acceleration:  # each pair built once, then rendered with its neighbours attached
+                pairs = [mod.PairInterpolator(frames[k][0], frames[k + 2][0], cfg, chroma0=frames[k][1],
+                                              chroma1=frames[k + 2][1]) for k in range(0, 2 * n, 2)]
+                for j, pair in enumerate(pairs):
+                    pair.use_neighbours(pairs[j - 1] if j else None, pairs[j + 1] if j + 1 < n else None)
+                    pair.render_planes(0.5)
             else:
                 for k in range(0, 2 * n, 2):
                     (y0, uv0), (y1, uv1) = frames[k], frames[k + 2]

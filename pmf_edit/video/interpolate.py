@@ -189,7 +189,9 @@ class PairInterpolator:
             # Both sources stacked for one splat pass per t: (2, hs, ws, 2) flows, (2, hs, ws) weights.
             self.rev_flows, self.rev_weights = np.stack([g01, g10]), np.stack([z0, z1])
             self.rev_values = np.stack([-g01, g10])  # signs: the splat's sum is then n1 - n0 (below)
-        self.acc0 = self.acc1 = None  # (h, w, 2) accelerations of frame-0 / frame-1 pixels (use_neighbours)
+        # Accelerations of frame-0 / frame-1 pixels (use_neighbours), (2,)-vectors at the resolution the
+        # path reads them: the splatting grid (hs, ws) with reverse_flow, else the flow grid (h, w).
+        self.acc0 = self.acc1 = None
 
     def use_neighbours(self, before: PairInterpolator | None, after: PairInterpolator | None) -> None:
         """Bend the motion: each pixel moves on a parabola through four frames instead of a line.
@@ -223,13 +225,14 @@ class PairInterpolator:
         self.acc1 = None if after is None else self._acceleration(self.f10, after.f01, self.c1 + after.c0)
 
     def _acceleration(self, f: np.ndarray, f_back: np.ndarray, inconsistency: np.ndarray) -> np.ndarray:
-        """a = f + f_back, limited and damped (config): (h, w, 2) at the flow resolution."""
+        """a = f + f_back, limited and damped (config): (hs, ws, 2) with reverse_flow, else (h, w, 2)."""
         a = f + f_back  # (h, w, 2): f and f_back are one frame's flows to the next and previous frames
         size = cv2.magnitude(a[..., 0], a[..., 1])
         cap = np.float32(self.cfg.accel_rel) * cv2.magnitude(f[..., 0], f[..., 1]) + np.float32(self.cfg.accel_slack)
         k = np.minimum(np.float32(1), cap / np.maximum(size, np.float32(1e-6)))
         k *= np.exp(np.float32(-self.cfg.accel_fb) * inconsistency)
-        return a * k[..., None]
+        a *= k[..., None]
+        return _resize_flow(a, self.ws, self.hs) if self.cfg.reverse_flow else a
 
     def _flows_at(self, t: float) -> tuple[np.ndarray, np.ndarray]:
         """F_t0, F_t1: (h, w, 2) flows from the frame at time t back to frames 0 and 1."""
@@ -268,10 +271,10 @@ class PairInterpolator:
         s = 1 - t
         d0 = t * g01  # displacement of frame-0 pixels from time 0 to t
         if self.acc0 is not None:
-            d0 = d0 + np.float32((t * t - t) / 2) * _resize_flow(self.acc0, self.ws, self.hs)
+            d0 = d0 + np.float32((t * t - t) / 2) * self.acc0
         d1 = s * g10  # displacement of frame-1 pixels from time 1 back to t
         if self.acc1 is not None:
-            d1 = d1 + np.float32((s * s - s) / 2) * _resize_flow(self.acc1, self.ws, self.hs)
+            d1 = d1 + np.float32((s * s - s) / 2) * self.acc1
         # A frame-0 pixel lands at x0 + d0 and carries F_t0 = -d0, F_t1 = f01 - d0; a frame-1 pixel lands
         # at x1 + d1 and carries F_t0 = f10 - d1, F_t1 = -d1.
         values = np.stack([np.concatenate([-d0, g01 - d0], -1), np.concatenate([g10 - d1, -d1], -1)])  # (2, hs, ws, 4)
