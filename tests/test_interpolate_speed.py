@@ -8,6 +8,7 @@ import torch
 
 from pmf_edit.flow import splat
 from pmf_edit.interpolate import InterpolationConfig, PairInterpolator
+from pmf_edit.video.interpolate import CONFIGS
 
 
 def textured_u8(h: int, w: int, seed: int) -> np.ndarray:
@@ -37,7 +38,8 @@ def test_variational_iters_at_picks_by_flow_pixels() -> None:
     assert cfg.variational_iters_at(10, 10) == 1  # at the threshold: small
     assert cfg.variational_iters_at(10, 11) == 3
     assert InterpolationConfig(small_variational_iters=None, variational_iters=2).variational_iters_at(4, 4) == 2
-    assert InterpolationConfig().variational_iters_at(136, 320) is None  # bikes' flow image keeps the preset's
+    assert InterpolationConfig().variational_iters_at(136, 320) == 2  # bikes' flow image: two passes
+    assert CONFIGS["plain-warp"].variational_iters_at(136, 320) is None  # the baseline keeps the preset's
 
 
 def test_bad_small_frame_settings() -> None:

@@ -45,10 +45,13 @@ class InterpolationConfig:
     method: Literal["flow", "linear"] = "flow"  # "linear" is a plain cross-fade (a baseline)
     preset: str = "fast"  # DIS preset: "ultrafast", "fast" or "medium" (patch stride, iterations)
     finest_scale: int | None = 0  # DIS finest pyramid level on the flow image (0 = its own size); None: the preset's
-    variational_iters: int | None = None  # DIS variational refinement passes; None keeps the preset's
+    # DIS variational refinement passes; None keeps the preset's (five for "fast"). Two measured as good as
+    # five on the development frames of the larger clips (bikes 320x136 flow: +0.00 dB, BBB 512x288: +0.04)
+    # for 9-13% less CPU per pair (docs/interpolation.md, tenth session).
+    variational_iters: int | None = 2
     # Small frames are dominated by fixed per-pair costs, and there one variational pass measured as good
     # as the preset's five (carphone 176x144 +0.00 dB, bikes at 176x76 +0.01, BBB at 256x144 +0.11) for
-    # 1.2 ms less per pair; on bikes 640x272 (320x136 flow) it lost 0.09 dB, so larger frames keep five.
+    # 1.2 ms less per pair; on bikes 640x272 (320x136 flow) it lost 0.09 dB, so larger frames keep more.
     small_flow_pixels: int = 16384  # flow images of at most this many pixels (h * w) use small_variational_iters
     small_variational_iters: int | None = 1  # variational passes on those; None: as variational_iters
     flow_scale: float = 0.5  # flow (and splatting) run on frames scaled by this; only the final warp is full size
@@ -110,7 +113,7 @@ class InterpolationConfig:
 
         Example:
             >>> InterpolationConfig().variational_iters_at(72, 88), InterpolationConfig().variational_iters_at(136, 320)
-            (1, None)
+            (1, 2)
         """
         if self.small_variational_iters is not None and h * w <= self.small_flow_pixels:
             return self.small_variational_iters
@@ -120,7 +123,7 @@ class InterpolationConfig:
 # The previous default (DIS MEDIUM on the full-size frame up to 1024 px, its patch search ending at
 # half size; splatting on the full flow grid): 1.5x the CPU time of today's default for +0.15 dB on
 # bikes and the same PSNR on carphone (docs/interpolation.md).
-_FULL_MEDIUM = dict(preset="medium", finest_scale=None, flow_scale=1.0, max_flow_side=1024)
+_FULL_MEDIUM = dict(preset="medium", finest_scale=None, flow_scale=1.0, max_flow_side=1024, variational_iters=None)
 
 # Presets by name, so benchmarks and the CLI can pick a method by a short string.
 CONFIGS: dict[str, InterpolationConfig] = {
@@ -129,8 +132,10 @@ CONFIGS: dict[str, InterpolationConfig] = {
     "flow-medium": InterpolationConfig(**_FULL_MEDIUM),  # the previous default
     # no splatting; straight-line motion: without the splatting the acceleration can only be read at the
     # target pixel, which measured worse on the development frames of two of three clips (docs)
-    "flow-fast": InterpolationConfig(preset="medium", finest_scale=None, reverse_flow=False, acceleration=False),
-    "plain-warp": InterpolationConfig(**_FULL_MEDIUM, reverse_flow=False, remap="linear"),  # the textbook baseline
+    "flow-fast": InterpolationConfig(preset="medium", finest_scale=None, reverse_flow=False, acceleration=False,
+                                     variational_iters=None),
+    # the textbook baseline: straight lines (given neighbours, acceleration=True would bend them too)
+    "plain-warp": InterpolationConfig(**_FULL_MEDIUM, reverse_flow=False, remap="linear", acceleration=False),
     "flow-refine": InterpolationConfig(refine=True),  # the default plus the learned correction
     "flow-gen": InterpolationConfig(generative=True),  # the default plus the generative pMF where flow fails
     "linear": InterpolationConfig(method="linear"),
