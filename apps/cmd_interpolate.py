@@ -58,9 +58,9 @@ def _read_image(path: str):
 
 
 def run_pair(args: argparse.Namespace) -> int:
-    import imageio.v3 as iio
     import numpy as np
 
+    from core.images import save_image
     from pmf_edit.video import interpolate_frames
 
     f0, f1 = _read_image(args.frame0), _read_image(args.frame1)
@@ -85,7 +85,7 @@ def run_pair(args: argparse.Namespace) -> int:
     for i, (t, frame) in enumerate(zip(times, out)):
         path = args.output if len(times) == 1 else f"{stem}_{i:02d}{ext}"
         img = (frame.permute(1, 2, 0).numpy() * 255.0 + 0.5).clip(0, 255).astype(np.uint8)  # (H, W, C)
-        iio.imwrite(path, img[..., 0] if img.shape[-1] == 1 else img)
+        save_image(path, img)  # atomic; creates the folder like the other commands
         print(f"t={t:g} -> {path}")
     return 0
 

@@ -42,13 +42,29 @@ def make_grid(images: torch.Tensor, nrow: int, pad: int = 2) -> np.ndarray:
 
 def save_png(path: str | Path, array: np.ndarray) -> Path:
     """Write a uint8 (H, W) / (H, W, 1) / (H, W, 3) array as PNG (atomically: temp name, then rename)."""
+    return _save_atomic(Path(path), array, ".png")
+
+
+def save_image(path: str | Path, array: np.ndarray) -> Path:
+    """Write a uint8 (H, W) / (H, W, 1) / (H, W, 3) array in the format its extension names (.png,
+    .jpg, .tif, ...), atomically (temp name in the same folder, then rename; the folder is created).
+
+    Example:
+        >>> save_image("/tmp/out/mid.jpg", np.zeros((8, 8, 3), np.uint8))  # doctest: +SKIP
+    """
+    path = Path(path)
+    if not path.suffix:
+        raise ValueError(f"output {path} has no file extension; it picks the image format (e.g. .png)")
+    return _save_atomic(path, array, path.suffix)
+
+
+def _save_atomic(path: Path, array: np.ndarray, suffix: str) -> Path:
     import imageio.v3 as iio
 
-    path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     if array.ndim == 3 and array.shape[2] == 1:
         array = array[:, :, 0]
-    tmp = path.with_name(f".{path.name}.tmp.png")
+    tmp = path.with_name(f".{path.name}.tmp{suffix}")
     try:
         iio.imwrite(tmp, array)
         tmp.replace(path)

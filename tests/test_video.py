@@ -210,6 +210,12 @@ def test_cli(clip_with_audio: Path, tmp_path: Path, capsys) -> None:
     assert cli_main(["interpolate", str(tmp_path / "a.png"), str(tmp_path / "b.png"), "-o",
                      str(tmp_path / "m.png"), "--t", "0.5"]) == 0
     assert iio.imread(tmp_path / "m.png").shape == (24, 32, 3)
+    # A missing output folder is created (as the other commands do); the format follows the extension,
+    # and no temporary file is left beside the outputs.
+    assert cli_main(["interpolate", str(tmp_path / "a.png"), str(tmp_path / "b.png"), "-o",
+                     str(tmp_path / "new" / "m.jpg"), "--t", "0.25", "--t", "0.75"]) == 0
+    assert sorted(os.listdir(tmp_path / "new")) == ["m_00.jpg", "m_01.jpg"]
+    assert (tmp_path / "new" / "m_00.jpg").read_bytes()[:2] == b"\xff\xd8"  # JPEG, not PNG bytes
     assert cli_main(["interpolate", str(tmp_path / "a.png"), str(tmp_path / "small.png"), "-o",
                      str(tmp_path / "x.png")]) == 2
     assert "frame sizes differ" in capsys.readouterr().err
