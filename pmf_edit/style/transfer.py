@@ -66,7 +66,8 @@ from core.model import AttentionProcessor, PixelMeanFlow
 from pmf_edit import velocity as vf
 from pmf_edit.boundary import (check_guidance, check_images, check_steps, check_strength, forward_noise,
                                sample_noise, with_precision)
-from pmf_edit.images import SIZE_MODES, check_image_size, from_network, plan_size, repeat_per_tile, to_network
+from pmf_edit.images import (SIZE_MODES, SizePlan, check_image_size, from_network, plan_size, repeat_per_tile,
+                             to_network)
 from pmf_edit.style.texture import TextureConfig, add_texture_detail, cover_resize, noise_shape, synthesize_texture
 
 __all__ = ["StyleResult", "style_transfer", "resolve_style_class"]
@@ -462,6 +463,80 @@ def style_transfer(
         >>> out.images.shape, out.nfe, out.size_mode   # at the model's size: no texture stage
         (torch.Size([1, 3, 32, 32]), 6, 'native')
     """
+    opts = _check_options(
+        net, content, style, strength=strength, method=method, inversion=inversion,
+        num_inversion_steps=num_inversion_steps, num_iterations=num_iterations, num_steps=num_steps,
+        guidance_scale=guidance_scale, state_adain=state_adain, color_match=color_match, color_weight=color_weight,
+        color_first=color_first, residual=residual, inject_from=inject_from, injection_weight=injection_weight,
+        attention_temperature=attention_temperature, size_mode=size_mode, style_scale=style_scale,
+        texture=texture, texture_config=texture_config)
+    B, _, H, W = content.shape
+    p = next(net.parameters())
+    # The size plan first: every image's noise is drawn in one piece (class sample, then two states
+    # per tile), so image i's result does not depend on the batch size.
+    plan = plan_size(H, W, net.cfg.image_size, opts.size_mode)
+    reported_mode = "native" if plan.native else opts.size_mode  # what StyleResult reports
+    style_is_image = isinstance(style, Tensor) and style.is_floating_point()
+    # At the model's own size the network already draws at full resolution: the texture stage is for
+    # larger (or other-shaped) pictures, whose change the network could only make at its own side.
+    with_texture = opts.texture > 0 and opts.strength > 0 and not plan.native
+    noise = _draw_noise(net, B, plan, opts, style_is_image, with_texture, generator, p)
+    style01, y_style, nfe_style = _reference(net, style, style_is_image, B, plan, opts, noise, style_labels,
+                                             class_names, p)
+    if opts.method == "swap" and y_style is None:
+        raise ValueError("method='swap' needs a style class: pass style as a class or style_labels=")
+    y_content = None if content_labels is None else resolve_style_class(net, content_labels, B, class_names,
+                                                                           "content_labels")
+    if opts.strength == 0.0:
+        return StyleResult(content.clone(), 0, reported_mode, plan.num_tiles, opts.method, y_style)
+    x = content.to(device=p.device, dtype=p.dtype)
+    out, nfe = _network_pass(net, x, plan, style01, y_content, y_style, opts, noise.states)
+    nfe_texture = 0
+    if with_texture:
+        out, nfe_texture = _texture_pass(net, out, style if style_is_image else None, style01, y_style, plan, opts,
+                                         noise)
+    return StyleResult(out.to(device=content.device, dtype=content.dtype),
+                       nfe * plan.num_tiles + nfe_style + nfe_texture, reported_mode, plan.num_tiles, opts.method,
+                       y_style)
+
+
+# ------------------------------------------------------------------------------------------------
+# The steps of style_transfer
+
+
+@dataclass(frozen=True)
+class _Options:
+    """The checked options of one ``style_transfer`` call (``size_mode`` with the former names resolved,
+    ``color_weight`` with its default applied)."""
+
+    strength: float
+    method: Method
+    inversion: Inversion
+    num_inversion_steps: int
+    num_iterations: int
+    num_steps: int
+    guidance_scale: float
+    state_adain: bool
+    color_match: bool
+    color_weight: float
+    color_first: bool
+    residual: bool
+    inject_from: int
+    injection_weight: float
+    attention_temperature: float
+    size_mode: str
+    style_scale: StyleScale
+    texture: float
+    texture_config: TextureConfig
+
+
+def _check_options(net: PixelMeanFlow, content: Tensor, style: StyleSpec, *, strength: float, method: str,
+                   inversion: str, num_inversion_steps: int, num_iterations: int, num_steps: int,
+                   guidance_scale: float, state_adain: bool, color_match: bool, color_weight: float | None,
+                   color_first: bool, residual: bool, inject_from: int, injection_weight: float,
+                   attention_temperature: float, size_mode: str, style_scale: StyleScale, texture: float,
+                   texture_config: TextureConfig | None) -> _Options:
+    """Every argument rule of ``style_transfer`` (the style's own image checks come with ``_reference``)."""
     _check_rgb(net, content, "content")
     if not isinstance(style, (Tensor, int, str, Sequence)) or isinstance(style, bool):
         raise TypeError(f"style must be a torch.Tensor image (B, 3, H, W) in [0, 1] or a class (index, name or "
@@ -487,87 +562,91 @@ def style_transfer(
     n_blocks = len(_blocks(net))
     if not 0 <= inject_from < n_blocks:
         raise ValueError(f"inject_from must lie in [0, {n_blocks - 1}] for this network, got {inject_from}")
+    return _Options(s, method, inversion, num_inversion_steps, num_iterations, num_steps, guidance_scale,
+                    state_adain, color_match, cw, color_first, residual, inject_from, iw, at, mode, style_scale,
+                    tx, tcfg)
 
-    B, _, H, W = content.shape
-    S = net.cfg.image_size
-    p = next(net.parameters())
-    # The size plan first: every image's noise is drawn in one piece (class sample, then two states
-    # per tile), so image i's result does not depend on the batch size.
-    plan = plan_size(H, W, S, mode)
-    tiles = plan.num_tiles
-    size_mode = "native" if plan.native else mode  # what StyleResult reports
-    style_is_image = isinstance(style, Tensor) and style.is_floating_point()
-    # At the model's own size the network already draws at full resolution: the texture stage is for
-    # larger (or other-shaped) pictures, whose change the network could only make at its own side.
-    with_texture = tx > 0 and s > 0 and not plan.native
-    mosaic = (CLASS_MOSAIC**2 - 1) if with_texture and not style_is_image else 0  # more class samples
-    draws = (0 if style_is_image else 1) + (2 * tiles if inversion == "noise" else 0)
-    C = net.cfg.in_channels
+
+@dataclass(frozen=True)
+class _Noise:
+    """Every random draw of one call, taken per image in one piece (``sample_noise``) so that image i's
+    result does not depend on the batch size. C, S: the network's channels and side; T: tiles."""
+
+    class_sample: Tensor | None  # (B, C, S, S): the one-step sample that turns a style class into a reference
+    states: Tensor | None  # (B T, 2, C, S, S): content and style state noise of inversion="noise"
+    mosaic: Tensor | None  # (B, CLASS_MOSAIC^2 - 1, C, S, S): more class samples, the class's texture exemplar
+    texture: Tensor | None  # (B, n): the texture synthesis' start noise, reshaped to texture_shape per image
+    texture_shape: tuple[int, ...]
+
+
+def _draw_noise(net: PixelMeanFlow, B: int, plan: SizePlan, opts: _Options, style_is_image: bool,
+                with_texture: bool, generator: torch.Generator | None, like: Tensor) -> _Noise:
+    """Draw in a fixed order per image: the class sample, the state noise, the mosaic, the texture's noise."""
+    C, S, tiles = net.cfg.in_channels, net.cfg.image_size, plan.num_tiles
+    mosaic = (CLASS_MOSAIC**2 - 1) if with_texture and not style_is_image else 0
+    draws = (0 if style_is_image else 1) + (2 * tiles if opts.inversion == "noise" else 0)
     # The texture covers what the network saw (plan.box: the whole image, or crop's centre square; the
     # rest of a crop stays the content's own pixels).
-    bt, bl, bh, bw = plan.box
-    tex_shape = noise_shape(bh, bw, tcfg, C) if with_texture else (0,)
-    n_tex = math.prod(tex_shape) if with_texture else 0
+    _, _, bh, bw = plan.box
+    tex_shape = noise_shape(bh, bw, opts.texture_config, C) if with_texture else (0,)
     n_net = (draws + mosaic) * C * S * S
-    eps = tex_noise = mosaic_eps = None
+    eps = mosaic_eps = tex_noise = None
     if with_texture:  # one piece per image: the network's draws, the mosaic's, then the texture's start noise
-        flat = sample_noise(B, (n_net + n_tex,), generator, p)  # (B, n_net + n_tex)
+        flat = sample_noise(B, (n_net + math.prod(tex_shape),), generator, like)  # (B, n_net + n_tex)
         eps = flat[:, :draws * C * S * S].reshape(B, draws, C, S, S) if draws else None
         mosaic_eps = flat[:, draws * C * S * S:n_net].reshape(B, mosaic, C, S, S)
         tex_noise = flat[:, n_net:]
     elif draws:
-        eps = sample_noise(B, (draws, C, S, S), generator, p)  # (B, draws, C, S, S)
+        eps = sample_noise(B, (draws, C, S, S), generator, like)  # (B, draws, C, S, S)
+    states = None
+    if opts.inversion == "noise":
+        states = eps[:, draws - 2 * tiles:].reshape(B * tiles, 2, C, S, S)  # (B T, 2, C, S, S)
+    return _Noise(None if style_is_image else eps[:, 0], states, mosaic_eps, tex_noise, tex_shape)
 
-    # The style as a model-size reference image (B, C, S, S) in [0, 1], and its class if any.
-    y_style: Tensor | None
-    nfe_style_sample = 0
+
+def _reference(net: PixelMeanFlow, style: StyleSpec, style_is_image: bool, B: int, plan: SizePlan, opts: _Options,
+               noise: _Noise, style_labels: int | Sequence[int] | Tensor | None, class_names: Sequence[str] | None,
+               like: Tensor) -> tuple[Tensor, Tensor | None, int]:
+    """The style as a model-size reference image (B, C, S, S) in [0, 1], its class (or None) and the NFE
+    spent: a style image is resized (``style_scale``), a class sampled in one step (the model's own texture)."""
+    S = net.cfg.image_size
     if style_is_image:
         _check_rgb(net, style, "style")
         if style.shape[0] not in (1, B):
             raise ValueError(f"style batch {style.shape[0]} must be 1 or match the content batch {B} "
                              f"(style shape {tuple(style.shape)})")
         scale = plan.inner[2] / plan.box[2]  # content pixels -> network pixels
-        style01 = _style_reference(style.to(device=p.device, dtype=p.dtype), S, scale, style_scale)
-        style01 = style01.clamp(0, 1).expand(B, -1, -1, -1)
+        style01 = _style_reference(style.to(device=like.device, dtype=like.dtype), S, scale, opts.style_scale)
         y_style = None if style_labels is None else resolve_style_class(net, style_labels, B, class_names,
                                                                          "style_labels")
-    else:
-        y_style = resolve_style_class(net, style, B, class_names)
-        # A class becomes a reference through a one-step sample of it (the model's own texture).
-        x1 = vf.jump(net, net.cfg.noise_scale * eps[:, 0], 1.0, 0.0, y_style)
-        style01 = from_model_range(x1)
-        nfe_style_sample = 1
-    if method == "swap" and y_style is None:
-        raise ValueError("method='swap' needs a style class: pass style as a class or style_labels=")
-    y_content = None if content_labels is None else resolve_style_class(net, content_labels, B, class_names,
-                                                                           "content_labels")
+        return style01.clamp(0, 1).expand(B, -1, -1, -1), y_style, 0
+    y_style = resolve_style_class(net, style, B, class_names)
+    x1 = vf.jump(net, net.cfg.noise_scale * noise.class_sample, 1.0, 0.0, y_style)
+    return from_model_range(x1), y_style, 1
 
-    if s == 0.0:
-        return StyleResult(content.clone(), 0, size_mode, tiles, method, y_style)
-    state_eps = None
-    if inversion == "noise":
-        state_eps = eps[:, draws - 2 * tiles :].reshape(B * tiles, 2, C, S, S)  # (B T, 2, C, S, S)
 
-    def core(x01: Tensor, ref01: Tensor, yc: Tensor | None, ys: Tensor | None,
-             eps: Tensor | None = state_eps) -> tuple[Tensor, int]:
-        """(m, C, S, S) [0, 1] tiles -> stylised [0, 1] tiles, NFE per tile."""
-        if color_match and color_first:
-            x01 = _lab_color_match(x01, ref01, cw)
-        out, nfe = _stylize_native(
-            net, to_model_range(x01), to_model_range(ref01), t=s, y_gen=ys, y_content=yc, y_style=ys,
-            method=method, inversion=inversion, num_inversion_steps=num_inversion_steps,
-            num_iterations=num_iterations, num_steps=num_steps, guidance_scale=guidance_scale,
-            state_adain=state_adain, inject_from=inject_from, eps=eps, residual=residual,
-            injection_weight=iw, attention_temperature=at,
-        )
-        out01 = from_model_range(out)
-        if color_match and not color_first:
-            out01 = _lab_color_match(out01, ref01, cw)
-        return out01, nfe
+def _stylize_tiles(net: PixelMeanFlow, x01: Tensor, ref01: Tensor, y_content: Tensor | None,
+                   y_style: Tensor | None, eps: Tensor | None, opts: _Options) -> tuple[Tensor, int]:
+    """(m, C, S, S) [0, 1] network inputs and references -> stylised [0, 1] inputs, NFE per input."""
+    if opts.color_match and opts.color_first:
+        x01 = _lab_color_match(x01, ref01, opts.color_weight)
+    out, nfe = _stylize_native(
+        net, to_model_range(x01), to_model_range(ref01), t=opts.strength, y_gen=y_style, y_content=y_content,
+        y_style=y_style, method=opts.method, inversion=opts.inversion, num_inversion_steps=opts.num_inversion_steps,
+        num_iterations=opts.num_iterations, num_steps=opts.num_steps, guidance_scale=opts.guidance_scale,
+        state_adain=opts.state_adain, inject_from=opts.inject_from, eps=eps, residual=opts.residual,
+        injection_weight=opts.injection_weight, attention_temperature=opts.attention_temperature,
+    )
+    out01 = from_model_range(out)
+    if opts.color_match and not opts.color_first:
+        out01 = _lab_color_match(out01, ref01, opts.color_weight)
+    return out01, nfe
 
-    # The network stylises what the size plan shows it (B T model-size inputs); its change is
-    # carried back to the content's size (pmf_edit.images).
-    x = content.to(device=p.device, dtype=p.dtype)
+
+def _network_pass(net: PixelMeanFlow, x: Tensor, plan: SizePlan, style01: Tensor, y_content: Tensor | None,
+                  y_style: Tensor | None, opts: _Options, state_eps: Tensor | None) -> tuple[Tensor, int]:
+    """Content (B, C, H, W) in [0, 1] -> the content with the network's change carried to its size, and the
+    NFE per network input: the network stylises what the size plan shows it (B T model-size inputs)."""
     x_in = to_network(plan, x)  # (B T, C, S, S)
     refs, ycs, yss = (repeat_per_tile(v, plan) for v in (style01, y_content, y_style))
     # At most TILE_CHUNK inputs go through the network at once (a 4096x4096 image is ~29k tiles: all
@@ -576,27 +655,35 @@ def style_transfer(
     for c0 in range(0, x_in.shape[0], TILE_CHUNK):
         sl = slice(c0, c0 + TILE_CHUNK)
         pick = lambda v: None if v is None else v[sl]  # noqa: E731
-        out_c, nfe = core(x_in[sl], refs[sl], pick(ycs), pick(yss), pick(state_eps))
+        out_c, nfe = _stylize_tiles(net, x_in[sl], refs[sl], pick(ycs), pick(yss), pick(state_eps), opts)
         parts.append(out_c)
-    out = from_network(plan, x, x_in, torch.cat(parts))
-    nfe_texture = 0
-    if with_texture:
-        if style_is_image:
-            exemplars = style.to(device=p.device, dtype=p.dtype).expand(B, -1, -1, -1)
-        else:  # the class's texture: CLASS_MOSAIC^2 one-step samples (the first is the reference above)
-            m = CLASS_MOSAIC
-            z1 = net.cfg.noise_scale * mosaic_eps.reshape(B * mosaic, C, S, S)
-            more = from_model_range(vf.jump(net, z1, 1.0, 0.0, y_style.repeat_interleave(mosaic)))
-            tiles_m = torch.cat([style01[:, None], more.reshape(B, mosaic, C, S, S)], 1)  # (B, m^2, C, S, S)
-            # (B, m, m, C, S, S) -> (B, C, m S, m S): the samples side by side
-            exemplars = tiles_m.reshape(B, m, m, C, S, S).permute(0, 3, 1, 4, 2, 5).reshape(B, C, m * S, m * S)
-            nfe_texture = mosaic
-        sigma = tcfg.detail_sigma * max(bh, bw) / min(tcfg.work_side, max(bh, bw))  # working -> output pixels
-        out = out.clone()
-        for b in range(B):  # the texture is matched per image (its own style, guide and noise)
-            part = out[b:b + 1, :, bt:bt + bh, bl:bl + bw]  # (1, C, bh, bw)
-            ex = cover_resize(exemplars[b:b + 1], bh, bw)
-            tex = synthesize_texture(part, ex, tcfg, tex_noise[b].reshape(tex_shape))
-            out[b:b + 1, :, bt:bt + bh, bl:bl + bw] = add_texture_detail(part, tex, tx * s, sigma)
-    return StyleResult(out.to(device=content.device, dtype=content.dtype),
-                       nfe * tiles + nfe_style_sample + nfe_texture, size_mode, tiles, method, y_style)
+    return from_network(plan, x, x_in, torch.cat(parts)), nfe
+
+
+def _texture_pass(net: PixelMeanFlow, out: Tensor, style: Tensor | None, style01: Tensor, y_style: Tensor | None,
+                  plan: SizePlan, opts: _Options, noise: _Noise) -> tuple[Tensor, int]:
+    """Add the style's own texture to ``out`` (B, C, H, W) inside the part the network saw (``plan.box``);
+    returns it and the NFE per image (a style class's mosaic samples; 0 for a style image)."""
+    B, C = out.shape[:2]
+    S, tcfg = net.cfg.image_size, opts.texture_config
+    bt, bl, bh, bw = plan.box
+    nfe = 0
+    if style is not None:
+        exemplars = style.to(out).expand(B, -1, -1, -1)
+    else:  # the class's texture: CLASS_MOSAIC^2 one-step samples (the first is the reference)
+        m = CLASS_MOSAIC
+        n = noise.mosaic.shape[1]
+        z1 = net.cfg.noise_scale * noise.mosaic.reshape(B * n, C, S, S)
+        more = from_model_range(vf.jump(net, z1, 1.0, 0.0, y_style.repeat_interleave(n)))
+        tiles_m = torch.cat([style01[:, None], more.reshape(B, n, C, S, S)], 1)  # (B, m^2, C, S, S)
+        # (B, m, m, C, S, S) -> (B, C, m S, m S): the samples side by side
+        exemplars = tiles_m.reshape(B, m, m, C, S, S).permute(0, 3, 1, 4, 2, 5).reshape(B, C, m * S, m * S)
+        nfe = n
+    sigma = tcfg.detail_sigma * max(bh, bw) / min(tcfg.work_side, max(bh, bw))  # working -> output pixels
+    out = out.clone()
+    for b in range(B):  # the texture is matched per image (its own style, guide and noise)
+        part = out[b:b + 1, :, bt:bt + bh, bl:bl + bw]  # (1, C, bh, bw)
+        ex = cover_resize(exemplars[b:b + 1], bh, bw)
+        tex = synthesize_texture(part, ex, tcfg, noise.texture[b].reshape(noise.texture_shape))
+        out[b:b + 1, :, bt:bt + bh, bl:bl + bw] = add_texture_detail(part, tex, opts.texture * opts.strength, sigma)
+    return out, nfe
