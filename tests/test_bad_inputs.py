@@ -180,8 +180,10 @@ def test_truncated_source_warns_with_the_frame_count(tmp_path):
     full = _video(tmp_path / "full.mkv", 60, size=32)  # Matroska: the duration is in the header
     half = tmp_path / "half.mkv"
     half.write_bytes(full.read_bytes()[: full.stat().st_size // 2])
-    with pytest.warns(TruncatedVideoWarning, match=r"decoded only \d+ of the ~60 frames"):
+    with pytest.warns(TruncatedVideoWarning, match=r"decoded only \d+ of the ~60 frames") as rec:
         interpolate_video(half, tmp_path / "o.mkv", progress=False)
+    (w,) = [w for w in rec if w.category is TruncatedVideoWarning]
+    assert w.filename == __file__  # attributed to the caller's line, not to the library
     with warnings.catch_warnings():
         warnings.simplefilter("error", TruncatedVideoWarning)
         interpolate_video(full, tmp_path / "o2.mkv", progress=False)  # a whole file: no warning

@@ -246,91 +246,25 @@ def interpolate_video(
     # the learned refinement needs RGB, as do other formats (`pmf_edit.video.ffmpeg_io`).
     planar = planar and info.subsampling is not None and not (cfg.refine or cfg.generative)
     meta, frames = read_frames(src, info, planar)
-    fps_in = float(meta.get("fps") or 0) or 25.0
-    if fps is not None:
-        fps_out = float(fps)
-        step = fps_in / fps_out  # source frames advanced per output frame
-    else:
-        fps_out = fps_in if slowmo else fps_in * factor
-        step = 1.0 / factor
+    fps_in, fps_out, step = _output_clock(meta, factor, fps, slowmo)
     audio = keep_audio and not slowmo and info.has_audio
-
-    dst_dir = os.path.dirname(os.path.abspath(dst))
-    if not os.path.isdir(dst_dir):
-        raise FileNotFoundError(f"output folder does not exist: {dst_dir}")
-    stem, ext = os.path.splitext(os.path.basename(dst))
-    tmp = os.path.join(dst_dir, f".{stem}.partial-{os.getpid()}{ext}")
-    def encoder_failed(what: str) -> ValueError:
-        return ValueError(f"ffmpeg {what} {src} -> {dst} (codec {codec or 'libx264'!r}, encoder options "
-                          f"{list(encoder_options)}): see its messages above")
-
-    writer = open_writer(tmp, info, planar, fps_out, codec, quality, src if audio else None, encoder_options)
-    bar = None
-    frames_in = frames_out = cuts = 0
+    tmp = _partial_path(dst)
+    out = _Output(open_writer(tmp, info, planar, fps_out, codec, quality, src if audio else None, encoder_options),
+                  f"{src} -> {dst} (codec {codec or 'libx264'!r}, encoder options {list(encoder_options)})")
     pipeline = _PairPipeline(cfg, workers)  # flows and renders of the source pairs, in order
+    cuts = _CutDetector(scene_threshold, info)
+    bar = None
     try:
         from tqdm.auto import tqdm
 
         est = meta.get("duration") and int(float(meta["duration"]) * fps_in / step)
         bar = tqdm(total=est or None, unit="frame", desc=os.path.basename(src), disable=not progress)
-        writer.send(None)  # start ffmpeg
-        prev = next(frames, None)
-        if prev is None:
-            raise ValueError(f"video has no frames (zero-length): {src}")
-        frames_in = 1
-        j = 0  # output frame counter; output j shows source time s = j * step (in source frames)
-
-        def emit(img) -> None:
-            nonlocal frames_out
-            try:
-                writer.send(frame_bytes(img))
-            except OSError as e:  # ffmpeg exited (e.g. an encoder that failed to open): a broken pipe
-                raise encoder_failed("stopped accepting frames for") from e
-            frames_out += 1
-            bar.update(1)
-
-        prev_thumb = None
-        for cur in frames:
-            frames_in += 1
-            i = frames_in - 2  # index of `prev`; the pair spans source times [i, i + 1)
-            cut = False
-            if scene_threshold is not None:
-                prev_thumb = _thumb(prev, info) if prev_thumb is None else prev_thumb
-                cur_thumb = _thumb(cur, info)
-                cut = cut_score(prev_thumb, cur_thumb) > scene_threshold
-                cuts += cut
-                prev_thumb = cur_thumb
-            plan: list = []  # times t to interpolate, or frames to pass through
-            while j * step < i + 1 - 1e-6:
-                t = j * step - i
-                if t < 1e-6:
-                    plan.append(prev)
-                elif cut:
-                    plan.append(prev if t < 0.5 else cur)  # never blend across a cut
-                else:
-                    plan.append(t)
-                j += 1
-            for img in pipeline.add(prev, cur, plan):
-                emit(img)
-            prev = cur
-        for img in pipeline.finish():
-            emit(img)
-        if frames_in < 2:
-            raise ValueError(f"{src} has only 1 frame (a still image?); interpolation needs at least 2")
-        # The last source frame, if the output clock lands on it.
-        if abs(j * step - (frames_in - 1)) < 1e-6:
-            emit(prev)
-        try:
-            writer.close()
-        except OSError as e:
-            raise encoder_failed("failed while finishing") from e
-        # imageio-ffmpeg does not check ffmpeg's exit status: an encoder that failed to open (a bad
-        # codec or encoder option) leaves no or an empty file, and a short clip never fills the pipe.
-        if not os.path.exists(tmp) or os.path.getsize(tmp) == 0:
-            raise encoder_failed("wrote no output for")
+        out.start(bar)
+        frames_in = _convert(frames, step, cuts, pipeline, out, src)
+        out.finish(tmp)
     except BaseException:
         pipeline.close(cancel=True)
-        _abort(writer)
+        out.abort()
         if os.path.exists(tmp):
             os.remove(tmp)
         raise
@@ -340,13 +274,135 @@ def interpolate_video(
         if bar is not None:
             bar.close()
     os.replace(tmp, dst)
+    _warn_if_truncated(meta, fps_in, frames_in, src, dst)
+    return VideoResult(src=src, dst=dst, frames_in=frames_in, frames_out=out.count, fps_in=fps_in,
+                       fps_out=fps_out, scene_cuts=cuts.count, audio=audio)
+
+
+# ------------------------------------------------------------------------------------------------
+# The steps of interpolate_video
+
+
+def _output_clock(meta: dict, factor: int, fps: float | None, slowmo: bool) -> tuple[float, float, float]:
+    """(input fps, output fps, source frames advanced per output frame); 25 fps if the file has no rate."""
+    fps_in = float(meta.get("fps") or 0) or 25.0
+    if fps is not None:
+        return fps_in, float(fps), fps_in / float(fps)
+    return fps_in, fps_in if slowmo else fps_in * factor, 1.0 / factor
+
+
+def _partial_path(dst: str) -> str:
+    """The temporary name the output is written under (same folder, renamed when complete)."""
+    dst_dir = os.path.dirname(os.path.abspath(dst))
+    if not os.path.isdir(dst_dir):
+        raise FileNotFoundError(f"output folder does not exist: {dst_dir}")
+    stem, ext = os.path.splitext(os.path.basename(dst))
+    return os.path.join(dst_dir, f".{stem}.partial-{os.getpid()}{ext}")
+
+
+class _CutDetector:
+    """Scene cuts between consecutive source frames (`cut_score` of small thumbnails above `threshold`;
+    None: never a cut); each frame's thumbnail is made once."""
+
+    def __init__(self, threshold: float | None, info: VideoInfo) -> None:
+        self.threshold, self.info = threshold, info
+        self.count = 0
+        self._prev_thumb: np.ndarray | None = None
+
+    def __call__(self, prev, cur) -> bool:
+        if self.threshold is None:
+            return False
+        prev_thumb = _thumb(prev, self.info) if self._prev_thumb is None else self._prev_thumb
+        cur_thumb = _thumb(cur, self.info)
+        self._prev_thumb = cur_thumb
+        cut = cut_score(prev_thumb, cur_thumb) > self.threshold
+        self.count += cut
+        return cut
+
+
+class _Output:
+    """The encoder end: frames in order to an imageio-ffmpeg writer, counted, with errors that name the job."""
+
+    def __init__(self, writer, job: str) -> None:
+        self.writer, self.job = writer, job
+        self.count = 0
+        self.bar = None
+
+    def failed(self, what: str) -> ValueError:
+        return ValueError(f"ffmpeg {what} {self.job}: see its messages above")
+
+    def start(self, bar) -> None:
+        self.bar = bar
+        self.writer.send(None)  # start ffmpeg
+
+    def send(self, img) -> None:
+        try:
+            self.writer.send(frame_bytes(img))
+        except OSError as e:  # ffmpeg exited (e.g. an encoder that failed to open): a broken pipe
+            raise self.failed("stopped accepting frames for") from e
+        self.count += 1
+        self.bar.update(1)
+
+    def finish(self, path: str) -> None:
+        """Close the encoder and check it wrote something to `path`."""
+        try:
+            self.writer.close()
+        except OSError as e:
+            raise self.failed("failed while finishing") from e
+        # imageio-ffmpeg does not check ffmpeg's exit status: an encoder that failed to open (a bad
+        # codec or encoder option) leaves no or an empty file, and a short clip never fills the pipe.
+        if not os.path.exists(path) or os.path.getsize(path) == 0:
+            raise self.failed("wrote no output for")
+
+    def abort(self) -> None:
+        _abort(self.writer)
+
+
+def _pair_plan(prev, cur, i: int, j: int, step: float, cut: bool) -> tuple[list, int]:
+    """What source pair (i, i + 1) contributes to the output: for each output frame j, j + 1, ... whose
+    source time j * step falls in [i, i + 1), a time t in (0, 1) to interpolate or a frame to pass
+    through (the source frame itself at t = 0; the nearer one across a cut). Returns (plan, next j)."""
+    plan: list = []
+    while j * step < i + 1 - 1e-6:
+        t = j * step - i
+        if t < 1e-6:
+            plan.append(prev)
+        elif cut:
+            plan.append(prev if t < 0.5 else cur)  # never blend across a cut
+        else:
+            plan.append(t)
+        j += 1
+    return plan, j
+
+
+def _convert(frames, step: float, cuts: _CutDetector, pipeline: _PairPipeline, out: _Output, src: str) -> int:
+    """Stream every source pair through the pipeline to the output; returns the source frames read."""
+    prev = next(frames, None)
+    if prev is None:
+        raise ValueError(f"video has no frames (zero-length): {src}")
+    frames_in = 1
+    j = 0  # output frame counter; output j shows source time s = j * step (in source frames)
+    for cur in frames:
+        frames_in += 1
+        plan, j = _pair_plan(prev, cur, frames_in - 2, j, step, cuts(prev, cur))  # pair of source frames i, i + 1
+        for img in pipeline.add(prev, cur, plan):
+            out.send(img)
+        prev = cur
+    for img in pipeline.finish():
+        out.send(img)
+    if frames_in < 2:
+        raise ValueError(f"{src} has only 1 frame (a still image?); interpolation needs at least 2")
+    if abs(j * step - (frames_in - 1)) < 1e-6:  # the last source frame, if the output clock lands on it
+        out.send(prev)
+    return frames_in
+
+
+def _warn_if_truncated(meta: dict, fps_in: float, frames_in: int, src: str, dst: str) -> None:
     expected = int(float(meta.get("duration") or 0) * fps_in)
     if expected and frames_in < 0.9 * expected - 1:  # the container promised more than could be decoded
         warnings.warn(f"{src}: decoded only {frames_in} of the ~{expected} frames its header announces "
                       f"(truncated or damaged file?); {dst} covers those {frames_in} frames", TruncatedVideoWarning,
-                      stacklevel=2)
-    return VideoResult(src=src, dst=dst, frames_in=frames_in, frames_out=frames_out, fps_in=fps_in,
-                       fps_out=fps_out, scene_cuts=int(cuts), audio=audio)
+                      stacklevel=4)  # here, interpolate_video, its checks wrapper, the caller
 
 
 class TruncatedVideoWarning(UserWarning):
