@@ -4,7 +4,11 @@ A model directory holds
     config.json          {"model": PMFConfig fields, "objective": "pmf" | "fm", "class_names": [...],
                           "sampling": {default guidance etc.}, ...}
     model.safetensors    network weights (EMA weights for a released model; no v-head needed)
-A training checkpoint (``core/train.py``) adds ``train_state.safetensors`` + ``train_state.json``.
+A training run (``core/train.py``) keeps its resumable state elsewhere: ``RUN/checkpoints/step_XXXXXXX/``
+holds ``state.safetensors`` (network, EMA and optimizer tensors) + ``state.json`` (step, data-order
+state, model config, optimizer scalars), or a sharded DCP folder with ``state.json`` for a multi-process
+run; ``RUN/checkpoints/latest.json`` names the newest one. ``pmf export RUN OUT`` turns one into a model
+directory.
 
 Every file is written to a temporary name in the same folder, fsync'ed, then ``os.replace``d, so a
 kill at any moment leaves either the previous file or the new one, never a truncated one.

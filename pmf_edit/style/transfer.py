@@ -73,7 +73,7 @@ from pmf_edit.style.texture import TextureConfig, add_texture_detail, cover_resi
 __all__ = ["StyleResult", "style_transfer", "resolve_style_class"]
 
 Method = Literal["kv", "kv_replace", "feat", "swap"]
-Inversion = Literal["fixed_point", "noise"]
+StateMethod = Literal["fixed_point", "noise"]  # how the content and style states at t* are found
 SizeMode = Literal["fit", "crop", "tile", "auto", "native", "resize"]
 # Former size-mode names, still accepted: "auto" and "native" are the default (at the model's size
 # every mode is the plain model-size pass), "resize" was fit without the aspect-keeping padding.
@@ -278,7 +278,7 @@ def _inject(net: PixelMeanFlow, method: Method, inject_from: int, weight: float,
 
 
 def _state(
-    net: PixelMeanFlow, x: Tensor, t: float, y: Tensor | None, inversion: Inversion,
+    net: PixelMeanFlow, x: Tensor, t: float, y: Tensor | None, inversion: StateMethod,
     num_inversion_steps: int, num_iterations: int, eps: Tensor | None,
 ) -> tuple[Tensor, int]:
     """z_t of images x (model range) and the NFE spent; ``eps`` is the noise of ``"noise"``."""
@@ -292,7 +292,7 @@ def _state(
 @torch.no_grad()
 def _stylize_native(
     net: PixelMeanFlow, x_c: Tensor, x_s: Tensor, *, t: float, y_gen: Tensor | None, y_content: Tensor | None,
-    y_style: Tensor | None, method: Method, inversion: Inversion, num_inversion_steps: int,
+    y_style: Tensor | None, method: Method, inversion: StateMethod, num_inversion_steps: int,
     num_iterations: int, num_steps: int, guidance_scale: float, state_adain: bool, inject_from: int,
     eps: Tensor | None, residual: bool = False, injection_weight: float = 1.0, attention_temperature: float = 1.0,
 ) -> tuple[Tensor, int]:
@@ -372,7 +372,7 @@ def style_transfer(
     style_labels: int | Sequence[int] | Tensor | None = None,
     content_labels: int | Sequence[int] | Tensor | None = None,
     class_names: Sequence[str] | None = None,
-    inversion: Inversion = "fixed_point",
+    inversion: StateMethod = "fixed_point",
     num_inversion_steps: int = 1,
     num_iterations: int = 1,
     num_steps: int = 1,
@@ -511,7 +511,7 @@ class _Options:
 
     strength: float
     method: Method
-    inversion: Inversion
+    inversion: StateMethod
     num_inversion_steps: int
     num_iterations: int
     num_steps: int
