@@ -37,8 +37,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from core.checkpoint import bundled_model_dir  # noqa: E402
 from core.data import load_dataset  # noqa: E402
-from core.evaluation import evaluate_digits  # noqa: E402
-from core.metrics import psnr, ssim  # noqa: E402
+from core.eval.evaluation import evaluate_digits  # noqa: E402
+from core.eval.metrics import psnr, ssim  # noqa: E402
 from core.sampling import sample_pmf  # noqa: E402
 from pmf_edit import editing  # noqa: E402
 from pmf_edit import velocity as vf  # noqa: E402

@@ -44,7 +44,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import pmf_edit  # noqa: E402
 from core.checkpoint import load_model  # noqa: E402
-from core.metrics import psnr  # noqa: E402
+from core.eval.metrics import psnr  # noqa: E402
 from core.model import PixelMeanFlow, build_model  # noqa: E402
 from core.precision import autocast, to_channels_last  # noqa: E402
 from core.sampling import sample_pmf  # noqa: E402

@@ -6,7 +6,7 @@ Sections (``--sections``):
              the condition used while inverting, and the end time; picks the inversion grid.
   roundtrip  invert + regenerate, ours (default grid) vs 50-step Euler ODE round trip on the FM model.
   edits      class swap y -> (y + 1) % 10 for every editor over a strength curve: target-class
-             accuracy (core/classifier.py), SSIM and PSNR to the source, NFE, ms per edit.
+             accuracy (core/eval/classifier.py), SSIM and PSNR to the source, NFE, ms per edit.
 
     OMP_NUM_THREADS=1 python benchmarks/bench_editing.py --num-images 100 \
         --out benchmarks/results/editing.json --plot benchmarks/results/editing.png
@@ -26,8 +26,8 @@ import torch
 
 from core.checkpoint import bundled_model_dir
 from core.data import load_dataset
-from core.evaluation import evaluate_digits
-from core.metrics import psnr, ssim
+from core.eval.evaluation import evaluate_digits
+from core.eval.metrics import psnr, ssim
 from core.sampling import velocity_cfg
 from pmf_edit import editing
 from pmf_edit import velocity as vf

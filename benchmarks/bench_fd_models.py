@@ -25,8 +25,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from benchmarks.bench_generation import generate, reference_stats  # noqa: E402
 from core.checkpoint import load_model  # noqa: E402
-from core.evaluation import classifier_features  # noqa: E402
-from core.metrics import frechet_distance  # noqa: E402
+from core.eval.evaluation import classifier_features  # noqa: E402
+from core.eval.metrics import frechet_distance  # noqa: E402
 
 
 def main() -> None:

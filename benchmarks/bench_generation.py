@@ -29,8 +29,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from core.checkpoint import bundled_model_dir, load_model  # noqa: E402
 from core.data import load_dataset  # noqa: E402
-from core.evaluation import classifier_features, evaluate_digits  # noqa: E402
-from core.metrics import FeatureStats, frechet_distance  # noqa: E402
+from core.eval.evaluation import classifier_features, evaluate_digits  # noqa: E402
+from core.eval.metrics import FeatureStats, frechet_distance  # noqa: E402
 from core.sampling import sample_flow_matching, sample_pmf  # noqa: E402
 
 

@@ -34,7 +34,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as a script 
 from benchmarks.report import write_report
 from core.checkpoint import bundled_model_dir
 from core.data import load_dataset
-from core.metrics import psnr
+from core.eval.metrics import psnr
 from pmf_edit import velocity as vf
 from pmf_edit.editing import from_pretrained
 

@@ -1,6 +1,6 @@
 """Does the 64x64 photos pMF (the bundled 32x32 one carried up by ``core.upscale`` and trained at 64)
 generate as well as the 32x32 model, and better at 64? One-step samples of both, scored by
-FD-MobileNet (``core.evaluation.mobilenet_features``, 224 px) against the held-out "photos" crops at
+FD-MobileNet (``core.eval.evaluation.mobilenet_features``, 224 px) against the held-out "photos" crops at
 both sizes:
 
     fd_at_32   samples at 32x32 (the 64 model's downsampled, antialiased) vs the 650 test crops at 32
@@ -31,9 +31,9 @@ from benchmarks.report import write_report
 from benchmarks.bench_generation import generate
 from core.checkpoint import bundled_model_dir, load_model
 from core.data import load_dataset
-from core.evaluation import mobilenet_features
+from core.eval.evaluation import mobilenet_features
 from core.images import make_grid, save_png
-from core.metrics import FeatureStats, frechet_distance
+from core.eval.metrics import FeatureStats, frechet_distance
 
 
 def _resize(x: torch.Tensor, side: int) -> torch.Tensor:

@@ -2,7 +2,7 @@
 matching (FM) and sampled with 50 ODE steps, against the 650 held-out "photos" crops (32x32).
 
 FD-MobileNet = Frechet distance of ImageNet MobileNetV2 pooled features (1280-d, 224 px), the
-offline stand-in for FID (``core.evaluation.evaluate_rgb``). It is biased upward at small N: every
+offline stand-in for FID (``core.eval.evaluation.evaluate_rgb``). It is biased upward at small N: every
 row uses the same N (``--per-class`` x 13 samples vs the 650 test crops). The "real" row is N train
 crops (never the test pixels) vs the test crops: the floor a perfect generator would reach.
 
@@ -22,9 +22,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as a script 
 
 from core.checkpoint import bundled_model_dir, load_model
 from core.data import load_dataset
-from core.evaluation import mobilenet_features
+from core.eval.evaluation import mobilenet_features
 from core.images import make_grid, save_png
-from core.metrics import FeatureStats, frechet_distance
+from core.eval.metrics import FeatureStats, frechet_distance
 from benchmarks.report import write_report
 from benchmarks.bench_generation import generate  # the same batched sampler as the MNIST benchmark
 

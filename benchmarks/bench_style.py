@@ -37,7 +37,7 @@ import torch
 from core.checkpoint import bundled_model_dir
 from core.data import load_dataset
 from core.images import make_grid, save_png
-from core.perceptual import MobileNetFeatures
+from core.eval.perceptual import MobileNetFeatures
 from pmf_edit.style import DEFAULT_STRENGTH, style_transfer
 from pmf_edit.style_baselines import GatysConfig, gatys_transfer, reinhard_transfer, style_scores
 
@@ -233,7 +233,7 @@ def main(argv: list[str] | None = None) -> dict:
     report = {
         "benchmark": "style", "model": str(model_dir), "pairs": n, "seed": args.seed, "threads": args.threads,
         "combined_definition": "(1 + content_distance) * (1 + gram_distance); content_distance = LPIPS-style "
-        "MobileNetV2 distance to the content (core.perceptual), gram_distance = mean over features.{3,6,13,18} "
+        "MobileNetV2 distance to the content (core.eval.perceptual), gram_distance = mean over features.{3,6,13,18} "
         "of ||G(out)-G(style)||_F / ||G(style)||_F at 224 px",
         "gatys": {"num_steps": args.gatys_steps, "lr": args.gatys_lr, "style_weight": args.gatys_style_weight,
                   "content_layer": GatysConfig().content_layer},

@@ -5,7 +5,7 @@ Why a curve: a single combined score rewards doing nothing (an unchanged content
 content and not far from a similar-looking style). Each method is run at several strengths; each
 point is (content distance, Gram distance) averaged over the pairs:
 
-    content_distance   LPIPS-style MobileNetV2 distance of the output to the content (core.perceptual)
+    content_distance   LPIPS-style MobileNetV2 distance of the output to the content (core.eval.perceptual)
     gram_distance      mean over features.{3,6,13,18} of ||G(out) - G(style)||_F / ||G(style)||_F
                        (224 px, pmf_edit.style_baselines)
 
@@ -48,7 +48,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as a script 
 
 from benchmarks.style_quality import folded_gradient_excess, lightness_std_ratio, texture_periods
 from core.checkpoint import bundled_model_dir
-from core.perceptual import MobileNetFeatures
+from core.eval.perceptual import MobileNetFeatures
 from pmf_edit.style.baselines import GatysConfig, content_distance, gatys_transfer, gram_distance, reinhard_transfer
 
 # (content, style image, pMF style: None = the style image, or a class of the photos model)

@@ -52,7 +52,7 @@ from core.attention import attention, forward_ad_safe, xformers_available  # noq
 from core.meanflow import (  # noqa: E402
     FlowMatchingConfig, MeanFlowConfig, draw_batch, du_dt, fm_loss, pmf_loss, pmf_loss_given,
 )
-from core.metrics import psnr  # noqa: E402
+from core.eval.metrics import psnr  # noqa: E402
 from core.model import PixelMeanFlow, build_model  # noqa: E402
 from core.onestep import OneStepSampler  # noqa: E402
 from core.precision import autocast, tf32, to_channels_last  # noqa: E402

@@ -26,8 +26,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from benchmarks.bench_bidirectional import digits  # noqa: E402
 from benchmarks.bench_editing import _at_accuracy  # noqa: E402
-from core.evaluation import evaluate_digits  # noqa: E402
-from core.metrics import ssim  # noqa: E402
+from core.eval.evaluation import evaluate_digits  # noqa: E402
+from core.eval.metrics import ssim  # noqa: E402
 from pmf_edit import editing  # noqa: E402
 from pmf_edit.boundary import noise_of_state  # noqa: E402
 from pmf_edit import velocity as vf  # noqa: E402

@@ -28,7 +28,7 @@ from benchmarks.bench_style_curve import PAIRS, skimage_rgb01
 from benchmarks.style_quality import folded_gradient_excess, lightness_std_ratio, texture_periods
 from core.checkpoint import bundled_model_dir
 from core.images import save_png
-from core.perceptual import MobileNetFeatures
+from core.eval.perceptual import MobileNetFeatures
 
 
 def _u8(x01: torch.Tensor) -> np.ndarray:

@@ -16,7 +16,7 @@ import argparse
 import json
 from dataclasses import replace
 
-from core.classifier import BUNDLED_CLASSIFIER, TrainClassifierConfig, save_digit_classifier, train_classifier
+from core.eval.classifier import BUNDLED_CLASSIFIER, TrainClassifierConfig, save_digit_classifier, train_classifier
 from core.data import load_dataset
 
 

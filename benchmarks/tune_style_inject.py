@@ -28,7 +28,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as a script 
 from benchmarks.bench_style_curve import PAIRS, curve_at, multiscale_style, skimage_rgb01
 from benchmarks.style_quality import folded_gradient_excess, lightness_std_ratio, texture_periods
 from core.checkpoint import bundled_model_dir
-from core.perceptual import MobileNetFeatures
+from core.eval.perceptual import MobileNetFeatures
 from pmf_edit.style.baselines import content_distance, gram_distance, reinhard_transfer
 
 # (content, style image, pMF style): none of these is in bench_style_curve.PAIRS.

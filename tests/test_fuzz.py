@@ -58,7 +58,7 @@ def env(tmp_path_factory):
 
 
 def _features():
-    from core.perceptual import MobileNetFeatures
+    from core.eval.perceptual import MobileNetFeatures
 
     return MobileNetFeatures(size=32)
 

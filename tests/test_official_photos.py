@@ -75,7 +75,7 @@ def test_imagenet_names_agree_with_the_offline_mobilenet():
     import torch.nn.functional as F
     from skimage import data
 
-    from core.perceptual import load_mobilenet_v2
+    from core.eval.perceptual import load_mobilenet_v2
 
     net = load_mobilenet_v2()
     mean = torch.tensor([0.485, 0.456, 0.406]).view(1, 3, 1, 1)

@@ -267,7 +267,7 @@ def test_reinhard_matches_lab_statistics():
 
 
 def test_metrics_and_gatys():
-    from core.perceptual import MobileNetFeatures
+    from core.eval.perceptual import MobileNetFeatures
     from pmf_edit.style_baselines import GatysConfig, gatys_transfer, histogram_distance, style_scores
 
     feats = MobileNetFeatures(size=64)  # small input keeps the test fast

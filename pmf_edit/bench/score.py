@@ -4,7 +4,7 @@ from a folder that follows the manifest (``<item id>.png`` / ``.npy``, optional 
 Per item: the classifier's prediction and whether it is the target class; MSE, PSNR and SSIM between
 source and edit outside the mask (``pmf_edit.bench.metrics``); the perceptual distance (both images
 with the edit region blacked out, as PIE-Bench does for LPIPS) and the structure distance (whole
-images) on MobileNetV2 features (``core.edit_metrics``); NFE, wall and CPU seconds from ``run.json``
+images) on MobileNetV2 features (``core.eval.edit_metrics``); NFE, wall and CPU seconds from ``run.json``
 where given. The summary averages each over the items (accuracy over the items that have a target).
 
 Example:
@@ -26,7 +26,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from core.data import _to_channels
-from core.edit_metrics import EditFeatures
+from core.eval.edit_metrics import EditFeatures
 from pmf_edit.bench.classifiers import Classifier, make_classifier, predict
 from pmf_edit.bench.manifest import Manifest, load_images, load_masks, read_image01
 from pmf_edit.bench.metrics import masked_mse, masked_psnr, masked_ssim

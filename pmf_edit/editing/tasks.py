@@ -324,7 +324,7 @@ def reconstruct(
 
     Example:
         >>> rec = reconstruct(net, images01, labels=labels)
-        >>> core.metrics.psnr(rec.images, images01, data_range=1.0).mean()
+        >>> core.eval.metrics.psnr(rec.images, images01, data_range=1.0).mean()
     """
     _check_images(net, images, size_mode)
     y = check_labels(net, labels, images.shape[0], "labels")

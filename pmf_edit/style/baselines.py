@@ -8,7 +8,7 @@
 
 Metrics (per image pair, all on float images in [0, 1]):
 
-    content_distance    LPIPS-style MobileNetV2 distance to the content (``core.perceptual``), >= 0
+    content_distance    LPIPS-style MobileNetV2 distance to the content (``core.eval.perceptual``), >= 0
     gram_distance       mean over the taps features.{3,6,13,18} of ||G(x) - G(s)||_F / ||G(s)||_F,
                         G = F F^T / (H W) of the (C, H W) feature map F at 224 px
     histogram_distance  total-variation distance of joint 8x8x8-bin RGB histograms, in [0, 1]
@@ -25,7 +25,7 @@ import torch
 from torch import Tensor
 
 from core import checks
-from core.perceptual import MobileNetFeatures
+from core.eval.perceptual import MobileNetFeatures
 from pmf_edit.boundary import check_images
 
 __all__ = [
@@ -154,7 +154,7 @@ def style_scores(output: Tensor, content: Tensor, style: Tensor, features: Mobil
         {"ssim", "content_distance", "gram_distance", "histogram_distance", "combined"} with
         combined = (1 + content_distance) (1 + gram_distance).
     """
-    from core.metrics import ssim
+    from core.eval.metrics import ssim
 
     style = _pair_batch(content, style)
     cd = content_distance(output, content, features)
