@@ -49,7 +49,7 @@ def _psnr(x_model: torch.Tensor, ref_model: torch.Tensor) -> float:
 def fixed_point_curve(net, x, y, iterations: list[int], noise: torch.Tensor | None = None) -> list[dict]:
     rows = []
     for J in iterations:
-        inv = vf.invert(net, x, 1.0, labels=y, num_intervals=1, num_iterations=J, seed="state")
+        inv = vf.invert(net, x, 1.0, labels=y, num_intervals=1, num_iterations=J, init="state")
         rec = vf.jump(net, inv.latents, 1.0, 0.0, y)
         row = {"updates": J, "nfe": inv.nfe + 1, "psnr": _psnr(rec, x), "residual": round(inv.residual, 6)}
         if noise is not None:  # distance of the found latent to the latent that made the image
@@ -60,7 +60,7 @@ def fixed_point_curve(net, x, y, iterations: list[int], noise: torch.Tensor | No
 
 
 def gradient_curve(net, x, y, steps: list[int], lr: float) -> list[dict]:
-    z = vf.invert(net, x, 1.0, labels=y, num_intervals=1, num_iterations=7, seed="state").latents.clone()
+    z = vf.invert(net, x, 1.0, labels=y, num_intervals=1, num_iterations=7, init="state").latents.clone()
     z.requires_grad_(True)
     opt = torch.optim.Adam([z], lr=lr)
     cond = vf.condition(net, x.shape[0], y, 1.0, (0.0, 1.0), x.device)

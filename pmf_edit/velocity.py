@@ -30,7 +30,8 @@ from core.model import PixelMeanFlow
 from pmf_edit.boundary import check_guidance, forward_noise, noise_of_state
 
 Labels = torch.Tensor | Sequence[int] | int | None  # here the null class may also be given by its index K
-Seed = Literal["velocity", "state", "carry", "noise"]
+Init = Literal["velocity", "state", "carry", "noise"]  # the fixed-point solver's initial guess
+Seed = Init  # the former name
 
 # Chosen by round-trip PSNR vs NFE on held-out digits (benchmarks/bench_editing.py --sections sweep;
 # docs/editing.md): one interval, seeded by the state itself, 7 Anderson-accelerated (m = 3)
@@ -38,7 +39,8 @@ Seed = Literal["velocity", "state", "carry", "noise"]
 # u(x, 0, 0) divides the x-prediction error by clip(t) = 0.05.
 DEFAULT_INTERVALS = 1
 DEFAULT_ITERATIONS = 7
-DEFAULT_SEED: Seed = "state"
+DEFAULT_INIT: Init = "state"
+DEFAULT_SEED = DEFAULT_INIT  # the former name
 DEFAULT_ANDERSON = 3
 # Divergence of the inversion: a state z_t = (1 - t) x + t s e of an image in [-1, 1] has an RMS of
 # at most about max(1, s); trained models stay below that (measured 0.4-0.9 on the bundled ones).
@@ -222,6 +224,15 @@ def inversion_grid(t_end: float, num_intervals: int) -> list[float]:
     return torch.linspace(0.0, float(t_end), num_intervals + 1, dtype=torch.float64).tolist()
 
 
+def _renamed_init(init: Init, seed: Init | None) -> Init:
+    """``init`` was called ``seed`` (a misleading name: it picks the initial guess, not a random seed)."""
+    if seed is None:
+        return init
+    warnings.warn("the inversion's seed= argument is now called init= (it picks the solver's initial guess)",
+                  DeprecationWarning, stacklevel=4)  # here, invert, its no_grad wrapper, the caller
+    return seed
+
+
 @torch.no_grad()
 def invert(
     net: PixelMeanFlow,
@@ -232,18 +243,20 @@ def invert(
     guidance_interval: tuple[float, float] = (0.0, 1.0),
     num_intervals: int = DEFAULT_INTERVALS,
     num_iterations: int = DEFAULT_ITERATIONS,
-    seed: Seed = DEFAULT_SEED,
+    init: Init = DEFAULT_INIT,
     anderson: int = DEFAULT_ANDERSON,
     noise: torch.Tensor | None = None,
+    *,
+    seed: Init | None = None,
 ) -> Inversion:
     """Image -> state z_{t_end}: invert the jumps z_r = z_t - (t - r) u(z_t, r, t) on a uniform grid.
 
     Each interval [r, t] solves the implicit equation z_t = z_r + (t - r) u(z_t, r, t) by
     ``num_iterations`` fixed-point updates (optionally Anderson-accelerated), seeded by the
     instantaneous velocity
-    z_t^(0) = z_r + (t - r) u(z_r, r, r) (``seed="velocity"``, one evaluation), by z_t^(0) = z_r
-    (``seed="state"``, free: its first update is then z_r + (t - r) u(z_r, r, t)), or by the velocity
-    carried over from the previous interval's last update (``seed="carry"``, free; on the first
+    z_t^(0) = z_r + (t - r) u(z_r, r, r) (``init="velocity"``, one evaluation), by z_t^(0) = z_r
+    (``init="state"``, free: its first update is then z_r + (t - r) u(z_r, r, t)), or by the velocity
+    carried over from the previous interval's last update (``init="carry"``, free; on the first
     interval the exact data-end velocity v(x, 0) = E[s e] - x = -x, i.e. z_t^(0) = (1 - t) x).
 
     Args:
@@ -254,17 +267,18 @@ def invert(
             (regenerate with the same one to reconstruct).
         num_intervals: K uniform intervals on [0, t_end].
         num_iterations: J >= 1 fixed-point updates per interval.
-        seed: "velocity", "state", "carry" (above) or "noise": z_t^(0) = (1 - t) z_r + t s e on the
+        init: "velocity", "state", "carry" (above) or "noise": z_t^(0) = (1 - t) z_r + t s e on the
             first interval, the forward noising with the given ``noise`` e (keeps the latent
-            noise-like, which the class-swap edit needs; the "state" seed finds a latent that looks
+            noise-like, which the class-swap edit needs; the "state" start finds a latent that looks
             like the image itself and regenerates it under any class).
-        noise: (B, C, H, W) standard normal e for ``seed="noise"``.
+        noise: (B, C, H, W) standard normal e for ``init="noise"``.
+        seed: the former name of ``init`` (it never was a random seed); accepted with a DeprecationWarning.
         anderson: history length m of Anderson acceleration of the fixed-point updates (0 = plain
             updates). Free: it recombines the last m + 1 updates, no extra evaluation.
 
     Returns:
         ``Inversion`` with latents z_{t_end} (B, C, H, W) in the network's dtype and
-        nfe = K (J + [seed == "velocity"]).
+        nfe = K (J + [init == "velocity"]).
 
     Warns:
         RuntimeWarning: the iteration diverged (some sample's latent RMS above DIVERGED_RMS
@@ -277,27 +291,28 @@ def invert(
         >>> inv = invert(net, x, 1.0, labels=y)
         >>> x_rec = jump(net, inv.latents, 1.0, 0.0, labels=y)   # or jumps back along the same grid
     """
+    init = _renamed_init(init, seed)
     if num_iterations < 1:
         raise ValueError(f"num_iterations must be >= 1, got {num_iterations}")
-    if seed not in ("velocity", "state", "carry", "noise"):
-        raise ValueError(f"seed must be 'velocity', 'state', 'carry' or 'noise', got {seed!r}")
-    if seed == "noise" and (noise is None or noise.shape != x.shape):
-        raise ValueError(f"seed='noise' needs noise of shape {tuple(x.shape)}, got "
+    if init not in ("velocity", "state", "carry", "noise"):
+        raise ValueError(f"init must be 'velocity', 'state', 'carry' or 'noise', got {init!r}")
+    if init == "noise" and (noise is None or noise.shape != x.shape):
+        raise ValueError(f"init='noise' needs noise of shape {tuple(x.shape)}, got "
                          f"{None if noise is None else tuple(noise.shape)}")
     ts = inversion_grid(t_end, num_intervals)
     z = x.to(next(net.parameters()).dtype)
     nfe, residual, diverged = 0, 0.0, False
     bound = DIVERGED_RMS * max(1.0, float(net.cfg.noise_scale))
-    u_prev = -z  # v(x, 0) = E[s e] - x: the exact velocity at the data end (seed="carry")
+    u_prev = -z  # v(x, 0) = E[s e] - x: the exact velocity at the data end (init="carry")
     for k in range(num_intervals):
         r, t = ts[k], ts[k + 1]
         z_r = z
-        if seed == "velocity":
+        if init == "velocity":
             z = z_r + (t - r) * average_velocity(net, z_r, r, r, labels, guidance_scale, guidance_interval)
             nfe += 1
-        elif seed == "carry":
+        elif init == "carry":
             z = z_r + (t - r) * u_prev
-        elif seed == "noise" and k == 0:
+        elif init == "noise" and k == 0:
             z = forward_noise(z_r, noise.to(z_r), t, net.cfg.noise_scale)  # z_t = (1 - t) x + t s e
         zs: list[torch.Tensor] = []
         fs: list[torch.Tensor] = []
@@ -484,9 +499,11 @@ def invert_hybrid(
     switch: float = HYBRID_SWITCH,
     num_iterations: int = HYBRID_ITERATIONS,
     num_jumps: int = 1,
-    seed: Seed = DEFAULT_SEED,
+    init: Init = DEFAULT_INIT,
     noise: torch.Tensor | None = None,
     anderson: int = DEFAULT_ANDERSON,
+    *,
+    seed: Init | None = None,
 ) -> Inversion:
     """Image -> state z_{t_end}: the fixed-point solver on [0, t_s], then backward jumps t_s -> t_end.
 
@@ -507,7 +524,8 @@ def invert_hybrid(
         switch: share of [0, t_end] given to the solver, in [0, 1).
         num_iterations: fixed-point updates on [0, t_s] (>= 1; unused when ``switch = 0``).
         num_jumps: backward jumps t_s -> t_end (>= 1).
-        seed, noise, anderson: the solver's seed and acceleration (see ``invert``).
+        init, noise, anderson: the solver's initial guess and acceleration (see ``invert``).
+        seed: the former name of ``init``; accepted with a DeprecationWarning.
 
     Returns:
         ``Inversion``: latents (B, C, H, W) in the network's dtype, nfe = num_iterations [switch > 0]
@@ -517,6 +535,7 @@ def invert_hybrid(
         >>> inv = invert_hybrid(net, x, 1.0, labels=y)          # 2 updates + 1 jump = 3 NFE
         >>> x_rec, _ = generate(net, inv.latents, 1.0, labels=y)
     """
+    init = _renamed_init(init, seed)
     if not has_backward_field(net):
         raise ValueError("method='hybrid' needs a network with a backward head (train with --backward-ratio > 0); "
                          "use the fixed-point inversion instead")
@@ -528,7 +547,7 @@ def invert_hybrid(
         _refuse_jumps_from_noise(net, "the hybrid inversion (switch > 0 or num_jumps > 1)")
     z, nfe, residual, diverged = x.to(next(net.parameters()).dtype), 0, float("nan"), False
     if t_s > 0.0:
-        inv = invert(net, z, t_s, labels, guidance_scale, guidance_interval, 1, num_iterations, seed, anderson, noise)
+        inv = invert(net, z, t_s, labels, guidance_scale, guidance_interval, 1, num_iterations, init, anderson, noise)
         z, nfe, residual, diverged = inv.latents, inv.nfe, inv.residual, inv.diverged
     up = torch.linspace(t_s, grid[-1], num_jumps + 1, dtype=torch.float64).tolist()
     for k in range(num_jumps):

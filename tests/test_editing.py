@@ -75,15 +75,15 @@ def _gen(seed: int = 0) -> torch.Generator:
 
 
 @pytest.mark.parametrize("anderson", [0, 3])
-@pytest.mark.parametrize("seed", ["velocity", "state", "carry"])
+@pytest.mark.parametrize("init", ["velocity", "state", "carry"])
 @pytest.mark.parametrize("num_intervals,num_iterations", [(1, 12), (2, 8), (4, 4)])
-def test_inversion_recovers_noise_of_generated_sample(gauss, num_intervals, num_iterations, seed, anderson):
+def test_inversion_recovers_noise_of_generated_sample(gauss, num_intervals, num_iterations, init, anderson):
     e = torch.randn(3, 1, 32, 32, generator=_gen(1), dtype=torch.float64)
     y = torch.tensor([1, 4, 8])
     x = vf.jump(gauss.double(), e, 1.0, 0.0, y)  # a generated sample, one jump
-    inv = vf.invert(gauss, x, 1.0, y, num_intervals=num_intervals, num_iterations=num_iterations, seed=seed,
+    inv = vf.invert(gauss, x, 1.0, y, num_intervals=num_intervals, num_iterations=num_iterations, init=init,
                     anderson=anderson)
-    assert inv.nfe == num_intervals * (num_iterations + (seed == "velocity"))
+    assert inv.nfe == num_intervals * (num_iterations + (init == "velocity"))
     assert (inv.latents - e).abs().max() < 1e-2
     # The round trip through the same grid reconstructs the sample.
     back, nfe = vf.generate(gauss, inv.latents, 1.0, num_intervals, y)
@@ -478,3 +478,15 @@ def test_backward_edit_keeps_the_noise_and_swaps_the_class():
                          num_refinements=0)
     assert out.nfe == 2
     assert (out.images - to01(x_tgt).clamp(0, 1)).abs().max() < 1e-6
+
+
+def test_inversion_init_keeps_its_former_name_seed_with_a_warning(gauss):
+    x = vf.jump(gauss.double(), torch.randn(2, 1, 32, 32, generator=_gen(3), dtype=torch.float64), 1.0, 0.0,
+                torch.tensor([1, 2]))
+    new = vf.invert(gauss, x, 1.0, torch.tensor([1, 2]), num_iterations=3, init="carry")
+    with pytest.warns(DeprecationWarning, match="now called init=") as rec:
+        old = vf.invert(gauss, x, 1.0, torch.tensor([1, 2]), num_iterations=3, seed="carry")
+    assert rec[0].filename == __file__  # points at the caller's line
+    assert torch.equal(new.latents, old.latents)
+    with pytest.raises(ValueError, match="init must be"):
+        vf.invert(gauss, x, 1.0, num_iterations=1, init="random")

@@ -442,10 +442,10 @@ def edit(
         elif how == "hybrid":  # the same noise seed as the solver's edit, on [0, switch * t] only
             e = _noise(net, x01.shape[0], 1, generator)[0]
             inv = vf.invert_hybrid(net, x, t, y_in, source_guidance_scale, guidance_interval, sw, J, K_inv,
-                                   seed="noise", noise=e)
+                                   init="noise", noise=e)
         else:
             e = _noise(net, x01.shape[0], 1, generator)[0]
-            inv = vf.invert(net, x, t, y_in, source_guidance_scale, guidance_interval, K_inv, J, seed="noise", noise=e)
+            inv = vf.invert(net, x, t, y_in, source_guidance_scale, guidance_interval, K_inv, J, init="noise", noise=e)
         x, k = vf.generate(net, inv.latents, t, K, repeat_per_tile(y_tgt, plan), guidance_scale, guidance_interval)
         return to_images(x, x01), inv.nfe + k
 

@@ -285,7 +285,7 @@ def _state(
     if inversion == "noise":
         return forward_noise(x, eps.to(x), t, net.cfg.noise_scale), 0
     inv = vf.invert(net, x, t, labels=y, num_intervals=num_inversion_steps, num_iterations=num_iterations,
-                    seed="carry")
+                    init="carry")
     return inv.latents, inv.nfe
 
 
