@@ -46,7 +46,7 @@ import pmf_edit  # noqa: E402
 from core.checkpoint import load_model  # noqa: E402
 from core.eval.metrics import psnr  # noqa: E402
 from core.model import PixelMeanFlow, build_model  # noqa: E402
-from core.precision import autocast, to_channels_last  # noqa: E402
+from core.precision import autocast, fast_inference_copy, to_channels_last  # noqa: E402
 from core.sampling import sample_pmf  # noqa: E402
 
 ASSETS = Path(__file__).resolve().parents[1] / "core" / "assets"
@@ -205,14 +205,53 @@ def apis(net: PixelMeanFlow, args: argparse.Namespace) -> dict[str, Any]:
     return out
 
 
+def fast_path(net: PixelMeanFlow, args: argparse.Namespace) -> dict[str, Any]:
+    """``fast_inference_copy`` (bf16 weights, compiled) against the fp32 network: the bare forward at
+    batch 1 and the big batch (with bf16 autocast and the uncompiled bf16-weight copy alongside), then
+    each API at batch 1; every first call of a compiled copy is timed on its own (the compilation)."""
+    out: dict[str, Any] = {}
+    fast_eager = fast_inference_copy(net, compile=False)
+    for batch, rounds in ((1, args.rounds), (args.big_batch, args.big_rounds)):
+        fast = fast_inference_copy(net)  # a fresh copy per batch size: its compilation is measured here
+        # The bare copies run under bf16 autocast, which casts the fp32 input (its weights are bf16
+        # already, so there are no per-call weight casts); the tasks cast their inputs themselves.
+        compiled = _forward_fn(fast, batch, "bf16")
+        c, w, got = measure(compiled)
+        ref = _forward_fn(net, batch, "fp32")()
+        res = _rounds({"fp32": _forward_fn(net, batch, "fp32"), "bf16_autocast": _forward_fn(net, batch, "bf16"),
+                       "bf16_weights": _forward_fn(fast_eager, batch, "bf16"), "bf16_weights_compiled": compiled},
+                      rounds, batch)
+        res["compile_cpu_s"], res["compile_wall_s"] = round(c, 1), round(w, 1)
+        res["rel_rms_diff_vs_fp32"] = float((got.float() - ref).pow(2).mean().sqrt() / ref.pow(2).mean().sqrt())
+        out[f"batch{batch}"] = res
+    fast = fast_inference_copy(net)
+    plain, quick = _api_calls(net, 1), _api_calls(fast, 1)
+    apis_out: dict[str, Any] = {}
+    for name in plain:
+        try:
+            c, w, r = measure(lambda: quick[name]("fp32"))  # compiles what this API's calls need
+            nfe = r.nfe if hasattr(r, "nfe") else 1
+            res = {"nfe": nfe, "first_call_cpu_s": round(c, 1)}
+            res.update(_rounds({"fp32": lambda: plain[name]("fp32"), "fast_copy": lambda: quick[name]("fp32")},
+                               args.api_rounds, nfe))
+        except Exception as e:  # report and go on
+            res = {"error": f"{type(e).__name__}: {str(e).splitlines()[0][:200]}"}
+        apis_out[name] = res
+    out["apis"] = apis_out
+    return out
+
+
 # ------------------------------------------------------------------------------------------------
 # Agreement on the trained models
 
 
-def agreement(model_dir: Path, n: int) -> dict[str, Any]:
-    """PSNR (dB) of each API's bf16 output against its fp32 output on a trained model."""
+def agreement(model_dir: Path, n: int, fast: bool = False) -> dict[str, Any]:
+    """PSNR (dB) of each API's bf16 output against its fp32 output on a trained model; with ``fast``,
+    of the ``fast_inference_copy`` (bf16 weights, compiled) instead of bf16 autocast."""
     net, _ = load_model(model_dir)
     net.eval()
+    other = fast_inference_copy(net) if fast else net
+    other_precision = "fp32" if fast else "bf16"  # the copy's weights are bf16 already
     c = net.cfg
     labels = [i % c.num_classes for i in range(n)]
     target = [(i + 1) % c.num_classes for i in range(n)]
@@ -221,22 +260,22 @@ def agreement(model_dir: Path, n: int) -> dict[str, Any]:
     mask = torch.zeros(n, 1, c.image_size, c.image_size, dtype=torch.bool)
     mask[..., c.image_size // 2:, :] = True
     gen = lambda: torch.Generator().manual_seed(0)  # noqa: E731
-    calls: dict[str, Callable[[str], torch.Tensor]] = {
-        "sample": lambda p: ((sample_pmf(net, labels, guidance_scale=2.0, generator=gen(), precision=p).images + 1) / 2).clamp(0, 1),
-        "reconstruct": lambda p: pmf_edit.reconstruct(net, images, labels=labels, precision=p).images,
-        "edit": lambda p: pmf_edit.edit(net, images, source_labels=labels, labels=target, generator=gen(), precision=p).images,
-        "sdedit": lambda p: pmf_edit.sdedit(net, images, labels=target, generator=gen(), precision=p).images,
-        "flow_edit": lambda p: pmf_edit.flow_edit(net, images, source_labels=labels, labels=target,
+    calls: dict[str, Callable[..., torch.Tensor]] = {
+        "sample": lambda p, net=net: ((sample_pmf(net, labels, guidance_scale=2.0, generator=gen(), precision=p).images + 1) / 2).clamp(0, 1),
+        "reconstruct": lambda p, net=net: pmf_edit.reconstruct(net, images, labels=labels, precision=p).images,
+        "edit": lambda p, net=net: pmf_edit.edit(net, images, source_labels=labels, labels=target, generator=gen(), precision=p).images,
+        "sdedit": lambda p, net=net: pmf_edit.sdedit(net, images, labels=target, generator=gen(), precision=p).images,
+        "flow_edit": lambda p, net=net: pmf_edit.flow_edit(net, images, source_labels=labels, labels=target,
                                                 generator=gen(), precision=p).images,
-        "inpaint": lambda p: pmf_edit.inpaint(net, images, mask, labels=labels, generator=gen(), precision=p).images,
+        "inpaint": lambda p, net=net: pmf_edit.inpaint(net, images, mask, labels=labels, generator=gen(), precision=p).images,
     }
     if c.in_channels == 3:
         style = images.roll(1, 0)
-        calls["style_transfer"] = lambda p: pmf_edit.style_transfer(net, images, style, generator=gen(), precision=p).images
+        calls["style_transfer"] = lambda p, net=net: pmf_edit.style_transfer(net, images, style, generator=gen(), precision=p).images
     out: dict[str, Any] = {}
     for name, call in calls.items():
         try:
-            a, b = call("fp32"), call("bf16")
+            a, b = call("fp32"), call(other_precision, net=other)
             out[name] = round(float(psnr(b.float().clamp(0, 1), a.float().clamp(0, 1), data_range=1.0).mean()), 2)
         except Exception as e:
             out[name] = f"error: {type(e).__name__}: {str(e).splitlines()[0][:200]}"
@@ -287,6 +326,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     ap.add_argument("--skip-apis", action="store_true", help="skip the API timings")
     ap.add_argument("--skip-agreement", action="store_true", help="skip the PSNR check on the trained models")
     ap.add_argument("--agreement-n", type=int, default=16, help="images per API in the PSNR check")
+    ap.add_argument("--fast-path", action="store_true", help="also time fast_inference_copy (bf16 weights, "
+                    "compiled) against fp32, bare and through the APIs, and its agreement on the trained models")
+    ap.add_argument("--api-rounds", type=int, default=3, help="--fast-path: interleaved rounds per API")
     ap.add_argument("--out", type=Path, default=None, help="also write the JSON here")
     ap.add_argument("--plot", type=Path, default=None, help="write a bar chart here (PNG)")
     args = ap.parse_args(argv)
@@ -307,10 +349,24 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             res["compile"] = f"error: {type(e).__name__}: {str(e).splitlines()[0][:200]}"
     if not args.skip_apis:
         res["apis"] = apis(net, args)
+    if args.fast_path:
+        res["fast_path"] = fast_path(net, args)
     del net
     if not args.skip_agreement:
         res["agreement_psnr_db_bf16_vs_fp32"] = {name: agreement(ASSETS / name, args.agreement_n)
                                                  for name in ("pmf-photos", "pmf-mnist")}
+    if args.fast_path and not args.skip_agreement:
+        agree = {name: agreement(ASSETS / name, args.agreement_n, fast=True) for name in ("pmf-photos", "pmf-mnist")}
+        res["agreement_psnr_db_fast_copy_vs_fp32"] = agree
+        fp = res["fast_path"]
+        b1 = fp["batch1"]["bf16_weights_compiled"]["speedup_vs_fp32"]
+        bb = fp[f"batch{args.big_batch}"]["bf16_weights_compiled"]["speedup_vs_fp32"]
+        worst = min(v["min_db"] for v in agree.values() if v["min_db"] is not None)
+        res["fast_copy_decision"] = {
+            "speedup_b1": b1, f"speedup_b{args.big_batch}": bb, "worst_api_psnr_db": worst,
+            "compile_cpu_s_b1": fp["batch1"]["compile_cpu_s"],
+            "meets_speed_and_psnr_bars": bool(b1 >= SPEEDUP_BAR and bb >= SPEEDUP_BAR and worst >= PSNR_BAR_DB),
+        }
     if "bare" in res and "agreement_psnr_db_bf16_vs_fp32" in res:
         b1 = res["bare"]["batch1"]["bf16"]["speedup_vs_fp32"]
         bb = res["bare"][f"batch{args.big_batch}"]["bf16"]["speedup_vs_fp32"]
