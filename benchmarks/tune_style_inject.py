@@ -84,6 +84,12 @@ CONFIGS: dict[str, dict] = {
     "tex0.8": {"texture": 0.8},
     "tex1.2": {"texture": 1.2},
     "tex1.6": {"texture": 1.6},
+    # seventh round (tenth session): a wider band of the texture's detail (TextureConfig.detail_sigma in
+    # working pixels; 2 = the default): coarser texture structure survives the metric's 224-px resize
+    "tex0.5_ds4": {"texture": 0.5, "texture_config": {"detail_sigma": 4.0}},
+    "tex0.5_ds8": {"texture": 0.5, "texture_config": {"detail_sigma": 8.0}},
+    "tex1.0_ds4": {"texture": 1.0, "texture_config": {"detail_sigma": 4.0}},
+    "tex1.0_ds8": {"texture": 1.0, "texture_config": {"detail_sigma": 8.0}},
 }
 
 
@@ -92,6 +98,10 @@ def run_config(net, content, style, pmf_style, strength: float, kw: dict, class_
     from pmf_edit.style import style_transfer
 
     kw = dict(kw)
+    if isinstance(kw.get("texture_config"), dict):  # JSON-friendly in CONFIGS, the dataclass here
+        from pmf_edit.style.texture import TextureConfig
+
+        kw["texture_config"] = TextureConfig(**kw["texture_config"])
     scale = kw.pop("multiscale", 0)
     if scale:
         return multiscale_style(net, content, style, pmf_style, strength, scale, class_names, seed, **kw)
