@@ -245,10 +245,10 @@ def interpolate_video(
     # Planar YUV sources are read and written in their own pixel format (no colour conversion at all);
     # the learned refinement needs RGB, as do other formats (`pmf_edit.video.ffmpeg_io`).
     planar = planar and info.subsampling is not None and not (cfg.refine or cfg.generative)
+    tmp = _partial_path(dst)  # checks the output folder before any ffmpeg process starts
     meta, frames = read_frames(src, info, planar)
     fps_in, fps_out, step = _output_clock(meta, factor, fps, slowmo)
     audio = keep_audio and not slowmo and info.has_audio
-    tmp = _partial_path(dst)
     out = _Output(open_writer(tmp, info, planar, fps_out, codec, quality, src if audio else None, encoder_options),
                   f"{src} -> {dst} (codec {codec or 'libx264'!r}, encoder options {list(encoder_options)})")
     pipeline = _PairPipeline(cfg, workers)  # flows and renders of the source pairs, in order
