@@ -273,3 +273,9 @@ def test_cli_pair_with_neighbouring_frames(tmp_path: Path, capsys) -> None:
     iio.imwrite(tmp_path / "small.png", truth[0][:32])
     assert cli_main(["interpolate", *pair, "-o", str(tmp_path / "x.png"), "--before", str(tmp_path / "small.png")]) == 2
     assert "--before" in capsys.readouterr().err
+
+
+def test_missing_output_folder_is_named_before_any_work(clip_with_audio: Path, tmp_path: Path) -> None:
+    with pytest.raises(FileNotFoundError, match="output folder does not exist: .*nope"):
+        interpolate_video(clip_with_audio, tmp_path / "nope" / "o.mp4", progress=False)
+    assert not (tmp_path / "nope").exists()
