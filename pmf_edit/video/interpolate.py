@@ -47,7 +47,7 @@ class InterpolationConfig:
     finest_scale: int | None = 0  # DIS finest pyramid level on the flow image (0 = its own size); None: the preset's
     # DIS variational refinement passes; None keeps the preset's (five for "fast"). Two measured as good as
     # five on the development frames of the larger clips (bikes 320x136 flow: +0.00 dB, BBB 512x288: +0.04)
-    # for 9-13% less CPU per pair (docs/interpolation.md, tenth session).
+    # for 9-13% less CPU per pair; on the reported frames -0.06 / -0.01 dB (docs/interpolation.md).
     variational_iters: int | None = 2
     # Small frames are dominated by fixed per-pair costs, and there one variational pass measured as good
     # as the preset's five (carphone 176x144 +0.00 dB, bikes at 176x76 +0.01, BBB at 256x144 +0.11) for
