@@ -124,9 +124,10 @@ def fast_inference_copy(net: torch.nn.Module, *, compile: bool = True, backend: 
     On this project's 2-core CPU at pMF-B/16 256x256 (``benchmarks/bench_cpu_speed.py --fast-path``,
     README "CPU speed of the big model") the compiled copy runs a network evaluation about 2x faster
     than the fp32 network (bf16 autocast alone: about 1.3-1.8x), with every task >= 40 dB against fp32
-    on the bundled trained models. The price is compilation: about 20 CPU seconds for each new input
+    on the bundled trained models. The price is compilation: 20-40 CPU seconds for each new input
     shape (batch size, image size) or call pattern, once per process, so it pays off over tens of
-    evaluations (a folder of photos, a benchmark), not for one edit. ``compile=False`` gives the
+    evaluations (a folder of photos, a benchmark), not for one edit; past torch's recompile limit (8
+    shapes per process) further shapes run uncompiled (bf16 weights only). ``compile=False`` gives the
     bf16-weight copy alone (no compilation, a smaller gain). Training is unaffected (it never sees
     the copy). ``backend="eager"`` traces without code generation (for tests). Called directly, the
     copy wants bf16 inputs (or a bf16 ``autocast``), as any bf16 module does.
