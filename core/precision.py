@@ -122,15 +122,16 @@ def fast_inference_copy(net: torch.nn.Module, *, compile: bool = True, backend: 
     so every sampler and ``pmf_edit`` task takes it; they return the caller's dtype as before).
 
     On this project's 2-core CPU at pMF-B/16 256x256 (``benchmarks/bench_cpu_speed.py --fast-path``,
-    README "CPU speed of the big model") the compiled copy runs a network evaluation about 2x faster
-    than the fp32 network (bf16 autocast alone: about 1.3-1.8x), with every task >= 40 dB against fp32
-    on the bundled trained models. The price is compilation: 20-40 CPU seconds for each new input
-    shape (batch size, image size) or call pattern, once per process, so it pays off over tens of
-    evaluations (a folder of photos, a benchmark), not for one edit; past torch's recompile limit (8
-    shapes per process) further shapes run uncompiled (bf16 weights only). ``compile=False`` gives the
-    bf16-weight copy alone (no compilation, a smaller gain). Training is unaffected (it never sees
-    the copy). ``backend="eager"`` traces without code generation (for tests). Called directly, the
-    copy wants bf16 inputs (or a bf16 ``autocast``), as any bf16 module does.
+    README "CPU speed of the big model") the compiled copy runs a network evaluation 2.0-2.3x faster
+    than the fp32 network and the tasks 1.9-2.2x (bf16 autocast alone: 1.6-1.8x), every task >= 40 dB
+    against fp32 on the bundled trained models. The price is compilation, once per process: 20-55 CPU
+    seconds on the first call, as much again when a second batch size appears (torch then compiles one
+    graph with a dynamic batch dimension that later batch sizes reuse), and again for a new image size
+    or call pattern; so it pays off over tens of evaluations (a folder of photos, a benchmark), not for
+    one edit. ``compile=False`` gives the bf16-weight copy alone (no compilation, a smaller gain).
+    Training is unaffected (it never sees the copy). ``backend="eager"`` traces without code generation
+    (for tests). Called directly, the copy wants bf16 inputs (or a bf16 ``autocast``), as any bf16
+    module does.
 
     Example:
         >>> fast = fast_inference_copy(net)                      # net: a trained PixelMeanFlow
@@ -140,7 +141,7 @@ def fast_inference_copy(net: torch.nn.Module, *, compile: bool = True, backend: 
 
     fast = copy.deepcopy(net).eval().to(torch.bfloat16)
     if compile:
-        fast.compile(dynamic=False, backend=backend)
+        fast.compile(backend=backend)  # dynamic=None: static first, then one dynamic-batch graph
     return fast
 
 
