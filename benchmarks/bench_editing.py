@@ -68,7 +68,8 @@ def sweep(pmf, x01, y, guidance: float, interval) -> dict:
     def rt(K, J, seed="velocity", labels=y, scale=1.0, t_end=1.0, regen=None):
         x = _m(x01)
         t0 = time.perf_counter()
-        inv = vf.invert(pmf, x, t_end, labels, scale, interval, K, J, seed)  # seed: the solver's initial guess (vf.invert's init; the results files keep the old key)
+        # seed: the solver's initial guess (vf.invert's `init`; the results files keep the old key)
+        inv = vf.invert(pmf, x, t_end, labels, scale, interval, K, J, seed)
         rec, k = vf.generate(pmf, inv.latents, t_end, regen or K, labels, scale, interval)
         ms = 1000 * (time.perf_counter() - t0) / len(x)
         p = psnr(((rec + 1) / 2).clamp(0, 1), x01, data_range=1.0)
