@@ -146,21 +146,26 @@ def edits(net, x01, y, strengths: list[float], guidance: float, interval, seed: 
     if editors_wanted is not None:
         editors = {k: v for k, v in editors.items() if any(k.startswith(f"{w}") or k.startswith(f"edit_{w}")
                                                            for w in editors_wanted)}
-    results = {}
-    for name, fn in editors.items():
-        rows = []
-        for s in strengths:
-            t0 = time.process_time()
-            res = fn(s)
-            cpu = time.process_time() - t0
-            out = res.images * 2 - 1
-            acc = evaluate_digits(out, tgt)["class_accuracy"]
-            rows.append({"strength": s, "target_accuracy": round(acc, 4), "ssim": round(float(ssim(out, x).mean()), 4),
-                         "psnr": round(float(psnr(out, x).mean()), 3), "nfe": res.nfe,
-                         "cpu_ms_per_edit": round(1000 * cpu / len(x), 2)})
+    return {name: edit_curve(fn, strengths, x, tgt, name) for name, fn in editors.items()}
+
+
+def edit_curve(fn, strengths: list[float], x: torch.Tensor, tgt: torch.Tensor, name: str, echo: bool = True) -> dict:
+    """One editor over the strengths: target accuracy, SSIM / PSNR to the source x (in [-1, 1]), NFE and
+    CPU per edit at each; "at_90" interpolates them where the accuracy crosses 90%. ``fn(strength)``
+    returns an ``EditResult``; with ``echo`` each row is also printed as a JSON line tagged ``name``."""
+    rows = []
+    for s in strengths:
+        t0 = time.process_time()
+        res = fn(s)
+        cpu = time.process_time() - t0
+        out = res.images * 2 - 1
+        acc = evaluate_digits(out, tgt)["class_accuracy"]
+        rows.append({"strength": s, "target_accuracy": round(acc, 4), "ssim": round(float(ssim(out, x).mean()), 4),
+                     "psnr": round(float(psnr(out, x).mean()), 3), "nfe": res.nfe,
+                     "cpu_ms_per_edit": round(1000 * cpu / len(x), 2)})
+        if echo:
             print(json.dumps({"editor": name, **rows[-1]}), flush=True)
-        results[name] = {"curve": rows, "at_90": _at_accuracy(rows, 0.9)}
-    return results
+    return {"curve": rows, "at_90": _at_accuracy(rows, 0.9)}
 
 
 def main(argv: list[str] | None = None) -> int:

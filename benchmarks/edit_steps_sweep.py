@@ -1,5 +1,6 @@
 """The inverse-head edit's target guidance g, source guidance sg and regeneration jumps K, swept on MNIST
-digits: SSIM to the source where the strength curve crosses 90% target accuracy (one JSON line per setting).
+digits: SSIM to the source where the strength curve crosses 90% target accuracy (one JSON line per setting;
+the curves by ``bench_bidirectional.edit_curve``).
 
     OMP_NUM_THREADS=1 python benchmarks/edit_steps_sweep.py train 100 "[3,4,5]" "[1,2]" "[1,2]"
     OMP_NUM_THREADS=1 python benchmarks/edit_steps_sweep.py test 500 "[4]" "[1]" "[1,2,4]"
@@ -12,12 +13,9 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from benchmarks.bench_bidirectional import digits  # noqa: E402
-from benchmarks.bench_editing import _at_accuracy  # noqa: E402
-from core.eval.evaluation import evaluate_digits  # noqa: E402
-from core.eval.metrics import ssim  # noqa: E402
-from pmf_edit import editing  # noqa: E402
+from benchmarks.bench_bidirectional import digits, edit_curve  # noqa: E402
 from core.checkpoint import bundled_model_dir  # noqa: E402
+from pmf_edit import editing  # noqa: E402
 
 torch.set_num_threads(1)
 split, n = sys.argv[1], int(sys.argv[2])
@@ -26,18 +24,11 @@ interval = tuple(cfg["sampling"].get("guidance_interval", (0, 1)))
 x01, y = digits(split, n)
 tgt, x = (y + 1) % 10, x01 * 2 - 1  # class swap y -> y + 1; the source in [-1, 1]
 strengths = [0.7, 0.75, 0.8, 0.85, 0.9, 0.95, 1.0]
-grid = [dict(g=g, sg=sg, K=K) for g, sg, K in itertools.product(*(json.loads(a) for a in sys.argv[3:6]))]
-for c in grid:
-    rows = []
-    for s in strengths:
-        r = editing.edit(net, x01, labels=tgt, source_labels=y, strength=s, guidance_scale=c["g"],
-                         guidance_interval=interval, source_guidance_scale=c["sg"], method="backward",
-                         num_refinements=0, num_steps=c["K"])
-        out = r.images * 2 - 1
-        rows.append({"strength": s, "target_accuracy": evaluate_digits(out, tgt)["class_accuracy"],
-                     "ssim": float(ssim(out, x).mean()), "nfe": r.nfe,
-                     "psnr": 0.0})  # not measured here (_at_accuracy interpolates every column)
-    a = _at_accuracy(rows, 0.9)
-    print(json.dumps({**c, "at90_ssim": None if a is None else round(a["ssim"], 4),
-                      "at90_strength": None if a is None else round(a["strength"], 3), "nfe": rows[0]["nfe"]}),
-          flush=True)
+for g, sg, K in itertools.product(*(json.loads(a) for a in sys.argv[3:6])):
+    res = edit_curve(lambda s: editing.edit(net, x01, labels=tgt, source_labels=y, strength=s, guidance_scale=g,
+                                            guidance_interval=interval, source_guidance_scale=sg, method="backward",
+                                            num_refinements=0, num_steps=K), strengths, x, tgt, f"g{g}_sg{sg}_K{K}", echo=False)
+    a = res["at_90"]
+    print(json.dumps({"g": g, "sg": sg, "K": K, "at90_ssim": None if a is None else round(a["ssim"], 4),
+                      "at90_strength": None if a is None else round(a["strength"], 3),
+                      "nfe": res["curve"][0]["nfe"]}), flush=True)
