@@ -120,7 +120,8 @@ def _load(args: argparse.Namespace):
     path = Path(args.model) if args.model else bundled_model_dir("mnist")
     from apps.cmd_sample import _model_config
 
-    net, meta = from_pretrained(path, device=args.device, **_model_config(args.model_config))
+    net, meta = from_pretrained(path, device=args.device, precision=getattr(args, "precision", None) or "auto",
+                                **_model_config(args.model_config))
     if meta.get("objective", "pmf") != "pmf":
         raise ValueError(f"{path} is a {meta.get('objective')!r} model; editing needs a pMF (average-velocity) model")
     names = meta.get("class_names") or [str(i) for i in range(net.cfg.num_classes)]
@@ -178,8 +179,15 @@ def _guidance(args: argparse.Namespace, default: float, rec: dict) -> dict:
     return {"guidance_scale": scale, "guidance_interval": tuple(interval)}
 
 
-def _report(cmd: str, out: str, nfe: int, seconds: float, **extra) -> None:
-    print(json.dumps({"command": cmd, "out": out, "nfe": nfe, "ms": round(1000 * seconds, 1), **extra}))
+def weights_precision(net) -> str:
+    """The precision the network's weights are stored in, as ``--precision`` names it ("bf16", "fp32")."""
+    dtype = next(net.parameters()).dtype
+    return {torch.bfloat16: "bf16", torch.float32: "fp32"}.get(dtype, str(dtype).removeprefix("torch."))
+
+
+def _report(cmd: str, out: str, nfe: int, seconds: float, net=None, **extra) -> None:
+    weights = {} if net is None else {"precision": weights_precision(net)}
+    print(json.dumps({"command": cmd, "out": out, "nfe": nfe, "ms": round(1000 * seconds, 1), **weights, **extra}))
 
 
 def run_invert(args: argparse.Namespace) -> int:
@@ -211,7 +219,7 @@ def run_invert(args: argparse.Namespace) -> int:
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     # (C, S, S) for one network input, (T, C, S, S) for T tiles.
     np.save(args.out, (inv.latents[0] if T == 1 else inv.latents[:T]).cpu().numpy())
-    _report("invert", args.out, nfe, seconds, t=inv.t, residual=inv.residual, diverged=inv.diverged,
+    _report("invert", args.out, nfe, seconds, net=net, t=inv.t, residual=inv.residual, diverged=inv.diverged,
             inversion=args.inversion, size_mode=args.size_mode, tiles=T)
     return 0
 
@@ -238,7 +246,7 @@ def run_edit(args: argparse.Namespace) -> int:
         out = editing.sdedit(net, x, labels=tgt, generator=gen, **kw, **g)
     seconds = time.perf_counter() - t0
     _write(args.out, out.images)
-    _report("edit", args.out, out.nfe, seconds, method=args.method, source=src, target=tgt,
+    _report("edit", args.out, out.nfe, seconds, net=net, method=args.method, source=src, target=tgt,
             size_mode=args.size_mode, tiles=out.num_tiles)
     return 0
 
@@ -266,6 +274,6 @@ def run_inpaint(args: argparse.Namespace) -> int:
     seconds = time.perf_counter() - t0
     # Unmasked pixels: bit-identical floats, and round(255 * v) of v = k / 255 gives back k.
     _write(args.out, out.images)
-    _report("inpaint", args.out, out.nfe, seconds, masked_pixels=int(mask.sum()), size_mode=args.size_mode,
+    _report("inpaint", args.out, out.nfe, seconds, net=net, masked_pixels=int(mask.sum()), size_mode=args.size_mode,
             tiles=out.num_tiles)
     return 0

@@ -80,7 +80,8 @@ def run(args: argparse.Namespace) -> int:
 
     device = args.device if args.device != "auto" else ("cuda" if torch.cuda.is_available() else "cpu")
     model_path = Path(args.model) if args.model else bundled_model_dir("mnist")
-    net, meta = from_pretrained(model_path, device=device, **_model_config(args.model_config))
+    net, meta = from_pretrained(model_path, device=device, precision=getattr(args, "precision", None) or "auto",
+                                **_model_config(args.model_config))
     names = meta.get("class_names") or [str(i) for i in range(net.cfg.num_classes)]
     defaults = meta.get("sampling", {})
     objective = meta.get("objective", "pmf")

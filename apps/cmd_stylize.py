@@ -111,8 +111,10 @@ def run(args: argparse.Namespace) -> int:
     device = args.device if args.device != "auto" else ("cuda" if torch.cuda.is_available() else "cpu")
     model_path = Path(args.model) if args.model else bundled_model_dir("photos")
     from apps.cmd_sample import _model_config
+    from apps.cmd_edit import weights_precision
 
-    net, meta = from_pretrained(model_path, device=device, **_model_config(args.model_config))
+    net, meta = from_pretrained(model_path, device=device, precision=getattr(args, "precision", None) or "auto",
+                                **_model_config(args.model_config))
     if net.cfg.in_channels != 3:
         raise ValueError(f"style transfer needs an RGB model; {model_path} has {net.cfg.in_channels} channel(s)")
     names = meta.get("class_names") or [str(i) for i in range(net.cfg.num_classes)]
@@ -150,6 +152,6 @@ def run(args: argparse.Namespace) -> int:
         "output": str(out), "model": str(model_path), "style": args.style, "strength": args.strength,
         "method": res.method, "texture": args.texture, "nfe": res.nfe, "size_mode": res.size_mode,
         "tiles": res.num_tiles,
-        "size": list(res.images.shape[-2:]), "seconds": round(seconds, 3),
+        "size": list(res.images.shape[-2:]), "seconds": round(seconds, 3), "precision": weights_precision(net),
     }))
     return 0

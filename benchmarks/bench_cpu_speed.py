@@ -7,7 +7,12 @@ then the bf16-vs-fp32 agreement (PSNR) of every API on the bundled TRAINED model
 
 About 100 network evaluations of pMF-B/16 plus one compilation: 2-3 CPU minutes on a quiet 2-core
 machine, several times that under load (CPU time itself grows under contention). ``--skip-bare`` /
-``--skip-apis`` / ``--no-compile`` / ``--skip-agreement`` split it into smaller runs.
+``--skip-apis`` / ``--no-compile`` / ``--skip-agreement`` split it into smaller runs. ``--weights``
+adds the default path for big networks (bf16 weights, uncompiled: what ``from_pretrained``'s
+``precision="auto"`` loads on a CPU with native bf16) against fp32, bare and through every API:
+
+    python benchmarks/bench_cpu_speed.py --threads 2 --skip-bare --no-compile --skip-apis --weights \
+        --rounds 5 --big-rounds 2 --api-rounds 3 --out benchmarks/results/cpu_speed_bf16_weights.json
 
 Speed: random pMF-B/16 weights (speed does not depend on the values; the zero-initialised gates
 and final layers are moved off zero so that no work is skipped). Every variant is measured in the
@@ -241,17 +246,42 @@ def fast_path(net: PixelMeanFlow, args: argparse.Namespace) -> dict[str, Any]:
     return out
 
 
+def weights_path(net: PixelMeanFlow, args: argparse.Namespace) -> dict[str, Any]:
+    """The bf16-weight network that ``from_pretrained(precision="auto")`` loads for big networks on a
+    CPU with native bf16, uncompiled, against the fp32 network: the bare forward at batch 1 and the big
+    batch, then each API at batch 1, in interleaved rounds."""
+    low = fast_inference_copy(net, compile=False)
+    out: dict[str, Any] = {}
+    for batch, rounds in ((1, args.rounds), (args.big_batch, args.big_rounds)):
+        out[f"batch{batch}"] = _rounds({"fp32": _forward_fn(net, batch, "fp32"),
+                                        "bf16_weights": _forward_fn(low, batch, "bf16")}, rounds, batch)
+    plain, quick = _api_calls(net, 1), _api_calls(low, 1)
+    apis_out: dict[str, Any] = {}
+    for name in plain:
+        try:
+            nfe = plain[name]("fp32")
+            nfe = nfe.nfe if hasattr(nfe, "nfe") else 1
+            apis_out[name] = {"nfe": nfe, **_rounds({"fp32": lambda: plain[name]("fp32"),
+                                                     "bf16_weights": lambda: quick[name]("fp32")}, args.api_rounds, nfe)}
+        except Exception as e:  # report and go on
+            apis_out[name] = {"error": f"{type(e).__name__}: {str(e).splitlines()[0][:200]}"}
+    out["apis"] = apis_out
+    return out
+
+
 # ------------------------------------------------------------------------------------------------
 # Agreement on the trained models
 
 
-def agreement(model_dir: Path, n: int, fast: bool = False) -> dict[str, Any]:
-    """PSNR (dB) of each API's bf16 output against its fp32 output on a trained model; with ``fast``,
-    of the ``fast_inference_copy`` (bf16 weights, compiled) instead of bf16 autocast."""
+def agreement(model_dir: Path, n: int, variant: str = "autocast") -> dict[str, Any]:
+    """PSNR (dB) of each API's bf16 output against its fp32 output on a trained model. ``variant``:
+    "autocast" (bf16 autocast of the fp32 network), "weights" (a bf16-weight copy: what
+    ``from_pretrained(precision="auto")`` loads for big networks) or "compiled" (``fast_inference_copy``)."""
     net, _ = load_model(model_dir)
     net.eval()
-    other = fast_inference_copy(net) if fast else net
-    other_precision = "fp32" if fast else "bf16"  # the copy's weights are bf16 already
+    other = {"autocast": lambda: net, "weights": lambda: fast_inference_copy(net, compile=False),
+             "compiled": lambda: fast_inference_copy(net)}[variant]()
+    other_precision = "bf16" if variant == "autocast" else "fp32"  # a copy's weights are bf16 already
     c = net.cfg
     labels = [i % c.num_classes for i in range(n)]
     target = [(i + 1) % c.num_classes for i in range(n)]
@@ -328,7 +358,10 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     ap.add_argument("--agreement-n", type=int, default=16, help="images per API in the PSNR check")
     ap.add_argument("--fast-path", action="store_true", help="also time fast_inference_copy (bf16 weights, "
                     "compiled) against fp32, bare and through the APIs, and its agreement on the trained models")
-    ap.add_argument("--api-rounds", type=int, default=3, help="--fast-path: interleaved rounds per API")
+    ap.add_argument("--weights", action="store_true", help="also time the bf16-weight network (what "
+                    "from_pretrained's precision='auto' loads for big networks; uncompiled) against fp32, bare "
+                    "and through the APIs, and its agreement on the trained models")
+    ap.add_argument("--api-rounds", type=int, default=3, help="--fast-path / --weights: interleaved rounds per API")
     ap.add_argument("--out", type=Path, default=None, help="also write the JSON here")
     ap.add_argument("--plot", type=Path, default=None, help="write a bar chart here (PNG)")
     args = ap.parse_args(argv)
@@ -349,6 +382,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             res["compile"] = f"error: {type(e).__name__}: {str(e).splitlines()[0][:200]}"
     if not args.skip_apis:
         res["apis"] = apis(net, args)
+    if args.weights:
+        res["weights"] = weights_path(net, args)
     if args.fast_path:
         res["fast_path"] = fast_path(net, args)
     del net
@@ -356,7 +391,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         res["agreement_psnr_db_bf16_vs_fp32"] = {name: agreement(ASSETS / name, args.agreement_n)
                                                  for name in ("pmf-photos", "pmf-mnist")}
     if args.fast_path and not args.skip_agreement:
-        agree = {name: agreement(ASSETS / name, args.agreement_n, fast=True) for name in ("pmf-photos", "pmf-mnist")}
+        agree = {name: agreement(ASSETS / name, args.agreement_n, "compiled") for name in ("pmf-photos", "pmf-mnist")}
         res["agreement_psnr_db_fast_copy_vs_fp32"] = agree
         fp = res["fast_path"]
         b1 = fp["batch1"]["bf16_weights_compiled"]["speedup_vs_fp32"]
@@ -366,6 +401,16 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             "speedup_b1": b1, f"speedup_b{args.big_batch}": bb, "worst_api_psnr_db": worst,
             "compile_cpu_s_b1": fp["batch1"]["compile_cpu_s"],
             "meets_speed_and_psnr_bars": bool(b1 >= SPEEDUP_BAR and bb >= SPEEDUP_BAR and worst >= PSNR_BAR_DB),
+        }
+    if args.weights and not args.skip_agreement:
+        agree = {name: agreement(ASSETS / name, args.agreement_n, "weights") for name in ("pmf-photos", "pmf-mnist")}
+        res["agreement_psnr_db_bf16_weights_vs_fp32"] = agree
+        w = res["weights"]
+        res["bf16_weights_summary"] = {
+            "speedup_b1": w["batch1"]["bf16_weights"]["speedup_vs_fp32"],
+            f"speedup_b{args.big_batch}": w[f"batch{args.big_batch}"]["bf16_weights"]["speedup_vs_fp32"],
+            "speedup_apis": {k: v["bf16_weights"]["speedup_vs_fp32"] for k, v in w["apis"].items() if "bf16_weights" in v},
+            "worst_api_psnr_db": min(v["min_db"] for v in agree.values() if v["min_db"] is not None),
         }
     if "bare" in res and "agreement_psnr_db_bf16_vs_fp32" in res:
         b1 = res["bare"]["batch1"]["bf16"]["speedup_vs_fp32"]

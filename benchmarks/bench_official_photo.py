@@ -6,8 +6,11 @@ temporary folder, then runs each command once through ``apps.cli.main`` in this 
 per command, the CPU seconds of the whole call (loading the checkpoint included), the network
 evaluations (NFE) it reported and CPU seconds per NFE (load included), and the CPU seconds of the
 load alone (``from_pretrained``, measured once). Random weights cost the same as trained ones; the outputs are noise.
+With several ``--precisions`` (``pmf --precision``; "auto" is the default) each command runs once per
+precision per round, interleaved, and the per-round CPU ratio to the first precision is reported.
 
     OMP_NUM_THREADS=1 python benchmarks/bench_official_photo.py --out /tmp/official_photo.json
+    OMP_NUM_THREADS=2 python benchmarks/bench_official_photo.py --precisions fp32,auto --rounds 3
 
 One JSON object is printed (and written to --out). CPU seconds are ``time.process_time`` deltas (all
 threads of this process); run it on a quiet machine, or compare numbers from the same run only.
@@ -19,6 +22,7 @@ import contextlib
 import io
 import json
 import os
+import statistics
 import sys
 import tempfile
 import time
@@ -48,8 +52,11 @@ def main_bench() -> None:
     p.add_argument("--preset", default="pMF-B/16", help="architecture (an official size: its file format and defaults)")
     p.add_argument("--commands", default="edit-invert,edit-sdedit,edit-flow,inpaint,stylize,invert",
                    help="comma-separated subset of the commands below")
+    p.add_argument("--precisions", default="auto", help="comma list of `pmf --precision` values, run side by side")
+    p.add_argument("--rounds", type=int, default=1, help="interleaved rounds of every command and precision")
     p.add_argument("--out", default=None, help="also write the JSON here")
     args = p.parse_args()
+    precisions = args.precisions.split(",")
 
     torch.manual_seed(0)
     with tempfile.TemporaryDirectory() as d:
@@ -76,25 +83,43 @@ def main_bench() -> None:
             "stylize": ["stylize", photo, "class:goldfish", "-o", out],
             "invert": ["invert", photo, "--out", os.path.join(d, "z.npy")],
         }
-        (_, _), load_cpu, load_wall = _timed(lambda: from_pretrained(ckpt))
+        (_, meta), load_cpu, load_wall = _timed(lambda: from_pretrained(ckpt))
+        runs: dict = {name: {p: [] for p in precisions} for name in args.commands.split(",")}
+        for _ in range(args.rounds):
+            for name in runs:
+                for precision in precisions:
+                    buf = io.StringIO()
+                    with contextlib.redirect_stdout(buf), warnings.catch_warnings(record=True) as caught:
+                        warnings.simplefilter("always")
+                        rc, cpu, wall = _timed(lambda: main(["--precision", precision, *argv[name], "--model", ckpt]))
+                    if rc != 0:
+                        raise SystemExit(f"{name} ({precision}) failed with exit code {rc}")
+                    rep = json.loads(buf.getvalue().strip().splitlines()[-1])
+                    runs[name][precision].append({
+                        "nfe": int(rep["nfe"]), "cpu_s": cpu, "wall_s": wall, "weights": rep.get("precision"),
+                        "warnings": sorted({str(w.message).split(":")[0] for w in caught})})
         results: dict = {}
-        for name in args.commands.split(","):
-            buf = io.StringIO()
-            with contextlib.redirect_stdout(buf), warnings.catch_warnings(record=True) as caught:
-                warnings.simplefilter("always")
-                rc, cpu, wall = _timed(lambda: main(argv[name] + ["--model", ckpt]))
-            if rc != 0:
-                raise SystemExit(f"{name} failed with exit code {rc}")
-            rep = json.loads(buf.getvalue().strip().splitlines()[-1])
-            nfe = int(rep["nfe"])
-            results[name] = {
-                "nfe": nfe, "cpu_s": round(cpu, 2), "wall_s": round(wall, 2),
-                # The load inside the call is not separable; load_cpu_s below is a separate measurement.
-                "cpu_s_per_nfe_incl_load": round(cpu / nfe, 3),
-                "warnings": sorted({str(w.message).split(":")[0] for w in caught}),
-            }
+        for name, by_precision in runs.items():
+            results[name] = {}
+            for precision, rs in by_precision.items():
+                cpu = statistics.median(r["cpu_s"] for r in rs)
+                results[name][precision] = {
+                    # NFE can differ between runs where invert stops a diverging iteration (random weights).
+                    "nfe": sorted({r["nfe"] for r in rs}), "weights": rs[0]["weights"], "cpu_s": round(cpu, 2),
+                    "wall_s": round(statistics.median(r["wall_s"] for r in rs), 2),
+                    # The load inside the call is not separable; load_cpu_s below is a separate measurement.
+                    "cpu_s_per_nfe_incl_load": round(statistics.median(r["cpu_s"] / r["nfe"] for r in rs), 3),
+                    "warnings": rs[0]["warnings"],
+                }
+                if precision != precisions[0]:
+                    base = by_precision[precisions[0]]
+                    results[name][precision]["speedup_per_nfe_vs_" + precisions[0]] = round(statistics.median(
+                        (b["cpu_s"] / b["nfe"]) / (r["cpu_s"] / r["nfe"]) for r, b in zip(rs, base)), 3)
+            if len(precisions) == 1:
+                results[name] = results[name][precisions[0]]
     summary = {
         "preset": args.preset, "image_size": S, "batch": 1, "threads": torch.get_num_threads(),
+        "rounds": args.rounds, "auto_loads": meta["precision"],
         "load_cpu_s": round(load_cpu, 2), "load_wall_s": round(load_wall, 2),
         "loadavg": [round(x, 2) for x in os.getloadavg()], "commands": results,
     }

@@ -494,7 +494,7 @@ class PixelMeanFlow(nn.Module):
                 a constant of the map: a JVP takes tangents on z, t, r only.
 
         Returns:
-            u and/or v, each (B, C, H, W): (z - x_pred) / clip(t, t_clip, 1).
+            u and/or v, each (B, C, H, W) in z's dtype: (z - x_pred) / clip(t, t_clip, 1).
         """
         B = z.shape[0]
         ones = torch.ones(B, device=z.device, dtype=t.dtype)
@@ -503,7 +503,12 @@ class PixelMeanFlow(nn.Module):
         t_min = ones * 0 if t_min is None else t_min
         t_max = ones if t_max is None else t_max
         h = t - r  # built here so that a tangent on t reaches the h-embedding (dh/dt = 1)
-        x_u, x_v = self.predict_images(z, h, y, omega, t_min, t_max, heads, backend, cond)
+        # A network stored in another float type (bf16 weights for CPU inference) computes in it and
+        # returns u in the caller's dtype, with z - x_pred taken at the caller's precision.
+        w = self.pos_embed.dtype
+        zw, cw = (z, cond) if z.dtype == w else (z.to(w), None if cond is None else cond.to(w))
+        x_u, x_v = self.predict_images(zw, h, y, omega, t_min, t_max, heads, backend, cw)
+        x_u, x_v = (None if x is None else x.to(z.dtype) for x in (x_u, x_v))
         tc = t.clamp(self.cfg.t_clip, 1.0).view(B, 1, 1, 1).to(z.dtype)
         u = None if x_u is None else (z - x_u) / tc
         if u is not None and self.cfg.backward_head and self.cfg.backward_param == "noise":

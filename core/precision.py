@@ -7,10 +7,17 @@
 * ``tf32``: TF32 tensor-core matmuls / convolutions for fp32 work on CUDA (no effect on CPU).
 * ``channels_last``: NHWC memory format for the patch embedding (the network's only convolutions).
 
-Which precision is the default: ``DEFAULT_PRECISION`` below, decided by
-benchmarks/bench_cpu_speed.py (speed, fp32 vs bf16 at pMF-B/16) and its PSNR check on the bundled
-trained models. A session-wide default can be changed with ``set_default_precision``; every
-function that takes ``precision=None`` resolves it through ``resolve_precision``.
+Two places where precision is chosen:
+
+* the weights, once, when a network is loaded for inference (``core.pretrained.from_pretrained``,
+  ``pmf --precision``): ``inference_precision`` turns "auto" into bf16 weights on a CPU with native
+  bf16 dot products for networks of ``AUTO_BF16_MIN_PARAMS`` or more (the official sizes), fp32
+  otherwise. bf16 weights are the faster bf16 path on CPU (no per-call casts; 1.75x fp32 at pMF-B/16
+  against 1.56x for autocast, README "CPU speed of the big model").
+* the autocast regime of each call (``precision=`` of the samplers and ``pmf_edit`` tasks):
+  ``DEFAULT_PRECISION`` below, changeable per session with ``set_default_precision``; every function
+  that takes ``precision=None`` resolves it through ``resolve_precision``. It matters for fp32 weights
+  only (a bf16 network runs in bf16 whatever the regime).
 """
 from __future__ import annotations
 
@@ -22,9 +29,9 @@ import torch
 Precision = Literal["fp32", "bf16"]
 PRECISIONS: tuple[str, ...] = ("fp32", "bf16")
 
-# fp32 stays the default: on this project's CPU (2 cores, avx512_bf16) bf16 autocast was measured
-# below 2x faster than fp32 at pMF-B/16 (benchmarks/bench_cpu_speed.py), the bar for making it the
-# default; the numbers are in the README ("CPU speed of the big model").
+# The autocast regime of an fp32 network stays fp32 by default: bf16 autocast measured 1.56x at
+# pMF-B/16 on this project's CPU, below bf16 weights' 1.75x, which is what the loaders give big
+# networks by default ("auto" below; README "CPU speed of the big model").
 DEFAULT_PRECISION: Precision = "fp32"
 _default: list[Precision] = [DEFAULT_PRECISION]  # mutable cell for set_default_precision
 
@@ -75,6 +82,46 @@ def autocast(device: torch.device | str, precision: str | None = None) -> contex
         # switching it off.
         return contextlib.nullcontext()
     return torch.autocast(torch.device(device).type, dtype=torch.bfloat16, enabled=resolved == "bf16")
+
+
+# "auto" picks bf16 weights from this size up. bf16-weight forward vs fp32 at batch 1, 2 threads, on
+# this project's CPU (avx512_bf16), side by side: the bundled 1.3-1.7M models (64 tokens) 0.98-1.0x,
+# 7.2M (256 tokens) 1.41x, 22.9M 1.55x, 40.2M 1.69x, pMF-B/16 118M 1.75x (README "CPU speed of the
+# big model"). Below the threshold bf16 buys nothing and would only change the small models' numbers.
+AUTO_BF16_MIN_PARAMS = 5_000_000
+WEIGHT_PRECISIONS: tuple[str, ...] = ("auto", "fp32", "bf16")
+
+
+def cpu_has_native_bf16() -> bool:
+    """True when this CPU computes bf16 dot products in hardware (AVX512-BF16 or AMX tiles).
+
+    Elsewhere (AVX2-only CPUs, most ARM builds) bf16 matmuls are emulated and slower than fp32, so
+    "auto" keeps fp32 there. Reads torch's CPU probes; False when this torch build has none.
+    """
+    probes = [getattr(torch.cpu, name, None) for name in ("_is_avx512_bf16_supported", "_is_amx_tile_supported")]
+    return any(bool(probe()) for probe in probes if probe is not None)
+
+
+def inference_precision(net: torch.nn.Module, precision: str = "auto") -> Precision:
+    """The weight precision ``precision`` means for inference with ``net`` where it lives now.
+
+    "fp32" and "bf16" are themselves; "auto" is "bf16" when the network is on a CPU with native bf16
+    (``cpu_has_native_bf16``) and has at least ``AUTO_BF16_MIN_PARAMS`` parameters, else "fp32"
+    (CUDA stays fp32: bf16 there is unmeasured in this project; small networks gain nothing).
+
+    Example:
+        >>> from core.model import build_model
+        >>> inference_precision(build_model("pMF-T/4"))      # a tiny network: fp32 everywhere
+        'fp32'
+    """
+    if precision not in WEIGHT_PRECISIONS:
+        raise ValueError(f"precision must be one of {WEIGHT_PRECISIONS}, got {precision!r}")
+    if precision != "auto":
+        return precision  # type: ignore[return-value]
+    params = list(net.parameters())
+    big = sum(p.numel() for p in params) >= AUTO_BF16_MIN_PARAMS
+    on_cpu = bool(params) and params[0].device.type == "cpu"
+    return "bf16" if big and on_cpu and cpu_has_native_bf16() else "fp32"
 
 
 def set_tf32(enabled: bool) -> bool:
@@ -147,5 +194,6 @@ def fast_inference_copy(net: torch.nn.Module, *, compile: bool = True, backend: 
 
 __all__ = [
     "Precision", "PRECISIONS", "DEFAULT_PRECISION", "check_precision", "resolve_precision",
+    "AUTO_BF16_MIN_PARAMS", "WEIGHT_PRECISIONS", "cpu_has_native_bf16", "inference_precision",
     "set_default_precision", "autocast", "set_tf32", "tf32", "to_channels_last", "fast_inference_copy",
 ]

@@ -16,6 +16,7 @@ import torch
 from core.checkpoint import load_model, read_safetensors
 from core.model import PixelMeanFlow, PMFConfig
 from core.official import load_official
+from core.precision import WEIGHT_PRECISIONS, inference_precision
 
 
 def _sniff(path: Path) -> str:
@@ -77,6 +78,7 @@ def from_pretrained(
     ema: str | None = None,
     with_v_head: bool = False,
     config: PMFConfig | None = None,
+    precision: str = "auto",
 ) -> tuple[PixelMeanFlow, dict[str, Any]]:
     """Load a pMF network for inference from a model folder or an official checkpoint file.
 
@@ -89,9 +91,14 @@ def from_pretrained(
         with_v_head: also load the auxiliary v-head (training-mode files only).
         config: the architecture of a checkpoint file with official names that is not one of the
             released sizes (otherwise refused: a truncated file would load as a smaller model).
+        precision: the weights' precision: "auto" (default: bf16 for networks of 5M+ parameters on
+            a CPU with native bf16, e.g. the official sizes on an AVX512-BF16 machine, about 1.75x
+            faster at pMF-B/16 and >= 40 dB from fp32; fp32 otherwise), "fp32" or "bf16" (see
+            ``core.precision.inference_precision``). A ``with_v_head`` load (training-mode) stays
+            fp32 under "auto". The tasks take either and return float32 images.
 
     Returns:
-        (network in eval mode, config dict). The dict has ``"model"`` (PMFConfig fields) and, for
+        (network in eval mode, config dict); ``config["precision"]`` is the weights' precision. The dict has ``"model"`` (PMFConfig fields) and, for
         official files, ``"sampling"`` with the recommended ``guidance_scale``,
         ``guidance_interval`` ([t_min, t_max]), ``num_steps`` and ``noise_scale``.
 
@@ -107,13 +114,20 @@ def from_pretrained(
         >>> x = z - net(z, one, 0 * one, torch.tensor([207]), s["guidance_scale"] * one,
         ...             s["guidance_interval"][0] * one, s["guidance_interval"][1] * one)
     """
+    if precision not in WEIGHT_PRECISIONS:  # before any file is read
+        raise ValueError(f"precision must be one of {WEIGHT_PRECISIONS}, got {precision!r}")
     path = Path(path)
     if path.is_dir():
         if ema is not None or config is not None:
             raise ValueError(f"{path} is a model folder (its config.json gives the architecture, one weight "
                              f"set); ema= and config= are for checkpoint files")
-        return load_model(path, device=device, with_v_head=with_v_head)
-    if not path.is_file():
+        net, meta = load_model(path, device=device, with_v_head=with_v_head)
+    elif not path.is_file():
         raise FileNotFoundError(f"no model folder or checkpoint file at {path}")
-    return load_official(_load_file(path), device=device, ema=ema, with_v_head=with_v_head, config=config,
-                         source=str(path))
+    else:
+        net, meta = load_official(_load_file(path), device=device, ema=ema, with_v_head=with_v_head, config=config,
+                                  source=str(path))
+    chosen = "fp32" if (with_v_head and precision == "auto") else inference_precision(net, precision)
+    if chosen == "bf16":
+        net = net.to(torch.bfloat16)
+    return net, {**meta, "precision": chosen}

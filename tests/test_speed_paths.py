@@ -296,3 +296,90 @@ def test_fast_inference_copy_is_a_bf16_network_every_task_takes():
     rec = pmf_edit.reconstruct(traced, x01, labels=[1, 2, 3, 4]).images
     assert rec.dtype == torch.float32
     assert float(psnr(rec, pmf_edit.reconstruct(net, x01, labels=[1, 2, 3, 4]).images, data_range=1.0).mean()) >= 40.0
+
+
+def test_inference_precision_auto_picks_bf16_weights_only_for_big_networks_on_native_bf16(monkeypatch):
+    import core.precision as precision
+
+    tiny = perturbed()
+    assert precision.inference_precision(tiny, "fp32") == "fp32" and precision.inference_precision(tiny, "bf16") == "bf16"
+    with pytest.raises(ValueError, match="precision must be one of"):
+        precision.inference_precision(tiny, "fp16")
+    assert precision.inference_precision(tiny) == "fp32"  # 0.1M parameters: below the threshold everywhere
+    monkeypatch.setattr(precision, "AUTO_BF16_MIN_PARAMS", 1000)
+    monkeypatch.setattr(precision, "cpu_has_native_bf16", lambda: True)
+    assert precision.inference_precision(tiny) == "bf16"
+    monkeypatch.setattr(precision, "cpu_has_native_bf16", lambda: False)  # emulated bf16 would be slower
+    assert precision.inference_precision(tiny) == "fp32"
+
+
+def test_cpu_has_native_bf16_reads_torch_probes(monkeypatch):
+    import core.precision as precision
+
+    monkeypatch.setattr(torch.cpu, "_is_avx512_bf16_supported", lambda: False, raising=False)
+    monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda: False, raising=False)
+    assert precision.cpu_has_native_bf16() is False
+    monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda: True, raising=False)
+    assert precision.cpu_has_native_bf16() is True
+    monkeypatch.delattr(torch.cpu, "_is_amx_tile_supported")
+    monkeypatch.delattr(torch.cpu, "_is_avx512_bf16_supported")
+    assert precision.cpu_has_native_bf16() is False  # a torch build without the probes: fp32
+
+
+def test_from_pretrained_precision_loads_bf16_weights_that_take_fp32_inputs(monkeypatch, tmp_path):
+    """precision= of from_pretrained: "bf16" stores the weights in bf16; the network then takes fp32
+    inputs and returns fp32 u (computed in bf16, >= 40 dB from fp32 on the trained model), and the
+    tasks return float32 images; "auto" stays fp32 for the small bundled model, and picks bf16 where
+    the rule says so (except for a training-mode load with the v-head)."""
+    import core.precision as precision
+    import pmf_edit
+    from core.checkpoint import bundled_model_dir
+    from core.eval.metrics import psnr
+    from core.official import to_official_state_dict
+    from core.pretrained import from_pretrained
+
+    ref, meta = from_pretrained(bundled_model_dir("mnist"))
+    assert meta["precision"] == "fp32" and next(ref.parameters()).dtype == torch.float32
+    low, meta = pmf_edit.from_pretrained(bundled_model_dir("mnist"), precision="bf16")
+    assert meta["precision"] == "bf16" and all(p.dtype == torch.bfloat16 for p in low.parameters())
+    z = torch.randn(4, 1, 32, 32, generator=torch.Generator().manual_seed(0))
+    one, y = torch.ones(4), torch.tensor([1, 2, 3, 4])
+    with torch.no_grad():
+        a, b = ref(z, one, 0 * one, y, 2 * one), low(z, one, 0 * one, y, 2 * one)
+    assert b.dtype == torch.float32 and not torch.equal(a, b)
+    assert float(psnr(((z - b) + 1) / 2, ((z - a) + 1) / 2, data_range=1.0).mean()) >= 40.0
+    out = pmf_edit.edit(low, ((z.clamp(-1, 1) + 1) / 2), source_labels=y, labels=y.roll(1)).images
+    assert out.dtype == torch.float32 and out.shape == (4, 1, 32, 32)
+    with pytest.raises(ValueError, match="precision must be one of"):
+        from_pretrained(tmp_path / "missing", precision="half")  # checked before the path
+    monkeypatch.setattr(precision, "AUTO_BF16_MIN_PARAMS", 1000)
+    monkeypatch.setattr(precision, "cpu_has_native_bf16", lambda: True)
+    auto, meta = from_pretrained(bundled_model_dir("mnist"))
+    assert meta["precision"] == "bf16" and next(auto.parameters()).dtype == torch.bfloat16
+    full = build_model("pMF-T/4")  # with the v-head, saved in the official (training-mode) format
+    torch.save({"net." + k: v for k, v in to_official_state_dict(full.state_dict()).items()}, tmp_path / "w.pt")
+    train_mode, meta = from_pretrained(tmp_path / "w.pt", with_v_head=True, config=full.cfg)
+    assert meta["precision"] == "fp32" and next(train_mode.parameters()).dtype == torch.float32
+
+
+def test_cli_precision_flag_sets_the_weights_and_reports_them(tmp_path, capsys, monkeypatch):
+    import json
+
+    import core.precision as precision
+    from apps.cli import main
+    from core.images import save_png
+
+    digit = tmp_path / "d.png"
+    save_png(digit, (torch.rand(32, 32, 1, generator=torch.Generator().manual_seed(0)) * 255).to(torch.uint8).numpy())
+    seen = {}
+    for flag in ([], ["--precision", "bf16"], ["--precision", "fp32"], ["--precision", "auto"]):
+        capsys.readouterr()
+        assert main([*flag, "edit", str(digit), "--target", "3", "--out", str(tmp_path / "e.png")]) == 0
+        seen[" ".join(flag)] = json.loads(capsys.readouterr().out.strip().splitlines()[-1])["precision"]
+    assert seen == {"": "fp32", "--precision bf16": "bf16", "--precision fp32": "fp32", "--precision auto": "fp32"}
+    monkeypatch.setattr(precision, "AUTO_BF16_MIN_PARAMS", 1000)  # as for a big network on this kind of CPU
+    monkeypatch.setattr(precision, "cpu_has_native_bf16", lambda: True)
+    assert main(["edit", str(digit), "--target", "3", "--out", str(tmp_path / "e.png")]) == 0
+    assert json.loads(capsys.readouterr().out.strip().splitlines()[-1])["precision"] == "bf16"
+    assert main(["--precision", "fp32", "edit", str(digit), "--target", "3", "--out", str(tmp_path / "e.png")]) == 0
+    assert json.loads(capsys.readouterr().out.strip().splitlines()[-1])["precision"] == "fp32"
