@@ -125,10 +125,9 @@ def _load(args: argparse.Namespace):
     if meta.get("objective", "pmf") != "pmf":
         raise ValueError(f"{path} is a {meta.get('objective')!r} model; editing needs a pMF (average-velocity) model")
     names = meta.get("class_names") or [str(i) for i in range(net.cfg.num_classes)]
-    # An official checkpoint's recommended guidance (its sampling defaults) replaces the per-command
-    # defaults, which were measured on the bundled models.
-    official = (meta.get("source") or {}).get("official_model")
-    return net, names, (meta.get("sampling") or {}) if official else {}
+    # An official checkpoint's recommended guidance replaces the per-command defaults, which were
+    # measured on the bundled models (the Python tasks apply the same rule: resolve_guidance).
+    return net, names, net.recommended_guidance or {}
 
 
 def _class(spec: str | None, names: list[str]) -> int | None:

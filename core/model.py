@@ -328,6 +328,10 @@ class PixelMeanFlow(nn.Module):
         super().__init__()
         self.cfg = cfg
         self.attn_backend: Backend = attn_backend
+        # The checkpoint's recommended guidance, {"guidance_scale": w, "guidance_interval": (t_min,
+        # t_max)}, set by core.pretrained.from_pretrained for official checkpoints; pmf_edit tasks use
+        # it where the caller passes no guidance. A plain attribute, not part of the weights.
+        self.recommended_guidance: dict | None = None
         D = cfg.width
         self.patch_embed = BottleneckPatchEmbed(cfg)
         self.h_embed = ScalarEmbedder(D, cfg.freq_dim)

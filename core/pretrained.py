@@ -98,7 +98,9 @@ def from_pretrained(
             fp32 under "auto". The tasks take either and return float32 images.
 
     Returns:
-        (network in eval mode, config dict); ``config["precision"]`` is the weights' precision. The dict has ``"model"`` (PMFConfig fields) and, for
+        (network in eval mode, config dict); ``config["precision"]`` is the weights' precision, and
+        an official checkpoint's recommended guidance is also on ``net.recommended_guidance`` (the
+        ``pmf_edit`` tasks use it where no guidance is passed). The dict has ``"model"`` (PMFConfig fields) and, for
         official files, ``"sampling"`` with the recommended ``guidance_scale``,
         ``guidance_interval`` ([t_min, t_max]), ``num_steps`` and ``noise_scale``.
 
@@ -130,4 +132,17 @@ def from_pretrained(
     chosen = "fp32" if (with_v_head and precision == "auto") else inference_precision(net, precision)
     if chosen == "bf16":
         net = net.to(torch.bfloat16)
+    net.recommended_guidance = recommended_guidance(meta)
     return net, {**meta, "precision": chosen}
+
+
+def recommended_guidance(meta: dict[str, Any]) -> dict[str, Any] | None:
+    """The guidance an official checkpoint recommends ({"guidance_scale", "guidance_interval"}) from
+    its config dict, or None for other models (the bundled ones: each task's own measured default).
+
+    Official files and model folders converted from them carry it (``source.official_model``)."""
+    sampling = meta.get("sampling") or {}
+    if not (meta.get("source") or {}).get("official_model") or "guidance_scale" not in sampling:
+        return None
+    return {"guidance_scale": float(sampling["guidance_scale"]),
+            "guidance_interval": tuple(float(v) for v in sampling.get("guidance_interval", (0.0, 1.0)))}

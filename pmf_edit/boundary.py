@@ -44,7 +44,8 @@ from core.precision import autocast
 from core.sampling import draw_noise
 
 __all__ = [
-    "Labels", "check_images", "check_labels", "check_strength", "check_steps", "check_guidance", "to_model",
+    "Labels", "check_images", "check_labels", "check_strength", "check_steps", "check_guidance", "resolve_guidance",
+    "to_model",
     "to_images", "sample_noise", "forward_noise", "noise_of_state", "with_precision",
 ]
 
@@ -164,6 +165,24 @@ def check_guidance(guidance_scale: float | Tensor, guidance_interval: tuple[floa
     else:
         checks.guidance_scale(guidance_scale, name)
     checks.guidance_interval(guidance_interval)
+
+
+def resolve_guidance(net: PixelMeanFlow, guidance_scale: float | Tensor | None,
+                     guidance_interval: tuple[float, float] | None, default_scale: float = 1.0,
+                     name: str = "guidance_scale") -> tuple[float | Tensor, tuple[float, float]]:
+    """The guidance a task runs with, checked: what the caller passed; where it passed None, the
+    network's ``recommended_guidance`` (an official checkpoint's, set by ``from_pretrained``); else
+    ``default_scale`` (the task's own default, measured on the bundled models) and (0, 1).
+
+    Example:
+        >>> resolve_guidance(net, None, None, 4.0)       # a bundled model: the task's default
+        (4.0, (0.0, 1.0))
+    """
+    rec = getattr(net, "recommended_guidance", None) or {}
+    scale = guidance_scale if guidance_scale is not None else rec.get("guidance_scale", default_scale)
+    interval = guidance_interval if guidance_interval is not None else tuple(rec.get("guidance_interval", (0.0, 1.0)))
+    check_guidance(scale, interval, name)
+    return scale, interval
 
 
 # ------------------------------------------------------------------------------------------------

@@ -8,7 +8,6 @@ nonlinear-in-time flow map whose noise is known. The other tests run the real (r
 """
 from __future__ import annotations
 
-import math
 
 import numpy as np
 import pytest
@@ -490,3 +489,53 @@ def test_inversion_init_keeps_its_former_name_seed_with_a_warning(gauss):
     assert torch.equal(new.latents, old.latents)
     with pytest.raises(ValueError, match="init must be"):
         vf.invert(gauss, x, 1.0, num_iterations=1, init="random")
+
+
+# ------------------------------------------------------------------------------------------------
+# The checkpoint's recommended guidance (code review D)
+
+
+def test_recommended_guidance_comes_from_official_checkpoints_only():
+    from core.pretrained import from_pretrained, recommended_guidance
+
+    official = {"source": {"format": "official", "official_model": "pmfDiT_B_16"},
+                "sampling": {"guidance_scale": 8.5, "guidance_interval": [0.1, 0.7], "num_steps": 1}}
+    assert recommended_guidance(official) == {"guidance_scale": 8.5, "guidance_interval": (0.1, 0.7)}
+    assert recommended_guidance({**official, "source": {"format": "official", "official_model": None}}) is None
+    assert recommended_guidance({"sampling": {"guidance_scale": 1.75}}) is None  # a model of ours
+    bundled, _ = from_pretrained(bundled_model_dir("mnist"))
+    assert bundled.recommended_guidance is None  # its tasks keep their measured defaults
+
+
+@pytest.mark.parametrize("task", ["invert", "reconstruct", "edit", "sdedit", "flow_edit", "inpaint"])
+def test_tasks_use_the_recommended_guidance_when_none_is_passed(task):
+    """guidance_scale=None / guidance_interval=None: the network's recommended guidance where it has
+    one, exactly as if passed; the task's own default where it has none (as before)."""
+    import copy
+
+    torch.manual_seed(0)
+    net = build_model("pMF-T/4", with_v_head=False).eval()
+    with torch.no_grad():  # every weight off its init, so that the guidance inputs reach the output
+        for p in net.parameters():
+            p.add_(torch.randn_like(p) * 0.05)
+
+    mask = torch.zeros(2, 1, 32, 32, dtype=torch.bool)
+    mask[..., 8:24, 8:24] = True
+    calls = {
+        "invert": lambda m, **g: pmf_edit.invert(m, x, labels=1, **g).latents,
+        "reconstruct": lambda m, **g: pmf_edit.reconstruct(m, x, labels=1, **g).images,
+        "edit": lambda m, **g: pmf_edit.edit(m, x, labels=2, source_labels=1, generator=_gen(), **g).images,
+        "sdedit": lambda m, **g: pmf_edit.sdedit(m, x, labels=2, strength=0.6, generator=_gen(), **g).images,
+        "flow_edit": lambda m, **g: pmf_edit.flow_edit(m, x, labels=2, source_labels=1, generator=_gen(), **g).images,
+        "inpaint": lambda m, **g: pmf_edit.inpaint(m, x, mask, labels=1, generator=_gen(), **g).images,
+    }
+    x = _images(2, seed=3)
+    default = 4.0 if task in ("edit", "sdedit", "flow_edit") else 1.0
+    plain = calls[task](net)
+    assert torch.equal(plain, calls[task](net, guidance_scale=default, guidance_interval=(0.0, 1.0)))
+    rec = copy.deepcopy(net)
+    rec.recommended_guidance = {"guidance_scale": 2.5, "guidance_interval": (0.1, 0.7)}
+    got = calls[task](rec)
+    assert torch.equal(got, calls[task](net, guidance_scale=2.5, guidance_interval=(0.1, 0.7)))
+    assert not torch.equal(got, plain)  # the recommendation really changed the guidance
+    assert torch.equal(calls[task](rec, guidance_scale=default, guidance_interval=(0.0, 1.0)), plain)  # explicit wins

@@ -39,7 +39,7 @@ import torch
 from core import checks
 from core.model import PixelMeanFlow, PMFConfig
 from pmf_edit import velocity as vf
-from pmf_edit.boundary import (Labels, check_guidance, check_images, check_labels, check_steps, check_strength,
+from pmf_edit.boundary import (Labels, check_guidance, resolve_guidance, check_images, check_labels, check_steps, check_strength,
                                forward_noise, sample_noise, to_images, to_model, with_precision)
 from pmf_edit.images import (SIZE_MODES, SizeMode, SizePlan, check_image_size, mask_to_network, plan_size,
                              repeat_per_tile, through_network, to_network)
@@ -230,8 +230,8 @@ def invert(
     strength: float = 1.0,
     num_steps: int = DEFAULT_INTERVALS,
     num_iterations: int | None = None,
-    guidance_scale: float = 1.0,
-    guidance_interval: Interval = (0.0, 1.0),
+    guidance_scale: float | torch.Tensor | None = None,
+    guidance_interval: Interval | None = None,
     method: InvertMethod = "auto",
     num_refinements: int = DEFAULT_REFINEMENTS,
     switch: float = HYBRID_SWITCH,
@@ -258,7 +258,9 @@ def invert(
         num_iterations: fixed-point updates per interval (>= 1); None: 7 ("fixed-point"),
             ``velocity.HYBRID_ITERATIONS`` = 2 ("hybrid", on its one solver interval),
             ``velocity.SEEDED_ITERATIONS`` = 2 ("seeded": nfe = 1 + num_iterations).
-        guidance_scale, guidance_interval: the condition the jumps are inverted under.
+        guidance_scale, guidance_interval: the condition the jumps are inverted under; None: the
+            checkpoint's recommendation (``net.recommended_guidance``, official checkpoints), else
+            1.0 (unguided) on (0, 1).
         method: "auto", "backward", "fixed-point", "hybrid" or "seeded" (above).
         num_refinements: round-trip corrections of the backward solver (>= 0); its
             nfe = num_steps * (1 + 2 * num_refinements).
@@ -286,7 +288,7 @@ def invert(
     _check_images(net, images, size_mode)
     y = check_labels(net, labels, images.shape[0], "labels")
     t = check_strength(strength)
-    check_guidance(guidance_scale, guidance_interval)
+    guidance_scale, guidance_interval = resolve_guidance(net, guidance_scale, guidance_interval, 1.0)
     K = check_steps(num_steps)
     J = None if num_iterations is None else check_steps(num_iterations, "num_iterations")
     how, R = _resolve_method(net, method), checks.integer(num_refinements, "num_refinements", lo=0)
@@ -310,8 +312,8 @@ def reconstruct(
     strength: float = 1.0,
     num_steps: int = DEFAULT_INTERVALS,
     num_iterations: int | None = None,
-    guidance_scale: float = 1.0,
-    guidance_interval: Interval = (0.0, 1.0),
+    guidance_scale: float | torch.Tensor | None = None,
+    guidance_interval: Interval | None = None,
     method: InvertMethod = "auto",
     num_refinements: int = DEFAULT_REFINEMENTS,
     switch: float = HYBRID_SWITCH,
@@ -335,7 +337,7 @@ def reconstruct(
     _check_images(net, images, size_mode)
     y = check_labels(net, labels, images.shape[0], "labels")
     t = check_strength(strength)
-    check_guidance(guidance_scale, guidance_interval)
+    guidance_scale, guidance_interval = resolve_guidance(net, guidance_scale, guidance_interval, 1.0)
     K = check_steps(num_steps)
     J = None if num_iterations is None else check_steps(num_iterations, "num_iterations")
     how, R = _resolve_method(net, method), checks.integer(num_refinements, "num_refinements", lo=0)
@@ -362,8 +364,8 @@ def edit(
     num_steps: int = 1,
     num_inversion_steps: int = 1,
     num_iterations: int = EDIT_ITERATIONS,
-    guidance_scale: float = EDIT_GUIDANCE,
-    guidance_interval: Interval = (0.0, 1.0),
+    guidance_scale: float | torch.Tensor | None = None,
+    guidance_interval: Interval | None = None,
     source_guidance_scale: float = 1.0,
     generator: torch.Generator | None = None,
     method: InvertMethod = "auto",
@@ -396,7 +398,9 @@ def edit(
         num_steps: regeneration jumps (t -> 0).
         num_inversion_steps: inversion intervals on [0, t].
         num_iterations: fixed-point updates per inversion interval (fewer: noisier latent, bigger edits).
-        guidance_scale, guidance_interval: the target condition's guidance (network inputs).
+        guidance_scale, guidance_interval: the target condition's guidance (network inputs); None:
+            the checkpoint's recommendation (``net.recommended_guidance``, official checkpoints),
+            else ``EDIT_GUIDANCE`` (4.0) on (0, 1).
         source_guidance_scale: guidance used while inverting.
         generator: the caller's generator for the seed noise e ("fixed-point" and "hybrid").
         method: "auto", "backward", "fixed-point", "hybrid" or "seeded" (see ``invert``; "seeded":
@@ -429,7 +433,7 @@ def edit(
     if strength is None:
         strength = EDIT_STRENGTH_INVERSE if vf.backward_from_data_only(net) else EDIT_STRENGTH
     t = check_strength(strength)
-    check_guidance(guidance_scale, guidance_interval)
+    guidance_scale, guidance_interval = resolve_guidance(net, guidance_scale, guidance_interval, EDIT_GUIDANCE)
     check_guidance(source_guidance_scale, name="source_guidance_scale")
     K_inv, J = check_steps(num_inversion_steps, "num_inversion_steps"), check_steps(num_iterations, "num_iterations")
     K = check_steps(num_steps)
@@ -467,8 +471,8 @@ def sdedit(
     labels: Labels = None,
     strength: float = SDEDIT_STRENGTH,
     num_steps: int = 1,
-    guidance_scale: float = EDIT_GUIDANCE,
-    guidance_interval: Interval = (0.0, 1.0),
+    guidance_scale: float | torch.Tensor | None = None,
+    guidance_interval: Interval | None = None,
     generator: torch.Generator | None = None,
     size_mode: SizeMode = "fit",
 ) -> EditResult:
@@ -481,7 +485,9 @@ def sdedit(
         labels: class to produce (one int or (B,)); None = the null class.
         strength: noise level t in (0, 1]; 1 ignores the input.
         num_steps: jumps from t to 0.
-        guidance_scale, guidance_interval: guidance of the regeneration.
+        guidance_scale, guidance_interval: guidance of the regeneration; None: the checkpoint's
+            recommendation (``net.recommended_guidance``, official checkpoints), else
+            ``EDIT_GUIDANCE`` (4.0) on (0, 1).
         generator: the caller's generator for e.
         size_mode: "fit" (default), "crop" or "tile": how an image of another size than the model's
             is shown to it (``pmf_edit.images``); the result has the input's size.
@@ -496,7 +502,7 @@ def sdedit(
     n = images.shape[0]
     y = check_labels(net, labels, n, "labels")
     t = check_strength(strength)
-    check_guidance(guidance_scale, guidance_interval)
+    guidance_scale, guidance_interval = resolve_guidance(net, guidance_scale, guidance_interval, EDIT_GUIDANCE)
     K = check_steps(num_steps)
 
     def run(x01: torch.Tensor, plan: SizePlan) -> tuple[torch.Tensor, int]:
@@ -518,8 +524,8 @@ def flow_edit(
     source_labels: Labels = None,
     strength: float = FLOWEDIT_STRENGTH,
     num_steps: int = FLOWEDIT_STEPS,
-    guidance_scale: float = EDIT_GUIDANCE,
-    guidance_interval: Interval = (0.0, 1.0),
+    guidance_scale: float | torch.Tensor | None = None,
+    guidance_interval: Interval | None = None,
     source_guidance_scale: float = 1.0,
     generator: torch.Generator | None = None,
     size_mode: SizeMode = "fit",
@@ -541,7 +547,9 @@ def flow_edit(
         source_labels: class the images show; None = the null class.
         strength: first time t_0 in (0, 1].
         num_steps: K steps (2 network evaluations each).
-        guidance_scale, guidance_interval: guidance of the target field.
+        guidance_scale, guidance_interval: guidance of the target field; None: the checkpoint's
+            recommendation (``net.recommended_guidance``, official checkpoints), else
+            ``EDIT_GUIDANCE`` (4.0) on (0, 1).
         source_guidance_scale: guidance of the source field.
         generator: the caller's generator for the noise.
         size_mode: "fit" (default), "crop" or "tile": how an image of another size than the model's
@@ -562,7 +570,7 @@ def flow_edit(
         y_src = torch.full_like(y_tgt, net.null_class)
     t0 = check_strength(strength)
     K = check_steps(num_steps)
-    check_guidance(guidance_scale, guidance_interval)
+    guidance_scale, guidance_interval = resolve_guidance(net, guidance_scale, guidance_interval, EDIT_GUIDANCE)
     check_guidance(source_guidance_scale, name="source_guidance_scale")
     ts = torch.linspace(t0, 0.0, K + 1, dtype=torch.float64).tolist()
     s = net.cfg.noise_scale
@@ -609,8 +617,8 @@ def inpaint(
     strength: float = 1.0,
     num_steps: int = 4,
     num_resample: int = 2,
-    guidance_scale: float = 1.0,
-    guidance_interval: Interval = (0.0, 1.0),
+    guidance_scale: float | torch.Tensor | None = None,
+    guidance_interval: Interval | None = None,
     generator: torch.Generator | None = None,
     size_mode: SizeMode = "fit",
 ) -> EditResult:
@@ -633,7 +641,8 @@ def inpaint(
         strength: first noise level in (0, 1] (1 ignores the masked region's content).
         num_steps: K noise levels.
         num_resample: rounds per level.
-        guidance_scale, guidance_interval: guidance of the jumps.
+        guidance_scale, guidance_interval: guidance of the jumps; None: the checkpoint's
+            recommendation (``net.recommended_guidance``, official checkpoints), else 1.0 on (0, 1).
         generator: the caller's generator for the noise.
         size_mode: "fit" (default), "crop" or "tile": how an image of another size than the model's
             is shown to it (``pmf_edit.images``); the result has the input's size.
@@ -652,7 +661,7 @@ def inpaint(
     t0 = check_strength(strength)
     K = check_steps(num_steps)
     R = check_steps(num_resample, "num_resample")
-    check_guidance(guidance_scale, guidance_interval)
+    guidance_scale, guidance_interval = resolve_guidance(net, guidance_scale, guidance_interval, 1.0)
     s = net.cfg.noise_scale
 
     def run(x01: torch.Tensor, plan: SizePlan) -> tuple[torch.Tensor, int]:
