@@ -282,8 +282,8 @@ def test_from_pretrained_round_trip(tmp_path, net):
         (lambda n: pmf_edit.edit(n, _images(2), labels=[1, 2, 3]), r"one int or \(2,\)"),
         (lambda n: pmf_edit.edit(n, _images(2), labels=None), r"labels is required"),
         (lambda n: pmf_edit.edit(n, _images(2), labels=1, source_labels=11), r"source_labels \[11\] outside"),
-        (lambda n: pmf_edit.edit(n, _images(2), labels=1, strength=0.0), r"strength must lie in \(0, 1\], got 0"),
-        (lambda n: pmf_edit.sdedit(n, _images(2), strength=1.5), r"strength must lie in \(0, 1\], got 1.5"),
+        (lambda n: pmf_edit.edit(n, _images(2), labels=1, strength=-0.1), r"strength must lie in \[0, 1\], got -0.1"),
+        (lambda n: pmf_edit.sdedit(n, _images(2), strength=1.5), r"strength must lie in \[0, 1\], got 1.5"),
         (lambda n: pmf_edit.sdedit(n, _images(2), num_steps=0), r"num_steps must be an integer >= 1, got 0"),
         (lambda n: pmf_edit.sdedit(n, _images(2), guidance_scale=0.5), r"guidance_scale must be >= 1"),
         (lambda n: pmf_edit.invert(n, _images(2), num_iterations=0), r"num_iterations must be an integer >= 1"),
@@ -539,3 +539,32 @@ def test_tasks_use_the_recommended_guidance_when_none_is_passed(task):
     assert torch.equal(got, calls[task](net, guidance_scale=2.5, guidance_interval=(0.1, 0.7)))
     assert not torch.equal(got, plain)  # the recommendation really changed the guidance
     assert torch.equal(calls[task](rec, guidance_scale=default, guidance_interval=(0.0, 1.0)), plain)  # explicit wins
+
+
+@pytest.mark.parametrize("task", ["reconstruct", "edit", "sdedit", "flow_edit", "inpaint"])
+def test_strength_zero_returns_the_input_without_evaluating(net, task):
+    """strength 0 is the input itself for every task, as in style_transfer (a slider's 0 end), with no
+    network evaluation; arguments are still checked."""
+    mask = torch.ones(3, 1, 40, 56, dtype=torch.bool)
+    calls = {
+        "reconstruct": lambda x, **k: pmf_edit.reconstruct(net, x, labels=1, **k),
+        "edit": lambda x, **k: pmf_edit.edit(net, x, labels=2, source_labels=1, **k),
+        "sdedit": lambda x, **k: pmf_edit.sdedit(net, x, labels=2, **k),
+        "flow_edit": lambda x, **k: pmf_edit.flow_edit(net, x, labels=2, source_labels=1, **k),
+        "inpaint": lambda x, **k: pmf_edit.inpaint(net, x, mask, labels=1, **k),
+    }
+    x = torch.rand(3, 1, 40, 56, generator=_gen(1))  # another size than the model's
+    out = calls[task](x, strength=0.0, generator=_gen()) if task != "reconstruct" else calls[task](x, strength=0.0)
+    assert out.nfe == 0 and torch.equal(out.images, x) and out.images is not x
+    assert calls[task](x, strength=0.0, size_mode="tile", **({} if task == "reconstruct" else {"generator": _gen()})).num_tiles > 1
+    with pytest.raises(ValueError, match="guidance_scale must be >= 1"):
+        calls[task](x, strength=0.0, guidance_scale=0.5)
+    tiny = calls[task](x, strength=1e-3, **({} if task == "reconstruct" else {"generator": _gen()}))
+    assert tiny.nfe > 0  # any positive strength runs the network
+
+
+def test_invert_strength_zero_is_the_image_in_model_units(net):
+    x = _images(2, seed=4)
+    inv = pmf_edit.invert(net, x, labels=1, strength=0.0)
+    assert inv.nfe == 0 and inv.t == 0.0 and not inv.diverged
+    assert torch.allclose(inv.latents, 2 * x - 1)  # the state at t = 0 is the image, [-1, 1]

@@ -6,7 +6,7 @@ and a trained network, checks its arguments and converts to the model range [-1,
 primitives of ``pmf_edit.velocity`` and returns a small dataclass with the images and ``nfe``, the
 network evaluations spent per image. The keyword names are shared: ``labels`` (the class to produce,
 or to invert under), ``source_labels`` (the class the input shows, for edits), ``strength`` (how far
-towards noise an edit goes, t in (0, 1]), ``num_steps``, ``guidance_scale`` (omega, a network input:
+towards noise an edit goes, t in [0, 1], 0 = the input unchanged), ``num_steps``, ``guidance_scale`` (omega, a network input:
 guidance costs no extra evaluation), ``guidance_interval`` and ``generator`` (noise is drawn sample by
 sample, so results do not depend on the batch size).
 
@@ -156,6 +156,12 @@ def _sized(net: PixelMeanFlow, images: torch.Tensor, fn: Callable[[torch.Tensor,
     return EditResult(images=out, nfe=spent["nfe"] * spent["tiles"], num_tiles=spent["tiles"])
 
 
+def _unchanged(net: PixelMeanFlow, images: torch.Tensor, size_mode: str) -> EditResult:
+    """strength 0: the input itself (a copy), no network evaluation, as ``style_transfer`` does."""
+    plan = plan_size(*images.shape[-2:], net.cfg.image_size, size_mode)
+    return EditResult(images=images.clone(), nfe=0, num_tiles=plan.num_tiles)
+
+
 def _noise(net: PixelMeanFlow, n: int, draws: int, generator: torch.Generator | None) -> torch.Tensor:
     """(draws, B, C, H, W) standard normal noise, each sample's draws taken together from the generator,
     so sample i's noise does not depend on the batch size (``boundary.sample_noise``)."""
@@ -251,7 +257,7 @@ def invert(
         net: a trained pMF network.
         images: (B, C, H, W) float32/float64 in [0, 1], any H, W (see ``size_mode``).
         labels: the class each image shows (one int or (B,)); None inverts under the null class.
-        strength: end time t in (0, 1].
+        strength: end time t in [0, 1] (0: the image itself in model units, no evaluation).
         num_steps: uniform intervals on [0, t]; each is inverted by ``num_iterations``
             (Anderson-accelerated) fixed-point updates, so nfe = num_steps * num_iterations
             ("fixed-point"); the backward jumps of "backward" and "hybrid".
@@ -287,7 +293,7 @@ def invert(
     """
     _check_images(net, images, size_mode)
     y = check_labels(net, labels, images.shape[0], "labels")
-    t = check_strength(strength)
+    t = check_strength(strength, allow_zero=True)
     guidance_scale, guidance_interval = resolve_guidance(net, guidance_scale, guidance_interval, 1.0)
     K = check_steps(num_steps)
     J = None if num_iterations is None else check_steps(num_iterations, "num_iterations")
@@ -295,6 +301,9 @@ def invert(
     sw = _check_switch(switch)
     plan = plan_size(*images.shape[-2:], net.cfg.image_size, size_mode)
     x_in = to_network(plan, images)
+    if t == 0:  # the state at t = 0 is the image itself (in model units): nothing to solve
+        return InversionResult(latents=to_model(net, x_in).to(device=images.device, dtype=images.dtype), t=0.0,
+                               nfe=0, residual=0.0, num_tiles=plan.num_tiles)
     inv = _invert(net, to_model(net, x_in), t, repeat_per_tile(y, plan), guidance_scale, guidance_interval, K, J,
                   how, R, sw)
     return InversionResult(latents=inv.latents.to(device=images.device, dtype=images.dtype), t=inv.t,
@@ -336,12 +345,15 @@ def reconstruct(
     """
     _check_images(net, images, size_mode)
     y = check_labels(net, labels, images.shape[0], "labels")
-    t = check_strength(strength)
+    t = check_strength(strength, allow_zero=True)
     guidance_scale, guidance_interval = resolve_guidance(net, guidance_scale, guidance_interval, 1.0)
     K = check_steps(num_steps)
     J = None if num_iterations is None else check_steps(num_iterations, "num_iterations")
     how, R = _resolve_method(net, method), checks.integer(num_refinements, "num_refinements", lo=0)
     sw = _check_switch(switch)
+
+    if t == 0:
+        return _unchanged(net, images, size_mode)
 
     def run(x01: torch.Tensor, plan: SizePlan) -> tuple[torch.Tensor, int]:
         yy = repeat_per_tile(y, plan)
@@ -393,7 +405,7 @@ def edit(
         images: (B, C, H, W) float32/float64 in [0, 1], any H, W (see ``size_mode``).
         labels: target class (one int or (B,)).
         source_labels: the class the images show; None inverts under the null class.
-        strength: t in (0, 1] to invert to; larger changes more, smaller keeps more structure. None:
+        strength: t in [0, 1] to invert to (0 returns the input); larger changes more, smaller keeps more structure. None:
             ``EDIT_STRENGTH`` (1.0), or ``EDIT_STRENGTH_INVERSE`` (0.85) on an inverse head.
         num_steps: regeneration jumps (t -> 0).
         num_inversion_steps: inversion intervals on [0, t].
@@ -432,7 +444,7 @@ def edit(
     y_src = check_labels(net, source_labels, n, "source_labels")
     if strength is None:
         strength = EDIT_STRENGTH_INVERSE if vf.backward_from_data_only(net) else EDIT_STRENGTH
-    t = check_strength(strength)
+    t = check_strength(strength, allow_zero=True)
     guidance_scale, guidance_interval = resolve_guidance(net, guidance_scale, guidance_interval, EDIT_GUIDANCE)
     check_guidance(source_guidance_scale, name="source_guidance_scale")
     K_inv, J = check_steps(num_inversion_steps, "num_inversion_steps"), check_steps(num_iterations, "num_iterations")
@@ -442,6 +454,9 @@ def edit(
         num_refinements = EDIT_REFINEMENTS_INVERSE if vf.backward_from_data_only(net) else DEFAULT_REFINEMENTS
     R = checks.integer(num_refinements, "num_refinements", lo=0)
     sw = _check_switch(switch)
+
+    if t == 0:
+        return _unchanged(net, images, size_mode)
 
     def run(x01: torch.Tensor, plan: SizePlan) -> tuple[torch.Tensor, int]:
         x, y_in = to_model(net, x01), repeat_per_tile(y_src, plan)
@@ -483,7 +498,7 @@ def sdedit(
         net: a trained pMF network.
         images: (B, C, H, W) float32/float64 in [0, 1], any H, W (a rough input, a sketch, another class).
         labels: class to produce (one int or (B,)); None = the null class.
-        strength: noise level t in (0, 1]; 1 ignores the input.
+        strength: noise level t in [0, 1]; 1 ignores the input, 0 returns it (no evaluation).
         num_steps: jumps from t to 0.
         guidance_scale, guidance_interval: guidance of the regeneration; None: the checkpoint's
             recommendation (``net.recommended_guidance``, official checkpoints), else
@@ -501,9 +516,12 @@ def sdedit(
     _check_images(net, images, size_mode)
     n = images.shape[0]
     y = check_labels(net, labels, n, "labels")
-    t = check_strength(strength)
+    t = check_strength(strength, allow_zero=True)
     guidance_scale, guidance_interval = resolve_guidance(net, guidance_scale, guidance_interval, EDIT_GUIDANCE)
     K = check_steps(num_steps)
+
+    if t == 0:
+        return _unchanged(net, images, size_mode)
 
     def run(x01: torch.Tensor, plan: SizePlan) -> tuple[torch.Tensor, int]:
         e = _noise(net, x01.shape[0], 1, generator)[0]
@@ -545,7 +563,7 @@ def flow_edit(
         images: (B, C, H, W) float32/float64 in [0, 1], any H, W (see ``size_mode``).
         labels: target class (one int or (B,)).
         source_labels: class the images show; None = the null class.
-        strength: first time t_0 in (0, 1].
+        strength: first time t_0 in [0, 1] (0 returns the input, no evaluation).
         num_steps: K steps (2 network evaluations each).
         guidance_scale, guidance_interval: guidance of the target field; None: the checkpoint's
             recommendation (``net.recommended_guidance``, official checkpoints), else
@@ -568,12 +586,15 @@ def flow_edit(
     y_src = check_labels(net, source_labels, n, "source_labels")
     if y_src is None:
         y_src = torch.full_like(y_tgt, net.null_class)
-    t0 = check_strength(strength)
+    t0 = check_strength(strength, allow_zero=True)
     K = check_steps(num_steps)
     guidance_scale, guidance_interval = resolve_guidance(net, guidance_scale, guidance_interval, EDIT_GUIDANCE)
     check_guidance(source_guidance_scale, name="source_guidance_scale")
     ts = torch.linspace(t0, 0.0, K + 1, dtype=torch.float64).tolist()
     s = net.cfg.noise_scale
+
+    if t0 == 0:
+        return _unchanged(net, images, size_mode)
 
     def run(x01: torch.Tensor, plan: SizePlan) -> tuple[torch.Tensor, int]:
         m = x01.shape[0]  # B T network inputs
@@ -638,7 +659,8 @@ def inpaint(
         images: (B, C, H, W) float32/float64 in [0, 1], any H, W (see ``size_mode``).
         mask: (B, 1, H, W), (B, C, H, W), (1, H, W) or (H, W); bool or {0, 1} float, True/1 = fill.
         labels: class to produce (one int or (B,)); None = the null class.
-        strength: first noise level in (0, 1] (1 ignores the masked region's content).
+        strength: first noise level in [0, 1] (1 ignores the masked region's content; 0 returns the
+            input, no evaluation).
         num_steps: K noise levels.
         num_resample: rounds per level.
         guidance_scale, guidance_interval: guidance of the jumps; None: the checkpoint's
@@ -658,11 +680,14 @@ def inpaint(
     n, C, H, W = images.shape
     m = _check_mask(mask, images).to(images.device)
     y = check_labels(net, labels, n, "labels")
-    t0 = check_strength(strength)
+    t0 = check_strength(strength, allow_zero=True)
     K = check_steps(num_steps)
     R = check_steps(num_resample, "num_resample")
     guidance_scale, guidance_interval = resolve_guidance(net, guidance_scale, guidance_interval, 1.0)
     s = net.cfg.noise_scale
+
+    if t0 == 0:
+        return _unchanged(net, images, size_mode)
 
     def run(x01: torch.Tensor, plan: SizePlan) -> tuple[torch.Tensor, int]:
         known = to_model(net, x01)
