@@ -70,7 +70,7 @@ def build_parser() -> argparse.ArgumentParser:
                         help="network precision of sample / edit / stylize: the weights are loaded in it "
                              "(bf16 also autocasts fp32 networks). Default auto: bf16 weights for networks "
                              "of 5M+ parameters (the official checkpoints) on a CPU with native bf16 "
-                             "(AVX512-BF16/AMX), about 1.75x faster at pMF-B/16; fp32 otherwise (the bundled "
+                             "(AVX512-BF16/AMX), about 1.8x faster at pMF-B/16; fp32 otherwise (the bundled "
                              "models, CUDA). Training has its own --bf16")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name in COMMANDS:

@@ -12,7 +12,7 @@ Two places where precision is chosen:
 * the weights, once, when a network is loaded for inference (``core.pretrained.from_pretrained``,
   ``pmf --precision``): ``inference_precision`` turns "auto" into bf16 weights on a CPU with native
   bf16 dot products for networks of ``AUTO_BF16_MIN_PARAMS`` or more (the official sizes), fp32
-  otherwise. bf16 weights are the faster bf16 path on CPU (no per-call casts; 1.75x fp32 at pMF-B/16
+  otherwise. bf16 weights are the faster bf16 path on CPU (no per-call casts; about 1.8x fp32 at pMF-B/16
   against 1.56x for autocast, README "CPU speed of the big model").
 * the autocast regime of each call (``precision=`` of the samplers and ``pmf_edit`` tasks):
   ``DEFAULT_PRECISION`` below, changeable per session with ``set_default_precision``; every function
@@ -30,7 +30,7 @@ Precision = Literal["fp32", "bf16"]
 PRECISIONS: tuple[str, ...] = ("fp32", "bf16")
 
 # The autocast regime of an fp32 network stays fp32 by default: bf16 autocast measured 1.56x at
-# pMF-B/16 on this project's CPU, below bf16 weights' 1.75x, which is what the loaders give big
+# pMF-B/16 on this project's CPU, below bf16 weights' 1.8x, which is what the loaders give big
 # networks by default ("auto" below; README "CPU speed of the big model").
 DEFAULT_PRECISION: Precision = "fp32"
 _default: list[Precision] = [DEFAULT_PRECISION]  # mutable cell for set_default_precision
@@ -124,6 +124,19 @@ def inference_precision(net: torch.nn.Module, precision: str = "auto") -> Precis
     return "bf16" if big and on_cpu and cpu_has_native_bf16() else "fp32"
 
 
+def state_dtype(net: torch.nn.Module) -> torch.dtype:
+    """The dtype the samplers and tasks keep images, states and results in for ``net``: its weights'
+    float type, at least float32. A bf16 network computes in bf16 but is fed, and returns, float32
+    (``PixelMeanFlow.forward`` casts), so a solver's iterates and a task's images keep fp32 precision.
+
+    Example:
+        >>> from core.model import build_model
+        >>> state_dtype(build_model("pMF-T/4").to(torch.bfloat16))
+        torch.float32
+    """
+    return torch.promote_types(next(net.parameters()).dtype, torch.float32)
+
+
 def set_tf32(enabled: bool) -> bool:
     """Allow (or forbid) TF32 for fp32 matmuls and cuDNN convolutions on CUDA; returns the previous
     matmul setting. TF32 keeps fp32 range with a 10-bit mantissa (about bf16-autocast accuracy for
@@ -177,8 +190,8 @@ def fast_inference_copy(net: torch.nn.Module, *, compile: bool = True, backend: 
     or call pattern; so it pays off over tens of evaluations (a folder of photos, a benchmark), not for
     one edit. ``compile=False`` gives the bf16-weight copy alone (no compilation, a smaller gain).
     Training is unaffected (it never sees the copy). ``backend="eager"`` traces without code generation
-    (for tests). Called directly, the copy wants bf16 inputs (or a bf16 ``autocast``), as any bf16
-    module does.
+    (for tests). Called directly, the copy takes float32 inputs too (it casts them and returns u in
+    the input's dtype; since the eleventh session, ``PixelMeanFlow.forward``).
 
     Example:
         >>> fast = fast_inference_copy(net)                      # net: a trained PixelMeanFlow
@@ -194,6 +207,6 @@ def fast_inference_copy(net: torch.nn.Module, *, compile: bool = True, backend: 
 
 __all__ = [
     "Precision", "PRECISIONS", "DEFAULT_PRECISION", "check_precision", "resolve_precision",
-    "AUTO_BF16_MIN_PARAMS", "WEIGHT_PRECISIONS", "cpu_has_native_bf16", "inference_precision",
+    "AUTO_BF16_MIN_PARAMS", "WEIGHT_PRECISIONS", "cpu_has_native_bf16", "inference_precision", "state_dtype",
     "set_default_precision", "autocast", "set_tf32", "tf32", "to_channels_last", "fast_inference_copy",
 ]

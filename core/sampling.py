@@ -16,7 +16,7 @@ import torch
 
 from core import checks
 from core.model import PixelMeanFlow
-from core.precision import autocast
+from core.precision import autocast, state_dtype
 
 
 @dataclass
@@ -104,7 +104,7 @@ def _initial_state(
             raise ValueError(f"noise must be a float tensor, got dtype {noise.dtype}")
         if not bool(torch.isfinite(noise).all()):
             raise ValueError("noise holds NaN or infinite values")
-    return y, cfg.noise_scale * noise.to(device=dev, dtype=p.dtype)
+    return y, cfg.noise_scale * noise.to(device=dev, dtype=state_dtype(net))
 
 
 def time_grid(num_steps: int, device=None, dtype=torch.float32) -> torch.Tensor:

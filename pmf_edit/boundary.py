@@ -40,7 +40,7 @@ from torch import Tensor
 from core import checks
 from core.images import from_model_range, to_model_range
 from core.model import PixelMeanFlow
-from core.precision import autocast
+from core.precision import autocast, state_dtype
 from core.sampling import draw_noise
 
 __all__ = [
@@ -190,9 +190,9 @@ def resolve_guidance(net: PixelMeanFlow, guidance_scale: float | Tensor | None,
 
 
 def to_model(net: PixelMeanFlow, images: Tensor) -> Tensor:
-    """[0, 1] images -> [-1, 1] on the network's device and dtype (same shape)."""
-    p = next(net.parameters())
-    return to_model_range(images.to(device=p.device, dtype=p.dtype))
+    """[0, 1] images -> [-1, 1] on the network's device, in its state dtype (``core.precision.
+    state_dtype``: the weights' float type, at least float32), same shape."""
+    return to_model_range(images.to(device=next(net.parameters()).device, dtype=state_dtype(net)))
 
 
 def to_images(x: Tensor, like: Tensor) -> Tensor:

@@ -26,6 +26,7 @@ from typing import Literal, Sequence
 import torch
 
 from core import checks
+from core.precision import state_dtype
 from core.model import PixelMeanFlow
 from pmf_edit.boundary import check_guidance, forward_noise, noise_of_state
 
@@ -154,7 +155,7 @@ def average_velocity(
     """
     n = z_t.shape[0]
     p = next(net.parameters())
-    z = z_t.to(device=p.device, dtype=p.dtype)
+    z = z_t.to(device=p.device, dtype=state_dtype(net))
     cond = condition(net, n, labels, guidance_scale, guidance_interval, p.device)
     return net(z, _times(t, n, z), _times(r, n, z), **cond)
 
@@ -300,7 +301,7 @@ def invert(
         raise ValueError(f"init='noise' needs noise of shape {tuple(x.shape)}, got "
                          f"{None if noise is None else tuple(noise.shape)}")
     ts = inversion_grid(t_end, num_intervals)
-    z = x.to(next(net.parameters()).dtype)
+    z = x.to(state_dtype(net))
     nfe, residual, diverged = 0, 0.0, False
     bound = DIVERGED_RMS * max(1.0, float(net.cfg.noise_scale))
     u_prev = -z  # v(x, 0) = E[s e] - x: the exact velocity at the data end (init="carry")
@@ -420,7 +421,7 @@ def invert_backward(
             z = jump(net, z, up[k], up[k + 1], *cond)  # r > t: a jump toward noise
         return z
 
-    target = x.to(next(net.parameters()).dtype)
+    target = x.to(state_dtype(net))
     x_in = target
     z = encode(x_in)
     nfe, residual = num_steps, float("nan")
@@ -479,7 +480,7 @@ def invert_seeded(
                          "or --backward-ratio > 0); use the fixed-point inversion instead")
     num_iterations = checks.integer(num_iterations, "num_iterations", lo=1)
     t = inversion_grid(t_end, 1)[-1]  # checks t_end
-    x = x.to(next(net.parameters()).dtype)
+    x = x.to(state_dtype(net))
     z0 = jump(net, x, 0.0, t, labels, guidance_scale, guidance_interval)  # r > t: toward noise
     if not bool(torch.isfinite(z0).all()):
         raise FloatingPointError("invert_seeded: the backward jump produced NaN/inf latents; check the checkpoint")
@@ -545,7 +546,7 @@ def invert_hybrid(
     t_s = switch * grid[-1]
     if t_s > 0 or num_jumps > 1:
         _refuse_jumps_from_noise(net, "the hybrid inversion (switch > 0 or num_jumps > 1)")
-    z, nfe, residual, diverged = x.to(next(net.parameters()).dtype), 0, float("nan"), False
+    z, nfe, residual, diverged = x.to(state_dtype(net)), 0, float("nan"), False
     if t_s > 0.0:
         inv = invert(net, z, t_s, labels, guidance_scale, guidance_interval, 1, num_iterations, init, anderson, noise)
         z, nfe, residual, diverged = inv.latents, inv.nfe, inv.residual, inv.diverged

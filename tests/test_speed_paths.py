@@ -383,3 +383,19 @@ def test_cli_precision_flag_sets_the_weights_and_reports_them(tmp_path, capsys, 
     assert json.loads(capsys.readouterr().out.strip().splitlines()[-1])["precision"] == "bf16"
     assert main(["--precision", "fp32", "edit", str(digit), "--target", "3", "--out", str(tmp_path / "e.png")]) == 0
     assert json.loads(capsys.readouterr().out.strip().splitlines()[-1])["precision"] == "fp32"
+
+
+def test_a_bf16_network_keeps_the_tasks_states_in_float32():
+    """Images, noise, solver iterates and samples stay float32 around a bf16 network (it casts its
+    input and returns float32 u), so its only rounding is the network's own."""
+    from core.precision import state_dtype
+    from pmf_edit import velocity as vf
+    from pmf_edit.boundary import to_model
+
+    low = perturbed().to(torch.bfloat16)
+    assert state_dtype(low) == torch.float32 and state_dtype(perturbed().double()) == torch.float64
+    x = torch.rand(2, 1, 32, 32, generator=torch.Generator().manual_seed(0))
+    assert to_model(low, x).dtype == torch.float32
+    assert sample_pmf(low, [1, 2], generator=torch.Generator().manual_seed(0)).images.dtype == torch.float32
+    inv = vf.invert(low, 2 * x - 1, 1.0, None, 1.0, (0.0, 1.0), 1, 2)
+    assert inv.latents.dtype == torch.float32

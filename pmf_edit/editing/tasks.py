@@ -37,6 +37,7 @@ from typing import Any, Callable, Literal
 import torch
 
 from core import checks
+from core.precision import state_dtype
 from core.model import PixelMeanFlow, PMFConfig
 from pmf_edit import velocity as vf
 from pmf_edit.boundary import (Labels, check_guidance, resolve_guidance, check_images, check_labels, check_steps, check_strength,
@@ -110,7 +111,7 @@ def from_pretrained(path: str | Path, *, device: str | torch.device = "cpu",
     file that is none of the released sizes; such files are refused without it).
 
     ``precision`` is the weights' precision: "auto" (bf16 for the official sizes on a CPU with native
-    bf16, about 1.75x faster; fp32 for the bundled models and elsewhere), "fp32" or "bf16"; see
+    bf16, about 1.8x faster; fp32 for the bundled models and elsewhere), "fp32" or "bf16"; see
     ``core.pretrained.from_pretrained``. The tasks take either and return float32 images.
 
     Returns:
@@ -166,8 +167,8 @@ def _noise(net: PixelMeanFlow, n: int, draws: int, generator: torch.Generator | 
     """(draws, B, C, H, W) standard normal noise, each sample's draws taken together from the generator,
     so sample i's noise does not depend on the batch size (``boundary.sample_noise``)."""
     cfg = net.cfg
-    eps = sample_noise(n, (draws, cfg.in_channels, cfg.image_size, cfg.image_size), generator,
-                       next(net.parameters()))
+    like = torch.empty(0, device=next(net.parameters()).device, dtype=state_dtype(net))
+    eps = sample_noise(n, (draws, cfg.in_channels, cfg.image_size, cfg.image_size), generator, like)
     return eps.transpose(0, 1)  # (n, draws, ...) -> (draws, n, ...)
 
 

@@ -59,6 +59,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from core import checks
+from core.precision import state_dtype
 from core.attention import Backend, attention
 from core.class_names import resolve_class
 from core.images import from_model_range, to_model_range
@@ -471,7 +472,8 @@ def style_transfer(
         attention_temperature=attention_temperature, size_mode=size_mode, style_scale=style_scale,
         texture=texture, texture_config=texture_config)
     B, _, H, W = content.shape
-    p = next(net.parameters())
+    # Noise, references and images in the network's state dtype (float32 for a bf16 network).
+    p = torch.empty(0, device=next(net.parameters()).device, dtype=state_dtype(net))
     # The size plan first: every image's noise is drawn in one piece (class sample, then two states
     # per tile), so image i's result does not depend on the batch size.
     plan = plan_size(H, W, net.cfg.image_size, opts.size_mode)
