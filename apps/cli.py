@@ -66,12 +66,13 @@ def build_parser() -> argparse.ArgumentParser:
         prog="pmf",
         description="pixel MeanFlow: one-step generation, editing and frame interpolation.",
     )
-    parser.add_argument("--precision", choices=("auto", "fp32", "bf16"), default=None,
-                        help="network precision of sample / edit / stylize: the weights are loaded in it "
-                             "(bf16 also autocasts fp32 networks). Default auto: bf16 weights for networks "
-                             "of 5M+ parameters (the official checkpoints) on a CPU with native bf16 "
-                             "(AVX512-BF16/AMX), about 1.8x faster at pMF-B/16; fp32 otherwise (the bundled "
-                             "models, CUDA). Training has its own --bf16")
+    precision_help = ("network precision: the weights are loaded in it (bf16 also autocasts fp32 networks). "
+                      "Default auto: bf16 weights for networks of 5M+ parameters (the official checkpoints) on a "
+                      "CPU with native bf16 (AVX512-BF16/AMX), about 1.8x faster at pMF-B/16; fp32 otherwise "
+                      "(the bundled models, CUDA)")
+    parser.add_argument("--precision", choices=PRECISION_CHOICES, default=None,
+                        help=f"{precision_help}. For sample / invert / edit / inpaint / stylize, which also take "
+                             "it after the command name. Training has its own --bf16")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name in COMMANDS:
         try:
@@ -81,8 +82,17 @@ def build_parser() -> argparse.ArgumentParser:
                 continue
             raise
         module.add_parser(sub)
+    for command in PRECISION_COMMANDS & set(sub.choices):
+        # Also after the command name (`pmf edit --precision fp32 ...`); SUPPRESS keeps the global
+        # flag's value when the command's own is not given.
+        sub.choices[command].add_argument("--precision", choices=PRECISION_CHOICES, default=argparse.SUPPRESS,
+                                          help=precision_help)
     _finite_floats(parser)
     return parser
+
+
+PRECISION_CHOICES = ("auto", "fp32", "bf16")
+PRECISION_COMMANDS = {"sample", "invert", "edit", "inpaint", "stylize"}
 
 
 class Stopped(BaseException):

@@ -377,6 +377,10 @@ def test_cli_precision_flag_sets_the_weights_and_reports_them(tmp_path, capsys, 
         assert main([*flag, "edit", str(digit), "--target", "3", "--out", str(tmp_path / "e.png")]) == 0
         seen[" ".join(flag)] = json.loads(capsys.readouterr().out.strip().splitlines()[-1])["precision"]
     assert seen == {"": "fp32", "--precision bf16": "bf16", "--precision fp32": "fp32", "--precision auto": "fp32"}
+    # After the command name too; there it wins over the global flag.
+    assert main(["--precision", "bf16", "edit", str(digit), "--target", "3", "--out", str(tmp_path / "e.png"),
+                 "--precision", "fp32"]) == 0
+    assert json.loads(capsys.readouterr().out.strip().splitlines()[-1])["precision"] == "fp32"
     monkeypatch.setattr(precision, "AUTO_BF16_MIN_PARAMS", 1000)  # as for a big network on this kind of CPU
     monkeypatch.setattr(precision, "cpu_has_native_bf16", lambda: True)
     assert main(["edit", str(digit), "--target", "3", "--out", str(tmp_path / "e.png")]) == 0
