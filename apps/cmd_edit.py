@@ -74,7 +74,8 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     p.add_argument("--target", required=True, help="class to turn the image into (index or name)")
     p.add_argument("--source", default=None, help="class the image shows (index or name); default: the null class")
     p.add_argument("--method", choices=("invert", "flow", "sdedit"), default="invert", help="editor")
-    p.add_argument("--strength", type=float, default=None, help="how far towards noise, in [0, 1] (0 keeps the input); default: the method's")
+    p.add_argument("--strength", type=float, default=None,
+                   help="how far towards noise, in [0, 1] (0 keeps the input); default: the method's")
     p.add_argument("--steps", type=int, default=None, help="regeneration jumps (flow: steps); default: the method's")
     p.add_argument("--seed", type=int, default=0, help="noise seed (invert, flow, sdedit)")
     _inversion_flags(p)

@@ -98,11 +98,11 @@ def from_pretrained(
             fp32 under "auto". The tasks take either and return float32 images.
 
     Returns:
-        (network in eval mode, config dict); ``config["precision"]`` is the weights' precision, and
-        an official checkpoint's recommended guidance is also on ``net.recommended_guidance`` (the
-        ``pmf_edit`` tasks use it where no guidance is passed). The dict has ``"model"`` (PMFConfig fields) and, for
-        official files, ``"sampling"`` with the recommended ``guidance_scale``,
-        ``guidance_interval`` ([t_min, t_max]), ``num_steps`` and ``noise_scale``.
+        (network in eval mode, config dict). The dict has ``"model"`` (PMFConfig fields),
+        ``"precision"`` (the weights' precision) and, for official files, ``"sampling"`` with the
+        recommended ``guidance_scale``, ``guidance_interval`` ([t_min, t_max]), ``num_steps`` and
+        ``noise_scale``; that guidance is also on ``net.recommended_guidance``, which the
+        ``pmf_edit`` tasks use where no guidance is passed.
 
     Raises:
         FileNotFoundError: ``path`` does not exist.

@@ -126,9 +126,21 @@ def test_resume_refuses_a_different_model(tmp_path, mnist_small):
 
 
 def test_flow_matching_objective_trains(tmp_path, mnist_small):
-    run = tmp_path / "fm"
-    train(_tiny(run, steps=3, objective="fm"), dataset=mnist_small)
-    _, meta = load_model(run / "model")
+    """The flow-matching baseline learns: its loss on fixed draws (64 digits, 4 seeds) after 40 steps is
+    below the loss after 1 step on every draw; the exported model says what it is."""
+    from core.meanflow import FlowMatchingConfig, fm_loss
+
+    def held_loss(run):
+        net, meta = load_model(run / "model")
+        x, y = mnist_small.images[:64], mnist_small.labels[:64]
+        with torch.no_grad():
+            return meta, [fm_loss(net, x, y, FlowMatchingConfig(), torch.Generator().manual_seed(s))[0].item()
+                          for s in range(4)]
+
+    train(_tiny(tmp_path / "fm1", steps=1, objective="fm"), dataset=mnist_small)
+    train(_tiny(tmp_path / "fm40", steps=40, objective="fm", ckpt_every=1000), dataset=mnist_small)
+    (_, before), (meta, after) = held_loss(tmp_path / "fm1"), held_loss(tmp_path / "fm40")
+    assert all(a < 0.95 * b for a, b in zip(after, before)), (before, after)  # 2.74 -> 2.35 when written
     assert meta["objective"] == "fm" and meta["sampling"]["num_steps"] == 50
 
 

@@ -6,8 +6,8 @@ and a trained network, checks its arguments and converts to the model range [-1,
 primitives of ``pmf_edit.velocity`` and returns a small dataclass with the images and ``nfe``, the
 network evaluations spent per image. The keyword names are shared: ``labels`` (the class to produce,
 or to invert under), ``source_labels`` (the class the input shows, for edits), ``strength`` (how far
-towards noise an edit goes, t in [0, 1], 0 = the input unchanged), ``num_steps``, ``guidance_scale`` (omega, a network input:
-guidance costs no extra evaluation), ``guidance_interval`` and ``generator`` (noise is drawn sample by
+towards noise an edit goes, t in [0, 1], 0 = the input unchanged), ``num_steps``, ``guidance_scale``
+(omega, a network input: guidance costs no extra evaluation), ``guidance_interval`` and ``generator`` (noise is drawn sample by
 sample, so results do not depend on the batch size).
 
 Images of any size H x W (and aspect ratio) go through the size policy ``pmf_edit.images``
@@ -40,8 +40,8 @@ from core import checks
 from core.precision import state_dtype
 from core.model import PixelMeanFlow, PMFConfig
 from pmf_edit import velocity as vf
-from pmf_edit.boundary import (Labels, check_guidance, resolve_guidance, check_images, check_labels, check_steps, check_strength,
-                               forward_noise, sample_noise, to_images, to_model, with_precision)
+from pmf_edit.boundary import (Labels, check_guidance, check_images, check_labels, check_steps, check_strength,
+                               forward_noise, resolve_guidance, sample_noise, to_images, to_model, with_precision)
 from pmf_edit.images import (SIZE_MODES, SizeMode, SizePlan, check_image_size, mask_to_network, plan_size,
                              repeat_per_tile, through_network, to_network)
 from pmf_edit.velocity import DEFAULT_INTERVALS, DEFAULT_ITERATIONS, DEFAULT_REFINEMENTS, HYBRID_SWITCH
@@ -406,8 +406,9 @@ def edit(
         images: (B, C, H, W) float32/float64 in [0, 1], any H, W (see ``size_mode``).
         labels: target class (one int or (B,)).
         source_labels: the class the images show; None inverts under the null class.
-        strength: t in [0, 1] to invert to (0 returns the input); larger changes more, smaller keeps more structure. None:
-            ``EDIT_STRENGTH`` (1.0), or ``EDIT_STRENGTH_INVERSE`` (0.85) on an inverse head.
+        strength: t in [0, 1] to invert to (0 returns the input); larger changes more, smaller keeps
+            more structure. None: ``EDIT_STRENGTH`` (1.0), or ``EDIT_STRENGTH_INVERSE`` (0.85) on an
+            inverse head.
         num_steps: regeneration jumps (t -> 0).
         num_inversion_steps: inversion intervals on [0, t].
         num_iterations: fixed-point updates per inversion interval (fewer: noisier latent, bigger edits).
