@@ -122,8 +122,9 @@ def run(args: argparse.Namespace) -> int:
     summary = {
         "model": str(model_path), "objective": objective, "num_steps": steps, "nfe_per_image": nfe,
         "guidance_scale": scale, "guidance_interval": list(interval), "seed": args.seed,
-        "images": records, "seconds": round(elapsed, 3),
+        "precision": meta["precision"], "images": records, "seconds": round(elapsed, 3),
     }
     (out / "samples.json").write_text(json.dumps(summary, indent=2) + "\n")
-    print(f"wrote {len(records)} images ({nfe} network evaluation(s) each, {elapsed:.2f} s) to {out}/")
+    print(f"wrote {len(records)} images ({nfe} network evaluation(s) each, {meta['precision']} weights, "
+          f"{elapsed:.2f} s) to {out}/")
     return 0
