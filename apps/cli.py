@@ -1,7 +1,8 @@
 """The `pmf` command line: one sub-command per module in `apps/`, each exposing `add_parser(subparsers)`.
 
-Sub-command modules are imported lazily by name so `pmf --help` stays fast and a broken optional
-dependency of one command never takes the others down.
+Sub-command modules are imported lazily by name: a call imports only its own command's module
+(`COMMAND_MODULES`; `pmf edit` does not pay for the training stack's imports), `pmf --help` imports
+them all, and a broken optional dependency of one command never takes the others down.
 
 Errors: this file is the one place that turns exceptions into exit codes. Bad input (a library
 ValueError/TypeError, a missing or unwritable file, a non-finite training loss, a bad flag) prints ONE
@@ -33,6 +34,29 @@ COMMANDS: list[str] = [
 ]
 
 
+# The module that defines each command, so that a call imports only its own (tests/test_cli.py checks
+# this against what the modules register).
+COMMAND_MODULES: dict[str, str] = {
+    "train": "apps.cmd_train", "sample": "apps.cmd_sample", "invert": "apps.cmd_edit", "edit": "apps.cmd_edit",
+    "inpaint": "apps.cmd_edit", "stylize": "apps.cmd_stylize", "interpolate": "apps.cmd_interpolate",
+    "interpolate-video": "apps.cmd_interpolate", "pack-dataset": "apps.cmd_pack_dataset",
+    "export": "apps.cmd_export", "bench-edit": "apps.cmd_bench_edit",
+}
+
+
+def command_of(argv: list[str]) -> str | None:
+    """The command named in ``argv`` (the first word after the global options), or None."""
+    i = 0
+    while i < len(argv):
+        if argv[i] == "--precision":  # the one global option with a separate value
+            i += 2
+        elif argv[i].startswith("-"):
+            i += 1
+        else:
+            return argv[i]
+    return None
+
+
 class _Parser(argparse.ArgumentParser):
     """argparse with one-line errors (exit 2), like every other error of `pmf`."""
 
@@ -61,7 +85,9 @@ def _finite_floats(parser: argparse.ArgumentParser) -> None:
                 _finite_floats(sub)
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(command: str | None = None) -> argparse.ArgumentParser:
+    """The `pmf` parser: with a known ``command``, only the module that defines it is imported (and
+    registers its commands); otherwise every command module (the full `pmf --help`)."""
     parser = _Parser(
         prog="pmf",
         description="pixel MeanFlow: one-step generation, editing and frame interpolation.",
@@ -74,7 +100,7 @@ def build_parser() -> argparse.ArgumentParser:
                         help=f"{precision_help}. For sample / invert / edit / inpaint / stylize, which also take "
                              "it after the command name. Training has its own --bf16")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
-    for name in COMMANDS:
+    for name in [COMMAND_MODULES[command]] if command in COMMAND_MODULES else COMMANDS:
         try:
             module = importlib.import_module(name)
         except ModuleNotFoundError as err:
@@ -125,7 +151,8 @@ def _one_line_warnings(prog: str) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = build_parser()
+    argv = sys.argv[1:] if argv is None else list(argv)
+    parser = build_parser(command_of(argv))
     args = parser.parse_args(argv)
     if not getattr(args, "func", None):
         parser.print_help()
