@@ -52,8 +52,12 @@ class InterpolationConfig:
     # Small frames are dominated by fixed per-pair costs, and there one variational pass measured as good
     # as the preset's five (carphone 176x144 +0.00 dB, bikes at 176x76 +0.01, BBB at 256x144 +0.11) for
     # 1.2 ms less per pair; on bikes 640x272 (320x136 flow) it lost 0.09 dB, so larger frames keep more.
+    # Eleventh session: none at all on those (development frames: carphone 34.83 vs 34.84 dB with one)
+    # takes 11-16% off the CPU per rebuilt frame, 7% off a whole small-frame conversion (0.64x -> 0.71x
+    # of minterpolate's fps; docs/interpolation.md, "small-frame speed"); on larger flow images no pass
+    # costs more (bikes' 320x136 -0.03 dB, BBB's 512x288 -0.07), which is why the size rule stays.
     small_flow_pixels: int = 16384  # flow images of at most this many pixels (h * w) use small_variational_iters
-    small_variational_iters: int | None = 1  # variational passes on those; None: as variational_iters
+    small_variational_iters: int | None = 0  # variational passes on those; None: as variational_iters
     flow_scale: float = 0.5  # flow (and splatting) run on frames scaled by this; only the final warp is full size
     max_flow_side: int = 512  # ... and on at most this many pixels along the long side, so 4K stays cheap
     reverse_flow: bool = True  # splat flows to time t (else approximate F_t0 by t * f10, F_t1 by (1-t) * f01)
