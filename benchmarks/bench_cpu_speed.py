@@ -261,8 +261,8 @@ def weights_path(net: PixelMeanFlow, args: argparse.Namespace) -> dict[str, Any]
         try:
             nfe = plain[name]("fp32")
             nfe = nfe.nfe if hasattr(nfe, "nfe") else 1
-            apis_out[name] = {"nfe": nfe, **_rounds({"fp32": lambda: plain[name]("fp32"),
-                                                     "bf16_weights": lambda: quick[name]("fp32")}, args.api_rounds, nfe)}
+            both = {"fp32": lambda: plain[name]("fp32"), "bf16_weights": lambda: quick[name]("fp32")}
+            apis_out[name] = {"nfe": nfe, **_rounds(both, args.api_rounds, nfe)}
         except Exception as e:  # report and go on
             apis_out[name] = {"error": f"{type(e).__name__}: {str(e).splitlines()[0][:200]}"}
     out["apis"] = apis_out
@@ -409,7 +409,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         res["bf16_weights_summary"] = {
             "speedup_b1": w["batch1"]["bf16_weights"]["speedup_vs_fp32"],
             f"speedup_b{args.big_batch}": w[f"batch{args.big_batch}"]["bf16_weights"]["speedup_vs_fp32"],
-            "speedup_apis": {k: v["bf16_weights"]["speedup_vs_fp32"] for k, v in w["apis"].items() if "bf16_weights" in v},
+            "speedup_apis": {k: v["bf16_weights"]["speedup_vs_fp32"] for k, v in w["apis"].items()
+                             if "bf16_weights" in v},
             "worst_api_psnr_db": min(v["min_db"] for v in agree.values() if v["min_db"] is not None),
         }
     if "bare" in res and "agreement_psnr_db_bf16_vs_fp32" in res:

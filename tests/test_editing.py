@@ -576,7 +576,8 @@ def test_strength_zero_returns_the_input_without_evaluating(net, task):
     x = torch.rand(3, 1, 40, 56, generator=_gen(1))  # another size than the model's
     out = calls[task](x, strength=0.0, generator=_gen()) if task != "reconstruct" else calls[task](x, strength=0.0)
     assert out.nfe == 0 and torch.equal(out.images, x) and out.images is not x
-    assert calls[task](x, strength=0.0, size_mode="tile", **({} if task == "reconstruct" else {"generator": _gen()})).num_tiles > 1
+    gen = {} if task == "reconstruct" else {"generator": _gen()}
+    assert calls[task](x, strength=0.0, size_mode="tile", **gen).num_tiles > 1
     with pytest.raises(ValueError, match="guidance_scale must be >= 1"):
         calls[task](x, strength=0.0, guidance_scale=0.5)
     tiny = calls[task](x, strength=1e-3, **({} if task == "reconstruct" else {"generator": _gen()}))

@@ -302,7 +302,8 @@ def test_inference_precision_auto_picks_bf16_weights_only_for_big_networks_on_na
     import core.precision as precision
 
     tiny = perturbed()
-    assert precision.inference_precision(tiny, "fp32") == "fp32" and precision.inference_precision(tiny, "bf16") == "bf16"
+    assert precision.inference_precision(tiny, "fp32") == "fp32"
+    assert precision.inference_precision(tiny, "bf16") == "bf16"
     with pytest.raises(ValueError, match="precision must be one of"):
         precision.inference_precision(tiny, "fp16")
     assert precision.inference_precision(tiny) == "fp32"  # 0.1M parameters: below the threshold everywhere

@@ -7,8 +7,8 @@ primitives of ``pmf_edit.velocity`` and returns a small dataclass with the image
 network evaluations spent per image. The keyword names are shared: ``labels`` (the class to produce,
 or to invert under), ``source_labels`` (the class the input shows, for edits), ``strength`` (how far
 towards noise an edit goes, t in [0, 1], 0 = the input unchanged), ``num_steps``, ``guidance_scale``
-(omega, a network input: guidance costs no extra evaluation), ``guidance_interval`` and ``generator`` (noise is drawn sample by
-sample, so results do not depend on the batch size).
+(omega, a network input: guidance costs no extra evaluation), ``guidance_interval`` and ``generator``
+(noise is drawn sample by sample, so results do not depend on the batch size).
 
 Images of any size H x W (and aspect ratio) go through the size policy ``pmf_edit.images``
 (``size_mode``: "fit" by default, "crop" or "tile"): the network works at its own side S, and what it
