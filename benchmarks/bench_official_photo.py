@@ -7,7 +7,8 @@ per command, the CPU seconds of the whole call (loading the checkpoint included)
 evaluations (NFE) it reported and CPU seconds per NFE (load included), and the CPU seconds of the
 load alone (``from_pretrained``, measured once). Random weights cost the same as trained ones; the outputs are noise.
 With several ``--precisions`` (``pmf --precision``; "auto" is the default) each command runs once per
-precision per round, interleaved, and the per-round CPU ratio to the first precision is reported.
+precision per round, interleaved, and the median per-round ratio of CPU seconds per NFE to the first
+precision is reported.
 
     OMP_NUM_THREADS=1 python benchmarks/bench_official_photo.py --out /tmp/official_photo.json
     OMP_NUM_THREADS=2 python benchmarks/bench_official_photo.py --precisions fp32,auto --rounds 3
