@@ -1,8 +1,9 @@
 """The `pmf` command line: one sub-command per module in `apps/`, each exposing `add_parser(subparsers)`.
 
 Sub-command modules are imported lazily by name: a call imports only its own command's module
-(`COMMAND_MODULES`; `pmf edit` does not pay for the training stack's imports), `pmf --help` imports
-them all, and a broken optional dependency of one command never takes the others down.
+(`COMMAND_MODULES`; `pmf edit` does not pay for the training stack's imports), `pmf` and `pmf --help`
+list the commands from `COMMAND_HELP` without importing any, and a broken optional dependency of one
+command never takes the others down.
 
 Errors: this file is the one place that turns exceptions into exit codes. Bad input (a library
 ValueError/TypeError, a missing or unwritable file, a non-finite training loss, a bad flag) prints ONE
@@ -41,6 +42,23 @@ COMMAND_MODULES: dict[str, str] = {
     "inpaint": "apps.cmd_edit", "stylize": "apps.cmd_stylize", "interpolate": "apps.cmd_interpolate",
     "interpolate-video": "apps.cmd_interpolate", "pack-dataset": "apps.cmd_pack_dataset",
     "export": "apps.cmd_export", "bench-edit": "apps.cmd_bench_edit",
+}
+
+
+# The one-line help of each command as its module registers it (tests/test_cli.py checks the two
+# agree), so that the overview (`pmf`, `pmf --help`, an unknown command) imports no command module.
+COMMAND_HELP: dict[str, str] = {
+    "train": "train or resume a model (pMF or flow matching)",
+    "sample": "generate images (one step by default) with a trained model",
+    "invert": "image -> the noise that regenerates it (implicit jumps)",
+    "edit": "change an image's class, keeping its shape and style",
+    "inpaint": "refill a masked region; other pixels stay exactly as they are",
+    "stylize": "style transfer from a reference image or a model class",
+    "interpolate": "make the frame between two images (optical flow)",
+    "interpolate-video": "raise a video's frame rate or make slow motion",
+    "pack-dataset": "pack an image folder / file list into uint8 shards (no decoding while training)",
+    "export": "export a run's latest checkpoint (one EMA) as a model folder",
+    "bench-edit": "edit-quality benchmark: run an editor over a manifest, score outputs",
 }
 
 
@@ -85,9 +103,10 @@ def _finite_floats(parser: argparse.ArgumentParser) -> None:
                 _finite_floats(sub)
 
 
-def build_parser(command: str | None = None) -> argparse.ArgumentParser:
+def build_parser(command: str | None = None, *, overview: bool = False) -> argparse.ArgumentParser:
     """The `pmf` parser: with a known ``command``, only the module that defines it is imported (and
-    registers its commands); otherwise every command module (the full `pmf --help`)."""
+    registers its commands); otherwise every command module. ``overview``: the commands as names and
+    one-line helps only (`COMMAND_HELP`), no module imported: enough to list them or refuse a name."""
     parser = _Parser(
         prog="pmf",
         description="pixel MeanFlow: one-step generation, editing and frame interpolation.",
@@ -100,6 +119,10 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
                         help=f"{precision_help}. For sample / invert / edit / inpaint / stylize, which also take "
                              "it after the command name. Training has its own --bf16")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    if overview:
+        for name, text in COMMAND_HELP.items():
+            sub.add_parser(name, help=text)  # no func: main prints the overview
+        return parser
     for name in [COMMAND_MODULES[command]] if command in COMMAND_MODULES else COMMANDS:
         try:
             module = importlib.import_module(name)
@@ -152,7 +175,8 @@ def _one_line_warnings(prog: str) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
-    parser = build_parser(command_of(argv))
+    command = command_of(argv)
+    parser = build_parser(command, overview=command not in COMMAND_MODULES)
     args = parser.parse_args(argv)
     if not getattr(args, "func", None):
         parser.print_help()

@@ -126,15 +126,17 @@ def test_sample_reads_an_official_format_checkpoint(tmp_path):
 
 
 def test_each_call_imports_only_its_own_command_module(tmp_path):
-    """COMMAND_MODULES names every command the modules register (and nothing else); a call builds the
-    parser from its command's module alone, so `pmf edit` never imports the training stack (about 1 s
-    of the 2.8 s a small edit took from the shell before)."""
-    from apps.cli import COMMAND_MODULES, command_of
+    """COMMAND_MODULES / COMMAND_HELP name every command the modules register (and nothing else), with
+    the modules' one-line helps; a call builds the parser from its command's module alone, so `pmf edit`
+    never imports the training stack (about 1 s of the 2.8 s a small edit took from the shell before),
+    and the overview (`pmf --help`) imports no command module at all (2.3 s -> 0.05 s)."""
+    from apps.cli import COMMAND_HELP, COMMAND_MODULES, command_of
 
-    full = build_parser()
-    registered = set(next(a for a in full._actions if hasattr(a, "choices") and a.choices and
-                          "edit" in a.choices).choices)
-    assert registered == set(COMMAND_MODULES)
+    full = next(a for a in build_parser()._actions if getattr(a, "dest", None) == "command")
+    assert set(full.choices) == set(COMMAND_MODULES) == set(COMMAND_HELP)
+    assert {a.dest: a.help for a in full._choices_actions} == COMMAND_HELP  # the overview's one-liners
+    overview = next(a for a in build_parser(overview=True)._actions if getattr(a, "dest", None) == "command")
+    assert {a.dest: a.help for a in overview._choices_actions} == COMMAND_HELP
     for command in COMMAND_MODULES:
         sub = next(a for a in build_parser(command)._actions if getattr(a, "dest", None) == "command")
         assert command in sub.choices
@@ -149,3 +151,10 @@ def test_each_call_imports_only_its_own_command_module(tmp_path):
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
                          cwd=str(tmp_path.parent), env={**os.environ, "PYTHONPATH": str(REPO)})
     assert out.stdout.strip().splitlines()[-1] == "0 []", out.stdout + out.stderr
+    # The overview (`pmf --help`, `pmf`) imports no command module, hence no torch.
+    code = ("import sys; from apps.cli import main\n"
+            "try:\n    main(['--help'])\nexcept SystemExit as e:\n    rc = e.code\n"
+            "print(rc, main([]), 'torch' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
+                         cwd=str(tmp_path.parent), env={**os.environ, "PYTHONPATH": str(REPO)})
+    assert out.stdout.strip().splitlines()[-1] == "0 2 False", out.stdout + out.stderr
