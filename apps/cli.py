@@ -21,8 +21,8 @@ import signal
 import sys
 import warnings
 
-# (module, one-line help). Each module defines `add_parser(subparsers) -> argparse.ArgumentParser`
-# and sets `func=` on it via `set_defaults`; `func(args) -> int` is the exit code.
+# Every command module. Each defines `add_parser(subparsers) -> argparse.ArgumentParser` and sets
+# `func=` on it via `set_defaults`; `func(args) -> int` is the exit code.
 COMMANDS: list[str] = [
     "apps.cmd_train",
     "apps.cmd_sample",
@@ -131,10 +131,10 @@ def build_parser(command: str | None = None, *, overview: bool = False) -> argpa
                 continue
             raise
         module.add_parser(sub)
-    for command in PRECISION_COMMANDS & set(sub.choices):
+    for name in PRECISION_COMMANDS & set(sub.choices):
         # Also after the command name (`pmf edit --precision fp32 ...`); SUPPRESS keeps the global
         # flag's value when the command's own is not given.
-        sub.choices[command].add_argument("--precision", choices=PRECISION_CHOICES, default=argparse.SUPPRESS,
+        sub.choices[name].add_argument("--precision", choices=PRECISION_CHOICES, default=argparse.SUPPRESS,
                                           help=precision_help)
     _finite_floats(parser)
     return parser
