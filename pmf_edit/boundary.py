@@ -46,7 +46,7 @@ from core.sampling import draw_noise
 __all__ = [
     "Labels", "check_images", "check_labels", "check_strength", "check_steps", "check_guidance", "resolve_guidance",
     "to_model",
-    "to_images", "sample_noise", "forward_noise", "noise_of_state", "with_precision",
+    "to_images", "state_like", "sample_noise", "forward_noise", "noise_of_state", "with_precision",
 ]
 
 Labels = Tensor | Sequence[int] | int | None
@@ -198,6 +198,12 @@ def to_model(net: PixelMeanFlow, images: Tensor) -> Tensor:
 def to_images(x: Tensor, like: Tensor) -> Tensor:
     """Model-range x -> [0, 1] (clamped) with the device and dtype of ``like`` (the caller's input)."""
     return from_model_range(x).to(device=like.device, dtype=like.dtype)
+
+
+def state_like(net: PixelMeanFlow) -> Tensor:
+    """An empty tensor on the network's device in its state dtype (``core.precision.state_dtype``): the
+    ``like`` of ``sample_noise`` and of the images a task hands the network."""
+    return torch.empty(0, device=next(net.parameters()).device, dtype=state_dtype(net))
 
 
 def sample_noise(n: int, shape: Sequence[int], generator: torch.Generator | None, like: Tensor) -> Tensor:

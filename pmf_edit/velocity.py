@@ -26,11 +26,13 @@ from typing import Literal, Sequence
 import torch
 
 from core import checks
-from core.precision import state_dtype
 from core.model import PixelMeanFlow
+from core.precision import state_dtype
 from pmf_edit.boundary import check_guidance, forward_noise, noise_of_state
 
 Labels = torch.Tensor | Sequence[int] | int | None  # here the null class may also be given by its index K
+# States and latents are kept in the network's state dtype (``core.precision.state_dtype``: its weights'
+# float type, at least float32; a bf16 network casts its input and returns float32 u).
 Init = Literal["velocity", "state", "carry", "noise"]  # the fixed-point solver's initial guess
 Seed = Init  # the former name
 
@@ -142,7 +144,7 @@ def average_velocity(
     guidance_scale: float | torch.Tensor = 1.0,
     guidance_interval: tuple[float, float] = (0.0, 1.0),
 ) -> torch.Tensor:
-    """u(z_t, r, t), (B, C, H, W), in the network's dtype: one network evaluation.
+    """u(z_t, r, t), (B, C, H, W), in the network's state dtype: one network evaluation.
 
     Args:
         net: the pMF network.
@@ -180,7 +182,7 @@ def jump(
         labels, guidance_scale, guidance_interval: the condition (see ``condition``).
 
     Returns:
-        z_r, (B, C, H, W), in the network's dtype.
+        z_r, (B, C, H, W), in the network's state dtype.
 
     Example:
         >>> x = jump(net, 1.0 * torch.randn(4, 1, 32, 32), 1.0, 0.0, labels=[0, 1, 2, 3])
@@ -278,7 +280,7 @@ def invert(
             updates). Free: it recombines the last m + 1 updates, no extra evaluation.
 
     Returns:
-        ``Inversion`` with latents z_{t_end} (B, C, H, W) in the network's dtype and
+        ``Inversion`` with latents z_{t_end} (B, C, H, W) in the network's state dtype and
         nfe = K (J + [init == "velocity"]).
 
     Warns:
@@ -399,7 +401,7 @@ def invert_backward(
         num_refinements: image-space corrections (>= 0).
 
     Returns:
-        ``Inversion``: latents (B, C, H, W) in the network's dtype, nfe = num_steps (1 + 2 K),
+        ``Inversion``: latents (B, C, H, W) in the network's state dtype, nfe = num_steps (1 + 2 K),
         residual = mean |x - G(latents)| of the last round trip measured (NaN when K = 0).
 
     Example:
@@ -468,7 +470,7 @@ def invert_seeded(
         anderson: Anderson history of the updates (see ``invert``).
 
     Returns:
-        ``Inversion``: latents (B, C, H, W) in the network's dtype, nfe = 1 + num_iterations,
+        ``Inversion``: latents (B, C, H, W) in the network's state dtype, nfe = 1 + num_iterations,
         residual = the solver's last update.
 
     Example:
@@ -529,7 +531,7 @@ def invert_hybrid(
         seed: the former name of ``init``; accepted with a DeprecationWarning.
 
     Returns:
-        ``Inversion``: latents (B, C, H, W) in the network's dtype, nfe = num_iterations [switch > 0]
+        ``Inversion``: latents (B, C, H, W) in the network's state dtype, nfe = num_iterations [switch > 0]
         + num_jumps, residual = the solver's last update (NaN when switch = 0).
 
     Example:

@@ -37,11 +37,11 @@ from typing import Any, Callable, Literal
 import torch
 
 from core import checks
-from core.precision import state_dtype
 from core.model import PixelMeanFlow, PMFConfig
 from pmf_edit import velocity as vf
 from pmf_edit.boundary import (Labels, check_guidance, check_images, check_labels, check_steps, check_strength,
-                               forward_noise, resolve_guidance, sample_noise, to_images, to_model, with_precision)
+                               forward_noise, resolve_guidance, sample_noise, state_like, to_images, to_model,
+                               with_precision)
 from pmf_edit.images import (SIZE_MODES, SizeMode, SizePlan, check_image_size, mask_to_network, plan_size,
                              repeat_per_tile, through_network, to_network)
 from pmf_edit.velocity import DEFAULT_INTERVALS, DEFAULT_ITERATIONS, DEFAULT_REFINEMENTS, HYBRID_SWITCH
@@ -167,8 +167,7 @@ def _noise(net: PixelMeanFlow, n: int, draws: int, generator: torch.Generator | 
     """(draws, B, C, H, W) standard normal noise, each sample's draws taken together from the generator,
     so sample i's noise does not depend on the batch size (``boundary.sample_noise``)."""
     cfg = net.cfg
-    like = torch.empty(0, device=next(net.parameters()).device, dtype=state_dtype(net))
-    eps = sample_noise(n, (draws, cfg.in_channels, cfg.image_size, cfg.image_size), generator, like)
+    eps = sample_noise(n, (draws, cfg.in_channels, cfg.image_size, cfg.image_size), generator, state_like(net))
     return eps.transpose(0, 1)  # (n, draws, ...) -> (draws, n, ...)
 
 

@@ -59,14 +59,13 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from core import checks
-from core.precision import state_dtype
 from core.attention import Backend, attention
 from core.class_names import resolve_class
 from core.images import from_model_range, to_model_range
 from core.model import AttentionProcessor, PixelMeanFlow
 from pmf_edit import velocity as vf
 from pmf_edit.boundary import (check_guidance, check_images, check_steps, check_strength, forward_noise,
-                               sample_noise, with_precision)
+                               sample_noise, state_like, with_precision)
 from pmf_edit.images import (SIZE_MODES, SizePlan, check_image_size, from_network, plan_size, repeat_per_tile,
                              to_network)
 from pmf_edit.style.texture import TextureConfig, add_texture_detail, cover_resize, noise_shape, synthesize_texture
@@ -472,8 +471,7 @@ def style_transfer(
         attention_temperature=attention_temperature, size_mode=size_mode, style_scale=style_scale,
         texture=texture, texture_config=texture_config)
     B, _, H, W = content.shape
-    # Noise, references and images in the network's state dtype (float32 for a bf16 network).
-    p = torch.empty(0, device=next(net.parameters()).device, dtype=state_dtype(net))
+    like = state_like(net)  # noise, references and images in the network's state dtype (fp32 for bf16)
     # The size plan first: every image's noise is drawn in one piece (class sample, then two states
     # per tile), so image i's result does not depend on the batch size.
     plan = plan_size(H, W, net.cfg.image_size, opts.size_mode)
@@ -482,16 +480,16 @@ def style_transfer(
     # At the model's own size the network already draws at full resolution: the texture stage is for
     # larger (or other-shaped) pictures, whose change the network could only make at its own side.
     with_texture = opts.texture > 0 and opts.strength > 0 and not plan.native
-    noise = _draw_noise(net, B, plan, opts, style_is_image, with_texture, generator, p)
+    noise = _draw_noise(net, B, plan, opts, style_is_image, with_texture, generator, like)
     style01, y_style, nfe_style = _reference(net, style, style_is_image, B, plan, opts, noise, style_labels,
-                                             class_names, p)
+                                             class_names, like)
     if opts.method == "swap" and y_style is None:
         raise ValueError("method='swap' needs a style class: pass style as a class or style_labels=")
     y_content = None if content_labels is None else resolve_style_class(net, content_labels, B, class_names,
                                                                            "content_labels")
     if opts.strength == 0.0:
         return StyleResult(content.clone(), 0, reported_mode, plan.num_tiles, opts.method, y_style)
-    x = content.to(device=p.device, dtype=p.dtype)
+    x = content.to(like)
     out, nfe = _network_pass(net, x, plan, style01, y_content, y_style, opts, noise.states)
     nfe_texture = 0
     if with_texture:

@@ -117,7 +117,7 @@ class InterpolationConfig:
 
         Example:
             >>> InterpolationConfig().variational_iters_at(72, 88), InterpolationConfig().variational_iters_at(136, 320)
-            (1, 2)
+            (0, 2)
         """
         if self.small_variational_iters is not None and h * w <= self.small_flow_pixels:
             return self.small_variational_iters
