@@ -140,28 +140,15 @@ def _class(spec: str | None, names: list[str]) -> int | None:
 
 
 def _read(path: str, net) -> torch.Tensor:
-    """Image file -> (1, C, H, W) float32 in [0, 1], checked against the model (channels; any size)."""
-    import imageio.v3 as iio
-
+    """Image file -> (1, C, H, W) float32 in [0, 1], checked against the model (channels; any size).
+    Read as a viewer shows it (``core.images.read_image01``: EXIF orientation, CMYK, palettes, 16 bit);
+    a grayscale file is repeated for an RGB model, a colour one refused by a grayscale model."""
+    from core.images import read_image01
     from pmf_edit.images import check_image_size
 
-    if not Path(path).is_file():
-        raise FileNotFoundError(f"no such image: {path}")
-    arr = np.asarray(iio.imread(path))
-    if arr.ndim == 2:
-        arr = arr[:, :, None]
-    if arr.ndim != 3:
-        raise ValueError(f"{path}: expected an (H, W) or (H, W, C) image, got array shape {arr.shape}")
-    H, W, C = arr.shape
-    cfg = net.cfg
-    check_image_size((H, W), path)  # any size the size policy accepts
-    if C != cfg.in_channels:
-        raise ValueError(f"{path} has {C} channels but the model takes {cfg.in_channels} "
-                         f"({'grayscale' if cfg.in_channels == 1 else 'RGB'}); convert it first")
-    scale = 65535.0 if arr.dtype == np.uint16 else 255.0 if arr.dtype == np.uint8 else None
-    if scale is None:
-        raise ValueError(f"{path}: unsupported pixel type {arr.dtype} (use 8- or 16-bit images)")
-    return torch.from_numpy(arr.astype(np.float32) / scale).permute(2, 0, 1)[None]
+    x = read_image01(path, channels=net.cfg.in_channels)
+    check_image_size(x, path)  # any size the size policy accepts
+    return x
 
 
 def _write(path: str, images01: torch.Tensor) -> None:
@@ -252,20 +239,19 @@ def run_edit(args: argparse.Namespace) -> int:
 
 
 def run_inpaint(args: argparse.Namespace) -> int:
-    import imageio.v3 as iio
-
+    from core.images import read_image01
     from pmf_edit.editing import inpaint
 
     net, names, rec = _load(args)
     x = _read(args.image, net).to(args.device)
     if not Path(args.mask).is_file():
         raise FileNotFoundError(f"no such mask image: {args.mask}")
-    m = np.asarray(iio.imread(args.mask))
-    if m.ndim == 3:
-        m = m[..., :3].max(axis=2)  # any bright channel marks the pixel
-    if m.shape != tuple(x.shape[-2:]):
+    # The mask is read like the image (EXIF orientation included, so a mask drawn over the displayed
+    # photo lines up with it); any channel above half marks the pixel.
+    m = read_image01(args.mask, name=f"mask {args.mask}")[0].amax(dim=0)  # (H, W) in [0, 1]
+    if tuple(m.shape) != tuple(x.shape[-2:]):
         raise ValueError(f"mask is {m.shape[0]}x{m.shape[1]} but the image is {x.shape[-2]}x{x.shape[-1]}")
-    mask = torch.from_numpy(m > (127 if m.dtype == np.uint8 else m.max() / 2))[None, None].to(args.device)
+    mask = (m > 0.5)[None, None].to(args.device)
     gen = torch.Generator().manual_seed(args.seed)
     t0 = time.perf_counter()
     out = inpaint(net, x, mask, labels=_class(args.label, names), strength=args.strength,

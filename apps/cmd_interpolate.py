@@ -37,24 +37,11 @@ def _add_method_flags(p: argparse.ArgumentParser) -> None:
 
 
 def _read_image(path: str):
-    import imageio.v3 as iio
-    import numpy as np
-    import torch
+    """An image file -> float32 (C, H, W) in [0, 1] (C = 1 or 3), read as a viewer shows it (EXIF
+    orientation, CMYK, palettes, 16 bit: ``core.images.read_image01``; alpha dropped)."""
+    from core.images import read_image01
 
-    if not os.path.isfile(path):
-        raise FileNotFoundError(f"image not found: {path}")
-    try:
-        img = np.asarray(iio.imread(path))
-    except Exception as err:  # imageio raises several types for unreadable data
-        msg = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-        raise ValueError(f"could not read image {path}: {msg}") from err
-    if img.ndim == 2:
-        img = img[..., None]
-    if img.ndim != 3 or img.shape[-1] not in (1, 3, 4):
-        raise ValueError(f"unsupported image layout {img.shape} in {path}")
-    img = img[..., :3] if img.shape[-1] == 4 else img  # drop alpha
-    scale = 65535.0 if img.dtype == np.uint16 else 255.0
-    return torch.from_numpy(img.astype(np.float32) / scale).permute(2, 0, 1)  # (C, H, W)
+    return read_image01(path)[0]
 
 
 def run_pair(args: argparse.Namespace) -> int:

@@ -73,33 +73,14 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
 
 
 def read_image01(path: str) -> torch.Tensor:
-    """An image file -> float32 (1, 3, H, W) in [0, 1] (gray repeated, alpha dropped); clear errors."""
-    import imageio.v3 as iio
-    import numpy as np
-
-    p = Path(path)
-    if not p.is_file():
-        raise FileNotFoundError(f"no image file at {path!r}")
-    try:
-        arr = np.asarray(iio.imread(p, plugin="pillow"))  # no plugin probing of a bad file
-    except Exception as err:  # imageio raises many types for a bad file; all mean "unreadable"
-        raise ValueError(f"cannot read image file {path!r}: {type(err).__name__}: {err}") from err
-    if arr.ndim == 4:  # animated: first frame
-        arr = arr[0]
-    if arr.ndim == 2:
-        arr = arr[:, :, None]
-    if arr.ndim != 3 or arr.shape[2] not in (1, 2, 3, 4):
-        raise ValueError(f"{path!r}: unsupported image shape {arr.shape}")
-    if not np.issubdtype(arr.dtype, np.integer):
-        raise ValueError(f"{path!r}: expected an 8/16-bit image, got pixel dtype {arr.dtype}")
-    arr = arr[:, :, :1] if arr.shape[2] == 2 else arr[:, :, :3]
-    x = torch.from_numpy(arr.astype(np.float32) / np.iinfo(arr.dtype).max).permute(2, 0, 1)
-    if x.shape[0] == 1:
-        x = x.expand(3, -1, -1)
+    """An image file -> float32 (1, 3, H, W) in [0, 1], read as a viewer shows it (EXIF orientation,
+    CMYK, palettes, 16 bit: ``core.images.read_image01``; gray repeated, alpha dropped); clear errors."""
+    from core.images import read_image01 as read
     from pmf_edit.images import check_image_size
 
+    x = read(path, channels=3)
     check_image_size(x, repr(path))
-    return x[None].contiguous()
+    return x
 
 
 def run(args: argparse.Namespace) -> int:

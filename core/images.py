@@ -72,3 +72,75 @@ def _save_atomic(path: Path, array: np.ndarray, suffix: str) -> Path:
         tmp.unlink(missing_ok=True)
         raise
     return path
+
+
+# Pillow modes that carry colour in another model: converted to RGB on reading (CMYK JPEGs from print
+# workflows, YCbCr / LAB / HSV TIFFs). Palette images come back as RGB(A) from imageio already.
+_TO_RGB_MODES = ("CMYK", "YCbCr", "LAB", "HSV")
+
+
+def read_image01(path: str | Path, channels: int | None = None, name: str | None = None) -> torch.Tensor:
+    """An image file as a float32 (1, C, H, W) tensor in [0, 1], the way a photo viewer shows it.
+
+    * EXIF orientation is applied (a portrait phone photo stored sideways comes out upright), so
+      the pixels match what the user sees and what a mask drawn over the displayed picture covers.
+    * 8-bit values map to k / 255 exactly (an unedited output written as PNG reads back bit-identical),
+      16-bit to k / 65535; bilevel images to 0 / 1.
+    * CMYK, YCbCr, LAB and HSV images are converted to RGB; palette images are expanded; alpha is
+      dropped (the colour under transparent pixels is kept as stored).
+    * ``channels=3``: a grayscale file is repeated to RGB. ``channels=1``: an RGB file whose three
+      channels are equal is taken as grayscale; a colour one is refused (the caller's model is
+      grayscale; convert it first). None: the file's own channels (1 or 3).
+
+    Args:
+        path: the image file.
+        channels: 1, 3 or None (see above).
+        name: how errors name the file (default: the path).
+
+    Returns:
+        (1, C, H, W) float32 in [0, 1].
+
+    Raises:
+        FileNotFoundError: no file at ``path``.
+        ValueError: unreadable or unsupported data (the message names the file and what it holds).
+
+    Example:
+        >>> x = read_image01("photo.jpg", channels=3)          # doctest: +SKIP
+        >>> x.shape, float(x.min()) >= 0.0, float(x.max()) <= 1.0   # doctest: +SKIP
+        (torch.Size([1, 3, 1080, 1440]), True, True)
+    """
+    import imageio.v3 as iio
+
+    label = str(path) if name is None else name
+    if channels not in (None, 1, 3):
+        raise ValueError(f"channels must be 1, 3 or None, got {channels!r}")
+    p = Path(path)
+    if not p.is_file():
+        raise FileNotFoundError(f"no such image file: {label}")
+    try:  # the pillow plugin only: no slow plugin probing of a bad file, and it knows EXIF
+        mode = iio.immeta(p, plugin="pillow").get("mode")
+        arr = np.asarray(iio.imread(p, plugin="pillow", rotate=True,
+                                    mode="RGB" if mode in _TO_RGB_MODES else None))
+    except Exception as err:  # imageio / Pillow raise many types for bad data; all mean "unreadable"
+        first = str(err).strip().splitlines()[0] if str(err).strip() else ""
+        raise ValueError(f"cannot read image file {label}: {type(err).__name__}: {first}") from err
+    if arr.ndim == 4:  # an animation: its first frame
+        arr = arr[0]
+    if arr.ndim == 2:
+        arr = arr[:, :, None]
+    if arr.ndim != 3 or arr.shape[2] not in (1, 2, 3, 4):
+        raise ValueError(f"{label}: unsupported image layout {arr.shape} (expected H x W with 1-4 channels)")
+    arr = arr[:, :, :1] if arr.shape[2] == 2 else arr[:, :, :3]  # drop alpha (LA, RGBA)
+    if arr.dtype == np.bool_:
+        arr = arr.astype(np.uint8) * np.uint8(255)
+    if arr.dtype not in (np.uint8, np.uint16):
+        raise ValueError(f"{label}: unsupported pixel type {arr.dtype} (mode {mode}); use 8- or 16-bit images")
+    if channels == 1 and arr.shape[2] == 3:
+        if not (np.array_equal(arr[..., 0], arr[..., 1]) and np.array_equal(arr[..., 0], arr[..., 2])):
+            raise ValueError(f"{label} has 3 channels but the model takes 1 (grayscale), and the picture is in "
+                             "colour; convert it first")
+        arr = arr[:, :, :1]
+    x = torch.from_numpy(arr.astype(np.float32) / float(np.iinfo(arr.dtype).max)).permute(2, 0, 1)  # (C, H, W)
+    if channels == 3 and x.shape[0] == 1:
+        x = x.expand(3, -1, -1)
+    return x[None].contiguous()  # (1, C, H, W)

@@ -404,11 +404,42 @@ def test_cli_any_size_same_size_out(tmp_path, model_dir, size_mode):
     assert np.load(tmp_path / "inv.npy").shape == ((1, 32, 32) if tiles == 1 else (tiles, 1, 32, 32))
 
 
+def test_cli_reads_a_phone_photo_upright_and_its_mask_lines_up(tmp_path, model_dir):
+    """A file stored sideways with an EXIF orientation (as phones write them) is edited as it is shown:
+    the output has the shown shape and the unmasked pixels are the shown pixels, bit for bit, for a
+    mask drawn over the shown picture."""
+    import imageio.v3 as iio
+    from PIL import Image, ImageOps
+
+    from apps.cli import main
+
+    stored = np.random.default_rng(3).integers(0, 256, (30, 44), dtype=np.uint8)  # landscape as stored
+    im = Image.fromarray(stored)
+    exif = im.getexif()
+    exif[0x0112] = 6  # "rotate 90 degrees clockwise to display": a portrait photo
+    im.save(tmp_path / "phone.png", exif=exif.tobytes())
+    with Image.open(tmp_path / "phone.png") as f:
+        shown = np.asarray(ImageOps.exif_transpose(f))
+    assert shown.shape == (44, 30)
+    mask = np.zeros(shown.shape, np.uint8)
+    mask[5:20, 8:25] = 255  # drawn over the shown (portrait) picture
+    iio.imwrite(tmp_path / "mask.png", mask)
+    out = tmp_path / "p.png"
+    assert main(["inpaint", str(tmp_path / "phone.png"), "--mask", str(tmp_path / "mask.png"), "--model",
+                 str(model_dir), "--steps", "2", "--resample", "1", "--out", str(out)]) == 0
+    result = iio.imread(out)
+    assert result.shape == shown.shape
+    assert np.array_equal(result[mask == 0], shown[mask == 0])
+    assert not np.array_equal(result[mask > 0], shown[mask > 0])
+
+
 def test_cli_errors(tmp_path, model_dir, capsys):
     from apps.cli import main
 
     tiny = _png(tmp_path / "tiny.png", np.zeros((1, 1), np.uint8))
-    rgb = _png(tmp_path / "rgb.png", np.zeros((32, 32, 3), np.uint8))
+    colour = np.zeros((32, 32, 3), np.uint8)
+    colour[..., 0] = 200  # a grey picture stored as RGB is accepted; this one is red
+    rgb = _png(tmp_path / "rgb.png", colour)
     ok = _png(tmp_path / "ok.png", np.zeros((32, 32), np.uint8))
     badmask = _png(tmp_path / "m.png", np.zeros((16, 16), np.uint8))
     cases = [

@@ -319,7 +319,7 @@ def test_cli_stylize(net, tmp_path, capsys):
     assert main(["stylize", str(tmp_path / "c.png"), "class:zebra", "-o", str(out), "--model", str(model)]) == 2
     assert "unknown style class 'zebra'" in capsys.readouterr().err
     assert main(["stylize", str(tmp_path / "missing.png"), "class:c1", "-o", str(out), "--model", str(model)]) == 2
-    assert "no image file" in capsys.readouterr().err
+    assert "no such image file" in capsys.readouterr().err
     (tmp_path / "bad.png").write_bytes(b"not an image")
     assert main(["stylize", str(tmp_path / "c.png"), str(tmp_path / "bad.png"), "-o", str(out), "--model", str(model)]) == 2
     assert "cannot read image file" in capsys.readouterr().err

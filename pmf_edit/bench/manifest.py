@@ -221,8 +221,8 @@ def _builtin(ref: str) -> torch.Tensor | None:
 
 
 def read_image01(path: Path) -> torch.Tensor:
-    """(C, H, W) float32 in [0, 1] from an 8/16-bit image file (k / 255 exactly) or a float .npy
-    (C, H, W) / (H, W, C) / (H, W); alpha is dropped."""
+    """(C, H, W) float32 in [0, 1] from an 8/16-bit image file (k / 255 exactly; read by
+    ``core.images.read_image01``) or a float .npy (C, H, W) / (H, W, C) / (H, W); alpha is dropped."""
     if path.suffix == ".npy":
         a = np.load(path)
         if a.ndim == 2:
@@ -232,17 +232,9 @@ def read_image01(path: Path) -> torch.Tensor:
         if a.ndim != 3 or a.shape[0] not in (1, 3) or not np.issubdtype(a.dtype, np.floating):
             raise ValueError(f"{path}: expected a float array (C, H, W) with C in (1, 3), got {a.dtype} {a.shape}")
         return torch.from_numpy(a.astype(np.float32))
-    import imageio.v3 as iio
+    from core.images import read_image01 as read
 
-    a = np.asarray(iio.imread(path))
-    if a.ndim == 2:
-        a = a[:, :, None]
-    if a.ndim != 3 or a.shape[2] not in (1, 2, 3, 4):
-        raise ValueError(f"{path}: unsupported image shape {a.shape}")
-    a = a[:, :, :1] if a.shape[2] == 2 else a[:, :, :3]  # drop alpha
-    if a.dtype not in (np.uint8, np.uint16):
-        raise ValueError(f"{path}: unsupported pixel type {a.dtype} (8- or 16-bit images, or .npy floats)")
-    return torch.from_numpy(a.astype(np.float32) / np.iinfo(a.dtype).max).permute(2, 0, 1)
+    return read(path)[0]  # (C, H, W): EXIF orientation, CMYK, palettes, 16 bit as a viewer shows them
 
 
 def _load_one(ref: str, root: Path, resolution: int, channels: int) -> torch.Tensor:

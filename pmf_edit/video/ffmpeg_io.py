@@ -15,6 +15,12 @@ Two paths avoid that:
 
 Colour tags (range, matrix, primaries, transfer) found on the input are written on the output; an
 untagged planar input stays untagged (its values are unchanged, so a player shows it as before).
+
+Display rotation (the matrix phones write instead of turning the pixels of a portrait clip): frames
+are decoded as stored (`-noautorotate`: ffmpeg would otherwise turn them while we read them at the
+stored size, which scrambles the rows) and the output carries the same rotation, so a player shows
+it upright as it shows the input. A mirror flag in the matrix is not carried (ffmpeg reports only the
+angle).
 """
 from __future__ import annotations
 
@@ -61,6 +67,7 @@ class VideoInfo:
     color_primaries: str | None  # primaries tag; None when untagged
     color_trc: str | None  # transfer-characteristic tag; None when untagged
     has_audio: bool  # the file has an audio stream
+    rotation: float = 0.0  # display rotation, degrees counter-clockwise (ffmpeg's "Display Matrix"); 0: none
 
     @property
     def subsampling(self) -> tuple[int, int] | None:
@@ -137,9 +144,14 @@ def probe_video(path: str) -> VideoInfo:
         elif item in _MATRICES or item in ("rgb", "ycgco", "unknown"):
             space = prim = trc = item  # one name when all three agree
     known = lambda v: None if v in (None, "unknown", "reserved", "unspecified") else v  # noqa: E731
+    # Side data of this stream: the lines after its "Stream #" line, up to the next stream.
+    after = text[line.end():]
+    side = after[:m.start()] if (m := re.search(r"\n\s*Stream #", after)) else after
+    rot = re.search(r"Display Matrix: rotation of (-?[\d.]+) degrees", side)
     return VideoInfo(width=int(size.group(1)), height=int(size.group(2)), pix_fmt=fmt.group(1),
                      color_range=rng, color_space=known(space), color_primaries=known(prim),
-                     color_trc=known(trc), has_audio=re.search(r"Stream #\S+.*: Audio:", text) is not None)
+                     color_trc=known(trc), has_audio=re.search(r"Stream #\S+.*: Audio:", text) is not None,
+                     rotation=float(rot.group(1)) if rot else 0.0)
 
 
 def tag_options(info: VideoInfo) -> list[str]:
@@ -236,7 +248,9 @@ def read_frames(path: str, info: VideoInfo, planar: bool) -> tuple[dict, Generat
         >>> meta, frames = read_frames("clip.mp4", info, planar=info.subsampling is not None)  # doctest: +SKIP
     """
     pix_fmt, bpp, out_opts = decode_options(info, planar)
-    gen = imageio_ffmpeg.read_frames(path, pix_fmt=pix_fmt, bits_per_pixel=bpp, output_params=out_opts)
+    # As stored: autorotation would turn a rotated clip's frames while they are read at the stored size.
+    gen = imageio_ffmpeg.read_frames(path, pix_fmt=pix_fmt, bits_per_pixel=bpp, input_params=["-noautorotate"],
+                                     output_params=out_opts)
     try:
         meta = next(gen)
     except (OSError, RuntimeError, StopIteration) as err:
@@ -270,6 +284,8 @@ def open_writer(dst: str, info: VideoInfo, planar: bool, fps: float, codec: str 
     """
     pad = not planar and (info.width % 2 or info.height % 2)
     pix_in, pix_out, in_opts, out_opts = encode_options(info, planar, bool(pad))
+    if info.rotation:  # the frames are as stored: the output shows them turned as the input did
+        in_opts = [*in_opts, "-display_rotation", f"{info.rotation:g}", "-noautorotate"]
     return imageio_ffmpeg.write_frames(dst, (info.width, info.height), fps=fps, codec=codec, quality=quality,
                                        macro_block_size=1, pix_fmt_in=pix_in, pix_fmt_out=pix_out,
                                        input_params=in_opts, output_params=out_opts + list(encoder_options),

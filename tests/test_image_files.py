@@ -1,0 +1,92 @@
+"""Reading image files as a viewer shows them (core.images.read_image01), which every command uses:
+EXIF orientation, CMYK / palette / grey+alpha / 16-bit / bilevel files, channel policy, clear errors."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image, ImageOps
+
+from core.images import read_image01
+
+
+def _photo(h: int = 24, w: int = 40) -> np.ndarray:
+    """A small uint8 RGB picture with no symmetry (so a rotation or flip cannot pass unnoticed)."""
+    g = np.random.default_rng(0)
+    return g.integers(0, 256, (h, w, 3), dtype=np.uint8)
+
+
+@pytest.mark.parametrize("orientation", [1, 2, 3, 4, 5, 6, 7, 8])
+def test_exif_orientation_is_applied(tmp_path, orientation):
+    im = Image.fromarray(_photo())
+    exif = im.getexif()
+    exif[0x0112] = orientation  # the Orientation tag phones write instead of rotating the pixels
+    path = tmp_path / "phone.png"
+    im.save(path, exif=exif.tobytes())
+    with Image.open(path) as stored:
+        shown = np.asarray(ImageOps.exif_transpose(stored))  # what a photo viewer displays
+    x = read_image01(path)
+    assert x.shape == (1, 3, *shown.shape[:2])
+    assert torch.equal(x[0].permute(1, 2, 0), torch.from_numpy(shown.astype(np.float32) / 255))
+    if orientation in (5, 6, 7, 8):  # a quarter turn: portrait comes out portrait
+        assert x.shape[-2:] == (40, 24)
+
+
+def test_modes_convert_like_a_viewer(tmp_path):
+    rgb = _photo()
+    base = Image.fromarray(rgb)
+    base.convert("CMYK").save(tmp_path / "cmyk.jpg", quality=100)
+    with Image.open(tmp_path / "cmyk.jpg") as f:
+        cmyk_as_rgb = np.asarray(f.convert("RGB"))
+    x = read_image01(tmp_path / "cmyk.jpg")
+    assert x.shape == (1, 3, 24, 40)  # not read as RGBA with the K plate dropped
+    assert torch.equal(x[0].permute(1, 2, 0), torch.from_numpy(cmyk_as_rgb / np.float32(255)))
+    assert float((x[0].permute(1, 2, 0) - torch.from_numpy(rgb / np.float32(255))).abs().mean()) < 0.03
+
+    base.convert("P", palette=Image.ADAPTIVE).save(tmp_path / "pal.png")
+    with Image.open(tmp_path / "pal.png") as f:
+        assert torch.equal(read_image01(tmp_path / "pal.png")[0].permute(1, 2, 0),
+                           torch.from_numpy(np.asarray(f.convert("RGB")) / np.float32(255)))
+
+    base.convert("RGBA").save(tmp_path / "rgba.png")
+    assert torch.equal(read_image01(tmp_path / "rgba.png")[0].permute(1, 2, 0), torch.from_numpy(rgb / np.float32(255)))
+    base.convert("LA").save(tmp_path / "la.png")
+    la = read_image01(tmp_path / "la.png")
+    assert la.shape == (1, 1, 24, 40)
+
+    grey16 = (np.arange(24 * 40, dtype=np.uint16) * 61).reshape(24, 40)
+    Image.fromarray(grey16).save(tmp_path / "g16.png")
+    assert torch.equal(read_image01(tmp_path / "g16.png")[0, 0], torch.from_numpy(grey16 / np.float32(65535)))
+
+    Image.fromarray(rgb[..., 0] > 127).save(tmp_path / "bw.png")
+    bw = read_image01(tmp_path / "bw.png")
+    assert set(bw.unique().tolist()) == {0.0, 1.0}
+
+
+def test_eight_bit_values_are_exact_and_channels_follow_the_model(tmp_path):
+    grey = np.arange(256, dtype=np.uint8).reshape(16, 16)
+    Image.fromarray(grey).save(tmp_path / "g.png")
+    x = read_image01(tmp_path / "g.png", channels=3)
+    assert x.shape == (1, 3, 16, 16) and x.dtype == torch.float32
+    assert torch.equal((x * 255).round().to(torch.uint8)[0, 2], torch.from_numpy(grey))  # k / 255 round trip
+    # A grey picture stored as RGB is grey: a grayscale model takes it; a colour one is refused by name.
+    Image.fromarray(np.repeat(grey[..., None], 3, axis=2)).save(tmp_path / "grey_rgb.png")
+    assert read_image01(tmp_path / "grey_rgb.png", channels=1).shape == (1, 1, 16, 16)
+    Image.fromarray(_photo()).save(tmp_path / "colour.png")
+    with pytest.raises(ValueError, match=r"colour.png has 3 channels but the model takes 1 \(grayscale\), and the picture is in colour"):
+        read_image01(tmp_path / "colour.png", channels=1)
+
+
+def test_bad_files_name_the_file(tmp_path):
+    with pytest.raises(FileNotFoundError, match="no such image file: .*missing.png"):
+        read_image01(tmp_path / "missing.png")
+    (tmp_path / "junk.png").write_bytes(b"not an image")
+    with pytest.raises(ValueError, match="cannot read image file .*junk.png"):
+        read_image01(tmp_path / "junk.png")
+    Image.fromarray(np.zeros((4, 4), np.float32)).save(tmp_path / "f.tif")
+    with pytest.raises(ValueError, match=r"f.tif: unsupported pixel type float32"):
+        read_image01(tmp_path / "f.tif")
+    with pytest.raises(ValueError, match="channels must be 1, 3 or None"):
+        read_image01(tmp_path / "junk.png", channels=2)
+    with pytest.raises(FileNotFoundError, match="no such image file: mask m.png"):
+        read_image01(tmp_path / "m.png", name="mask m.png")
