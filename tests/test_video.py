@@ -66,6 +66,27 @@ def test_doubles_rate_keeps_audio(clip_with_audio: Path, tmp_path: Path) -> None
     assert not [p for p in os.listdir(tmp_path) if "partial" in p]
 
 
+def test_variable_frame_rate_clip_keeps_audio_in_sync(tmp_path: Path) -> None:
+    """A phone-style clip whose frames arrive unevenly (2 s at 30 fps, then 2 s at 15 fps: average 22.5,
+    base rate 30) is decoded on an even 30-fps clock, so the output lasts as long as the input and its
+    audio. Before, the average rate was taken as the clock while ffmpeg decoded at 30: the video ran
+    1.2 s longer than the sound."""
+    src, out = tmp_path / "vfr.mp4", tmp_path / "out.mp4"
+    subprocess.run([FFMPEG, "-v", "error", "-y", "-f", "lavfi", "-i", "testsrc2=size=64x48:rate=30", "-f", "lavfi",
+                    "-i", "sine=frequency=440", "-t", "4", "-vf",
+                    "setpts='if(lt(N,60),N/(30*TB),2/TB+(N-60)/(15*TB))'", "-fps_mode", "vfr", "-c:v", "libx264",
+                    "-pix_fmt", "yuv420p", "-c:a", "aac", "-shortest", str(src)], check=True)
+    info = video_mod.ffmpeg_io.probe_video(str(src))
+    assert info.base_fps == 30 and info.avg_fps < 25 and info.decode_rate == 30
+    res = interpolate_video(src, out, factor=2, progress=False)
+    assert res.fps_in == 30 and res.fps_out == 60 and res.audio
+    _, seconds_in = imageio_ffmpeg.count_frames_and_secs(str(src))
+    frames_out, seconds_out = imageio_ffmpeg.count_frames_and_secs(str(out))
+    assert frames_out == res.frames_out and abs(seconds_out - seconds_in) < 0.1
+    # A constant-rate clip is decoded as before (no clock forced on it).
+    assert video_mod.ffmpeg_io.probe_video(str(out)).decode_rate is None
+
+
 def test_fps_target_and_slowmo(clip_with_audio: Path, tmp_path: Path) -> None:
     res = interpolate_video(clip_with_audio, tmp_path / "24.mp4", fps=24, progress=False)
     assert res.fps_out == 24 and res.frames_out == int((res.frames_in - 1) * 2.4) + 1

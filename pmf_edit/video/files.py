@@ -247,7 +247,7 @@ def interpolate_video(
     planar = planar and info.subsampling is not None and not (cfg.refine or cfg.generative)
     tmp = _partial_path(dst)  # checks the output folder before any ffmpeg process starts
     meta, frames = read_frames(src, info, planar)
-    fps_in, fps_out, step = _output_clock(meta, factor, fps, slowmo)
+    fps_in, fps_out, step = _output_clock(meta, factor, fps, slowmo, info.decode_rate)
     audio = keep_audio and not slowmo and info.has_audio
     out = _Output(open_writer(tmp, info, planar, fps_out, codec, quality, src if audio else None, encoder_options),
                   f"{src} -> {dst} (codec {codec or 'libx264'!r}, encoder options {list(encoder_options)})")
@@ -283,9 +283,11 @@ def interpolate_video(
 # The steps of interpolate_video
 
 
-def _output_clock(meta: dict, factor: int, fps: float | None, slowmo: bool) -> tuple[float, float, float]:
-    """(input fps, output fps, source frames advanced per output frame); 25 fps if the file has no rate."""
-    fps_in = float(meta.get("fps") or 0) or 25.0
+def _output_clock(meta: dict, factor: int, fps: float | None, slowmo: bool,
+                  decode_rate: float | None = None) -> tuple[float, float, float]:
+    """(input fps, output fps, source frames advanced per output frame); 25 fps if the file has no rate.
+    `decode_rate`: the even clock a variable-frame-rate source is decoded at (`VideoInfo.decode_rate`)."""
+    fps_in = decode_rate or float(meta.get("fps") or 0) or 25.0
     if fps is not None:
         return fps_in, float(fps), fps_in / float(fps)
     return fps_in, fps_in if slowmo else fps_in * factor, 1.0 / factor
