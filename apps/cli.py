@@ -207,6 +207,11 @@ def main(argv: list[str] | None = None) -> int:
     except Stopped as err:
         print(f"{prog}: stopped by {err}", file=sys.stderr)
         return 128 + err.signum
+    except BrokenPipeError as err:
+        if _stdout_gone():  # `pmf ... | head`: the reader has what it wanted; stop quietly, as Unix tools do
+            return 128 + 13  # SIGPIPE's status
+        print(f"{prog}: error: {error_line(err)}", file=sys.stderr)  # another pipe (an ffmpeg process) broke
+        return 2
     except (ValueError, TypeError, OSError, FloatingPointError) as err:
         # Bad input, an unusable file, or a checkpoint whose computation blew up (invert's NaN check):
         # a clear one-line message, no traceback.
@@ -227,6 +232,24 @@ def main(argv: list[str] | None = None) -> int:
             signal.signal(s, handler)
         if previous is not None:  # in-process callers (tests) get their default back
             set_default_precision(previous)
+
+
+def _stdout_gone() -> bool:
+    """True when standard output is a pipe whose reader has closed it (poll reports an error on its
+    write end); stdout is then pointed at os.devnull so that the interpreter's final flush does not
+    fail a second time."""
+    import select
+
+    try:
+        fd = sys.stdout.fileno()
+        poller = select.poll()
+        poller.register(fd, select.POLLOUT)
+        gone = any(event & select.POLLERR for _, event in poller.poll(0))
+    except (OSError, ValueError, AttributeError):  # no real file descriptor, or no poll on this system
+        return False
+    if gone:
+        os.dup2(os.open(os.devnull, os.O_WRONLY), fd)
+    return gone
 
 
 def _internal(prog: str, err: Exception) -> int:

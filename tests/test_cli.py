@@ -158,3 +158,16 @@ def test_each_call_imports_only_its_own_command_module(tmp_path):
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
                          cwd=str(tmp_path.parent), env={**os.environ, "PYTHONPATH": str(REPO)})
     assert out.stdout.strip().splitlines()[-1] == "0 2 False", out.stdout + out.stderr
+
+
+def test_output_piped_into_a_reader_that_stops_early_ends_quietly():
+    """`pmf stylize --list-classes | head -1`: the reader closes the pipe before pmf is done writing; pmf
+    stops without an error line (it printed "error: Broken pipe" and exited 2 before)."""
+    read, write = os.pipe()
+    os.close(read)  # the reader is gone before pmf writes a byte
+    try:
+        proc = subprocess.run([sys.executable, "-m", "apps.cli", "stylize", "--list-classes"], stdout=write,
+                              stderr=subprocess.PIPE, text=True, timeout=120)
+    finally:
+        os.close(write)
+    assert proc.returncode in (0, 141) and "error" not in proc.stderr, proc.stderr
