@@ -150,3 +150,26 @@ def test_rotated_phone_clip_comes_out_turned_like_the_input(tmp_path: Path, path
     got, ref = shown(out), shown(src)
     assert got.shape[0] == res.frames_out
     assert np.abs(got - ref[:1]).mean() < 1.0  # every frame (the still picture) shown as the input shows it
+
+
+def test_rgb_coded_source_and_anamorphic_pixels(tmp_path: Path) -> None:
+    """An RGB-coded clip (libx264rgb: gbrp, colour space "gbr") goes through the rgb path to yuv420p tagged
+    with the matrix it was written in (it was refused by the encoder: "-colorspace gbr" on a YUV output);
+    non-square pixels (SAR 32:27, an anamorphic DVD frame) keep their shape, so the picture keeps its 16:9."""
+    rgb, ana = tmp_path / "rgb.mp4", tmp_path / "ana.mp4"
+    subprocess.run([FFMPEG, "-v", "error", "-y", "-f", "lavfi", "-i", "testsrc2=size=64x48:rate=10:duration=0.5",
+                    "-pix_fmt", "gbrp", "-c:v", "libx264rgb", str(rgb)], check=True)
+    subprocess.run([FFMPEG, "-v", "error", "-y", "-f", "lavfi", "-i", "testsrc2=size=72x48:rate=10:duration=0.5",
+                    "-vf", "setsar=32/27", "-pix_fmt", "yuv420p", "-c:v", "libx264", str(ana)], check=True)
+    assert probe_video(str(rgb)).rgb_coded and probe_video(str(ana)).sar == (32, 27)
+    for src in (rgb, ana):
+        out = tmp_path / f"{src.stem}_2x.mp4"
+        res = interpolate_video(src, out, factor=2, progress=False, workers=1)
+        assert res.frames_out == 2 * res.frames_in - 1
+        info = probe_video(str(out))
+        if src == rgb:
+            assert (info.pix_fmt, info.color_space, info.color_range) == ("yuv420p", "smpte170m", "tv")
+            got, ref = raw_frames(out, "rgb24"), raw_frames(src, "rgb24")
+            assert np.abs(got[0].astype(float) - ref[0]).mean() < 6  # the same picture (4:2:0 chroma aside)
+        else:
+            assert info.sar == (32, 27) and (info.width, info.height) == (72, 48)

@@ -27,7 +27,7 @@ from __future__ import annotations
 import re
 import subprocess
 from collections.abc import Generator, Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import cv2
 import imageio_ffmpeg
@@ -70,6 +70,7 @@ class VideoInfo:
     rotation: float = 0.0  # display rotation, degrees counter-clockwise (ffmpeg's "Display Matrix"); 0: none
     avg_fps: float | None = None  # frames / duration ("fps" in ffmpeg's description); None when not given
     base_fps: float | None = None  # the stream's base rate ("tbr"); equal to avg_fps for constant-rate video
+    sar: tuple[int, int] | None = None  # sample (pixel) aspect ratio when not square (anamorphic video)
 
     @property
     def decode_rate(self) -> float | None:
@@ -93,6 +94,12 @@ class VideoInfo:
         if sub is None or self.width % sub[0] or self.height % sub[1]:
             return None  # odd sizes would need ceil-sized chroma planes; the rgb path handles them
         return sub
+
+    @property
+    def rgb_coded(self) -> bool:
+        """True for RGB-coded video (gbrp, rgb24, libx264rgb output: no YCbCr matrix). Its colour-space
+        and range tags describe RGB; the yuv420p output of the rgb path is tagged with its own."""
+        return self.color_space in ("gbr", "rgb") or self.pix_fmt.startswith(("gbr", "rgb", "bgr", "argb", "abgr"))
 
     @property
     def full_range(self) -> bool:
@@ -170,7 +177,16 @@ def probe_video(path: str) -> VideoInfo:
     return VideoInfo(width=int(size.group(1)), height=int(size.group(2)), pix_fmt=fmt.group(1),
                      color_range=rng, color_space=known(space), color_primaries=known(prim),
                      color_trc=known(trc), has_audio=re.search(r"Stream #\S+.*: Audio:", text) is not None,
-                     rotation=float(rot.group(1)) if rot else 0.0, avg_fps=rate("fps"), base_fps=rate("tbr"))
+                     rotation=float(rot.group(1)) if rot else 0.0, avg_fps=rate("fps"), base_fps=rate("tbr"),
+                     sar=_sar(parts))
+
+
+def _sar(parts: list[str]) -> tuple[int, int] | None:
+    """The non-square sample aspect ratio in a stream description ('720x480 [SAR 8:9 DAR 4:3]'), else None."""
+    m = next((m for p in parts if (m := re.search(r"\[SAR (\d+):(\d+) DAR", p))), None)
+    if m is None or m.group(1) == m.group(2) or "0" in (m.group(1), m.group(2)):
+        return None
+    return int(m.group(1)), int(m.group(2))
 
 
 def tag_options(info: VideoInfo) -> list[str]:
@@ -201,13 +217,13 @@ def encode_options(info: VideoInfo, planar: bool, pad: bool) -> tuple[str, str, 
     if planar:
         tags = tag_options(info)
         return info.pix_fmt, info.pix_fmt, tags, list(tags)  # same format in and out: no conversion
-    rng = "pc" if info.full_range else "tv"
+    rng = "pc" if info.full_range and not info.rgb_coded else "tv"  # RGB in: standard limited-range YUV out
     vf = ("pad=ceil(iw/2)*2:ceil(ih/2)*2," if pad else "") + (
         f"scale=out_color_matrix={info.matrix}:out_range={rng}:flags={SWS_FLAGS},format=yuv420p")
-    tags = tag_options(info)
-    if info.color_space is None:  # the rgb path writes in a known matrix: say which
+    tags = tag_options(replace(info, color_space=None, color_range=None) if info.rgb_coded else info)
+    if info.color_space is None or info.rgb_coded:  # the rgb path writes in a known matrix: say which
         tags += ["-colorspace", _MATRIX_TAG.get(info.matrix, info.matrix)]
-    if info.color_range is None:
+    if info.color_range is None or info.rgb_coded:
         tags += ["-color_range", rng]
     return "rgb24", "yuv420p", [], ["-vf", vf] + tags
 
@@ -307,6 +323,8 @@ def open_writer(dst: str, info: VideoInfo, planar: bool, fps: float, codec: str 
     pix_in, pix_out, in_opts, out_opts = encode_options(info, planar, bool(pad))
     if info.rotation:  # the frames are as stored: the output shows them turned as the input did
         in_opts = [*in_opts, "-display_rotation", f"{info.rotation:g}", "-noautorotate"]
+    if info.sar is not None:  # anamorphic: the output's pixels have the input's shape (display aspect kept)
+        out_opts = [*out_opts, "-aspect", f"{info.width * info.sar[0]}:{info.height * info.sar[1]}"]
     return imageio_ffmpeg.write_frames(dst, (info.width, info.height), fps=fps, codec=codec, quality=quality,
                                        macro_block_size=1, pix_fmt_in=pix_in, pix_fmt_out=pix_out,
                                        input_params=in_opts, output_params=out_opts + list(encoder_options),
