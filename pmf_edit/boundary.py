@@ -81,15 +81,25 @@ def check_images(
     """
     c = "C" if channels is None else str(channels)
     if not isinstance(images, Tensor):
-        raise TypeError(f"{name} must be a torch.Tensor (B, {c}, H, W) in [0, 1], got {type(images).__name__}")
+        hint = ""
+        if type(images).__name__ == "ndarray" or hasattr(images, "getbands"):  # numpy array, PIL image
+            hint = ("; from an (H, W, C) uint8 array or PIL image: torch.from_numpy(numpy.asarray(a)).permute(2, 0, 1)"
+                    "[None].float() / 255, or read a file with core.images.read_image01(path)")
+        raise TypeError(f"{name} must be a torch.Tensor (B, {c}, H, W) in [0, 1], got {type(images).__name__}{hint}")
     shape = tuple(images.shape)
     if images.dtype not in (torch.float32, torch.float64):
-        raise ValueError(f"{name} must be float32 or float64 in [0, 1], got dtype {images.dtype} (shape {shape})")
+        hint = (": convert with .float() / 255" if images.dtype == torch.uint8
+                else ": convert with .float()" if images.is_floating_point() else "")
+        raise ValueError(f"{name} must be float32 or float64 in [0, 1], got dtype {images.dtype} (shape {shape}){hint}")
     if images.ndim != 4:
-        raise ValueError(f"{name} must be (B, C, H, W) = (B, {c}, H, W), got shape {shape}")
+        hint = (f"; one image (C, H, W) is a batch of one: {name}[None]"
+                if images.ndim == 3 and images.shape[0] in (1, 3) else "")
+        raise ValueError(f"{name} must be (B, C, H, W) = (B, {c}, H, W), got shape {shape}{hint}")
     if channels is not None and images.shape[1] != channels:
+        hint = (f"; this looks like channels last (B, H, W, C): {name}.permute(0, 3, 1, 2)"
+                if images.shape[-1] == channels and images.shape[1] not in (1, 3) else "")
         raise ValueError(f"{name} must be (B, {channels}, H, W): {images.shape[1]} channels but the model takes "
-                         f"{channels}, got shape {shape}")
+                         f"{channels}, got shape {shape}{hint}")
     if images.shape[0] == 0:
         raise ValueError(f"{name} is an empty batch (shape {shape})")
     if size is not None and tuple(images.shape[2:]) != (size, size):
@@ -99,7 +109,11 @@ def check_images(
         raise ValueError(f"{name} must be at least {min_side}x{min_side} pixels, got shape {shape}")
     lo, hi = float(images.min()), float(images.max())
     if not (0.0 <= lo and hi <= 1.0):  # also catches NaN
-        raise ValueError(f"{name} must lie in [0, 1], got values in [{lo:.4g}, {hi:.4g}] (shape {shape})")
+        if not bool(torch.isfinite(images).all()):
+            raise ValueError(f"{name} must lie in [0, 1] and holds NaN or infinite values (shape {shape})")
+        hint = ("; 8-bit values? divide by 255" if hi > 1.0 and hi <= 255.0 and lo >= 0.0 else
+                "; model-range values in [-1, 1]? map them with (x + 1) / 2" if lo >= -1.0 and hi <= 1.0 else "")
+        raise ValueError(f"{name} must lie in [0, 1], got values in [{lo:.4g}, {hi:.4g}] (shape {shape}){hint}")
 
 
 def check_labels(net: PixelMeanFlow, labels: Labels, n: int, name: str = "labels", *,

@@ -122,6 +122,23 @@ def test_same_image_rule_and_words_everywhere(nets):
             call()
 
 
+@pytest.mark.parametrize("bad,kind,hint", [
+    (lambda: torch.randint(0, 256, (1, 3, 32, 32), dtype=torch.uint8), ValueError, r"convert with \.float\(\) / 255"),
+    (lambda: torch.rand(1, 3, 32, 32).half(), ValueError, r"convert with \.float\(\)$"),
+    (lambda: torch.rand(32, 32, 3).numpy(), TypeError, r"got ndarray; from an \(H, W, C\) uint8 array or PIL image"),
+    (lambda: torch.rand(1, 32, 32, 3), ValueError, r"looks like channels last \(B, H, W, C\): content\.permute"),
+    (lambda: torch.rand(3, 32, 32), ValueError, r"one image \(C, H, W\) is a batch of one: content\[None\]"),
+    (lambda: torch.rand(1, 3, 32, 32) * 255, ValueError, r"8-bit values\? divide by 255"),
+    (lambda: torch.rand(1, 3, 32, 32) * 2 - 1, ValueError, r"map them with \(x \+ 1\) / 2"),
+    (lambda: torch.full((1, 3, 32, 32), float("nan")), ValueError, r"holds NaN or infinite values"),
+])
+def test_image_errors_say_how_to_fix_the_common_mistakes(nets, bad, kind, hint):
+    """What a caller most often passes by mistake gets the one-line fix in the message."""
+    _, rgb = nets
+    with pytest.raises(kind, match=hint):
+        pmf_edit.style_transfer(rgb, bad(), torch.rand(1, 3, 32, 32))
+
+
 def test_null_class_is_none_at_the_public_api(nets):
     gray, _ = nets
     x = torch.rand(2, 1, 32, 32)
