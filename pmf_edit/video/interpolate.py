@@ -33,6 +33,7 @@ import numpy as np
 import torch
 
 from core import checks
+from pmf_edit.boundary import check_images
 from pmf_edit.video.refine import refine
 from pmf_edit.video.flow import (DIS_PRESETS, REMAP_MODES, backward_warp, dis_flows, fb_consistency, pixel_grid, splat,
                            to_gray_u8)
@@ -474,19 +475,13 @@ def _check_frames(frame0: torch.Tensor, frame1: torch.Tensor) -> None:
 
 
 def _check_frame(name: str, f: torch.Tensor) -> None:
-    """One frame argument: a float tensor (C, H, W) or (B, C, H, W), C in {1, 3}, at least 2x2, in [0, 1]."""
-    if not isinstance(f, torch.Tensor):
-        raise ValueError(f"{name} must be a torch.Tensor, got {type(f).__name__}")
-    if f.ndim not in (3, 4) or f.shape[-3] not in (1, 3):
-        raise ValueError(f"{name} must be (B, C, H, W) or (C, H, W) with C in {{1, 3}}, "
-                         f"got shape {tuple(f.shape)}")
-    if not f.is_floating_point():
-        raise ValueError(f"{name} must be a float tensor in [0, 1], got dtype {f.dtype}")
-    if f.numel() == 0 or min(f.shape[-2:]) < 2:
-        raise ValueError(f"{name} must be at least 2x2 pixels, got shape {tuple(f.shape)}")
-    lo, hi = float(f.min()), float(f.max())
-    if not (lo >= -1e-3 and hi <= 1 + 1e-3):  # also catches NaN
-        raise ValueError(f"{name} values must be in [0, 1], got range [{lo:.4g}, {hi:.4g}]")
+    """One frame argument: (C, H, W) or (B, C, H, W), C in {1, 3}, at least 2x2, float32/float64 in [0, 1]:
+    the image rule of every pmf_edit function (``boundary.check_images``), a single frame allowed."""
+    if isinstance(f, torch.Tensor) and f.ndim == 3:
+        f = f[None]  # (1, C, H, W)
+    check_images(f, name, min_side=2)
+    if f.shape[1] not in (1, 3):
+        raise ValueError(f"{name} must be (B, C, H, W) or (C, H, W) with C in {{1, 3}}, got shape {tuple(f.shape)}")
 
 
 def _is_scalar_time(times: object) -> bool:
@@ -518,7 +513,8 @@ def interpolate_frames(
     """Frames between `frame0` (t=0) and `frame1` (t=1), one per requested time.
 
     Args:
-        frame0: (B, C, H, W) or (C, H, W) float tensor in [0, 1], C = 1 (grayscale) or 3 (RGB); any H, W.
+        frame0: (B, C, H, W) or (C, H, W) float32 or float64 tensor in [0, 1], C = 1 (grayscale) or 3 (RGB);
+            any H, W (at least 2 pixels).
         frame1: same shape as `frame0`.
         times: one time or several, each in [0, 1]; 0 and 1 return the inputs exactly.
         config: method settings; `InterpolationConfig()` (bidirectional DIS flow, flow splatting,
