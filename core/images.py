@@ -87,7 +87,8 @@ def read_image01(path: str | Path, channels: int | None = None, name: str | None
     * 8-bit values map to k / 255 exactly (an unedited output written as PNG reads back bit-identical),
       16-bit to k / 65535; bilevel images to 0 / 1.
     * CMYK, YCbCr, LAB and HSV images are converted to RGB; palette images are expanded; alpha is
-      dropped (the colour under transparent pixels is kept as stored).
+      dropped (the colour under transparent pixels is kept as stored); an animation or a multi-page
+      file gives its first frame. HEIC/AVIF need Pillow's plugin for them (the error says so).
     * ``channels=3``: a grayscale file is repeated to RGB. ``channels=1``: an RGB file whose three
       channels are equal is taken as grayscale; a colour one is refused (the caller's model is
       grayscale; convert it first). None: the file's own channels (1 or 3).
@@ -123,7 +124,9 @@ def read_image01(path: str | Path, channels: int | None = None, name: str | None
                                     mode="RGB" if mode in _TO_RGB_MODES else None))
     except Exception as err:  # imageio / Pillow raise many types for bad data; all mean "unreadable"
         first = str(err).strip().splitlines()[0] if str(err).strip() else ""
-        raise ValueError(f"cannot read image file {label}: {type(err).__name__}: {first}") from err
+        hint = ("; HEIC/HEIF/AVIF photos (iPhones save HEIC) need Pillow's plugin for them (pip install pillow-heif)"
+                " or converting to JPEG/PNG first" if p.suffix.lower() in (".heic", ".heif", ".avif") else "")
+        raise ValueError(f"cannot read image file {label}: {type(err).__name__}: {first}{hint}") from err
     if arr.ndim == 4:  # an animation: its first frame
         arr = arr[0]
     if arr.ndim == 2:

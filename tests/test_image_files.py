@@ -83,6 +83,9 @@ def test_bad_files_name_the_file(tmp_path):
     (tmp_path / "junk.png").write_bytes(b"not an image")
     with pytest.raises(ValueError, match="cannot read image file .*junk.png"):
         read_image01(tmp_path / "junk.png")
+    (tmp_path / "IMG_0001.HEIC").write_bytes(b"\x00\x00\x00\x18ftypheic" + bytes(100))
+    with pytest.raises(ValueError, match=r"IMG_0001.HEIC: .*HEIC/HEIF/AVIF photos .* converting to JPEG/PNG"):
+        read_image01(tmp_path / "IMG_0001.HEIC")
     Image.fromarray(np.zeros((4, 4), np.float32)).save(tmp_path / "f.tif")
     with pytest.raises(ValueError, match=r"f.tif: unsupported pixel type float32"):
         read_image01(tmp_path / "f.tif")
