@@ -17,6 +17,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from core.images import check_image_output
+
 
 def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("image", help="input image file (PNG/JPEG...) with the model's channel count, any size")
@@ -26,7 +28,8 @@ def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--model-config", default=None, metavar="JSON",
                    help="architecture (PMFConfig fields, a JSON file or inline JSON) of an official-format "
                    "checkpoint that is not a released size; such files are refused without it")
-    p.add_argument("--out", required=True, help="output file")
+    p.add_argument("--out", required=True, help="output file: an image whose extension names its format (.png, "
+                   ".jpg, .tif, .webp; PNG without one), or the .npy of pmf invert's latents")
     p.add_argument("--guidance-scale", type=float, default=None,
                    help="guidance scale >= 1 (a network input, no extra cost); default: the official "
                    "checkpoint's recommended scale (e.g. 8.5 for pMF-B/16), else per command")
@@ -62,7 +65,7 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     p.add_argument("--iterations", type=int, default=None,
                    help="fixed-point updates per interval (default: the method's: 7 fixed-point, 2 hybrid)")
     _inversion_flags(p)
-    p.add_argument("--reconstruction", default=None, help="also write the regenerated image here (PNG)")
+    p.add_argument("--reconstruction", default=None, help="also write the regenerated image here (the extension names the format; PNG without one)")
     p.set_defaults(func=run_invert)
 
     p = sub.add_parser("edit", help="change an image's class, keeping its shape and style",
@@ -152,11 +155,12 @@ def _read(path: str, net) -> torch.Tensor:
 
 
 def _write(path: str, images01: torch.Tensor) -> None:
-    from core.images import save_png
+    """The first image, written in the format the extension names (PNG when there is none)."""
+    from core.images import save_image, save_png
 
     # round(255 v) straight from [0, 1]: a pixel read as k / 255 is written back as k.
     arr = (images01[0].detach().float().cpu().clamp(0, 1) * 255.0).round().to(torch.uint8)
-    save_png(path, arr.permute(1, 2, 0).numpy())
+    (save_image if Path(path).suffix else save_png)(path, arr.permute(1, 2, 0).numpy())
 
 
 def _guidance(args: argparse.Namespace, default: float, rec: dict) -> dict:
@@ -181,6 +185,8 @@ def run_invert(args: argparse.Namespace) -> int:
     from pmf_edit.editing import invert
     from pmf_edit.velocity import DEFAULT_INTERVALS, generate
 
+    if args.reconstruction:
+        check_image_output(args.reconstruction)  # before any work
     net, names, rec = _load(args)
     x = _read(args.image, net).to(args.device)
     y = _class(args.label, names)
@@ -214,6 +220,7 @@ def run_invert(args: argparse.Namespace) -> int:
 def run_edit(args: argparse.Namespace) -> int:
     from pmf_edit import editing
 
+    check_image_output(args.out)  # before any work: a bad extension fails at once
     net, names, rec = _load(args)
     x = _read(args.image, net).to(args.device)
     tgt = _class(args.target, names)
@@ -242,6 +249,7 @@ def run_inpaint(args: argparse.Namespace) -> int:
     from core.images import read_image01
     from pmf_edit.editing import inpaint
 
+    check_image_output(args.out)  # before any work: a bad extension fails at once
     net, names, rec = _load(args)
     x = _read(args.image, net).to(args.device)
     if not Path(args.mask).is_file():

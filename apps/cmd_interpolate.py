@@ -47,7 +47,7 @@ def _read_image(path: str):
 def run_pair(args: argparse.Namespace) -> int:
     import numpy as np
 
-    from core.images import save_image
+    from core.images import check_image_output, save_image
     from pmf_edit.video import interpolate_frames
 
     f0, f1 = _read_image(args.frame0), _read_image(args.frame1)
@@ -56,6 +56,7 @@ def run_pair(args: argparse.Namespace) -> int:
                          f"{args.frame1} is {tuple(f1.shape)}")
     if not os.path.splitext(args.output)[1]:
         raise ValueError(f"output {args.output} has no file extension; it picks the image format (e.g. .png)")
+    check_image_output(args.output)
     if os.path.isdir(args.output):
         raise ValueError(f"output {args.output} is a folder; give an image file path, e.g. "
                          f"{os.path.join(args.output, 'middle.png')}")

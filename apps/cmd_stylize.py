@@ -30,7 +30,8 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     )
     p.add_argument("content", nargs="?", help="content image file (PNG/JPEG/...)")
     p.add_argument("style", nargs="?", help="style image file, or class:NAME / class:INDEX of the model")
-    p.add_argument("-o", "--output", default=None, help="output PNG path (required unless --list-classes)")
+    p.add_argument("-o", "--output", default=None, help="output image; its extension names the format (.png, .jpg, "
+                   ".tif, .webp; PNG without one); required unless --list-classes")
     p.add_argument("--model", default=None,
                    help="RGB pMF model folder or official .pt file (e.g. pMF-B-16.pt: style classes are ImageNet "
                    "names or indices, class:goldfish); default: the bundled photos model")
@@ -85,7 +86,7 @@ def read_image01(path: str) -> torch.Tensor:
 
 def run(args: argparse.Namespace) -> int:
     from core.checkpoint import bundled_model_dir
-    from core.images import save_png
+    from core.images import check_image_output, save_image, save_png
     from pmf_edit.editing import from_pretrained
     from pmf_edit.style import resolve_style_class, style_transfer
 
@@ -104,6 +105,7 @@ def run(args: argparse.Namespace) -> int:
         return 0
     if not args.content or not args.style or not args.output:
         raise ValueError("usage: pmf stylize CONTENT STYLE -o OUT (STYLE a file or class:NAME)")
+    check_image_output(args.output)  # before any work: a bad extension fails at once
     if not 0.0 <= args.strength <= 1.0:
         raise ValueError(f"--strength must lie in [0, 1], got {args.strength}")
     content = read_image01(args.content)
@@ -128,7 +130,7 @@ def run(args: argparse.Namespace) -> int:
     seconds = time.perf_counter() - t0
     out = Path(args.output)
     arr = (res.images[0].permute(1, 2, 0).clamp(0, 1) * 255).round().to(torch.uint8).cpu().numpy()
-    save_png(out, arr)
+    (save_image if out.suffix else save_png)(out, arr)  # the extension names the format; PNG without one
     print(json.dumps({
         "output": str(out), "model": str(model_path), "style": args.style, "strength": args.strength,
         "method": res.method, "texture": args.texture, "nfe": res.nfe, "size_mode": res.size_mode,

@@ -93,3 +93,27 @@ def test_bad_files_name_the_file(tmp_path):
         read_image01(tmp_path / "junk.png", channels=2)
     with pytest.raises(FileNotFoundError, match="no such image file: mask m.png"):
         read_image01(tmp_path / "m.png", name="mask m.png")
+
+
+def test_outputs_take_the_format_of_their_extension(tmp_path):
+    """`pmf edit --out e.jpg` wrote PNG bytes under a .jpg name; the extension now names the format
+    (PNG without one), and an unknown extension is refused before any work."""
+    from apps.cli import main
+    from core.checkpoint import bundled_model_dir
+    from core.images import check_image_output
+
+    Image.fromarray(_photo()).save(tmp_path / "in.png")
+    model = str(bundled_model_dir("photos"))
+    for name, fmt in (("e.jpg", "JPEG"), ("e.webp", "WEBP"), ("e.tif", "TIFF"), ("e", "PNG")):
+        assert main(["edit", str(tmp_path / "in.png"), "--model", model, "--target", "1", "--out",
+                     str(tmp_path / name)]) == 0
+        with Image.open(tmp_path / name) as f:
+            assert f.format == fmt and f.size == (40, 24)
+    assert main(["stylize", str(tmp_path / "in.png"), "class:1", "-o", str(tmp_path / "s.jpg"), "--model", model]) == 0
+    with Image.open(tmp_path / "s.jpg") as f:
+        assert f.format == "JPEG"
+    with pytest.raises(ValueError, match=r"'\.jgp' is not an image format this can write"):
+        check_image_output(tmp_path / "e.jgp")
+    assert main(["edit", str(tmp_path / "in.png"), "--model", model, "--target", "1", "--out",
+                 str(tmp_path / "e.jgp")]) == 2
+    assert not list(tmp_path.glob("*e.jgp*"))  # nothing written under the bad name
