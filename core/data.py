@@ -444,16 +444,11 @@ def load_photos(
 
 
 def _read_image(path: Path) -> Tensor:
-    """Reads one file -> float32 (C, H, W) in [-1, 1], C in {1, 3}; errors name the file."""
-    import imageio.v3 as iio
+    """Reads one file -> float32 (C, H, W) in [-1, 1], C in {1, 3}, as a viewer shows it (EXIF
+    orientation, CMYK converted: ``core.images.read_image01``); errors name the file."""
+    from core.images import read_image01
 
-    try:
-        array = iio.imread(path, plugin="pillow")  # pillow covers IMAGE_EXTENSIONS; no plugin probing
-    except Exception as e:  # imageio raises many types for bad files; all mean the same to a user
-        raise ValueError(f"cannot read image file {str(path)!r}: {type(e).__name__}: {e}") from e
-    if array.ndim == 4:  # animated GIF / multi-page TIFF: first frame
-        array = array[0]
-    return _hwc_to_tensor(array, f"image file {str(path)!r}")
+    return read_image01(path, name=repr(str(path)))[0].mul(2).sub(1).clamp(-1, 1).contiguous()
 
 
 def _resize_center_crop(x: Tensor, resolution: int) -> Tensor:

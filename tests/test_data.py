@@ -187,3 +187,28 @@ def test_sampler_errors():
         BatchSampler(5, 10)
     with pytest.raises(ValueError, match="rank"):
         BatchSampler(100, 10, rank=2, world_size=2)
+
+
+def test_image_folder_reads_files_as_a_viewer_shows_them(tmp_path):
+    """A user's own photo folder: a CMYK JPEG keeps its colours (it was read as RGBA, the K plate dropped)
+    and a phone photo stored sideways with an EXIF orientation comes in upright."""
+    from PIL import Image, ImageOps
+
+    rgb = np.zeros((24, 40, 3), np.uint8)
+    rgb[:, :20] = (200, 30, 30)  # red left half
+    rgb[:, 20:] = (30, 30, 200)  # blue right half
+    (tmp_path / "a").mkdir()
+    Image.fromarray(rgb).convert("CMYK").save(tmp_path / "a" / "cmyk.jpg", quality=100)
+    im = Image.fromarray(rgb)
+    exif = im.getexif()
+    exif[0x0112] = 6
+    im.save(tmp_path / "a" / "phone.png", exif=exif.tobytes())
+    ds = load_image_folder(tmp_path, resolution=24)
+    cmyk, phone = ds.images[0], ds.images[1]  # sorted file names: cmyk.jpg, phone.png
+    left = (cmyk[:, :, :8].mean(dim=(1, 2)) + 1) / 2 * 255
+    assert left[0] > 170 and left[1] < 60 and left[2] < 60  # still red
+    with Image.open(tmp_path / "a" / "phone.png") as f:
+        shown = np.asarray(ImageOps.exif_transpose(f))  # (40, 24, 3): red on top
+    assert shown.shape == (40, 24, 3)
+    top, bottom = ((phone[:, :8].mean(dim=(1, 2)) + 1) / 2 * 255), ((phone[:, -8:].mean(dim=(1, 2)) + 1) / 2 * 255)
+    assert top[0] > 170 and bottom[2] > 170  # upright: red above blue, as shown
