@@ -106,7 +106,7 @@ def read_image01(path: str | Path, channels: int | None = None, name: str | None
     * EXIF orientation is applied (a portrait phone photo stored sideways comes out upright), so
       the pixels match what the user sees and what a mask drawn over the displayed picture covers.
     * 8-bit values map to k / 255 exactly (an unedited output written as PNG reads back bit-identical),
-      16-bit to k / 65535; bilevel images to 0 / 1.
+      16-bit grey to k / 65535; bilevel images to 0 / 1. Pillow reads 16-bit RGB files at 8 bits.
     * CMYK, YCbCr, LAB and HSV images are converted to RGB; palette images are expanded; alpha is
       dropped (the colour under transparent pixels is kept as stored); an animation or a multi-page
       file gives its first frame. HEIC/AVIF need Pillow's plugin for them (the error says so).

@@ -477,11 +477,12 @@ def _check_frames(frame0: torch.Tensor, frame1: torch.Tensor) -> None:
 def _check_frame(name: str, f: torch.Tensor) -> None:
     """One frame argument: (C, H, W) or (B, C, H, W), C in {1, 3}, at least 2x2, float32/float64 in [0, 1]:
     the image rule of every pmf_edit function (``boundary.check_images``), a single frame allowed."""
-    if isinstance(f, torch.Tensor) and f.ndim == 3:
+    shape = tuple(f.shape) if isinstance(f, torch.Tensor) else None
+    if shape is not None and len(shape) == 3:
         f = f[None]  # (1, C, H, W)
     check_images(f, name, min_side=2)
     if f.shape[1] not in (1, 3):
-        raise ValueError(f"{name} must be (B, C, H, W) or (C, H, W) with C in {{1, 3}}, got shape {tuple(f.shape)}")
+        raise ValueError(f"{name} must be (B, C, H, W) or (C, H, W) with C in {{1, 3}}, got shape {shape}")
 
 
 def _is_scalar_time(times: object) -> bool:
