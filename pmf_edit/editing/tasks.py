@@ -42,8 +42,8 @@ from pmf_edit import velocity as vf
 from pmf_edit.boundary import (Labels, check_guidance, check_images, check_labels, check_steps, check_strength,
                                forward_noise, resolve_guidance, sample_noise, state_like, to_images, to_model,
                                with_precision)
-from pmf_edit.images import (SIZE_MODES, SizeMode, SizePlan, check_image_size, mask_to_network, plan_size,
-                             repeat_per_tile, through_network, to_network)
+from pmf_edit.images import (SIZE_MODES, TILE_CHUNK, SizeMode, SizePlan, check_image_size, input_chunks,
+                             mask_to_network, plan_size, repeat_per_tile, through_network, to_network)
 from pmf_edit.velocity import DEFAULT_INTERVALS, DEFAULT_ITERATIONS, DEFAULT_REFINEMENTS, HYBRID_SWITCH
 
 __all__ = [
@@ -141,17 +141,38 @@ def _check_images(net: PixelMeanFlow, images: torch.Tensor, size_mode: str, name
         raise ValueError(f"size_mode must be one of {', '.join(map(repr, SIZE_MODES))}, got {size_mode!r}")
 
 
-def _sized(net: PixelMeanFlow, images: torch.Tensor, fn: Callable[[torch.Tensor, SizePlan], tuple[torch.Tensor, int]],
+@dataclass(frozen=True)
+class _Inputs:
+    """Rows ``rows`` of the B T network inputs of ``plan``: what one call of a task's step sees (tile mode
+    runs the inputs in chunks of ``TILE_CHUNK`` to bound memory; ``images.input_chunks``)."""
+
+    plan: SizePlan
+    rows: slice
+
+    def per_input(self, values: Any) -> Any:
+        """Per-image values (B, ...) (labels, a per-sample guidance scale) -> these rows' (n, ...);
+        None, numbers and 0-d tensors pass through."""
+        if not isinstance(values, torch.Tensor) or values.ndim == 0:
+            return values
+        return repeat_per_tile(values, self.plan)[self.rows]
+
+
+def _sized(net: PixelMeanFlow, images: torch.Tensor, fn: Callable[[torch.Tensor, _Inputs], tuple[torch.Tensor, int]],
            size_mode: str, mask: torch.Tensor | None = None
            ) -> EditResult:
-    """Run ``fn(x01, plan) -> (out01, nfe per network input)`` at the network's size on images of
-    any size: images (B, C, H, W) in the input's size, nfe per image = nfe per input x tiles."""
+    """Run ``fn(x01, inputs) -> (out01, nfe per network input)`` at the network's size on images of
+    any size: images (B, C, H, W) in the input's size, nfe per image = nfe per input x tiles. ``fn``
+    sees the network inputs ``inputs.rows`` (all of them, or a tile-mode chunk) and expands per-image
+    values with ``inputs.per_input``."""
     spent = {}
 
     def run(x_in: torch.Tensor, plan: SizePlan) -> torch.Tensor:
-        out, spent["nfe"] = fn(x_in, plan)
+        parts = []
+        for rows in input_chunks(x_in.shape[0], plan, TILE_CHUNK):
+            out, spent["nfe"] = fn(x_in[rows], _Inputs(plan, rows))
+            parts.append(out)
         spent["tiles"] = plan.num_tiles
-        return out
+        return parts[0] if len(parts) == 1 else torch.cat(parts)
 
     out = through_network(images, net.cfg.image_size, run, size_mode=size_mode, mask=mask)
     return EditResult(images=out, nfe=spent["nfe"] * spent["tiles"], num_tiles=spent["tiles"])
@@ -304,11 +325,18 @@ def invert(
     if t == 0:  # the state at t = 0 is the image itself (in model units): nothing to solve
         return InversionResult(latents=to_model(net, x_in).to(device=images.device, dtype=images.dtype), t=0.0,
                                nfe=0, residual=0.0, num_tiles=plan.num_tiles)
-    inv = _invert(net, to_model(net, x_in), t, repeat_per_tile(y, plan), guidance_scale, guidance_interval, K, J,
-                  how, R, sw)
-    return InversionResult(latents=inv.latents.to(device=images.device, dtype=images.dtype), t=inv.t,
-                           nfe=inv.nfe * plan.num_tiles, residual=inv.residual, num_tiles=plan.num_tiles,
-                           diverged=inv.diverged)
+    parts = []  # tile mode inverts its inputs in chunks (bounded memory); each input is solved on its own
+    for rows in input_chunks(x_in.shape[0], plan, TILE_CHUNK):
+        at = _Inputs(plan, rows)
+        parts.append(_invert(net, to_model(net, x_in[rows]), t, at.per_input(y), at.per_input(guidance_scale),
+                             guidance_interval, K, J, how, R, sw))
+    inv = parts[0]
+    latents = inv.latents if len(parts) == 1 else torch.cat([q.latents for q in parts])
+    sizes = [q.latents.shape[0] for q in parts]
+    residual = sum(q.residual * k for q, k in zip(parts, sizes)) / sum(sizes)  # the mean over all inputs
+    return InversionResult(latents=latents.to(device=images.device, dtype=images.dtype), t=inv.t,
+                           nfe=inv.nfe * plan.num_tiles, residual=residual, num_tiles=plan.num_tiles,
+                           diverged=any(q.diverged for q in parts))
 
 
 @checks.checked
@@ -355,10 +383,10 @@ def reconstruct(
     if t == 0:
         return _unchanged(net, images, size_mode)
 
-    def run(x01: torch.Tensor, plan: SizePlan) -> tuple[torch.Tensor, int]:
-        yy = repeat_per_tile(y, plan)
-        inv = _invert(net, to_model(net, x01), t, yy, guidance_scale, guidance_interval, K, J, how, R, sw)
-        x, n = vf.generate(net, inv.latents, inv.t, K, yy, guidance_scale, guidance_interval)
+    def run(x01: torch.Tensor, at: _Inputs) -> tuple[torch.Tensor, int]:
+        yy, g = at.per_input(y), at.per_input(guidance_scale)
+        inv = _invert(net, to_model(net, x01), t, yy, g, guidance_interval, K, J, how, R, sw)
+        x, n = vf.generate(net, inv.latents, inv.t, K, yy, g, guidance_interval)
         return to_images(x, x01), inv.nfe + n
 
     return _sized(net, images, run, size_mode)
@@ -459,20 +487,20 @@ def edit(
     if t == 0:
         return _unchanged(net, images, size_mode)
 
-    def run(x01: torch.Tensor, plan: SizePlan) -> tuple[torch.Tensor, int]:
-        x, y_in = to_model(net, x01), repeat_per_tile(y_src, plan)
+    def run(x01: torch.Tensor, at: _Inputs) -> tuple[torch.Tensor, int]:
+        x, y_in, sg = to_model(net, x01), at.per_input(y_src), at.per_input(source_guidance_scale)
         if how == "backward":
-            inv = vf.invert_backward(net, x, t, y_in, source_guidance_scale, guidance_interval, K_inv, R)
+            inv = vf.invert_backward(net, x, t, y_in, sg, guidance_interval, K_inv, R)
         elif how == "seeded":  # the backward jump is the seed: no noise drawn
-            inv = vf.invert_seeded(net, x, t, y_in, source_guidance_scale, guidance_interval, J)
+            inv = vf.invert_seeded(net, x, t, y_in, sg, guidance_interval, J)
         elif how == "hybrid":  # the same noise seed as the solver's edit, on [0, switch * t] only
             e = _noise(net, x01.shape[0], 1, generator)[0]
-            inv = vf.invert_hybrid(net, x, t, y_in, source_guidance_scale, guidance_interval, sw, J, K_inv,
-                                   init="noise", noise=e)
+            inv = vf.invert_hybrid(net, x, t, y_in, sg, guidance_interval, sw, J, K_inv, init="noise", noise=e)
         else:
             e = _noise(net, x01.shape[0], 1, generator)[0]
-            inv = vf.invert(net, x, t, y_in, source_guidance_scale, guidance_interval, K_inv, J, init="noise", noise=e)
-        x, k = vf.generate(net, inv.latents, t, K, repeat_per_tile(y_tgt, plan), guidance_scale, guidance_interval)
+            inv = vf.invert(net, x, t, y_in, sg, guidance_interval, K_inv, J, init="noise", noise=e)
+        x, k = vf.generate(net, inv.latents, t, K, at.per_input(y_tgt), at.per_input(guidance_scale),
+                           guidance_interval)
         return to_images(x, x01), inv.nfe + k
 
     return _sized(net, images, run, size_mode)
@@ -524,10 +552,10 @@ def sdedit(
     if t == 0:
         return _unchanged(net, images, size_mode)
 
-    def run(x01: torch.Tensor, plan: SizePlan) -> tuple[torch.Tensor, int]:
+    def run(x01: torch.Tensor, at: _Inputs) -> tuple[torch.Tensor, int]:
         e = _noise(net, x01.shape[0], 1, generator)[0]
         z = forward_noise(to_model(net, x01), e, t, net.cfg.noise_scale)
-        out, k = vf.generate(net, z, t, K, repeat_per_tile(y, plan), guidance_scale, guidance_interval)
+        out, k = vf.generate(net, z, t, K, at.per_input(y), at.per_input(guidance_scale), guidance_interval)
         return to_images(out, x01), k
 
     return _sized(net, images, run, size_mode)
@@ -597,13 +625,13 @@ def flow_edit(
     if t0 == 0:
         return _unchanged(net, images, size_mode)
 
-    def run(x01: torch.Tensor, plan: SizePlan) -> tuple[torch.Tensor, int]:
-        m = x01.shape[0]  # B T network inputs
+    def run(x01: torch.Tensor, at: _Inputs) -> tuple[torch.Tensor, int]:
+        m = x01.shape[0]  # network inputs in this call (B T, or a tile-mode chunk of them)
         x_src = to_model(net, x01)
         eps = _noise(net, m, K, generator)
         x_edit = x_src.clone()
         # One batched call per step: [target branch; source branch] with their own conditions.
-        y = torch.cat([repeat_per_tile(y_tgt, plan), repeat_per_tile(y_src, plan)])
+        y = torch.cat([at.per_input(y_tgt), at.per_input(y_src)])
         omega = [guidance_scale] * m + [source_guidance_scale] * m
         for k in range(K):
             t, r = ts[k], ts[k + 1]
@@ -690,18 +718,18 @@ def inpaint(
     if t0 == 0:
         return _unchanged(net, images, size_mode)
 
-    def run(x01: torch.Tensor, plan: SizePlan) -> tuple[torch.Tensor, int]:
+    def run(x01: torch.Tensor, at: _Inputs) -> tuple[torch.Tensor, int]:
         known = to_model(net, x01)
-        mm = mask_to_network(plan, m.expand(n, -1, -1, -1)).to(device=known.device, dtype=known.dtype)
-        mm = mm.expand_as(known)  # (B T, C, S, S)
+        mm = mask_to_network(at.plan, m.expand(n, -1, -1, -1))[at.rows].to(device=known.device, dtype=known.dtype)
+        mm = mm.expand_as(known)  # (rows, C, S, S)
         eps = _noise(net, x01.shape[0], K * R, generator)
-        yy = repeat_per_tile(y, plan)
+        yy, g = at.per_input(y), at.per_input(guidance_scale)
         x = known
         for k in range(K):
             t = t0 * (1.0 - k / K)
             for j in range(R):
                 z = forward_noise(x, eps[k * R + j], t, s)
-                x_hat = vf.image_field(net, z, t, 0.0, yy, guidance_scale, guidance_interval)
+                x_hat = vf.image_field(net, z, t, 0.0, yy, g, guidance_interval)
                 x = mm * x_hat + (1.0 - mm) * known
         return to_images(x, x01), K * R
 
