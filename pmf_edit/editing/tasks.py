@@ -42,8 +42,8 @@ from pmf_edit import velocity as vf
 from pmf_edit.boundary import (Labels, check_guidance, check_images, check_labels, check_steps, check_strength,
                                forward_noise, resolve_guidance, sample_noise, state_like, to_images, to_model,
                                with_precision)
-from pmf_edit.images import (SIZE_MODES, TILE_CHUNK, SizeMode, SizePlan, check_image_size, input_chunks,
-                             mask_to_network, plan_size, repeat_per_tile, through_network, to_network)
+from pmf_edit.images import (SIZE_MODES, TILE_CHUNK, SizeMode, SizePlan, check_image_size, chunk_progress,
+                             input_chunks, mask_to_network, plan_size, repeat_per_tile, through_network, to_network)
 from pmf_edit.velocity import DEFAULT_INTERVALS, DEFAULT_ITERATIONS, DEFAULT_REFINEMENTS, HYBRID_SWITCH
 
 __all__ = [
@@ -158,7 +158,7 @@ class _Inputs:
 
 
 def _sized(net: PixelMeanFlow, images: torch.Tensor, fn: Callable[[torch.Tensor, _Inputs], tuple[torch.Tensor, int]],
-           size_mode: str, mask: torch.Tensor | None = None
+           size_mode: str, mask: torch.Tensor | None = None, what: str = "edit"
            ) -> EditResult:
     """Run ``fn(x01, inputs) -> (out01, nfe per network input)`` at the network's size on images of
     any size: images (B, C, H, W) in the input's size, nfe per image = nfe per input x tiles. ``fn``
@@ -168,7 +168,7 @@ def _sized(net: PixelMeanFlow, images: torch.Tensor, fn: Callable[[torch.Tensor,
 
     def run(x_in: torch.Tensor, plan: SizePlan) -> torch.Tensor:
         parts = []
-        for rows in input_chunks(x_in.shape[0], plan, TILE_CHUNK):
+        for rows in chunk_progress(input_chunks(x_in.shape[0], plan, TILE_CHUNK), what):
             out, spent["nfe"] = fn(x_in[rows], _Inputs(plan, rows))
             parts.append(out)
         spent["tiles"] = plan.num_tiles
@@ -326,7 +326,7 @@ def invert(
         return InversionResult(latents=to_model(net, x_in).to(device=images.device, dtype=images.dtype), t=0.0,
                                nfe=0, residual=0.0, num_tiles=plan.num_tiles)
     parts = []  # tile mode inverts its inputs in chunks (bounded memory); each input is solved on its own
-    for rows in input_chunks(x_in.shape[0], plan, TILE_CHUNK):
+    for rows in chunk_progress(input_chunks(x_in.shape[0], plan, TILE_CHUNK), "invert"):
         at = _Inputs(plan, rows)
         parts.append(_invert(net, to_model(net, x_in[rows]), t, at.per_input(y), at.per_input(guidance_scale),
                              guidance_interval, K, J, how, R, sw))
@@ -389,7 +389,7 @@ def reconstruct(
         x, n = vf.generate(net, inv.latents, inv.t, K, yy, g, guidance_interval)
         return to_images(x, x01), inv.nfe + n
 
-    return _sized(net, images, run, size_mode)
+    return _sized(net, images, run, size_mode, what="reconstruct")
 
 
 @checks.checked
@@ -503,7 +503,7 @@ def edit(
                            guidance_interval)
         return to_images(x, x01), inv.nfe + k
 
-    return _sized(net, images, run, size_mode)
+    return _sized(net, images, run, size_mode, what="edit")
 
 
 @checks.checked
@@ -558,7 +558,7 @@ def sdedit(
         out, k = vf.generate(net, z, t, K, at.per_input(y), at.per_input(guidance_scale), guidance_interval)
         return to_images(out, x01), k
 
-    return _sized(net, images, run, size_mode)
+    return _sized(net, images, run, size_mode, what="sdedit")
 
 
 @checks.checked
@@ -642,7 +642,7 @@ def flow_edit(
             x_edit = x_edit - (t - r) * (u_tgt - u_src)
         return to_images(x_edit, x01), 2 * K
 
-    return _sized(net, images, run, size_mode)
+    return _sized(net, images, run, size_mode, what="flow_edit")
 
 
 @torch.no_grad()
@@ -735,7 +735,7 @@ def inpaint(
 
     # The size policy pastes the input's own [0, 1] values outside the mask: bit-identical there
     # (no range round trip), at any size.
-    return _sized(net, images, run, size_mode, mask=m)
+    return _sized(net, images, run, size_mode, mask=m, what="inpaint")
 
 
 def _check_mask(mask: torch.Tensor, images: torch.Tensor) -> torch.Tensor:
