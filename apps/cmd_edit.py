@@ -142,25 +142,27 @@ def _class(spec: str | None, names: list[str]) -> int | None:
     return None if spec is None else resolve_class(spec, names)
 
 
-def _read(path: str, net) -> torch.Tensor:
-    """Image file -> (1, C, H, W) float32 in [0, 1], checked against the model (channels; any size).
-    Read as a viewer shows it (``core.images.read_image01``: EXIF orientation, CMYK, palettes, 16 bit);
-    a grayscale file is repeated for an RGB model, a colour one refused by a grayscale model."""
-    from core.images import read_image01
+def _read(path: str, net) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """Image file -> ((1, C, H, W) float32 in [0, 1], its alpha (1, 1, H, W) or None), checked against the
+    model (channels; any size). Read as a viewer shows it (``core.images.read_image01_alpha``: EXIF
+    orientation, CMYK, palettes, 16 bit); a grayscale file is repeated for an RGB model, a colour one
+    refused by a grayscale model."""
+    from core.images import read_image01_alpha
     from pmf_edit.images import check_image_size
 
-    x = read_image01(path, channels=net.cfg.in_channels)
+    x, alpha = read_image01_alpha(path, channels=net.cfg.in_channels)
     check_image_size(x, path)  # any size the size policy accepts
-    return x
+    return x, alpha
 
 
-def _write(path: str, images01: torch.Tensor) -> None:
-    """The first image, written in the format the extension names (PNG when there is none)."""
+def _write(path: str, images01: torch.Tensor, alpha: torch.Tensor | None = None) -> None:
+    """The first image, written in the format the extension names (PNG when there is none), with the
+    input's alpha where the format has one (a cut-out stays a cut-out)."""
     from core.images import save_image, save_png
 
     # round(255 v) straight from [0, 1]: a pixel read as k / 255 is written back as k.
     arr = (images01[0].detach().float().cpu().clamp(0, 1) * 255.0).round().to(torch.uint8)
-    (save_image if Path(path).suffix else save_png)(path, arr.permute(1, 2, 0).numpy())
+    (save_image if Path(path).suffix else save_png)(path, arr.permute(1, 2, 0).numpy(), alpha=alpha)
 
 
 def _guidance(args: argparse.Namespace, default: float, rec: dict) -> dict:
@@ -188,7 +190,8 @@ def run_invert(args: argparse.Namespace) -> int:
     if args.reconstruction:
         check_image_output(args.reconstruction)  # before any work
     net, names, rec = _load(args)
-    x = _read(args.image, net).to(args.device)
+    x, alpha = _read(args.image, net)
+    x = x.to(args.device)
     y = _class(args.label, names)
     g = _guidance(args, 1.0, rec)
     t0 = time.perf_counter()
@@ -207,7 +210,7 @@ def run_invert(args: argparse.Namespace) -> int:
                           g["guidance_interval"])
         nfe += k * T
         x_in = to_network(plan, x)
-        _write(args.reconstruction, from_network(plan, x, x_in, from_model_range(rec).to(x_in)))
+        _write(args.reconstruction, from_network(plan, x, x_in, from_model_range(rec).to(x_in)), alpha)
     seconds = time.perf_counter() - t0
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     # (C, S, S) for one network input, (T, C, S, S) for T tiles.
@@ -222,7 +225,8 @@ def run_edit(args: argparse.Namespace) -> int:
 
     check_image_output(args.out)  # before any work: a bad extension fails at once
     net, names, rec = _load(args)
-    x = _read(args.image, net).to(args.device)
+    x, alpha = _read(args.image, net)
+    x = x.to(args.device)
     tgt = _class(args.target, names)
     src = _class(args.source, names)
     kw = {} if args.strength is None else {"strength": args.strength}
@@ -239,7 +243,7 @@ def run_edit(args: argparse.Namespace) -> int:
     else:
         out = editing.sdedit(net, x, labels=tgt, generator=gen, **kw, **g)
     seconds = time.perf_counter() - t0
-    _write(args.out, out.images)
+    _write(args.out, out.images, alpha)
     _report("edit", args.out, out.nfe, seconds, net=net, method=args.method, source=src, target=tgt,
             size_mode=args.size_mode, tiles=out.num_tiles)
     return 0
@@ -251,7 +255,8 @@ def run_inpaint(args: argparse.Namespace) -> int:
 
     check_image_output(args.out)  # before any work: a bad extension fails at once
     net, names, rec = _load(args)
-    x = _read(args.image, net).to(args.device)
+    x, alpha = _read(args.image, net)
+    x = x.to(args.device)
     if not Path(args.mask).is_file():
         raise FileNotFoundError(f"no such mask image: {args.mask}")
     # The mask is read like the image (EXIF orientation included, so a mask drawn over the displayed
@@ -267,7 +272,7 @@ def run_inpaint(args: argparse.Namespace) -> int:
                   **_guidance(args, 1.0, rec))
     seconds = time.perf_counter() - t0
     # Unmasked pixels: bit-identical floats, and round(255 * v) of v = k / 255 gives back k.
-    _write(args.out, out.images)
+    _write(args.out, out.images, alpha)
     _report("inpaint", args.out, out.nfe, seconds, net=net, masked_pixels=int(mask.sum()), size_mode=args.size_mode,
             tiles=out.num_tiles)
     return 0

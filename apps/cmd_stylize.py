@@ -76,12 +76,17 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
 def read_image01(path: str) -> torch.Tensor:
     """An image file -> float32 (1, 3, H, W) in [0, 1], read as a viewer shows it (EXIF orientation,
     CMYK, palettes, 16 bit: ``core.images.read_image01``; gray repeated, alpha dropped); clear errors."""
-    from core.images import read_image01 as read
+    return _read_with_alpha(path)[0]
+
+
+def _read_with_alpha(path: str) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """``read_image01`` and the file's alpha (1, 1, H, W) or None."""
+    from core.images import read_image01_alpha
     from pmf_edit.images import check_image_size
 
-    x = read(path, channels=3)
+    x, alpha = read_image01_alpha(path, channels=3)
     check_image_size(x, repr(path))
-    return x
+    return x, alpha
 
 
 def run(args: argparse.Namespace) -> int:
@@ -108,7 +113,7 @@ def run(args: argparse.Namespace) -> int:
     check_image_output(args.output)  # before any work: a bad extension fails at once
     if not 0.0 <= args.strength <= 1.0:
         raise ValueError(f"--strength must lie in [0, 1], got {args.strength}")
-    content = read_image01(args.content)
+    content, alpha = _read_with_alpha(args.content)  # the output keeps the content's transparency
     style: torch.Tensor | str
     if args.style.startswith("class:"):
         style = args.style
@@ -130,7 +135,7 @@ def run(args: argparse.Namespace) -> int:
     seconds = time.perf_counter() - t0
     out = Path(args.output)
     arr = (res.images[0].permute(1, 2, 0).clamp(0, 1) * 255).round().to(torch.uint8).cpu().numpy()
-    (save_image if out.suffix else save_png)(out, arr)  # the extension names the format; PNG without one
+    (save_image if out.suffix else save_png)(out, arr, alpha=alpha)  # format by extension; PNG without one
     print(json.dumps({
         "output": str(out), "model": str(model_path), "style": args.style, "strength": args.strength,
         "method": res.method, "texture": args.texture, "nfe": res.nfe, "size_mode": res.size_mode,

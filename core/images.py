@@ -40,15 +40,22 @@ def make_grid(images: torch.Tensor, nrow: int, pad: int = 2) -> np.ndarray:
     return grid
 
 
-def save_png(path: str | Path, array: np.ndarray) -> Path:
-    """Write a uint8 (H, W) / (H, W, 1) / (H, W, 3) array as PNG (atomically: temp name, then rename)."""
-    return _save_atomic(Path(path), array, ".png")
+# Output formats that keep an alpha channel (the others, e.g. JPEG, write the colour alone).
+ALPHA_FORMATS = (".png", ".apng", ".webp", ".tif", ".tiff")
 
 
-def save_image(path: str | Path, array: np.ndarray) -> Path:
+def save_png(path: str | Path, array: np.ndarray, alpha: torch.Tensor | None = None) -> Path:
+    """Write a uint8 (H, W) / (H, W, 1) / (H, W, 3) array as PNG (atomically: temp name, then rename);
+    ``alpha`` (H, W) or (1, 1, H, W) in [0, 1] becomes its alpha channel."""
+    return _save_atomic(Path(path), _with_alpha(array, alpha, ".png"), ".png")
+
+
+def save_image(path: str | Path, array: np.ndarray, alpha: torch.Tensor | None = None) -> Path:
     """Write a uint8 (H, W) / (H, W, 1) / (H, W, 3) array in the format its extension names (.png,
     .jpg, .tif, .webp, ...), atomically (temp name in the same folder, then rename; the folder is
     created). JPEG is written at quality 95 (Pillow's default, 75, blurs fine detail visibly).
+    ``alpha`` (H, W) or (1, 1, H, W) in [0, 1] (an input's transparency, ``read_image01_alpha``) is
+    written as the alpha channel where the format has one (``ALPHA_FORMATS``), else left out.
 
     Example:
         >>> save_image("/tmp/out/mid.jpg", np.zeros((8, 8, 3), np.uint8))  # doctest: +SKIP
@@ -56,7 +63,19 @@ def save_image(path: str | Path, array: np.ndarray) -> Path:
     path = Path(path)
     if not path.suffix:
         raise ValueError(f"output {path} has no file extension; it picks the image format (e.g. .png)")
-    return _save_atomic(path, array, path.suffix)
+    return _save_atomic(path, _with_alpha(array, alpha, path.suffix), path.suffix)
+
+
+def _with_alpha(array: np.ndarray, alpha: torch.Tensor | None, suffix: str) -> np.ndarray:
+    """(H, W[, C]) uint8 -> (H, W, C + 1) with round(255 alpha) appended, when there is an alpha and the
+    format keeps it; the array itself otherwise."""
+    if alpha is None or suffix.lower() not in ALPHA_FORMATS:
+        return array
+    a = (alpha.detach().float().cpu().reshape(array.shape[0], array.shape[1]).clamp(0, 1) * 255.0).round()
+    colour = array if array.ndim == 3 else array[:, :, None]
+    if colour.shape[2] == 1 and suffix.lower() not in (".png", ".apng"):  # grey + alpha is a PNG mode only
+        colour = np.repeat(colour, 3, axis=2)
+    return np.concatenate([colour, a.to(torch.uint8).numpy()[:, :, None]], axis=2)
 
 
 def check_image_output(path: str | Path) -> Path:
@@ -102,6 +121,7 @@ _TO_RGB_MODES = ("CMYK", "YCbCr", "LAB", "HSV")
 
 def read_image01(path: str | Path, channels: int | None = None, name: str | None = None) -> torch.Tensor:
     """An image file as a float32 (1, C, H, W) tensor in [0, 1], the way a photo viewer shows it.
+    (``read_image01_alpha`` also returns the alpha channel this drops.)
 
     * EXIF orientation is applied (a portrait phone photo stored sideways comes out upright), so
       the pixels match what the user sees and what a mask drawn over the displayed picture covers.
@@ -131,6 +151,18 @@ def read_image01(path: str | Path, channels: int | None = None, name: str | None
         >>> x.shape, float(x.min()) >= 0.0, float(x.max()) <= 1.0   # doctest: +SKIP
         (torch.Size([1, 3, 1080, 1440]), True, True)
     """
+    return read_image01_alpha(path, channels, name)[0]
+
+
+def read_image01_alpha(path: str | Path, channels: int | None = None,
+                       name: str | None = None) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """``read_image01`` and the file's alpha channel: ((1, C, H, W), (1, 1, H, W) or None when the file
+    has none), both float32 in [0, 1]. The commands write it back on outputs whose format has alpha
+    (``save_image(..., alpha=)``), so a cut-out keeps its transparency.
+
+    Example:
+        >>> x, alpha = read_image01_alpha("sticker.png", channels=3)   # doctest: +SKIP
+    """
     import imageio.v3 as iio
 
     label = str(path) if name is None else name
@@ -154,7 +186,8 @@ def read_image01(path: str | Path, channels: int | None = None, name: str | None
         arr = arr[:, :, None]
     if arr.ndim != 3 or arr.shape[2] not in (1, 2, 3, 4):
         raise ValueError(f"{label}: unsupported image layout {arr.shape} (expected H x W with 1-4 channels)")
-    arr = arr[:, :, :1] if arr.shape[2] == 2 else arr[:, :, :3]  # drop alpha (LA, RGBA)
+    alpha = arr[:, :, -1] if arr.shape[2] in (2, 4) else None  # (H, W) of LA / RGBA files
+    arr = arr[:, :, :1] if arr.shape[2] == 2 else arr[:, :, :3]
     if arr.dtype == np.bool_:
         arr = arr.astype(np.uint8) * np.uint8(255)
     if arr.dtype not in (np.uint8, np.uint16):
@@ -164,7 +197,9 @@ def read_image01(path: str | Path, channels: int | None = None, name: str | None
             raise ValueError(f"{label} has 3 channels but the model takes 1 (grayscale), and the picture is in "
                              "colour; convert it first")
         arr = arr[:, :, :1]
-    x = torch.from_numpy(arr.astype(np.float32) / float(np.iinfo(arr.dtype).max)).permute(2, 0, 1)  # (C, H, W)
+    scale = float(np.iinfo(arr.dtype).max)
+    x = torch.from_numpy(arr.astype(np.float32) / scale).permute(2, 0, 1)  # (C, H, W)
     if channels == 3 and x.shape[0] == 1:
         x = x.expand(3, -1, -1)
-    return x[None].contiguous()  # (1, C, H, W)
+    a = None if alpha is None else torch.from_numpy(alpha.astype(np.float32) / scale)[None, None]  # (1, 1, H, W)
+    return x[None].contiguous(), a

@@ -117,3 +117,30 @@ def test_outputs_take_the_format_of_their_extension(tmp_path):
     assert main(["edit", str(tmp_path / "in.png"), "--model", model, "--target", "1", "--out",
                  str(tmp_path / "e.jgp")]) == 2
     assert not list(tmp_path.glob("*e.jgp*"))  # nothing written under the bad name
+
+
+def test_cutouts_keep_their_transparency_through_the_commands(tmp_path):
+    """A transparent PNG (a sticker, a product cut-out) came out opaque: alpha was dropped on reading. The
+    commands now write the input's alpha back where the output format has one (PNG, WebP, TIFF)."""
+    from apps.cli import main
+    from core.checkpoint import bundled_model_dir
+    from core.images import read_image01_alpha
+
+    rgba = np.concatenate([_photo(), np.zeros((24, 40, 1), np.uint8)], axis=2)
+    rgba[4:20, 6:30, 3] = 255  # an opaque patch on a transparent sheet
+    rgba[4:20, 30:34, 3] = 128  # and a soft edge
+    Image.fromarray(rgba).save(tmp_path / "cut.png")
+    model = str(bundled_model_dir("photos"))
+    runs = {
+        "e.png": ["edit", str(tmp_path / "cut.png"), "--model", model, "--target", "1", "--out", str(tmp_path / "e.png")],
+        "s.webp": ["stylize", str(tmp_path / "cut.png"), "class:1", "-o", str(tmp_path / "s.webp"), "--model", model],
+        "e.jpg": ["edit", str(tmp_path / "cut.png"), "--model", model, "--target", "1", "--out", str(tmp_path / "e.jpg")],
+    }
+    for name, argv in runs.items():
+        assert main(argv) == 0, name
+        x, alpha = read_image01_alpha(tmp_path / name)
+        assert x.shape == (1, 3, 24, 40), name
+        if name == "e.jpg":
+            assert alpha is None  # JPEG has no alpha: the colour alone
+        else:
+            assert torch.equal((alpha[0, 0] * 255).round().to(torch.uint8), torch.from_numpy(rgba[:, :, 3])), name
