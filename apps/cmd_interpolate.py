@@ -51,6 +51,8 @@ def run_pair(args: argparse.Namespace) -> int:
     from pmf_edit.video import interpolate_frames
 
     f0, f1 = _read_image(args.frame0), _read_image(args.frame1)
+    if f0.shape[0] != f1.shape[0]:  # one grey, one colour: both as colour (a grey picture is its own RGB)
+        f0, f1 = f0.expand(3, -1, -1).contiguous(), f1.expand(3, -1, -1).contiguous()
     if f0.shape != f1.shape:
         raise ValueError(f"frame sizes differ: {args.frame0} is {tuple(f0.shape)} (C, H, W), "
                          f"{args.frame1} is {tuple(f1.shape)}")

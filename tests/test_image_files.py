@@ -144,3 +144,14 @@ def test_cutouts_keep_their_transparency_through_the_commands(tmp_path):
             assert alpha is None  # JPEG has no alpha: the colour alone
         else:
             assert torch.equal((alpha[0, 0] * 255).round().to(torch.uint8), torch.from_numpy(rgba[:, :, 3])), name
+
+
+def test_interpolate_takes_a_grey_and_a_colour_frame(tmp_path):
+    from apps.cli import main
+
+    colour = _photo()
+    Image.fromarray(colour).save(tmp_path / "c.png")
+    Image.fromarray(colour[..., 0]).save(tmp_path / "g.png")
+    assert main(["interpolate", str(tmp_path / "c.png"), str(tmp_path / "g.png"), "-o", str(tmp_path / "m.png")]) == 0
+    with Image.open(tmp_path / "m.png") as f:
+        assert f.mode == "RGB" and f.size == (40, 24)
