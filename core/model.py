@@ -332,6 +332,9 @@ class PixelMeanFlow(nn.Module):
         # t_max)}, set by core.pretrained.from_pretrained for official checkpoints; pmf_edit tasks use
         # it where the caller passes no guidance. A plain attribute, not part of the weights.
         self.recommended_guidance: dict | None = None
+        # The model's class names (a model folder's config.json, the ImageNet list for official checkpoints),
+        # set by from_pretrained: pmf_edit tasks then take classes by name. Not part of the weights.
+        self.class_names: list[str] | None = None
         D = cfg.width
         self.patch_embed = BottleneckPatchEmbed(cfg)
         self.h_embed = ScalarEmbedder(D, cfg.freq_dim)

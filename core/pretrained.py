@@ -102,7 +102,9 @@ def from_pretrained(
         ``"precision"`` (the weights' precision) and, for official files, ``"sampling"`` with the
         recommended ``guidance_scale``, ``guidance_interval`` ([t_min, t_max]), ``num_steps`` and
         ``noise_scale``; that guidance is also on ``net.recommended_guidance``, which the
-        ``pmf_edit`` tasks use where no guidance is passed.
+        ``pmf_edit`` tasks use where no guidance is passed. ``config["class_names"]`` (a model
+        folder's, or the ImageNet names of an official file) is also on ``net.class_names``: the
+        ``pmf_edit`` tasks then take classes by name (``labels="tabby"``).
 
     Raises:
         FileNotFoundError: ``path`` does not exist.
@@ -133,6 +135,7 @@ def from_pretrained(
     if chosen == "bf16":
         net = net.to(torch.bfloat16)
     net.recommended_guidance = recommended_guidance(meta)
+    net.class_names = list(meta["class_names"]) if meta.get("class_names") else None
     return net, {**meta, "precision": chosen}
 
 

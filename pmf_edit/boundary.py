@@ -49,7 +49,7 @@ __all__ = [
     "to_images", "state_like", "sample_noise", "forward_noise", "noise_of_state", "with_precision",
 ]
 
-Labels = Tensor | Sequence[int] | int | None
+Labels = Tensor | Sequence[int] | Sequence[str] | int | str | None
 
 # ------------------------------------------------------------------------------------------------
 # Argument checks: each raises TypeError (not a tensor) or ValueError naming the argument.
@@ -116,17 +116,33 @@ def check_images(
         raise ValueError(f"{name} must lie in [0, 1], got values in [{lo:.4g}, {hi:.4g}] (shape {shape}){hint}")
 
 
+def _names_to_indices(net: PixelMeanFlow, labels: str | Sequence[int | str], name: str) -> list[int]:
+    """Class names (or a mix of names and indices) -> indices by the network's ``class_names``."""
+    from core.class_names import resolve_class
+
+    values = [labels] if isinstance(labels, str) else list(labels)
+    names = getattr(net, "class_names", None)
+    if not names:
+        if all(not isinstance(v, str) or v.strip().isdigit() for v in values):  # "3": an index as text
+            return [int(v) for v in values]
+        raise ValueError(f"{name} given by name ({labels!r}), but this network carries no class names (load it "
+                         "with pmf_edit.from_pretrained, or pass class indices)")
+    return [resolve_class(v, names, name) for v in values]
+
+
 def check_labels(net: PixelMeanFlow, labels: Labels, n: int, name: str = "labels", *,
                  required: bool = False) -> Tensor | None:
     """Class labels as a (n,) int64 tensor on the network's device, or None for the null class.
 
-    The one rule of the public API: a class is an index 0..K-1 (K = ``net.cfg.num_classes``),
-    given once for the batch or per image; the null (unconditional) class is asked for with
-    ``None``, never by its internal index K (``pmf_edit.velocity`` takes K inside the model range).
+    The one rule of the public API: a class is an index 0..K-1 (K = ``net.cfg.num_classes``) or,
+    for a network that knows its class names (``net.class_names``, set by ``from_pretrained``), a
+    name (case-insensitive, any synonym: ``core.class_names.resolve_class``), given once for the
+    batch or per image; the null (unconditional) class is asked for with ``None``, never by its
+    internal index K (``pmf_edit.velocity`` takes K inside the model range).
 
     Args:
         net: the network (its ``cfg.num_classes`` bounds the indices).
-        labels: None, one int, or (n,) integer indices.
+        labels: None, one int or name, or (n,) integer indices or names.
         n: batch size.
         name: the argument's name, used in the message.
         required: raise if ``labels`` is None.
@@ -140,10 +156,12 @@ def check_labels(net: PixelMeanFlow, labels: Labels, n: int, name: str = "labels
         if not required:
             return None
         raise ValueError(f"{name} is required (class indices in [0, {k - 1}])")
+    if isinstance(labels, str) or (isinstance(labels, (list, tuple)) and any(isinstance(v, str) for v in labels)):
+        labels = _names_to_indices(net, labels, name)
     try:
         y = torch.as_tensor(labels).reshape(-1)
     except (TypeError, ValueError, RuntimeError) as err:
-        raise TypeError(f"{name} must be class indices (an int, a sequence or a tensor), got "
+        raise TypeError(f"{name} must be class indices (an int, a sequence or a tensor) or names, got "
                         f"{type(labels).__name__}") from err
     if y.is_floating_point() or y.dtype == torch.bool:
         raise ValueError(f"{name} must be integer class indices, got dtype {y.dtype}")

@@ -207,3 +207,27 @@ def test_kv_replace_with_identical_halves_is_the_plain_forward():
     torch.testing.assert_close(mixed, plain, atol=1e-5, rtol=0)
     assert not torch.allclose(shared[:1], plain[:1], atol=1e-4)  # "kv" doubles the image tokens' weight
     torch.testing.assert_close(shared[1:], plain[1:], atol=1e-5, rtol=0)
+
+
+def test_classes_by_name_at_the_python_api():
+    """from_pretrained puts the model's class names on the network; every task then takes names (any case,
+    any synonym), style transfer included; a network without names takes index strings and says why a
+    name cannot work; a file path given as a style says how to pass an image."""
+    from core.checkpoint import bundled_model_dir
+
+    net, cfg = pmf_edit.from_pretrained(bundled_model_dir("photos"))
+    assert net.class_names == cfg["class_names"] and net.class_names[7] == "brick"
+    x, g = torch.rand(2, 3, 40, 40), lambda: torch.Generator().manual_seed(0)  # noqa: E731
+    by_name = pmf_edit.sdedit(net, x, labels=["Brick", "coffee"], generator=g()).images
+    assert torch.equal(by_name, pmf_edit.sdedit(net, x, labels=[7, 2], generator=g()).images)
+    assert torch.equal(pmf_edit.style_transfer(net, x, "brick", generator=g()).images,
+                       pmf_edit.style_transfer(net, x, 7, generator=g()).images)
+    with pytest.raises(ValueError, match="unknown labels 'zebra'; this model's classes are"):
+        pmf_edit.sdedit(net, x, labels="zebra")
+    raw = build_model("pMF-T/4", with_v_head=False).eval()
+    assert raw.class_names is None
+    pmf_edit.sdedit(raw, torch.rand(1, 1, 32, 32), labels="3")  # an index as text
+    with pytest.raises(ValueError, match="carries no class names .* pass class indices"):
+        pmf_edit.sdedit(raw, torch.rand(1, 1, 32, 32), labels="three")
+    with pytest.raises(ValueError, match="is an image file: read it with core.images.read_image01"):
+        pmf_edit.style_transfer(net, x, __file__)

@@ -51,6 +51,7 @@ from __future__ import annotations
 
 import contextlib
 import math
+from pathlib import Path
 from dataclasses import dataclass
 from typing import Iterator, Literal, Sequence
 
@@ -149,12 +150,17 @@ def resolve_style_class(
         tensor([7, 7])
     """
     k = net.cfg.num_classes
+    class_names = class_names if class_names is not None else getattr(net, "class_names", None)
+    if isinstance(style, str) and not style.startswith("class:") and Path(style).is_file():
+        raise ValueError(f"{name} {style!r} is an image file: read it with core.images.read_image01(path) and pass "
+                         "the (1, 3, H, W) tensor (a string names a style class)")
     if isinstance(style, str):
         name = style[len("class:"):] if style.startswith("class:") else style
         if name.isdigit():
             idx = int(name)
         elif class_names is None:
-            raise ValueError(f"style class {name!r} given by name but no class_names were passed")
+            raise ValueError(f"style class {name!r} given by name, but neither class_names nor the network's "
+                             "class_names (set by pmf_edit.from_pretrained) name the classes")
         else:  # case-insensitive, any synonym; close matches listed when unknown
             idx = resolve_class(name, class_names, "style class")
         y = torch.tensor([idx])
