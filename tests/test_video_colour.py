@@ -173,3 +173,31 @@ def test_rgb_coded_source_and_anamorphic_pixels(tmp_path: Path) -> None:
             assert np.abs(got[0].astype(float) - ref[0]).mean() < 6  # the same picture (4:2:0 chroma aside)
         else:
             assert info.sar == (32, 27) and (info.width, info.height) == (72, 48)
+
+
+def test_ten_bit_planar_path_keeps_ten_bits(tmp_path: Path) -> None:
+    """10-bit sources (HDR phone footage: yuv420p10le) went through the 8-bit rgb path; they now stay planar
+    at 10 bits: source frames come back sample for sample (a lossless encode), in-between frames of a still
+    picture equal it, and by default the output is HEVC Main 10 tagged hvc1 (H.264 High 10 plays on few
+    devices)."""
+    src, out, dflt = tmp_path / "src10.mp4", tmp_path / "out10.mp4", tmp_path / "default10.mp4"
+    n = W * H * 3 // 2
+    rng = np.random.default_rng(0)
+    y = np.tile(np.linspace(64, 940, W), (H, 1)).astype(np.uint16) + rng.integers(0, 3, (H, W)).astype(np.uint16)
+    uv = np.full(2 * (H // 2) * (W // 2), 513, np.uint16)  # an odd 10-bit level: not an 8-bit level times 4
+    frame = np.concatenate([y.ravel(), uv]).astype("<u2").tobytes()
+    subprocess.run([FFMPEG, "-v", "error", "-y", "-f", "rawvideo", "-pix_fmt", "yuv420p10le", "-s", f"{W}x{H}", "-r", "10",
+                    "-i", "-", "-c:v", "libx264", "-qp", "0", str(src)], input=frame * 6, check=True)
+    info = probe_video(str(src))
+    assert info.pix_fmt == "yuv420p10le" and info.bit_depth == 10 and info.subsampling == (2, 2)
+    res = interpolate_video(src, out, factor=2, progress=False, workers=1, codec="libx264",
+                            encoder_options=("-x264-params", "qp=0"))  # lossless 10-bit (crf 0 is not)
+    assert res.frames_out == 2 * res.frames_in - 1 and probe_video(str(out)).pix_fmt == "yuv420p10le"
+    got = np.frombuffer(subprocess.run([FFMPEG, "-v", "error", "-i", str(out), "-f", "rawvideo", "-pix_fmt",
+                                        "yuv420p10le", "-"], capture_output=True, check=True).stdout, "<u2")
+    got = got.reshape(res.frames_out, n)
+    ref = np.frombuffer(frame, "<u2")
+    assert all(np.array_equal(g, ref) for g in got)  # source and in-between frames: the 10-bit samples themselves
+    interpolate_video(src, dflt, factor=2, progress=False, workers=1)
+    text = video_io.probe_text(str(dflt))
+    assert "hevc (Main 10)" in text and "hvc1" in text and probe_video(str(dflt)).pix_fmt == "yuv420p10le"

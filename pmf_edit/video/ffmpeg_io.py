@@ -33,11 +33,17 @@ import cv2
 import imageio_ffmpeg
 import numpy as np
 
-# 8-bit planar YUV formats handled without conversion -> chroma subsampling (x, y).
+# Planar YUV formats handled without conversion -> chroma subsampling (x, y): 8-bit, and the 10-bit ones
+# of HDR phone footage (iPhone HEVC), which keep their 10 bits end to end.
 PLANAR_FORMATS: dict[str, tuple[int, int]] = {
     "yuv420p": (2, 2), "yuvj420p": (2, 2), "yuv422p": (2, 1), "yuvj422p": (2, 1),
     "yuv444p": (1, 1), "yuvj444p": (1, 1),
+    "yuv420p10le": (2, 2), "yuv422p10le": (2, 1), "yuv444p10le": (1, 1),
 }
+TEN_BIT_MAX = 1023  # a 10-bit sample's largest value; 10-bit planes are float32 in [0, 1] in Python
+# The encoder for 10-bit planar sources when none is given: HEVC (what the phones wrote; H.264 High 10 plays on
+# few devices), crf matched to libx264's for the same quality setting, tagged hvc1 in MP4 / MOV for Apple players.
+TEN_BIT_CODEC = "libx265"
 
 # Colour-space tag (ffmpeg's name) -> the scale filter's matrix name and (Kr, Kb) luma weights.
 _MATRICES: dict[str, tuple[str, float, float]] = {
@@ -94,6 +100,11 @@ class VideoInfo:
         if sub is None or self.width % sub[0] or self.height % sub[1]:
             return None  # odd sizes would need ceil-sized chroma planes; the rgb path handles them
         return sub
+
+    @property
+    def bit_depth(self) -> int:
+        """Bits per sample the planar path carries: 10 for the 10-bit formats, else 8."""
+        return 10 if self.pix_fmt.endswith("p10le") else 8
 
     @property
     def rgb_coded(self) -> bool:
@@ -203,7 +214,7 @@ def decode_options(info: VideoInfo, planar: bool) -> tuple[str, int, list[str]]:
     """(pixel format, bits per pixel, extra output options) for reading frames of `info`'s stream."""
     if planar:
         sx, sy = info.subsampling
-        return info.pix_fmt, 8 + 16 // (sx * sy), []
+        return info.pix_fmt, (8 + 16 // (sx * sy)) * (2 if info.bit_depth > 8 else 1), []
     rng = "pc" if info.full_range else "tv"
     scale = f"scale=in_color_matrix={info.matrix}:in_range={rng}:flags={SWS_FLAGS},format=rgb24"
     return "rgb24", 24, ["-vf", scale]
@@ -229,19 +240,31 @@ def encode_options(info: VideoInfo, planar: bool, pad: bool) -> tuple[str, str, 
 
 
 def split_planes(buf: bytes, info: VideoInfo) -> tuple[np.ndarray, np.ndarray]:
-    """One raw planar frame -> (Y (H, W, 1), UV (H / sy, W / sx, 2)) uint8 (the chroma interleaved)."""
+    """One raw planar frame -> (Y (H, W, 1), UV (H / sy, W / sx, 2)) (the chroma interleaved): uint8 for
+    8-bit formats, float32 in [0, 1] (sample / 1023) for 10-bit ones (`join_planes` restores the samples)."""
     sx, sy = info.subsampling
     h, w = info.height, info.width
     ch, cw = h // sy, w // sx
-    a = np.frombuffer(buf, np.uint8)
+    a = np.frombuffer(buf, "<u2" if info.bit_depth > 8 else np.uint8)
     y = a[:h * w].reshape(h, w, 1)
     u = a[h * w:h * w + ch * cw].reshape(ch, cw)
     v = a[h * w + ch * cw:].reshape(ch, cw)
+    if info.bit_depth > 8:  # the interpolator works on uint8 or float32 planes
+        scale = np.float32(1 / TEN_BIT_MAX)
+        return y.astype(np.float32) * scale, np.stack([u, v], axis=-1).astype(np.float32) * scale
     return y, cv2.merge([u, v])  # (ch, cw, 2)
 
 
 def join_planes(y: np.ndarray, uv: np.ndarray) -> np.ndarray:
-    """Inverse of `split_planes`: (H, W, 1) and (ch, cw, 2) uint8 -> the raw planar frame, flat uint8."""
+    """Inverse of `split_planes`: (H, W, 1) and (ch, cw, 2) planes -> the raw planar frame as flat bytes
+    (uint8 planes: 8-bit samples; float32 planes: 10-bit samples round(1023 v), little-endian)."""
+    if y.dtype == np.float32:
+        n, m = y.size, uv.shape[0] * uv.shape[1]
+        out16 = np.empty(n + 2 * m, "<u2")
+        for dst, plane in ((out16[:n], y.reshape(n)), (out16[n:n + m], uv[..., 0].reshape(m)),
+                           (out16[n + m:], uv[..., 1].reshape(m))):
+            dst[:] = np.clip(np.rint(plane * np.float32(TEN_BIT_MAX)), 0, TEN_BIT_MAX)
+        return out16.view(np.uint8)
     n, m = y.size, uv.shape[0] * uv.shape[1]
     out = np.empty(n + 2 * m, np.uint8)
     out[:n] = y.reshape(n)
@@ -315,12 +338,19 @@ def open_writer(dst: str, info: VideoInfo, planar: bool, fps: float, codec: str 
     Args:
         dst: output path (its extension picks the container).
         info, planar: the input's `VideoInfo` and the path `read_frames` used.
-        fps: output frame rate. codec: ffmpeg encoder (None: libx264). quality: imageio's 1-10 scale.
+        fps: output frame rate. codec: ffmpeg encoder (None: libx264; libx265 for a 10-bit planar source).
+        quality: imageio's 1-10 scale.
         audio_from: a file whose first audio stream is muxed in (AAC), or None.
         encoder_options: extra ffmpeg output options.
     """
     pad = not planar and (info.width % 2 or info.height % 2)
     pix_in, pix_out, in_opts, out_opts = encode_options(info, planar, bool(pad))
+    if codec is None and planar and info.bit_depth > 8:  # keep the 10 bits in a format players take
+        codec, crf = TEN_BIT_CODEC, int((1 - quality / 10.0) * 51)  # imageio's libx264 mapping; x265 alike
+        out_opts = [*out_opts, "-crf", str(crf), "-x265-params", "log-level=error"]
+        if dst.lower().endswith((".mp4", ".mov", ".m4v")):
+            out_opts += ["-tag:v", "hvc1"]
+        quality = None  # imageio would pass -qscale:v, which libx265 ignores
     if info.rotation:  # the frames are as stored: the output shows them turned as the input did
         in_opts = [*in_opts, "-display_rotation", f"{info.rotation:g}", "-noautorotate"]
     if info.sar is not None:  # anamorphic: the output's pixels have the input's shape (display aspect kept)

@@ -22,8 +22,8 @@ import numpy as np
 
 from core import checks
 from pmf_edit.video.interpolate import InterpolationConfig, PairInterpolator
-from pmf_edit.video.ffmpeg_io import (VideoInfo, frame_bytes, open_writer, probe_text, probe_video, read_frames,
-                                      yuv_to_rgb)
+from pmf_edit.video.ffmpeg_io import (TEN_BIT_CODEC, VideoInfo, frame_bytes, open_writer, probe_text, probe_video,
+                                      read_frames, yuv_to_rgb)
 
 VIDEO_EXTENSIONS = (".mp4", ".mov", ".mkv", ".avi", ".webm", ".m4v", ".mpg", ".mpeg", ".wmv", ".flv")
 
@@ -72,7 +72,10 @@ def _thumb(frame, info: VideoInfo) -> np.ndarray:
     if not isinstance(frame, tuple):
         return cv2.resize(frame, (64, 36), interpolation=cv2.INTER_AREA)
     y, uv = (cv2.resize(p, (64, 36), interpolation=cv2.INTER_AREA).reshape(36, 64, -1) for p in frame)
-    return yuv_to_rgb(np.concatenate([y, uv], axis=-1), info.matrix, info.full_range)
+    yuv = np.concatenate([y, uv], axis=-1)
+    if yuv.dtype != np.uint8:  # 10-bit planes (float32 in [0, 1]): 8-bit levels are enough for a thumbnail
+        yuv = (yuv * np.float32(255) + np.float32(0.5)).astype(np.uint8)
+    return yuv_to_rgb(yuv, info.matrix, info.full_range)
 
 
 def cut_score(thumb0: np.ndarray, thumb1: np.ndarray) -> float:
@@ -94,7 +97,7 @@ def _pair_flows(prev, cur, plan: list, cfg: InterpolationConfig) -> PairInterpol
     planar pairs (`ffmpeg_io`)."""
     if not any(isinstance(t, float) for t in plan):
         return None
-    if isinstance(prev, tuple):  # luma at full size, chroma at its own (uint8 in, uint8 out)
+    if isinstance(prev, tuple):  # luma at full size, chroma at its own (uint8 or, 10-bit, float32 in and out)
         return PairInterpolator(prev[0], cur[0], cfg, chroma0=prev[1], chroma1=cur[1])
     return PairInterpolator(prev, cur, cfg)
 
@@ -205,7 +208,8 @@ def interpolate_video(
         scene_threshold: `cut_score` above which a frame pair is a scene cut; frames inside a cut are
             copied from the nearer source frame instead of blended. None turns detection off.
         keep_audio: carry the source's audio stream over (re-encoded to AAC) when it has one.
-        codec: ffmpeg video encoder (default libx264 when available).
+        codec: ffmpeg video encoder (default libx264; libx265, HEVC Main 10 tagged hvc1, for a 10-bit
+            planar source, so its 10 bits reach the output in a format phones and browsers play).
         quality: 1 (smallest) to 10 (best), imageio-ffmpeg's scale (libx264 crf = 51 * (1 - q/10)).
         progress: show a tqdm progress bar.
         workers: frame pairs interpolated at once by a thread pool (output order is kept, at most
@@ -250,7 +254,7 @@ def interpolate_video(
     fps_in, fps_out, step = _output_clock(meta, factor, fps, slowmo, info.decode_rate)
     audio = keep_audio and not slowmo and info.has_audio
     out = _Output(open_writer(tmp, info, planar, fps_out, codec, quality, src if audio else None, encoder_options),
-                  f"{src} -> {dst} (codec {codec or 'libx264'!r}, encoder options {list(encoder_options)})")
+                  f"{src} -> {dst} (codec {codec or (TEN_BIT_CODEC if planar and info.bit_depth > 8 else 'libx264')!r}, encoder options {list(encoder_options)})")
     pipeline = _PairPipeline(cfg, workers)  # flows and renders of the source pairs, in order
     cuts = _CutDetector(scene_threshold, info)
     bar = None
