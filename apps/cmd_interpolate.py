@@ -134,7 +134,8 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
                    help="scene-cut score (colour-histogram distance in [0, 1]) above which frames are not blended")
     v.add_argument("--no-scene-detect", action="store_true", help="turn scene-cut detection off")
     v.add_argument("--no-audio", action="store_true", help="do not carry the source audio over")
-    v.add_argument("--codec", default=None, help="ffmpeg video encoder (default libx264)")
+    v.add_argument("--codec", default=None, help="ffmpeg video encoder (default: libx264; libx265 for 10-bit "
+                   "sources; VP9 + Opus for .webm; a palette GIF for .gif)")
     v.add_argument("--quality", type=float, default=8.0, help="1 (smallest file) to 10 (best), default 8")
     v.add_argument("--encoder-options", default="",
                    help="extra ffmpeg output options, e.g. \"-preset veryfast\" (libx264) for faster encoding")

@@ -87,6 +87,18 @@ def test_variable_frame_rate_clip_keeps_audio_in_sync(tmp_path: Path) -> None:
     assert video_mod.ffmpeg_io.probe_video(str(out)).decode_rate is None
 
 
+def test_container_picks_the_default_encoder(clip_with_audio: Path, tmp_path: Path) -> None:
+    """`pmf interpolate-video in.mp4 out.webm` (or out.gif) failed: libx264 and AAC were used whatever the
+    container. A WebM now gets VP9 + Opus, a GIF one palette for the clip and no sound; MP4 stays H.264 + AAC."""
+    for name, video, audio in (("o.webm", "Video: vp9", "Audio: opus"), ("o.gif", "Video: gif", None),
+                               ("o.mp4", "Video: h264", "Audio: aac")):
+        res = interpolate_video(clip_with_audio, tmp_path / name, factor=2, progress=False, workers=1)
+        text = video_mod.ffmpeg_io.probe_text(str(tmp_path / name))
+        assert video in text, (name, text)
+        assert res.audio == (audio is not None) and (audio is None or audio in text), (name, text)
+        assert imageio_ffmpeg.count_frames_and_secs(str(tmp_path / name))[0] == res.frames_out
+
+
 def test_fps_target_and_slowmo(clip_with_audio: Path, tmp_path: Path) -> None:
     res = interpolate_video(clip_with_audio, tmp_path / "24.mp4", fps=24, progress=False)
     assert res.fps_out == 24 and res.frames_out == int((res.frames_in - 1) * 2.4) + 1

@@ -24,6 +24,7 @@ angle).
 """
 from __future__ import annotations
 
+import os
 import re
 import subprocess
 from collections.abc import Generator, Iterator, Sequence
@@ -329,6 +330,15 @@ def read_frames(path: str, info: VideoInfo, planar: bool) -> tuple[dict, Generat
     return meta, frames()
 
 
+def default_codec(dst: str, info: VideoInfo, planar: bool) -> str:
+    """The encoder ``open_writer`` uses when none is given: "gif" for .gif, VP9 for .webm, libx265 for a
+    10-bit planar source, libx264 otherwise."""
+    ext = os.path.splitext(dst)[1].lower()
+    if ext in (".gif", ".webm"):
+        return {".gif": "gif", ".webm": "libvpx-vp9"}[ext]
+    return TEN_BIT_CODEC if planar and info.bit_depth > 8 else "libx264"
+
+
 def open_writer(dst: str, info: VideoInfo, planar: bool, fps: float, codec: str | None, quality: float,
                 audio_from: str | None, encoder_options: Sequence[str] = ()) -> Generator:
     """An imageio-ffmpeg writer for frames shaped like `read_frames`' output: `send(None)` starts ffmpeg,
@@ -338,19 +348,31 @@ def open_writer(dst: str, info: VideoInfo, planar: bool, fps: float, codec: str 
     Args:
         dst: output path (its extension picks the container).
         info, planar: the input's `VideoInfo` and the path `read_frames` used.
-        fps: output frame rate. codec: ffmpeg encoder (None: libx264; libx265 for a 10-bit planar source).
-        quality: imageio's 1-10 scale.
-        audio_from: a file whose first audio stream is muxed in (AAC), or None.
+        fps: output frame rate. codec: ffmpeg encoder; None picks one the container takes: libx264 (MP4, MKV,
+            MOV, AVI), libx265 Main 10 for a 10-bit planar source, VP9 + Opus for .webm, a clip palette for .gif.
+        quality: imageio's 1-10 scale (mapped to the chosen encoder's crf).
+        audio_from: a file whose first audio stream is muxed in (AAC; Opus in WebM), or None.
         encoder_options: extra ffmpeg output options.
     """
     pad = not planar and (info.width % 2 or info.height % 2)
     pix_in, pix_out, in_opts, out_opts = encode_options(info, planar, bool(pad))
-    if codec is None and planar and info.bit_depth > 8:  # keep the 10 bits in a format players take
-        codec, crf = TEN_BIT_CODEC, int((1 - quality / 10.0) * 51)  # imageio's libx264 mapping; x265 alike
-        out_opts = [*out_opts, "-crf", str(crf), "-x265-params", "log-level=error"]
-        if dst.lower().endswith((".mp4", ".mov", ".m4v")):
-            out_opts += ["-tag:v", "hvc1"]
-        quality = None  # imageio would pass -qscale:v, which libx265 ignores
+    ext = os.path.splitext(dst)[1].lower()
+    audio_codec = "aac"
+    if codec is None:  # a default the container and the source's bit depth can take
+        codec = default_codec(dst, info, planar)
+        level = 1 - quality / 10.0  # imageio's libx264 mapping (crf = level * 51), rescaled to each encoder's range
+        crf = lambda top: str(int(level * top))  # noqa: E731
+        if codec == "gif":  # one palette for the clip (ffmpeg's fixed default palette bands), no sound
+            pix_out, quality = "pal8", None
+            out_opts = ["-vf", "split[a][b];[a]palettegen=stats_mode=diff[p];[b][p]paletteuse=dither=sierra2_4a"]
+        elif codec == "libvpx-vp9":  # WebM takes VP8 / VP9 / AV1 video and Opus / Vorbis sound only
+            quality, audio_codec = None, "libopus"
+            out_opts = [*out_opts, "-crf", crf(63), "-b:v", "0", "-row-mt", "1", "-deadline", "good", "-cpu-used", "4"]
+        elif codec == TEN_BIT_CODEC:  # keep the 10 bits in a format players take
+            quality = None  # (imageio would pass -qscale:v, which libx265 ignores)
+            out_opts = [*out_opts, "-crf", crf(51), "-x265-params", "log-level=error"]
+            if ext in (".mp4", ".mov", ".m4v"):
+                out_opts += ["-tag:v", "hvc1"]
     if info.rotation:  # the frames are as stored: the output shows them turned as the input did
         in_opts = [*in_opts, "-display_rotation", f"{info.rotation:g}", "-noautorotate"]
     if info.sar is not None:  # anamorphic: the output's pixels have the input's shape (display aspect kept)
@@ -358,7 +380,7 @@ def open_writer(dst: str, info: VideoInfo, planar: bool, fps: float, codec: str 
     return imageio_ffmpeg.write_frames(dst, (info.width, info.height), fps=fps, codec=codec, quality=quality,
                                        macro_block_size=1, pix_fmt_in=pix_in, pix_fmt_out=pix_out,
                                        input_params=in_opts, output_params=out_opts + list(encoder_options),
-                                       audio_path=audio_from, audio_codec="aac" if audio_from else None)
+                                       audio_path=audio_from, audio_codec=audio_codec if audio_from else None)
 
 
 def frame_bytes(frame) -> np.ndarray:

@@ -22,7 +22,7 @@ import numpy as np
 
 from core import checks
 from pmf_edit.video.interpolate import InterpolationConfig, PairInterpolator
-from pmf_edit.video.ffmpeg_io import (TEN_BIT_CODEC, VideoInfo, frame_bytes, open_writer, probe_text, probe_video,
+from pmf_edit.video.ffmpeg_io import (VideoInfo, default_codec, frame_bytes, open_writer, probe_text, probe_video,
                                       read_frames, yuv_to_rgb)
 
 VIDEO_EXTENSIONS = (".mp4", ".mov", ".mkv", ".avi", ".webm", ".m4v", ".mpg", ".mpeg", ".wmv", ".flv")
@@ -208,8 +208,9 @@ def interpolate_video(
         scene_threshold: `cut_score` above which a frame pair is a scene cut; frames inside a cut are
             copied from the nearer source frame instead of blended. None turns detection off.
         keep_audio: carry the source's audio stream over (re-encoded to AAC) when it has one.
-        codec: ffmpeg video encoder (default libx264; libx265, HEVC Main 10 tagged hvc1, for a 10-bit
-            planar source, so its 10 bits reach the output in a format phones and browsers play).
+        codec: ffmpeg video encoder; None picks one the output can take (`ffmpeg_io.default_codec`):
+            libx264, libx265 (HEVC Main 10, tagged hvc1) for a 10-bit planar source so its 10 bits reach
+            the output in a format players take, VP9 + Opus for .webm, a clip palette for .gif (no sound).
         quality: 1 (smallest) to 10 (best), imageio-ffmpeg's scale (libx264 crf = 51 * (1 - q/10)).
         progress: show a tqdm progress bar.
         workers: frame pairs interpolated at once by a thread pool (output order is kept, at most
@@ -252,9 +253,9 @@ def interpolate_video(
     tmp = _partial_path(dst)  # checks the output folder before any ffmpeg process starts
     meta, frames = read_frames(src, info, planar)
     fps_in, fps_out, step = _output_clock(meta, factor, fps, slowmo, info.decode_rate)
-    audio = keep_audio and not slowmo and info.has_audio
+    audio = keep_audio and not slowmo and info.has_audio and not dst.lower().endswith(".gif")  # GIF has no sound
     out = _Output(open_writer(tmp, info, planar, fps_out, codec, quality, src if audio else None, encoder_options),
-                  f"{src} -> {dst} (codec {codec or (TEN_BIT_CODEC if planar and info.bit_depth > 8 else 'libx264')!r}, encoder options {list(encoder_options)})")
+                  f"{src} -> {dst} (codec {codec or default_codec(dst, info, planar)!r}, encoder options {list(encoder_options)})")
     pipeline = _PairPipeline(cfg, workers)  # flows and renders of the source pairs, in order
     cuts = _CutDetector(scene_threshold, info)
     bar = None
