@@ -99,6 +99,27 @@ def test_container_picks_the_default_encoder(clip_with_audio: Path, tmp_path: Pa
         assert imageio_ffmpeg.count_frames_and_secs(str(tmp_path / name))[0] == res.frames_out
 
 
+def test_gif_in_and_out_keeps_its_duration(tmp_path: Path) -> None:
+    """A GIF reports its 1/100-s time base as 100 fps: a 10-fps GIF was decoded as 100 fps with each frame
+    repeated and came out 2x the frames at 200 fps, which a GIF cannot show (the output ran long). Now its
+    frames are taken as they are, at frames / duration; a GIF output above 50 fps is retimed to 50."""
+    from PIL import Image
+
+    rng = np.random.default_rng(0)
+    base = rng.integers(0, 255, (48, 64, 3), dtype=np.uint8)
+    frames = [Image.fromarray(np.roll(base, 2 * k, axis=1)) for k in range(8)]
+    src = tmp_path / "in.gif"
+    frames[0].save(src, save_all=True, append_images=frames[1:], duration=100, loop=0)  # 10 fps, 0.8 s
+    res = interpolate_video(src, tmp_path / "out.gif", factor=2, progress=False, workers=1)
+    assert (res.fps_in, res.fps_out, res.frames_in, res.frames_out) == (10, 20, 8, 15)
+    n, seconds = imageio_ffmpeg.count_frames_and_secs(str(tmp_path / "out.gif"))
+    assert n == 15 and abs(seconds - 0.75) < 0.06
+    with pytest.warns(video_mod.files.GifRateWarning, match="at most 50 frames per second; writing 50 fps"):
+        fast = interpolate_video(src, tmp_path / "fast.gif", factor=8, progress=False, workers=1)
+    assert fast.fps_out == 50
+    assert abs(imageio_ffmpeg.count_frames_and_secs(str(tmp_path / "fast.gif"))[1] - 0.72) < 0.06
+
+
 def test_fps_target_and_slowmo(clip_with_audio: Path, tmp_path: Path) -> None:
     res = interpolate_video(clip_with_audio, tmp_path / "24.mp4", fps=24, progress=False)
     assert res.fps_out == 24 and res.frames_out == int((res.frames_in - 1) * 2.4) + 1

@@ -78,6 +78,7 @@ class VideoInfo:
     avg_fps: float | None = None  # frames / duration ("fps" in ffmpeg's description); None when not given
     base_fps: float | None = None  # the stream's base rate ("tbr"); equal to avg_fps for constant-rate video
     sar: tuple[int, int] | None = None  # sample (pixel) aspect ratio when not square (anamorphic video)
+    codec: str = ""  # the stream's codec ("h264", "hevc", "gif", ...)
 
     @property
     def decode_rate(self) -> float | None:
@@ -190,7 +191,7 @@ def probe_video(path: str) -> VideoInfo:
                      color_range=rng, color_space=known(space), color_primaries=known(prim),
                      color_trc=known(trc), has_audio=re.search(r"Stream #\S+.*: Audio:", text) is not None,
                      rotation=float(rot.group(1)) if rot else 0.0, avg_fps=rate("fps"), base_fps=rate("tbr"),
-                     sar=_sar(parts))
+                     sar=_sar(parts), codec=parts[0].split()[0] if parts[0] else "")
 
 
 def _sar(parts: list[str]) -> tuple[int, int] | None:
@@ -307,7 +308,9 @@ def read_frames(path: str, info: VideoInfo, planar: bool) -> tuple[dict, Generat
         >>> meta, frames = read_frames("clip.mp4", info, planar=info.subsampling is not None)  # doctest: +SKIP
     """
     pix_fmt, bpp, out_opts = decode_options(info, planar)
-    if info.decode_rate is not None:  # variable frame rate: frames on an even clock (see VideoInfo.decode_rate)
+    if info.codec == "gif":  # a GIF's frames as they are: its 1/100-s time base is no frame rate to fill
+        out_opts = [*out_opts, "-fps_mode", "passthrough"]
+    elif info.decode_rate is not None:  # variable frame rate: frames on an even clock (see VideoInfo.decode_rate)
         out_opts = [*out_opts, "-fps_mode", "cfr", "-r", f"{info.decode_rate:g}"]
     # As stored: autorotation would turn a rotated clip's frames while they are read at the stored size.
     gen = imageio_ffmpeg.read_frames(path, pix_fmt=pix_fmt, bits_per_pixel=bpp, input_params=["-noautorotate"],

@@ -252,7 +252,15 @@ def interpolate_video(
     planar = planar and info.subsampling is not None and not (cfg.refine or cfg.generative)
     tmp = _partial_path(dst)  # checks the output folder before any ffmpeg process starts
     meta, frames = read_frames(src, info, planar)
-    fps_in, fps_out, step = _output_clock(meta, factor, fps, slowmo, info.decode_rate)
+    clock = _gif_rate(src) if info.codec == "gif" else info.decode_rate
+    fps_in, fps_out, step = _output_clock(meta, factor, fps, slowmo, clock)
+    if dst.lower().endswith(".gif") and fps_out > GIF_MAX_FPS + 1e-6 and not slowmo:
+        # GIF delays are whole 1/100 s and browsers slow those under 2/100 s to 10/100 s: above 50 fps a GIF
+        # plays too long or stutters, so the output is retimed to 50 fps (the frames are interpolated at
+        # those times) rather than written at a rate no player shows.
+        warnings.warn(f"{dst}: GIF players show at most {GIF_MAX_FPS} frames per second; writing {GIF_MAX_FPS} fps "
+                      f"instead of {fps_out:g}", GifRateWarning, stacklevel=3)
+        fps_in, fps_out, step = _output_clock(meta, factor, GIF_MAX_FPS, slowmo, clock)
     audio = keep_audio and not slowmo and info.has_audio and not dst.lower().endswith(".gif")  # GIF has no sound
     out = _Output(open_writer(tmp, info, planar, fps_out, codec, quality, src if audio else None, encoder_options),
                   f"{src} -> {dst} (codec {codec or default_codec(dst, info, planar)!r}, encoder options {list(encoder_options)})")
@@ -296,6 +304,17 @@ def _output_clock(meta: dict, factor: int, fps: float | None, slowmo: bool,
     if fps is not None:
         return fps_in, float(fps), fps_in / float(fps)
     return fps_in, fps_in if slowmo else fps_in * factor, 1.0 / factor
+
+
+GIF_MAX_FPS = 50  # 2/100 s per frame: the shortest GIF delay browsers honour
+
+
+def _gif_rate(src: str) -> float:
+    """A GIF's average frame rate, frames / duration (its stream reports the 1/100-s time base as 100 fps)."""
+    import imageio_ffmpeg
+
+    frames, seconds = imageio_ffmpeg.count_frames_and_secs(src)
+    return frames / seconds if frames and seconds > 0 else 10.0
 
 
 def _partial_path(dst: str) -> str:
@@ -410,6 +429,10 @@ def _warn_if_truncated(meta: dict, fps_in: float, frames_in: int, src: str, dst:
         warnings.warn(f"{src}: decoded only {frames_in} of the ~{expected} frames its header announces "
                       f"(truncated or damaged file?); {dst} covers those {frames_in} frames", TruncatedVideoWarning,
                       stacklevel=4)  # here, interpolate_video, its checks wrapper, the caller
+
+
+class GifRateWarning(UserWarning):
+    """A GIF output asked for more frames per second than GIF players show (50): it is written at 50."""
 
 
 class TruncatedVideoWarning(UserWarning):
