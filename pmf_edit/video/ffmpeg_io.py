@@ -360,7 +360,7 @@ def open_writer(dst: str, info: VideoInfo, planar: bool, fps: float, codec: str 
     pad = not planar and (info.width % 2 or info.height % 2)
     pix_in, pix_out, in_opts, out_opts = encode_options(info, planar, bool(pad))
     ext = os.path.splitext(dst)[1].lower()
-    audio_codec = "aac"
+    audio_codec = "libopus" if ext == ".webm" else "aac"  # WebM takes Opus / Vorbis sound only
     if codec is None:  # a default the container and the source's bit depth can take
         codec = default_codec(dst, info, planar)
         level = 1 - quality / 10.0  # imageio's libx264 mapping (crf = level * 51), rescaled to each encoder's range
@@ -368,8 +368,8 @@ def open_writer(dst: str, info: VideoInfo, planar: bool, fps: float, codec: str 
         if codec == "gif":  # one palette for the clip (ffmpeg's fixed default palette bands), no sound
             pix_out, quality = "pal8", None
             out_opts = ["-vf", "split[a][b];[a]palettegen=stats_mode=diff[p];[b][p]paletteuse=dither=sierra2_4a"]
-        elif codec == "libvpx-vp9":  # WebM takes VP8 / VP9 / AV1 video and Opus / Vorbis sound only
-            quality, audio_codec = None, "libopus"
+        elif codec == "libvpx-vp9":  # WebM takes VP8 / VP9 / AV1 video only
+            quality = None
             out_opts = [*out_opts, "-crf", crf(63), "-b:v", "0", "-row-mt", "1", "-deadline", "good", "-cpu-used", "4"]
         elif codec == TEN_BIT_CODEC:  # keep the 10 bits in a format players take
             quality = None  # (imageio would pass -qscale:v, which libx265 ignores)
