@@ -79,6 +79,7 @@ class VideoInfo:
     base_fps: float | None = None  # the stream's base rate ("tbr"); equal to avg_fps for constant-rate video
     sar: tuple[int, int] | None = None  # sample (pixel) aspect ratio when not square (anamorphic video)
     codec: str = ""  # the stream's codec ("h264", "hevc", "gif", ...)
+    interlaced: bool = False  # fields of two instants in each frame ("top first" / "bottom first")
 
     @property
     def decode_rate(self) -> float | None:
@@ -173,8 +174,11 @@ def probe_video(path: str) -> VideoInfo:
     if size is None or fmt is None:
         raise ValueError(f"could not parse ffmpeg's description of the video stream of {path}: {line.group(0)}")
     rng = space = prim = trc = None
+    interlaced = False
     for item in (fmt.group(2) or "").split(", "):
-        if item in ("tv", "pc"):
+        if item in ("top first", "bottom first", "top coded first (swapped)", "bottom coded first (swapped)"):
+            interlaced = True
+        elif item in ("tv", "pc"):
             rng = item
         elif "/" in item:  # "matrix/primaries/transfer" when they differ
             space, prim, trc = item.split("/")[:3]
@@ -191,7 +195,7 @@ def probe_video(path: str) -> VideoInfo:
                      color_range=rng, color_space=known(space), color_primaries=known(prim),
                      color_trc=known(trc), has_audio=re.search(r"Stream #\S+.*: Audio:", text) is not None,
                      rotation=float(rot.group(1)) if rot else 0.0, avg_fps=rate("fps"), base_fps=rate("tbr"),
-                     sar=_sar(parts), codec=parts[0].split()[0] if parts[0] else "")
+                     sar=_sar(parts), codec=parts[0].split()[0] if parts[0] else "", interlaced=interlaced)
 
 
 def _sar(parts: list[str]) -> tuple[int, int] | None:
@@ -213,13 +217,17 @@ def tag_options(info: VideoInfo) -> list[str]:
 
 
 def decode_options(info: VideoInfo, planar: bool) -> tuple[str, int, list[str]]:
-    """(pixel format, bits per pixel, extra output options) for reading frames of `info`'s stream."""
+    """(pixel format, bits per pixel, extra output options) for reading frames of `info`'s stream.
+    Interlaced video is deinterlaced first (bwdif, one frame per frame): flow cannot follow a frame whose
+    two fields show two instants, and a player deinterlaces it anyway."""
+    deinterlace = ["bwdif=mode=send_frame"] if info.interlaced else []
     if planar:
         sx, sy = info.subsampling
-        return info.pix_fmt, (8 + 16 // (sx * sy)) * (2 if info.bit_depth > 8 else 1), []
+        bpp = (8 + 16 // (sx * sy)) * (2 if info.bit_depth > 8 else 1)
+        return info.pix_fmt, bpp, (["-vf", deinterlace[0]] if deinterlace else [])
     rng = "pc" if info.full_range else "tv"
     scale = f"scale=in_color_matrix={info.matrix}:in_range={rng}:flags={SWS_FLAGS},format=rgb24"
-    return "rgb24", 24, ["-vf", scale]
+    return "rgb24", 24, ["-vf", ",".join([*deinterlace, scale])]
 
 
 def encode_options(info: VideoInfo, planar: bool, pad: bool) -> tuple[str, str, list[str], list[str]]:
