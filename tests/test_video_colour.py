@@ -201,3 +201,15 @@ def test_ten_bit_planar_path_keeps_ten_bits(tmp_path: Path) -> None:
     interpolate_video(src, dflt, factor=2, progress=False, workers=1)
     text = video_io.probe_text(str(dflt))
     assert "hevc (Main 10)" in text and "hvc1" in text and probe_video(str(dflt)).pix_fmt == "yuv420p10le"
+
+
+@pytest.mark.parametrize("ext", [".avi", ".gif"])
+def test_rotated_clip_into_a_container_without_rotation_is_turned(tmp_path: Path, ext: str) -> None:
+    """AVI and GIF cannot store a display rotation: the frames themselves are turned (they came out sideways)."""
+    plain, src, out = tmp_path / "plain.mp4", tmp_path / "src.mp4", tmp_path / f"out{ext}"
+    make_clip(plain, "yuv420p", ["-colorspace", "bt709", "-color_range", "tv"])
+    subprocess.run([FFMPEG, "-v", "error", "-y", "-display_rotation", "90", "-i", str(plain), "-c", "copy", str(src)],
+                   check=True)
+    interpolate_video(src, out, factor=2, progress=False, workers=1)
+    info = probe_video(str(out))
+    assert (info.width, info.height, info.rotation) == (H, W, 0.0)  # portrait pixels, no rotation left to apply

@@ -41,6 +41,7 @@ PLANAR_FORMATS: dict[str, tuple[int, int]] = {
     "yuv444p": (1, 1), "yuvj444p": (1, 1),
     "yuv420p10le": (2, 2), "yuv422p10le": (2, 1), "yuv444p10le": (1, 1),
 }
+ROTATION_CONTAINERS = (".mp4", ".mov", ".m4v", ".mkv", ".webm")  # outputs that store a display rotation
 TEN_BIT_MAX = 1023  # a 10-bit sample's largest value; 10-bit planes are float32 in [0, 1] in Python
 # The encoder for 10-bit planar sources when none is given: HEVC (what the phones wrote; H.264 High 10 plays on
 # few devices), crf matched to libx264's for the same quality setting, tagged hvc1 in MP4 / MOV for Apple players.
@@ -385,7 +386,10 @@ def open_writer(dst: str, info: VideoInfo, planar: bool, fps: float, codec: str 
             if ext in (".mp4", ".mov", ".m4v"):
                 out_opts += ["-tag:v", "hvc1"]
     if info.rotation:  # the frames are as stored: the output shows them turned as the input did
-        in_opts = [*in_opts, "-display_rotation", f"{info.rotation:g}", "-noautorotate"]
+        # MP4 / MOV / Matroska carry the rotation as metadata (no pixel is touched); GIF, AVI and the like
+        # cannot, so ffmpeg turns the frames themselves on the way in.
+        keep = ext in ROTATION_CONTAINERS
+        in_opts = [*in_opts, "-display_rotation", f"{info.rotation:g}", *(["-noautorotate"] if keep else [])]
     if info.sar is not None:  # anamorphic: the output's pixels have the input's shape (display aspect kept)
         out_opts = [*out_opts, "-aspect", f"{info.width * info.sar[0]}:{info.height * info.sar[1]}"]
     return imageio_ffmpeg.write_frames(dst, (info.width, info.height), fps=fps, codec=codec, quality=quality,
