@@ -348,7 +348,10 @@ def test_cli_pair_with_neighbouring_frames(tmp_path: Path, capsys) -> None:
     assert "--before" in capsys.readouterr().err
 
 
-def test_missing_output_folder_is_named_before_any_work(clip_with_audio: Path, tmp_path: Path) -> None:
-    with pytest.raises(FileNotFoundError, match="output folder does not exist: .*nope"):
-        interpolate_video(clip_with_audio, tmp_path / "nope" / "o.mp4", progress=False)
-    assert not (tmp_path / "nope").exists()
+def test_missing_output_folder_is_created_and_a_file_in_its_place_refused(clip_with_audio: Path, tmp_path: Path) -> None:
+    # Like the image commands and interpolate_videos (it was refused: "output folder does not exist").
+    res = interpolate_video(clip_with_audio, tmp_path / "new" / "deeper" / "o.mp4", progress=False)
+    assert (tmp_path / "new" / "deeper" / "o.mp4").is_file() and res.frames_out > 0
+    (tmp_path / "afile").write_text("x")
+    with pytest.raises(ValueError, match="output folder .*afile is a file"):
+        interpolate_video(clip_with_audio, tmp_path / "afile" / "o.mp4", progress=False)

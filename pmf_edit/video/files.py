@@ -318,10 +318,11 @@ def _gif_rate(src: str) -> float:
 
 
 def _partial_path(dst: str) -> str:
-    """The temporary name the output is written under (same folder, renamed when complete)."""
+    """The temporary name the output is written under (same folder, renamed when complete). A missing
+    output folder is created, as the image commands and ``interpolate_videos`` do (``_check_output_path``
+    has refused a file in its place)."""
     dst_dir = os.path.dirname(os.path.abspath(dst))
-    if not os.path.isdir(dst_dir):
-        raise FileNotFoundError(f"output folder does not exist: {dst_dir}")
+    os.makedirs(dst_dir, exist_ok=True)
     stem, ext = os.path.splitext(os.path.basename(dst))
     return os.path.join(dst_dir, f".{stem}.partial-{os.getpid()}{ext}")
 
