@@ -139,6 +139,22 @@ def test_interlaced_video_is_deinterlaced(tmp_path: Path) -> None:
     assert comb(out) < 0.75 * comb(src)  # the bare source reads 1.0, deinterlaced about 0.6 (static edges stay)
 
 
+def test_the_files_own_tags_are_kept(clip_with_audio: Path, tmp_path: Path) -> None:
+    """A phone clip's creation time, title and location (what photo libraries sort and map by) were dropped;
+    the output now carries the source's tags, with or without its sound."""
+    src = tmp_path / "tagged.mov"
+    subprocess.run([FFMPEG, "-v", "error", "-y", "-i", str(clip_with_audio), "-c", "copy", "-movflags", "use_metadata_tags",
+                    "-metadata", "creation_time=2024-05-01T10:00:00Z", "-metadata", "title=Holiday",
+                    "-metadata", "com.apple.quicktime.location.ISO6709=+48.8584+002.2945/", str(src)], check=True)
+    tags = dict(video_mod.ffmpeg_io.probe_video(str(src)).metadata)
+    assert tags["title"] == "Holiday" and "major_brand" not in tags
+    for name, kw in (("with_sound.mov", {}), ("slow.mov", {"slowmo": True, "factor": 2})):
+        interpolate_video(src, tmp_path / name, progress=False, workers=1, **kw)
+        out = dict(video_mod.ffmpeg_io.probe_video(str(tmp_path / name)).metadata)
+        assert out["title"] == "Holiday" and out["creation_time"].startswith("2024-05-01T10:00:00"), (name, out)
+        assert out["com.apple.quicktime.location.ISO6709"] == "+48.8584+002.2945/", (name, out)
+
+
 def test_fps_target_and_slowmo(clip_with_audio: Path, tmp_path: Path) -> None:
     res = interpolate_video(clip_with_audio, tmp_path / "24.mp4", fps=24, progress=False)
     assert res.fps_out == 24 and res.frames_out == int((res.frames_in - 1) * 2.4) + 1

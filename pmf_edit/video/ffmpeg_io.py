@@ -81,6 +81,7 @@ class VideoInfo:
     sar: tuple[int, int] | None = None  # sample (pixel) aspect ratio when not square (anamorphic video)
     codec: str = ""  # the stream's codec ("h264", "hevc", "gif", ...)
     interlaced: bool = False  # fields of two instants in each frame ("top first" / "bottom first")
+    metadata: tuple[tuple[str, str], ...] = ()  # the file's own tags (creation_time, title, location, ...)
 
     @property
     def decode_rate(self) -> float | None:
@@ -196,7 +197,28 @@ def probe_video(path: str) -> VideoInfo:
                      color_range=rng, color_space=known(space), color_primaries=known(prim),
                      color_trc=known(trc), has_audio=re.search(r"Stream #\S+.*: Audio:", text) is not None,
                      rotation=float(rot.group(1)) if rot else 0.0, avg_fps=rate("fps"), base_fps=rate("tbr"),
-                     sar=_sar(parts), codec=parts[0].split()[0] if parts[0] else "", interlaced=interlaced)
+                     sar=_sar(parts), codec=parts[0].split()[0] if parts[0] else "", interlaced=interlaced,
+                     metadata=_file_metadata(text))
+
+
+# Container tags the muxer writes itself (copying them would describe the source file, not ours).
+_OWN_TAGS = ("major_brand", "minor_version", "compatible_brands", "encoder", "duration")
+
+
+def _file_metadata(text: str) -> tuple[tuple[str, str], ...]:
+    """The input file's global tags from ffmpeg's description (the "Metadata:" block of "Input #0",
+    before its streams): creation time, title, a phone's location and make; multi-line values joined."""
+    m = re.search(r"^Input #0.*?\n  Metadata:\n(.*?)(?=^  \S)", text, re.S | re.M)
+    if m is None:
+        return ()
+    tags: list[tuple[str, str]] = []
+    for line in m.group(1).splitlines():
+        kv = re.match(r"^    (\S[^:]*?)\s*: ?(.*)$", line)
+        if kv and kv.group(1) not in _OWN_TAGS:
+            tags.append((kv.group(1), kv.group(2)))
+        elif not kv and tags and line.strip().startswith(":"):  # continuation of a multi-line value
+            tags[-1] = (tags[-1][0], tags[-1][1] + "\n" + line.strip()[1:].strip())
+    return tuple(tags)
 
 
 def _sar(parts: list[str]) -> tuple[int, int] | None:
@@ -390,6 +412,11 @@ def open_writer(dst: str, info: VideoInfo, planar: bool, fps: float, codec: str 
         # cannot, so ffmpeg turns the frames themselves on the way in.
         keep = ext in ROTATION_CONTAINERS
         in_opts = [*in_opts, "-display_rotation", f"{info.rotation:g}", *(["-noautorotate"] if keep else [])]
+    if info.metadata and ext != ".gif":  # the source's creation time, title, location...: photo libraries sort by them
+        for key, value in info.metadata:
+            out_opts = [*out_opts, "-metadata", f"{key}={value}"]
+        if ext in (".mp4", ".mov", ".m4v") and any("." in k or k == "location" for k, _ in info.metadata):
+            out_opts += ["-movflags", "use_metadata_tags"]  # keys beyond the standard ones (com.apple.quicktime...)
     if info.sar is not None:  # anamorphic: the output's pixels have the input's shape (display aspect kept)
         out_opts = [*out_opts, "-aspect", f"{info.width * info.sar[0]}:{info.height * info.sar[1]}"]
     return imageio_ffmpeg.write_frames(dst, (info.width, info.height), fps=fps, codec=codec, quality=quality,
