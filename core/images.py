@@ -44,18 +44,25 @@ def make_grid(images: torch.Tensor, nrow: int, pad: int = 2) -> np.ndarray:
 ALPHA_FORMATS = (".png", ".apng", ".webp", ".tif", ".tiff")
 
 
-def save_png(path: str | Path, array: np.ndarray, alpha: torch.Tensor | None = None) -> Path:
+# Output formats that can carry an EXIF block (``read_exif``).
+EXIF_FORMATS = (".png", ".jpg", ".jpeg", ".webp", ".tif", ".tiff")
+
+
+def save_png(path: str | Path, array: np.ndarray, alpha: torch.Tensor | None = None,
+             exif: bytes | None = None) -> Path:
     """Write a uint8 (H, W) / (H, W, 1) / (H, W, 3) array as PNG (atomically: temp name, then rename);
-    ``alpha`` (H, W) or (1, 1, H, W) in [0, 1] becomes its alpha channel."""
-    return _save_atomic(Path(path), _with_alpha(array, alpha, ".png"), ".png")
+    ``alpha`` (H, W) or (1, 1, H, W) in [0, 1] becomes its alpha channel, ``exif`` its EXIF block."""
+    return _save_atomic(Path(path), _with_alpha(array, alpha, ".png"), ".png", exif)
 
 
-def save_image(path: str | Path, array: np.ndarray, alpha: torch.Tensor | None = None) -> Path:
+def save_image(path: str | Path, array: np.ndarray, alpha: torch.Tensor | None = None,
+               exif: bytes | None = None) -> Path:
     """Write a uint8 (H, W) / (H, W, 1) / (H, W, 3) array in the format its extension names (.png,
     .jpg, .tif, .webp, ...), atomically (temp name in the same folder, then rename; the folder is
     created). JPEG is written at quality 95 (Pillow's default, 75, blurs fine detail visibly).
     ``alpha`` (H, W) or (1, 1, H, W) in [0, 1] (an input's transparency, ``read_image01_alpha``) is
-    written as the alpha channel where the format has one (``ALPHA_FORMATS``), else left out.
+    written as the alpha channel where the format has one (``ALPHA_FORMATS``), else left out; ``exif``
+    (an input's EXIF block, ``read_exif``: date, camera, GPS) likewise where it fits (``EXIF_FORMATS``).
 
     Example:
         >>> save_image("/tmp/out/mid.jpg", np.zeros((8, 8, 3), np.uint8))  # doctest: +SKIP
@@ -63,7 +70,7 @@ def save_image(path: str | Path, array: np.ndarray, alpha: torch.Tensor | None =
     path = Path(path)
     if not path.suffix:
         raise ValueError(f"output {path} has no file extension; it picks the image format (e.g. .png)")
-    return _save_atomic(path, _with_alpha(array, alpha, path.suffix), path.suffix)
+    return _save_atomic(path, _with_alpha(array, alpha, path.suffix), path.suffix, exif)
 
 
 def _with_alpha(array: np.ndarray, alpha: torch.Tensor | None, suffix: str) -> np.ndarray:
@@ -97,7 +104,26 @@ def check_image_output(path: str | Path) -> Path:
     return path
 
 
-def _save_atomic(path: Path, array: np.ndarray, suffix: str) -> Path:
+def read_exif(path: str | Path) -> bytes | None:
+    """The file's EXIF block (date, camera, GPS...) with its Orientation reset to 1, to write back on an
+    edited output (``save_image(..., exif=)``): ``read_image01`` has already turned the pixels. None
+    when the file has no EXIF or it cannot be read (a damaged block never stops an edit)."""
+    from PIL import Image
+
+    try:
+        with Image.open(path) as im:
+            exif = im.getexif()
+            if not len(exif):
+                return None
+            for ifd in (0x8769, 0x8825):  # the Exif (dates) and GPS sub-blocks are read on demand
+                exif.get_ifd(ifd)
+            exif[0x0112] = 1  # Orientation: the pixels are upright now
+            return exif.tobytes()
+    except Exception:  # noqa: BLE001  (Pillow raises many types for a bad EXIF block)
+        return None
+
+
+def _save_atomic(path: Path, array: np.ndarray, suffix: str, exif: bytes | None = None) -> Path:
     import imageio.v3 as iio
 
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -105,6 +131,8 @@ def _save_atomic(path: Path, array: np.ndarray, suffix: str) -> Path:
         array = array[:, :, 0]
     tmp = path.with_name(f".{path.name}.tmp{suffix}")
     options = {"quality": 95} if suffix.lower() in (".jpg", ".jpeg") else {}
+    if exif and suffix.lower() in EXIF_FORMATS:
+        options.update(exif=exif, plugin="pillow")
     try:
         iio.imwrite(tmp, array, **options)
         tmp.replace(path)

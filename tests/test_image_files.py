@@ -155,3 +155,27 @@ def test_interpolate_takes_a_grey_and_a_colour_frame(tmp_path):
     assert main(["interpolate", str(tmp_path / "c.png"), str(tmp_path / "g.png"), "-o", str(tmp_path / "m.png")]) == 0
     with Image.open(tmp_path / "m.png") as f:
         assert f.mode == "RGB" and f.size == (40, 24)
+
+
+def test_edited_photos_keep_their_exif_with_orientation_reset(tmp_path):
+    """A phone photo's EXIF (date taken, camera, GPS) was dropped from the edited output; it is written back,
+    with Orientation 1 (the pixels were turned on reading), on formats that take EXIF."""
+    from apps.cli import main
+    from core.checkpoint import bundled_model_dir
+
+    im = Image.fromarray(_photo())
+    exif = im.getexif()
+    exif[0x0112] = 6  # Orientation
+    exif[0x010F] = "Apple"  # Make
+    exif.get_ifd(0x8769)[0x9003] = "2024:05:01 10:00:00"  # DateTimeOriginal (Exif sub-block)
+    exif.get_ifd(0x8825)[0x0001] = "N"  # GPSLatitudeRef (GPS sub-block)
+    im.save(tmp_path / "phone.jpg", exif=exif.tobytes(), quality=95)
+    model = str(bundled_model_dir("photos"))
+    for name, argv in (("e.jpg", ["edit", str(tmp_path / "phone.jpg"), "--model", model, "--target", "1", "--out"]),
+                       ("s.png", ["stylize", str(tmp_path / "phone.jpg"), "class:1", "--model", model, "-o"])):
+        assert main([*argv, str(tmp_path / name)]) == 0
+        with Image.open(tmp_path / name) as f:
+            got = f.getexif()
+            assert f.size == (24, 40)  # upright
+            assert got[0x0112] == 1 and got[0x010F] == "Apple"
+            assert got.get_ifd(0x8769)[0x9003] == "2024:05:01 10:00:00" and got.get_ifd(0x8825)[0x0001] == "N"
