@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from core.images import check_image_output, read_exif
+from core.images import check_image_output, read_tags
 
 
 def _common(p: argparse.ArgumentParser) -> None:
@@ -155,14 +155,14 @@ def _read(path: str, net) -> tuple[torch.Tensor, torch.Tensor | None]:
     return x, alpha
 
 
-def _write(path: str, images01: torch.Tensor, alpha: torch.Tensor | None = None, exif: bytes | None = None) -> None:
+def _write(path: str, images01: torch.Tensor, alpha: torch.Tensor | None = None, tags: dict | None = None) -> None:
     """The first image, written in the format the extension names (PNG when there is none), with the
-    input's alpha (a cut-out stays a cut-out) and EXIF (date, camera, GPS) where the format has them."""
+    input's alpha (a cut-out stays a cut-out), EXIF (date, camera, GPS) and colour profile where the format has them."""
     from core.images import save_image, save_png
 
     # round(255 v) straight from [0, 1]: a pixel read as k / 255 is written back as k.
     arr = (images01[0].detach().float().cpu().clamp(0, 1) * 255.0).round().to(torch.uint8)
-    (save_image if Path(path).suffix else save_png)(path, arr.permute(1, 2, 0).numpy(), alpha=alpha, exif=exif)
+    (save_image if Path(path).suffix else save_png)(path, arr.permute(1, 2, 0).numpy(), alpha=alpha, tags=tags)
 
 
 def _guidance(args: argparse.Namespace, default: float, rec: dict) -> dict:
@@ -211,7 +211,7 @@ def run_invert(args: argparse.Namespace) -> int:
         nfe += k * T
         x_in = to_network(plan, x)
         _write(args.reconstruction, from_network(plan, x, x_in, from_model_range(rec).to(x_in)), alpha,
-               read_exif(args.image))
+               read_tags(args.image))
     seconds = time.perf_counter() - t0
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     # (C, S, S) for one network input, (T, C, S, S) for T tiles.
@@ -244,7 +244,7 @@ def run_edit(args: argparse.Namespace) -> int:
     else:
         out = editing.sdedit(net, x, labels=tgt, generator=gen, **kw, **g)
     seconds = time.perf_counter() - t0
-    _write(args.out, out.images, alpha, read_exif(args.image))
+    _write(args.out, out.images, alpha, read_tags(args.image))
     _report("edit", args.out, out.nfe, seconds, net=net, method=args.method, source=src, target=tgt,
             size_mode=args.size_mode, tiles=out.num_tiles)
     return 0
@@ -273,7 +273,7 @@ def run_inpaint(args: argparse.Namespace) -> int:
                   **_guidance(args, 1.0, rec))
     seconds = time.perf_counter() - t0
     # Unmasked pixels: bit-identical floats, and round(255 * v) of v = k / 255 gives back k.
-    _write(args.out, out.images, alpha, read_exif(args.image))
+    _write(args.out, out.images, alpha, read_tags(args.image))
     _report("inpaint", args.out, out.nfe, seconds, net=net, masked_pixels=int(mask.sum()), size_mode=args.size_mode,
             tiles=out.num_tiles)
     return 0

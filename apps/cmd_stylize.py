@@ -91,7 +91,7 @@ def _read_with_alpha(path: str) -> tuple[torch.Tensor, torch.Tensor | None]:
 
 def run(args: argparse.Namespace) -> int:
     from core.checkpoint import bundled_model_dir
-    from core.images import check_image_output, read_exif, save_image, save_png
+    from core.images import check_image_output, read_tags, save_image, save_png
     from pmf_edit.editing import from_pretrained
     from pmf_edit.style import resolve_style_class, style_transfer
 
@@ -135,8 +135,8 @@ def run(args: argparse.Namespace) -> int:
     seconds = time.perf_counter() - t0
     out = Path(args.output)
     arr = (res.images[0].permute(1, 2, 0).clamp(0, 1) * 255).round().to(torch.uint8).cpu().numpy()
-    # Format by extension (PNG without one), with the content's alpha and EXIF (date, camera, GPS).
-    (save_image if out.suffix else save_png)(out, arr, alpha=alpha, exif=read_exif(args.content))
+    # Format by extension (PNG without one), with the content's alpha, EXIF (date, camera, GPS) and colour profile.
+    (save_image if out.suffix else save_png)(out, arr, alpha=alpha, tags=read_tags(args.content))
     print(json.dumps({
         "output": str(out), "model": str(model_path), "style": args.style, "strength": args.strength,
         "method": res.method, "texture": args.texture, "nfe": res.nfe, "size_mode": res.size_mode,

@@ -44,25 +44,26 @@ def make_grid(images: torch.Tensor, nrow: int, pad: int = 2) -> np.ndarray:
 ALPHA_FORMATS = (".png", ".apng", ".webp", ".tif", ".tiff")
 
 
-# Output formats that can carry an EXIF block (``read_exif``).
-EXIF_FORMATS = (".png", ".jpg", ".jpeg", ".webp", ".tif", ".tiff")
+# Output formats that can carry an EXIF block and an ICC colour profile (``read_tags``).
+TAG_FORMATS = (".png", ".jpg", ".jpeg", ".webp", ".tif", ".tiff")
 
 
 def save_png(path: str | Path, array: np.ndarray, alpha: torch.Tensor | None = None,
-             exif: bytes | None = None) -> Path:
+             tags: dict[str, bytes] | None = None) -> Path:
     """Write a uint8 (H, W) / (H, W, 1) / (H, W, 3) array as PNG (atomically: temp name, then rename);
-    ``alpha`` (H, W) or (1, 1, H, W) in [0, 1] becomes its alpha channel, ``exif`` its EXIF block."""
-    return _save_atomic(Path(path), _with_alpha(array, alpha, ".png"), ".png", exif)
+    ``alpha`` (H, W) or (1, 1, H, W) in [0, 1] becomes its alpha channel, ``tags`` (``read_tags``) its
+    EXIF block and colour profile."""
+    return _save_atomic(Path(path), _with_alpha(array, alpha, ".png"), ".png", tags)
 
 
 def save_image(path: str | Path, array: np.ndarray, alpha: torch.Tensor | None = None,
-               exif: bytes | None = None) -> Path:
+               tags: dict[str, bytes] | None = None) -> Path:
     """Write a uint8 (H, W) / (H, W, 1) / (H, W, 3) array in the format its extension names (.png,
     .jpg, .tif, .webp, ...), atomically (temp name in the same folder, then rename; the folder is
     created). JPEG is written at quality 95 (Pillow's default, 75, blurs fine detail visibly).
     ``alpha`` (H, W) or (1, 1, H, W) in [0, 1] (an input's transparency, ``read_image01_alpha``) is
-    written as the alpha channel where the format has one (``ALPHA_FORMATS``), else left out; ``exif``
-    (an input's EXIF block, ``read_exif``: date, camera, GPS) likewise where it fits (``EXIF_FORMATS``).
+    written as the alpha channel where the format has one (``ALPHA_FORMATS``), else left out; ``tags``
+    (an input's EXIF block and ICC colour profile, ``read_tags``) likewise where they fit (``TAG_FORMATS``).
 
     Example:
         >>> save_image("/tmp/out/mid.jpg", np.zeros((8, 8, 3), np.uint8))  # doctest: +SKIP
@@ -70,7 +71,7 @@ def save_image(path: str | Path, array: np.ndarray, alpha: torch.Tensor | None =
     path = Path(path)
     if not path.suffix:
         raise ValueError(f"output {path} has no file extension; it picks the image format (e.g. .png)")
-    return _save_atomic(path, _with_alpha(array, alpha, path.suffix), path.suffix, exif)
+    return _save_atomic(path, _with_alpha(array, alpha, path.suffix), path.suffix, tags)
 
 
 def _with_alpha(array: np.ndarray, alpha: torch.Tensor | None, suffix: str) -> np.ndarray:
@@ -104,26 +105,31 @@ def check_image_output(path: str | Path) -> Path:
     return path
 
 
-def read_exif(path: str | Path) -> bytes | None:
-    """The file's EXIF block (date, camera, GPS...) with its Orientation reset to 1, to write back on an
-    edited output (``save_image(..., exif=)``): ``read_image01`` has already turned the pixels. None
-    when the file has no EXIF or it cannot be read (a damaged block never stops an edit)."""
+def read_tags(path: str | Path) -> dict[str, bytes]:
+    """What of a photo file an edit should keep, as Pillow ``save`` keywords: ``exif`` (date taken,
+    camera, GPS; its Orientation reset to 1, since ``read_image01`` has turned the pixels) and
+    ``icc_profile`` (the colour space the pixel values are in: a phone's Display P3 photo shown without
+    it looks washed out). Empty when the file has neither or they cannot be read (a damaged block never
+    stops an edit). Write them back with ``save_image(..., tags=)``."""
     from PIL import Image
 
+    tags: dict[str, bytes] = {}
     try:
         with Image.open(path) as im:
+            if im.info.get("icc_profile") and im.mode in ("RGB", "RGBA"):  # an RGB profile for RGB pixels (a
+                tags["icc_profile"] = im.info["icc_profile"]  # CMYK or grey one would not describe the output)
             exif = im.getexif()
-            if not len(exif):
-                return None
-            for ifd in (0x8769, 0x8825):  # the Exif (dates) and GPS sub-blocks are read on demand
-                exif.get_ifd(ifd)
-            exif[0x0112] = 1  # Orientation: the pixels are upright now
-            return exif.tobytes()
-    except Exception:  # noqa: BLE001  (Pillow raises many types for a bad EXIF block)
-        return None
+            if len(exif):
+                for ifd in (0x8769, 0x8825):  # the Exif (dates) and GPS sub-blocks are read on demand
+                    exif.get_ifd(ifd)
+                exif[0x0112] = 1  # Orientation: the pixels are upright now
+                tags["exif"] = exif.tobytes()
+    except Exception:  # noqa: BLE001  (Pillow raises many types for a bad block)
+        return tags
+    return tags
 
 
-def _save_atomic(path: Path, array: np.ndarray, suffix: str, exif: bytes | None = None) -> Path:
+def _save_atomic(path: Path, array: np.ndarray, suffix: str, tags: dict[str, bytes] | None = None) -> Path:
     import imageio.v3 as iio
 
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -131,8 +137,8 @@ def _save_atomic(path: Path, array: np.ndarray, suffix: str, exif: bytes | None 
         array = array[:, :, 0]
     tmp = path.with_name(f".{path.name}.tmp{suffix}")
     options = {"quality": 95} if suffix.lower() in (".jpg", ".jpeg") else {}
-    if exif and suffix.lower() in EXIF_FORMATS:
-        options.update(exif=exif, plugin="pillow")
+    if tags and suffix.lower() in TAG_FORMATS:
+        options.update(tags, plugin="pillow")
     try:
         iio.imwrite(tmp, array, **options)
         tmp.replace(path)

@@ -157,19 +157,23 @@ def test_interpolate_takes_a_grey_and_a_colour_frame(tmp_path):
         assert f.mode == "RGB" and f.size == (40, 24)
 
 
-def test_edited_photos_keep_their_exif_with_orientation_reset(tmp_path):
-    """A phone photo's EXIF (date taken, camera, GPS) was dropped from the edited output; it is written back,
-    with Orientation 1 (the pixels were turned on reading), on formats that take EXIF."""
+def test_edited_photos_keep_their_exif_and_colour_profile(tmp_path):
+    """A phone photo's EXIF (date taken, camera, GPS) and ICC profile (Display P3: without it the picture looks
+    washed out) were dropped from the edited output; they are written back, Orientation reset to 1 (the pixels
+    were turned on reading), on formats that take them. A CMYK file's profile is not (the output is RGB)."""
+    from PIL import ImageCms
+
     from apps.cli import main
     from core.checkpoint import bundled_model_dir
 
+    icc = ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB")).tobytes()
     im = Image.fromarray(_photo())
     exif = im.getexif()
     exif[0x0112] = 6  # Orientation
     exif[0x010F] = "Apple"  # Make
     exif.get_ifd(0x8769)[0x9003] = "2024:05:01 10:00:00"  # DateTimeOriginal (Exif sub-block)
     exif.get_ifd(0x8825)[0x0001] = "N"  # GPSLatitudeRef (GPS sub-block)
-    im.save(tmp_path / "phone.jpg", exif=exif.tobytes(), quality=95)
+    im.save(tmp_path / "phone.jpg", exif=exif.tobytes(), quality=95, icc_profile=icc)
     model = str(bundled_model_dir("photos"))
     for name, argv in (("e.jpg", ["edit", str(tmp_path / "phone.jpg"), "--model", model, "--target", "1", "--out"]),
                        ("s.png", ["stylize", str(tmp_path / "phone.jpg"), "class:1", "--model", model, "-o"])):
@@ -179,3 +183,8 @@ def test_edited_photos_keep_their_exif_with_orientation_reset(tmp_path):
             assert f.size == (24, 40)  # upright
             assert got[0x0112] == 1 and got[0x010F] == "Apple"
             assert got.get_ifd(0x8769)[0x9003] == "2024:05:01 10:00:00" and got.get_ifd(0x8825)[0x0001] == "N"
+            assert f.info.get("icc_profile") == icc
+    from core.images import read_tags
+
+    im.convert("CMYK").save(tmp_path / "print.jpg", icc_profile=icc)  # (a profile of the wrong space on purpose)
+    assert "icc_profile" not in read_tags(tmp_path / "print.jpg")
