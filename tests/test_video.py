@@ -155,6 +155,20 @@ def test_the_files_own_tags_are_kept(clip_with_audio: Path, tmp_path: Path) -> N
         assert out["com.apple.quicktime.location.ISO6709"] == "+48.8584+002.2945/", (name, out)
 
 
+def test_folder_run_picks_up_gifs_and_camcorder_files(clip_with_audio: Path, tmp_path: Path) -> None:
+    """A folder of animated GIFs and AVCHD .mts clips was skipped ('no video files')."""
+    from PIL import Image
+
+    src_dir = tmp_path / "in"
+    src_dir.mkdir()
+    frames = [Image.fromarray(np.full((24, 32, 3), 40 * k, np.uint8)) for k in range(4)]
+    frames[0].save(src_dir / "loop.gif", save_all=True, append_images=frames[1:], duration=100)
+    subprocess.run([FFMPEG, "-v", "error", "-y", "-i", str(clip_with_audio), "-c", "copy", str(src_dir / "cam.mts")],
+                   check=True)
+    batch = interpolate_videos(src_dir, tmp_path / "out", progress=False)
+    assert not batch.failed and sorted(Path(r.dst).name for r in batch.done) == ["cam.mts", "loop.gif"]
+
+
 def test_fps_target_and_slowmo(clip_with_audio: Path, tmp_path: Path) -> None:
     res = interpolate_video(clip_with_audio, tmp_path / "24.mp4", fps=24, progress=False)
     assert res.fps_out == 24 and res.frames_out == int((res.frames_in - 1) * 2.4) + 1
