@@ -25,10 +25,10 @@ from pmf_edit.video.interpolate import InterpolationConfig, PairInterpolator
 from pmf_edit.video.ffmpeg_io import (VideoInfo, default_codec, frame_bytes, open_writer, probe_text, probe_video,
                                       read_frames, yuv_to_rgb)
 
-# What a folder run picks up: the common containers, camcorder AVCHD / transport streams, old phones' 3GP,
-# and animated GIFs (taken at their own frame timing).
+# What a folder run picks up: the common containers, camcorder AVCHD streams, old phones' 3GP and animated
+# GIFs (taken at their own frame timing). Not ".ts": in a mixed folder that is more often TypeScript.
 VIDEO_EXTENSIONS = (".mp4", ".mov", ".mkv", ".avi", ".webm", ".m4v", ".mpg", ".mpeg", ".wmv", ".flv", ".mts", ".m2ts",
-                    ".ts", ".3gp", ".ogv", ".gif")
+                    ".3gp", ".ogv", ".gif")
 
 
 @dataclass(frozen=True)
