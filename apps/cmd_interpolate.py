@@ -125,7 +125,8 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
                               description="Frame-rate conversion by optical-flow interpolation, streaming "
                                           "(constant memory), with scene-cut detection and audio carried over.")
     v.add_argument("input", help="input video, or a folder of videos")
-    v.add_argument("output", help="output video path, or an output folder when INPUT is a folder")
+    v.add_argument("output", help="output video path (its extension picks the container: .mp4, .mkv, .mov, .webm, "
+                   ".gif, ...; missing folders are created), or an output folder when INPUT is a folder")
     v.add_argument("--factor", type=int, default=2, help="output frames per input frame (default 2)")
     v.add_argument("--fps", type=float, default=None, help="target frame rate instead of --factor, e.g. 60")
     v.add_argument("--slowmo", action="store_true",
