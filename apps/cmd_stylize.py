@@ -91,14 +91,14 @@ def _read_with_alpha(path: str) -> tuple[torch.Tensor, torch.Tensor | None]:
 
 def run(args: argparse.Namespace) -> int:
     from core.checkpoint import bundled_model_dir
-    from core.images import check_image_output, read_tags, save_image, save_png
+    from core.images import check_image_output, read_tags
     from pmf_edit.editing import from_pretrained
     from pmf_edit.style import resolve_style_class, style_transfer
 
     device = args.device if args.device != "auto" else ("cuda" if torch.cuda.is_available() else "cpu")
     model_path = Path(args.model) if args.model else bundled_model_dir("photos")
     from apps.cmd_sample import _model_config
-    from apps.cmd_edit import weights_precision
+    from apps.cmd_edit import _write, weights_precision
 
     net, meta = from_pretrained(model_path, device=device, precision=getattr(args, "precision", None) or "auto",
                                 **_model_config(args.model_config))
@@ -134,9 +134,7 @@ def run(args: argparse.Namespace) -> int:
     )
     seconds = time.perf_counter() - t0
     out = Path(args.output)
-    arr = (res.images[0].permute(1, 2, 0).clamp(0, 1) * 255).round().to(torch.uint8).cpu().numpy()
-    # Format by extension (PNG without one), with the content's alpha, EXIF (date, camera, GPS) and colour profile.
-    (save_image if out.suffix else save_png)(out, arr, alpha=alpha, tags=read_tags(args.content))
+    _write(str(out), res.images, alpha, read_tags(args.content))  # the edit commands' writer: format, alpha, EXIF
     print(json.dumps({
         "output": str(out), "model": str(model_path), "style": args.style, "strength": args.strength,
         "method": res.method, "texture": args.texture, "nfe": res.nfe, "size_mode": res.size_mode,

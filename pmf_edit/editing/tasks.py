@@ -32,7 +32,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Literal
+from typing import Any, Callable, Iterator, Literal
 
 import torch
 
@@ -157,6 +157,13 @@ class _Inputs:
         return repeat_per_tile(values, self.plan)[self.rows]
 
 
+def _chunks(x_in: torch.Tensor, plan: SizePlan, what: str) -> Iterator[tuple[torch.Tensor, _Inputs]]:
+    """The network inputs ``x_in`` (B T, C, S, S) as the calls see them: all at once, or in tile-mode chunks
+    of ``TILE_CHUNK`` (with a progress bar over many), each with its ``_Inputs``."""
+    for rows in chunk_progress(input_chunks(x_in.shape[0], plan, TILE_CHUNK), what):
+        yield x_in[rows], _Inputs(plan, rows)
+
+
 def _sized(net: PixelMeanFlow, images: torch.Tensor, fn: Callable[[torch.Tensor, _Inputs], tuple[torch.Tensor, int]],
            size_mode: str, mask: torch.Tensor | None = None, what: str = "edit"
            ) -> EditResult:
@@ -168,8 +175,8 @@ def _sized(net: PixelMeanFlow, images: torch.Tensor, fn: Callable[[torch.Tensor,
 
     def run(x_in: torch.Tensor, plan: SizePlan) -> torch.Tensor:
         parts = []
-        for rows in chunk_progress(input_chunks(x_in.shape[0], plan, TILE_CHUNK), what):
-            out, spent["nfe"] = fn(x_in[rows], _Inputs(plan, rows))
+        for x, at in _chunks(x_in, plan, what):
+            out, spent["nfe"] = fn(x, at)
             parts.append(out)
         spent["tiles"] = plan.num_tiles
         return parts[0] if len(parts) == 1 else torch.cat(parts)
@@ -325,11 +332,9 @@ def invert(
     if t == 0:  # the state at t = 0 is the image itself (in model units): nothing to solve
         return InversionResult(latents=to_model(net, x_in).to(device=images.device, dtype=images.dtype), t=0.0,
                                nfe=0, residual=0.0, num_tiles=plan.num_tiles)
-    parts = []  # tile mode inverts its inputs in chunks (bounded memory); each input is solved on its own
-    for rows in chunk_progress(input_chunks(x_in.shape[0], plan, TILE_CHUNK), "invert"):
-        at = _Inputs(plan, rows)
-        parts.append(_invert(net, to_model(net, x_in[rows]), t, at.per_input(y), at.per_input(guidance_scale),
-                             guidance_interval, K, J, how, R, sw))
+    # Tile mode inverts its inputs in chunks (bounded memory); each input is solved on its own.
+    parts = [_invert(net, to_model(net, x), t, at.per_input(y), at.per_input(guidance_scale), guidance_interval, K, J,
+                     how, R, sw) for x, at in _chunks(x_in, plan, "invert")]
     inv = parts[0]
     latents = inv.latents if len(parts) == 1 else torch.cat([q.latents for q in parts])
     sizes = [q.latents.shape[0] for q in parts]
@@ -718,10 +723,13 @@ def inpaint(
     if t0 == 0:
         return _unchanged(net, images, size_mode)
 
+    masks: dict[str, torch.Tensor] = {}  # the mask at the network's size, for every input: made once per call
+
     def run(x01: torch.Tensor, at: _Inputs) -> tuple[torch.Tensor, int]:
         known = to_model(net, x01)
-        mm = mask_to_network(at.plan, m.expand(n, -1, -1, -1))[at.rows].to(device=known.device, dtype=known.dtype)
-        mm = mm.expand_as(known)  # (rows, C, S, S)
+        if "all" not in masks:
+            masks["all"] = mask_to_network(at.plan, m.expand(n, -1, -1, -1))  # (B T, 1 or C, S, S)
+        mm = masks["all"][at.rows].to(device=known.device, dtype=known.dtype).expand_as(known)  # (rows, C, S, S)
         eps = _noise(net, x01.shape[0], K * R, generator)
         yy, g = at.per_input(y), at.per_input(guidance_scale)
         x = known

@@ -364,6 +364,16 @@ def read_frames(path: str, info: VideoInfo, planar: bool) -> tuple[dict, Generat
     return meta, frames()
 
 
+def input_rate(path: str, info: VideoInfo) -> float | None:
+    """The frame rate the frames of `read_frames` follow where it is not the stream's reported one, else
+    None: a GIF's frames / duration (they are decoded as they are; its stream reports its 1/100-s time
+    base as 100 fps), or the even clock a variable-frame-rate stream is decoded at (`decode_rate`)."""
+    if info.codec == "gif":
+        frames, seconds = imageio_ffmpeg.count_frames_and_secs(path)
+        return frames / seconds if frames and seconds > 0 else 10.0
+    return info.decode_rate
+
+
 def default_codec(dst: str, info: VideoInfo, planar: bool) -> str:
     """The encoder ``open_writer`` uses when none is given: "gif" for .gif, VP9 for .webm, libx265 for a
     10-bit planar source, libx264 otherwise."""

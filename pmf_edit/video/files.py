@@ -22,8 +22,8 @@ import numpy as np
 
 from core import checks
 from pmf_edit.video.interpolate import InterpolationConfig, PairInterpolator
-from pmf_edit.video.ffmpeg_io import (VideoInfo, default_codec, frame_bytes, open_writer, probe_text, probe_video,
-                                      read_frames, yuv_to_rgb)
+from pmf_edit.video.ffmpeg_io import (VideoInfo, default_codec, frame_bytes, input_rate, open_writer, probe_text,
+                                      probe_video, read_frames, yuv_to_rgb)
 
 # What a folder run picks up: the common containers, camcorder AVCHD streams, old phones' 3GP and animated
 # GIFs (taken at their own frame timing). Not ".ts": in a mixed folder that is more often TypeScript.
@@ -255,16 +255,16 @@ def interpolate_video(
     planar = planar and info.subsampling is not None and not (cfg.refine or cfg.generative)
     tmp = _partial_path(dst)  # checks the output folder before any ffmpeg process starts
     meta, frames = read_frames(src, info, planar)
-    clock = _gif_rate(src) if info.codec == "gif" else info.decode_rate
+    clock, gif_out = input_rate(src, info), dst.lower().endswith(".gif")
     fps_in, fps_out, step = _output_clock(meta, factor, fps, slowmo, clock)
-    if dst.lower().endswith(".gif") and fps_out > GIF_MAX_FPS + 1e-6 and not slowmo:
+    if gif_out and fps_out > GIF_MAX_FPS + 1e-6 and not slowmo:
         # GIF delays are whole 1/100 s and browsers slow those under 2/100 s to 10/100 s: above 50 fps a GIF
         # plays too long or stutters, so the output is retimed to 50 fps (the frames are interpolated at
         # those times) rather than written at a rate no player shows.
         warnings.warn(f"{dst}: GIF players show at most {GIF_MAX_FPS} frames per second; writing {GIF_MAX_FPS} fps "
                       f"instead of {fps_out:g}", GifRateWarning, stacklevel=3)
         fps_in, fps_out, step = _output_clock(meta, factor, GIF_MAX_FPS, slowmo, clock)
-    audio = keep_audio and not slowmo and info.has_audio and not dst.lower().endswith(".gif")  # GIF has no sound
+    audio = keep_audio and not slowmo and info.has_audio and not gif_out  # GIF has no sound
     out = _Output(open_writer(tmp, info, planar, fps_out, codec, quality, src if audio else None, encoder_options),
                   f"{src} -> {dst} (codec {codec or default_codec(dst, info, planar)!r}, encoder options {list(encoder_options)})")
     pipeline = _PairPipeline(cfg, workers)  # flows and renders of the source pairs, in order
@@ -302,7 +302,7 @@ def interpolate_video(
 def _output_clock(meta: dict, factor: int, fps: float | None, slowmo: bool,
                   decode_rate: float | None = None) -> tuple[float, float, float]:
     """(input fps, output fps, source frames advanced per output frame); 25 fps if the file has no rate.
-    `decode_rate`: the even clock a variable-frame-rate source is decoded at (`VideoInfo.decode_rate`)."""
+    `decode_rate`: the rate the decoded frames follow where it is not the reported one (`ffmpeg_io.input_rate`)."""
     fps_in = decode_rate or float(meta.get("fps") or 0) or 25.0
     if fps is not None:
         return fps_in, float(fps), fps_in / float(fps)
@@ -310,14 +310,6 @@ def _output_clock(meta: dict, factor: int, fps: float | None, slowmo: bool,
 
 
 GIF_MAX_FPS = 50  # 2/100 s per frame: the shortest GIF delay browsers honour
-
-
-def _gif_rate(src: str) -> float:
-    """A GIF's average frame rate, frames / duration (its stream reports the 1/100-s time base as 100 fps)."""
-    import imageio_ffmpeg
-
-    frames, seconds = imageio_ffmpeg.count_frames_and_secs(src)
-    return frames / seconds if frames and seconds > 0 else 10.0
 
 
 def _partial_path(dst: str) -> str:
