@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from core.images import check_image_output, read_tags
+from core.images import check_image_output
 
 
 def _common(p: argparse.ArgumentParser) -> None:
@@ -155,14 +155,16 @@ def _read(path: str, net) -> tuple[torch.Tensor, torch.Tensor | None]:
     return x, alpha
 
 
-def _write(path: str, images01: torch.Tensor, alpha: torch.Tensor | None = None, tags: dict | None = None) -> None:
+def _write(path: str, images01: torch.Tensor, alpha: torch.Tensor | None = None, source: str | None = None) -> None:
     """The first image, written in the format the extension names (PNG when there is none), with the
-    input's alpha (a cut-out stays a cut-out), EXIF (date, camera, GPS) and colour profile where the format has them."""
-    from core.images import save_image, save_png
+    input's alpha (a cut-out stays a cut-out) and what the ``source`` file had where the format has it:
+    EXIF (date, camera, GPS), colour profile, 16-bit samples (``core.images.read_tags``, ``sample_bits``)."""
+    from core.images import read_tags, sample_bits, save_image, save_png, to_file_array
 
-    # round(255 v) straight from [0, 1]: a pixel read as k / 255 is written back as k.
-    arr = (images01[0].detach().float().cpu().clamp(0, 1) * 255.0).round().to(torch.uint8)
-    (save_image if Path(path).suffix else save_png)(path, arr.permute(1, 2, 0).numpy(), alpha=alpha, tags=tags)
+    tags, bits = (read_tags(source), sample_bits(source)) if source else ({}, 8)
+    # round((2^bits - 1) v) straight from [0, 1]: a pixel read as k / 255 (k / 65535) is written back as k.
+    arr = to_file_array(images01[0], bits)
+    (save_image if Path(path).suffix else save_png)(path, arr, alpha=alpha, tags=tags)
 
 
 def _guidance(args: argparse.Namespace, default: float, rec: dict) -> dict:
@@ -210,8 +212,7 @@ def run_invert(args: argparse.Namespace) -> int:
                           g["guidance_interval"])
         nfe += k * T
         x_in = to_network(plan, x)
-        _write(args.reconstruction, from_network(plan, x, x_in, from_model_range(rec).to(x_in)), alpha,
-               read_tags(args.image))
+        _write(args.reconstruction, from_network(plan, x, x_in, from_model_range(rec).to(x_in)), alpha, args.image)
     seconds = time.perf_counter() - t0
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     # (C, S, S) for one network input, (T, C, S, S) for T tiles.
@@ -244,7 +245,7 @@ def run_edit(args: argparse.Namespace) -> int:
     else:
         out = editing.sdedit(net, x, labels=tgt, generator=gen, **kw, **g)
     seconds = time.perf_counter() - t0
-    _write(args.out, out.images, alpha, read_tags(args.image))
+    _write(args.out, out.images, alpha, args.image)
     _report("edit", args.out, out.nfe, seconds, net=net, method=args.method, source=src, target=tgt,
             size_mode=args.size_mode, tiles=out.num_tiles)
     return 0
@@ -273,7 +274,7 @@ def run_inpaint(args: argparse.Namespace) -> int:
                   **_guidance(args, 1.0, rec))
     seconds = time.perf_counter() - t0
     # Unmasked pixels: bit-identical floats, and round(255 * v) of v = k / 255 gives back k.
-    _write(args.out, out.images, alpha, read_tags(args.image))
+    _write(args.out, out.images, alpha, args.image)
     _report("inpaint", args.out, out.nfe, seconds, net=net, masked_pixels=int(mask.sum()), size_mode=args.size_mode,
             tiles=out.num_tiles)
     return 0

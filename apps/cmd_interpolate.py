@@ -45,9 +45,7 @@ def _read_image(path: str):
 
 
 def run_pair(args: argparse.Namespace) -> int:
-    import numpy as np
-
-    from core.images import check_image_output, save_image
+    from core.images import check_image_output, sample_bits, save_image, to_file_array
     from pmf_edit.video import interpolate_frames
 
     f0, f1 = _read_image(args.frame0), _read_image(args.frame1)
@@ -72,10 +70,10 @@ def run_pair(args: argparse.Namespace) -> int:
     times = args.t if args.t else [0.5]
     out = interpolate_frames(f0, f1, times, config=_config(args), **around)  # (T, C, H, W)
     stem, ext = os.path.splitext(args.output)
+    bits = max(sample_bits(args.frame0), sample_bits(args.frame1))  # 16-bit frames give 16-bit middles (PNG, TIFF)
     for i, (t, frame) in enumerate(zip(times, out)):
         path = args.output if len(times) == 1 else f"{stem}_{i:02d}{ext}"
-        img = (frame.permute(1, 2, 0).numpy() * 255.0 + 0.5).clip(0, 255).astype(np.uint8)  # (H, W, C)
-        save_image(path, img)  # atomic; creates the folder like the other commands
+        save_image(path, to_file_array(frame, bits))  # atomic; creates the folder like the other commands
         print(f"t={t:g} -> {path}")
     return 0
 

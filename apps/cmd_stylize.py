@@ -91,7 +91,7 @@ def _read_with_alpha(path: str) -> tuple[torch.Tensor, torch.Tensor | None]:
 
 def run(args: argparse.Namespace) -> int:
     from core.checkpoint import bundled_model_dir
-    from core.images import check_image_output, read_tags
+    from core.images import check_image_output
     from pmf_edit.editing import from_pretrained
     from pmf_edit.style import resolve_style_class, style_transfer
 
@@ -134,7 +134,7 @@ def run(args: argparse.Namespace) -> int:
     )
     seconds = time.perf_counter() - t0
     out = Path(args.output)
-    _write(str(out), res.images, alpha, read_tags(args.content))  # the edit commands' writer: format, alpha, EXIF
+    _write(str(out), res.images, alpha, args.content)  # the edit commands' writer: format, alpha, EXIF, depth
     print(json.dumps({
         "output": str(out), "model": str(model_path), "style": args.style, "strength": args.strength,
         "method": res.method, "texture": args.texture, "nfe": res.nfe, "size_mode": res.size_mode,

@@ -35,7 +35,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from PIL import Image
+from PIL import Image, ImageOps
 from torch import Tensor
 from torch.utils.data import Dataset
 
@@ -222,8 +222,8 @@ class ImageFileDataset(Dataset):
         """Decodes and crops item `index`: uint8 (R, R, C). Errors name the file."""
         path = self.path(index)
         try:
-            with Image.open(path) as im:
-                im = im.convert("RGB" if self.channels == 3 else "L")  # also decodes (PIL is lazy)
+            with Image.open(path) as im:  # upright as a viewer shows it (a phone photo is stored sideways), then
+                im = ImageOps.exif_transpose(im).convert("RGB" if self.channels == 3 else "L")  # decoded (PIL is lazy)
         except (OSError, ValueError, Image.DecompressionBombError) as e:
             raise ValueError(f"cannot read image file {str(path)!r}: {type(e).__name__}: {e}") from e
         a = adm_center_crop(im, self.resolution)

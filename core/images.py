@@ -1,6 +1,6 @@
 """Image conversions at the library's boundaries, and sample grids.
 
-Ranges: ``core`` works in [-1, 1]; ``pmf_edit`` public functions use [0, 1]; files are uint8.
+Ranges: ``core`` works in [-1, 1]; ``pmf_edit`` public functions use [0, 1]; files are uint8 or uint16.
 """
 from __future__ import annotations
 
@@ -44,6 +44,10 @@ def make_grid(images: torch.Tensor, nrow: int, pad: int = 2) -> np.ndarray:
 ALPHA_FORMATS = (".png", ".apng", ".webp", ".tif", ".tiff")
 
 
+# Output formats written at 16 bits when given uint16 arrays (a 16-bit input's edit keeps its depth).
+DEEP_FORMATS = (".png", ".tif", ".tiff")
+
+
 # Output formats that can carry an EXIF block and an ICC colour profile (``read_tags``).
 TAG_FORMATS = (".png", ".jpg", ".jpeg", ".webp", ".tif", ".tiff")
 
@@ -58,8 +62,9 @@ def save_png(path: str | Path, array: np.ndarray, alpha: torch.Tensor | None = N
 
 def save_image(path: str | Path, array: np.ndarray, alpha: torch.Tensor | None = None,
                tags: dict[str, bytes] | None = None) -> Path:
-    """Write a uint8 (H, W) / (H, W, 1) / (H, W, 3) array in the format its extension names (.png,
-    .jpg, .tif, .webp, ...), atomically (temp name in the same folder, then rename; the folder is
+    """Write a uint8 or uint16 (H, W) / (H, W, 1) / (H, W, 3) array in the format its extension names
+    (.png, .jpg, .tif, .webp, ...; uint16 at 16 bits where the format has them, ``DEEP_FORMATS``, else
+    rounded to 8), atomically (temp name in the same folder, then rename; the folder is
     created). JPEG is written at quality 95 (Pillow's default, 75, blurs fine detail visibly).
     ``alpha`` (H, W) or (1, 1, H, W) in [0, 1] (an input's transparency, ``read_image01_alpha``) is
     written as the alpha channel where the format has one (``ALPHA_FORMATS``), else left out; ``tags``
@@ -75,15 +80,44 @@ def save_image(path: str | Path, array: np.ndarray, alpha: torch.Tensor | None =
 
 
 def _with_alpha(array: np.ndarray, alpha: torch.Tensor | None, suffix: str) -> np.ndarray:
-    """(H, W[, C]) uint8 -> (H, W, C + 1) with round(255 alpha) appended, when there is an alpha and the
-    format keeps it; the array itself otherwise."""
+    """(H, W[, C]) uint8 / uint16 -> (H, W, C + 1) with the alpha appended at the array's depth, when there
+    is an alpha and the format keeps it; the array itself otherwise."""
     if alpha is None or suffix.lower() not in ALPHA_FORMATS:
         return array
-    a = (alpha.detach().float().cpu().reshape(array.shape[0], array.shape[1]).clamp(0, 1) * 255.0).round()
+    top = float(np.iinfo(array.dtype).max)
+    a = (alpha.detach().float().cpu().reshape(array.shape[0], array.shape[1]).clamp(0, 1) * top).round()
     colour = array if array.ndim == 3 else array[:, :, None]
     if colour.shape[2] == 1 and suffix.lower() not in (".png", ".apng"):  # grey + alpha is a PNG mode only
         colour = np.repeat(colour, 3, axis=2)
-    return np.concatenate([colour, a.to(torch.uint8).numpy()[:, :, None]], axis=2)
+    return np.concatenate([colour, a.numpy().astype(array.dtype)[:, :, None]], axis=2)
+
+
+def to_file_array(images01: torch.Tensor, bits: int = 8) -> np.ndarray:
+    """(C, H, W) in [0, 1] -> (H, W, C) uint8 (``bits=8``) or uint16 (16) with round((2^bits - 1) v), the
+    inverse of ``read_image01``: a pixel read as k / 255 (or k / 65535) is written back as k.
+
+    Example:
+        >>> to_file_array(torch.full((3, 2, 2), 0.5)).dtype, to_file_array(torch.ones(1, 2, 2), 16).max()
+        (dtype('uint8'), 65535)
+    """
+    if bits not in (8, 16):
+        raise ValueError(f"bits must be 8 or 16, got {bits!r}")
+    top, dtype = (255.0, np.uint8) if bits == 8 else (65535.0, np.uint16)
+    x = images01.detach().float().cpu().clamp(0, 1).permute(1, 2, 0)  # (C, H, W) -> (H, W, C)
+    return (x * top).round().numpy().astype(dtype)
+
+
+def sample_bits(path: str | Path) -> int:
+    """16 when an image file stores 16-bit samples (a raw converter's TIFF, a 16-bit PNG), else 8: the
+    depth the commands write their output at, so an edit keeps what the input had (PNG and TIFF outputs).
+    8 for a file that cannot be read (reading it reports why)."""
+    from PIL import Image
+
+    try:
+        with Image.open(path) as im:
+            return 16 if im.mode.startswith("I;16") or any(";16" in str(t.args) for t in im.tile) else 8
+    except Exception:  # noqa: BLE001  (the reader names what is wrong with the file)
+        return 8
 
 
 def check_image_output(path: str | Path) -> Path:
@@ -135,12 +169,17 @@ def _save_atomic(path: Path, array: np.ndarray, suffix: str, tags: dict[str, byt
     path.parent.mkdir(parents=True, exist_ok=True)
     if array.ndim == 3 and array.shape[2] == 1:
         array = array[:, :, 0]
+    if array.dtype == np.uint16 and suffix.lower() not in DEEP_FORMATS:  # e.g. JPEG: 8 bits, round(k / 257)
+        array = ((array.astype(np.uint32) * 255 + 32767) // 65535).astype(np.uint8)
     tmp = path.with_name(f".{path.name}.tmp{suffix}")
     options = {"quality": 95} if suffix.lower() in (".jpg", ".jpeg") else {}
     if tags and suffix.lower() in TAG_FORMATS:
         options.update(tags, plugin="pillow")
     try:
-        iio.imwrite(tmp, array, **options)
+        if array.dtype == np.uint16:
+            _write_deep(tmp, array, tags or {})
+        else:
+            iio.imwrite(tmp, array, **options)
         tmp.replace(path)
     except BaseException:  # a failed or interrupted write leaves nothing behind
         tmp.unlink(missing_ok=True)
@@ -148,9 +187,68 @@ def _save_atomic(path: Path, array: np.ndarray, suffix: str, tags: dict[str, byt
     return path
 
 
+def _write_deep(path: Path, array: np.ndarray, tags: dict[str, bytes]) -> None:
+    """A uint16 (H, W[, C]) array as a 16-bit PNG (OpenCV, with the EXIF block and colour profile) or TIFF
+    (tifffile, with the colour profile; Pillow writes neither at 16 bits per colour channel)."""
+    if path.suffix.lower() in (".tif", ".tiff"):
+        import tifffile
+
+        colour = array.ndim == 3 and array.shape[2] >= 3
+        extra = ["unassalpha"] if array.ndim == 3 and array.shape[2] in (2, 4) else None
+        tifffile.imwrite(path, array, photometric="rgb" if colour else "minisblack", extrasamples=extra,
+                         iccprofile=tags.get("icc_profile"), compression="zlib")
+        return
+    import cv2
+
+    if array.ndim == 3:
+        array = array[:, :, [2, 1, 0, 3][: array.shape[2]]] if array.shape[2] >= 3 else array[:, :, [0, 0, 0, 1]]
+    kinds, blocks = [], []  # PNG's eXIf chunk holds the TIFF-style block without Pillow's "Exif\0\0" prefix
+    if tags.get("exif"):
+        kinds.append(cv2.IMAGE_METADATA_EXIF)
+        blocks.append(np.frombuffer(tags["exif"].removeprefix(b"Exif\x00\x00"), np.uint8))
+    if tags.get("icc_profile"):
+        kinds.append(cv2.IMAGE_METADATA_ICCP)
+        blocks.append(np.frombuffer(tags["icc_profile"], np.uint8))
+    if not cv2.imwriteWithMetadata(str(path), np.ascontiguousarray(array), kinds, blocks):
+        raise OSError(f"OpenCV could not write {path}")
+
+
 # Pillow modes that carry colour in another model: converted to RGB on reading (CMYK JPEGs from print
 # workflows, YCbCr / LAB / HSV TIFFs). Palette images come back as RGB(A) from imageio already.
 _TO_RGB_MODES = ("CMYK", "YCbCr", "LAB", "HSV")
+
+
+# Pillow modes whose 16-bit files Pillow itself reads at 8 bits (a raw converter's 16-bit TIFF / PNG): read
+# through OpenCV instead, which keeps the 16 bits. (16-bit grey is Pillow's "I;16" and needs no detour.)
+_DEEP_MODES = ("RGB", "RGBA")  # (a 16-bit grey + alpha PNG opens as RGBA, its raw mode "LA;16")
+
+# EXIF orientation -> the turn that shows the stored (H, W, C) pixels upright (as PIL.ImageOps.exif_transpose).
+_ORIENT = {
+    2: lambda a: a[:, ::-1],
+    3: lambda a: a[::-1, ::-1],
+    4: lambda a: a[::-1],
+    5: lambda a: a.transpose(1, 0, 2),
+    6: lambda a: np.rot90(a, -1),
+    7: lambda a: a[::-1, ::-1].transpose(1, 0, 2),
+    8: lambda a: np.rot90(a, 1),
+}
+
+
+def _read_deep(path: Path, grey_alpha: bool, orientation: int) -> np.ndarray | None:
+    """A 16-bit colour (or grey + alpha) file as uint16 (H, W, C) in Pillow's channel order, turned upright;
+    None when OpenCV cannot decode it at 16 bits (the caller then reads it through Pillow, at 8 bits)."""
+    import cv2
+
+    arr = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)  # (H, W[, C]) BGR(A); the EXIF turn is ours to apply
+    if arr is None or arr.dtype != np.uint16:
+        return None
+    if arr.ndim == 2:
+        arr = arr[:, :, None]
+    if arr.shape[2] >= 3:
+        arr = arr[:, :, [2, 1, 0, 3][: arr.shape[2]]]  # BGR(A) -> RGB(A)
+    if grey_alpha and arr.shape[2] == 4:  # OpenCV expands grey + alpha to colour: back to (grey, alpha)
+        arr = arr[:, :, [0, 3]]
+    return np.ascontiguousarray(_ORIENT.get(orientation, lambda a: a)(arr))
 
 
 def read_image01(path: str | Path, channels: int | None = None, name: str | None = None) -> torch.Tensor:
@@ -160,7 +258,7 @@ def read_image01(path: str | Path, channels: int | None = None, name: str | None
     * EXIF orientation is applied (a portrait phone photo stored sideways comes out upright), so
       the pixels match what the user sees and what a mask drawn over the displayed picture covers.
     * 8-bit values map to k / 255 exactly (an unedited output written as PNG reads back bit-identical),
-      16-bit grey to k / 65535; bilevel images to 0 / 1. Pillow reads 16-bit RGB files at 8 bits.
+      16-bit files (grey, RGB, with alpha: PNG, TIFF) to k / 65535; bilevel images to 0 / 1.
     * CMYK, YCbCr, LAB and HSV images are converted to RGB; palette images are expanded; alpha is
       dropped (the colour under transparent pixels is kept as stored); an animation or a multi-page
       file gives its first frame. HEIC/AVIF need Pillow's plugin for them (the error says so).
@@ -206,9 +304,16 @@ def read_image01_alpha(path: str | Path, channels: int | None = None,
     if not p.is_file():
         raise FileNotFoundError(f"no such image file: {label}")
     try:  # the pillow plugin only: no slow plugin probing of a bad file, and it knows EXIF
-        mode = iio.immeta(p, plugin="pillow").get("mode")
-        arr = np.asarray(iio.imread(p, plugin="pillow", rotate=True,
-                                    mode="RGB" if mode in _TO_RGB_MODES else None))
+        from PIL import Image
+
+        with Image.open(p) as im:
+            mode = im.mode
+            deep = [str(t.args) for t in im.tile if ";16" in str(t.args)] if mode in _DEEP_MODES else []  # (before
+            orientation = im.getexif().get(0x0112, 1)  # getexif, which may decode a PNG to reach its eXIf chunk)
+        arr = _read_deep(p, "LA;16" in deep[0], orientation) if deep else None
+        if arr is None:
+            arr = np.asarray(iio.imread(p, plugin="pillow", rotate=True,
+                                        mode="RGB" if mode in _TO_RGB_MODES else None))
     except Exception as err:  # imageio / Pillow raise many types for bad data; all mean "unreadable"
         first = str(err).strip().splitlines()[0] if str(err).strip() else ""
         hint = ("; HEIC/HEIF/AVIF photos (iPhones save HEIC) need Pillow's plugin for them (pip install pillow-heif)"

@@ -188,3 +188,104 @@ def test_edited_photos_keep_their_exif_and_colour_profile(tmp_path):
 
     im.convert("CMYK").save(tmp_path / "print.jpg", icc_profile=icc)  # (a profile of the wrong space on purpose)
     assert "icc_profile" not in read_tags(tmp_path / "print.jpg")
+
+
+def _deep_photo(h: int = 24, w: int = 40, c: int = 3) -> np.ndarray:
+    """A uint16 picture using all 16 bits (its low bytes differ from a 8-bit picture's k * 257)."""
+    return np.random.default_rng(1).integers(0, 65536, (h, w, c), dtype=np.uint16)
+
+
+def _grey_alpha_png16(path, arr: np.ndarray) -> None:
+    """A 16-bit grey + alpha PNG (colour type 4), which neither Pillow nor OpenCV writes, chunk by chunk."""
+    import struct
+    import zlib
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    h, w, _ = arr.shape
+    rows = b"".join(b"\x00" + arr[i].astype(">u2").tobytes() for i in range(h))  # filter 0 per row
+    path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", w, h, 16, 4, 0, 0, 0))
+                     + chunk(b"IDAT", zlib.compress(rows)) + chunk(b"IEND", b""))
+
+
+def test_sixteen_bit_files_are_read_at_sixteen_bits(tmp_path):
+    """Pillow reads 16-bit colour PNG / TIFF (a raw converter's export) at 8 bits, truncated: every value up to
+    one level low and the low byte lost. They are read through OpenCV at full depth, alpha included."""
+    import cv2
+    import tifffile
+
+    from core.images import read_image01_alpha, sample_bits
+
+    rgb = _deep_photo()
+    cv2.imwrite(str(tmp_path / "rgb16.png"), rgb[:, :, ::-1])
+    tifffile.imwrite(tmp_path / "rgb16.tif", rgb, photometric="rgb", compression="zlib")
+    rgba = _deep_photo(c=4)
+    tifffile.imwrite(tmp_path / "rgba16.tif", rgba, photometric="rgb", extrasamples=["unassalpha"])
+    _grey_alpha_png16(tmp_path / "la16.png", rgba[:, :, [0, 3]])
+    for name, want in (("rgb16.png", rgb), ("rgb16.tif", rgb), ("rgba16.tif", rgba), ("la16.png", rgba[:, :, [0, 3]])):
+        x, alpha = read_image01_alpha(tmp_path / name)
+        colour = want[:, :, :-1] if want.shape[2] in (2, 4) else want
+        assert torch.equal(x[0].permute(1, 2, 0), torch.from_numpy(colour / np.float32(65535))), name
+        if want.shape[2] in (2, 4):
+            assert torch.equal(alpha[0, 0], torch.from_numpy(want[:, :, -1] / np.float32(65535))), name
+        assert sample_bits(tmp_path / name) == 16, name
+    Image.fromarray(_photo()).save(tmp_path / "rgb8.png")
+    assert sample_bits(tmp_path / "rgb8.png") == 8
+
+
+@pytest.mark.parametrize("orientation", [1, 2, 3, 4, 5, 6, 7, 8])
+def test_sixteen_bit_files_are_turned_upright(tmp_path, orientation):
+    from core.images import save_image
+
+    deep = _deep_photo()
+    exif = Image.new("RGB", (1, 1)).getexif()
+    exif[0x0112] = orientation
+    save_image(tmp_path / "phone16.png", deep, tags={"exif": exif.tobytes()})
+    with Image.open(tmp_path / "phone16.png") as stored:
+        shown8 = np.asarray(ImageOps.exif_transpose(stored))  # a viewer's picture, at Pillow's 8 bits
+    x = read_image01(tmp_path / "phone16.png")
+    assert x.shape == (1, 3, *shown8.shape[:2])
+    assert float((x[0].permute(1, 2, 0) * 255 - torch.from_numpy(shown8.astype(np.float32))).abs().max()) <= 1.0
+
+
+def test_sixteen_bit_photos_are_edited_at_sixteen_bits(tmp_path):
+    """An edit of a 16-bit photo was written at 8 bits: the pixels the edit does not touch were no longer the
+    input's. PNG and TIFF outputs now keep 16 bits (with EXIF and colour profile); JPEG gets 8, rounded."""
+    import cv2
+    from PIL import ImageCms
+
+    from apps.cli import main
+    from core.checkpoint import bundled_model_dir
+    from core.images import read_image01_alpha, save_image
+
+    icc = ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB")).tobytes()
+    exif = Image.new("RGB", (1, 1)).getexif()
+    exif[0x010F] = "Nikon"  # Make
+    deep = _deep_photo()
+    save_image(tmp_path / "raw.png", deep, tags={"exif": exif.tobytes(), "icc_profile": icc})
+    save_image(tmp_path / "raw.tif", deep, tags={"icc_profile": icc})
+    mask = np.zeros((24, 40), np.uint8)
+    mask[8:16, 10:30] = 255
+    Image.fromarray(mask).save(tmp_path / "hole.png")
+    model = str(bundled_model_dir("photos"))
+    for src, out in (("raw.png", "f.png"), ("raw.tif", "f.tif"), ("raw.png", "f.jpg")):
+        assert main(["inpaint", str(tmp_path / src), "--mask", str(tmp_path / "hole.png"), "--model", model,
+                     "--label", "1", "--out", str(tmp_path / out)]) == 0
+        back = cv2.imread(str(tmp_path / out), cv2.IMREAD_UNCHANGED)[:, :, ::-1]
+        keep = mask == 0
+        if out == "f.jpg":
+            assert back.dtype == np.uint8
+            continue
+        assert back.dtype == np.uint16, out
+        assert np.array_equal(back[keep], deep[keep]), out  # untouched pixels: the input's, all 16 bits
+        assert not np.array_equal(back[~keep], deep[~keep]), out
+        with Image.open(tmp_path / out) as f:
+            assert f.info.get("icc_profile") == icc, out
+            if out == "f.png":
+                assert f.getexif()[0x010F] == "Nikon"
+        x, _ = read_image01_alpha(tmp_path / out)
+        assert torch.equal(x[0].permute(1, 2, 0)[torch.from_numpy(keep)], torch.from_numpy(deep[keep] / np.float32(65535)))
+    assert main(["interpolate", str(tmp_path / "raw.png"), str(tmp_path / "raw.tif"), "-o", str(tmp_path / "m.png")]) == 0
+    middle = cv2.imread(str(tmp_path / "m.png"), cv2.IMREAD_UNCHANGED)
+    assert middle.dtype == np.uint16 and np.array_equal(middle[:, :, ::-1], deep)  # two equal frames: the frame

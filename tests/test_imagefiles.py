@@ -63,6 +63,19 @@ def test_folder_scan_labels_and_items(tmp_path):
     assert ImageFileDataset.from_folder(root, resolution=8, channels=1)[0][0].shape == (1, 8, 8)
 
 
+def test_folder_photos_are_read_upright(tmp_path):
+    """A portrait phone photo is stored sideways with an EXIF Orientation; training on it sideways was wrong."""
+    (tmp_path / "d" / "cat").mkdir(parents=True)
+    a = np.zeros((20, 60, 3), np.uint8)  # stored landscape: top half red, bottom half black
+    a[:10] = (255, 0, 0)
+    im = Image.fromarray(a)
+    exif = im.getexif()
+    exif[0x0112] = 6  # shown turned 90 degrees clockwise, portrait 20 x 60: the red half on the right
+    im.save(tmp_path / "d" / "cat" / "phone.jpg", exif=exif.tobytes(), quality=95)
+    x = ImageFileDataset.from_folder(tmp_path / "d", resolution=20)[0][0].float()  # (3, 20, 20): the centre crop
+    assert x[0, :, 12:].mean() > 200 and x[0, :, :8].mean() < 40  # red right half (sideways: red top half)
+
+
 def test_folder_errors(tmp_path):
     with pytest.raises(FileNotFoundError, match="does not exist"):
         ImageFileDataset.from_folder(tmp_path / "missing", resolution=8)
