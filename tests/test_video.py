@@ -120,6 +120,29 @@ def test_gif_in_and_out_keeps_its_duration(tmp_path: Path) -> None:
     assert abs(imageio_ffmpeg.count_frames_and_secs(str(tmp_path / "fast.gif"))[1] - 0.72) < 0.06
 
 
+def test_unevenly_timed_gif_keeps_its_pauses(tmp_path: Path) -> None:
+    """A GIF that pauses (a held last frame, a title card) was played at its average rate: every frame the
+    same length, the pause gone and the motion slowed. Its frames now sit on an even clock at the shortest
+    delay, a held frame repeated as long as it shows, so the output keeps the input's timing."""
+    from PIL import Image
+
+    rng = np.random.default_rng(0)
+    base = rng.integers(0, 255, (48, 64, 3), dtype=np.uint8)
+    frames = [Image.fromarray(np.roll(base, 2 * k, axis=1)) for k in range(4)]
+    src = tmp_path / "pause.gif"
+    frames[0].save(src, save_all=True, append_images=frames[1:], duration=[100, 100, 100, 1000], loop=0)
+    assert video_mod.ffmpeg_io.gif_clock(str(src)) == 10.0
+    res = interpolate_video(src, tmp_path / "out.mp4", factor=2, progress=False, workers=1)
+    assert (res.fps_in, res.fps_out, res.frames_in, res.frames_out) == (10, 20, 13, 25)
+    out = list(imageio_ffmpeg.read_frames(str(tmp_path / "out.mp4")))[1:]  # (the first item is the metadata)
+    shown = [np.frombuffer(f, np.uint8).reshape(48, 64, 3).astype(float) for f in out]
+    moving = [np.abs(shown[k + 1] - shown[k]).mean() for k in range(len(shown) - 1)]
+    assert min(moving[:6]) > 40 and max(moving[6:]) < 5  # moves for 0.3 s, then holds still (encoder noise) for 1 s
+    even = tmp_path / "even.gif"
+    frames[0].save(even, save_all=True, append_images=frames[1:], duration=[100, 110, 100, 100], loop=0)
+    assert video_mod.ffmpeg_io.gif_clock(str(even)) is None  # 1/100 s apart: taken as they are
+
+
 def test_interlaced_video_is_deinterlaced(tmp_path: Path) -> None:
     """Interlaced footage (camcorders, broadcast: two fields of two instants per frame) was interpolated with
     its combing in every frame; it is now deinterlaced on decoding (bwdif) and written progressive."""

@@ -339,8 +339,11 @@ def read_frames(path: str, info: VideoInfo, planar: bool) -> tuple[dict, Generat
         >>> meta, frames = read_frames("clip.mp4", info, planar=info.subsampling is not None)  # doctest: +SKIP
     """
     pix_fmt, bpp, out_opts = decode_options(info, planar)
-    if info.codec == "gif":  # a GIF's frames as they are: its 1/100-s time base is no frame rate to fill
-        out_opts = [*out_opts, "-fps_mode", "passthrough"]
+    clock = gif_clock(path) if info.codec == "gif" else None
+    if info.codec == "gif" and clock is None:  # evenly timed GIF frames as they are (its 1/100-s time base
+        out_opts = [*out_opts, "-fps_mode", "passthrough"]  # is no frame rate to fill)
+    elif clock is not None:  # unevenly timed: on an even clock, a held frame repeated for as long as it shows
+        out_opts = [*out_opts, "-fps_mode", "cfr", "-r", f"{clock:g}"]
     elif info.decode_rate is not None:  # variable frame rate: frames on an even clock (see VideoInfo.decode_rate)
         out_opts = [*out_opts, "-fps_mode", "cfr", "-r", f"{info.decode_rate:g}"]
     # As stored: autorotation would turn a rotated clip's frames while they are read at the stored size.
@@ -364,13 +367,35 @@ def read_frames(path: str, info: VideoInfo, planar: bool) -> tuple[dict, Generat
     return meta, frames()
 
 
+def gif_delays(path: str) -> tuple[int, ...]:
+    """A GIF's frame delays in 1/100 s as ffmpeg's demuxer (and browsers) play them: below 2, 10."""
+    from PIL import Image
+
+    delays = []
+    with Image.open(path) as im:
+        for k in range(getattr(im, "n_frames", 1)):
+            im.seek(k)
+            d = round(im.info.get("duration", 100) / 10)
+            delays.append(d if d >= 2 else 10)
+    return tuple(delays)
+
+
+def gif_clock(path: str) -> float | None:
+    """The even clock (frames per second) an unevenly timed GIF is decoded at: one tick per shortest delay,
+    so a frame held for a second (a pause on the last frame, a title card) is repeated as long as it
+    shows; None for a GIF whose delays differ by at most 1/100 s (its frames are taken as they are)."""
+    delays = gif_delays(path)
+    return None if max(delays) - min(delays) <= 1 else 100.0 / min(delays)
+
+
 def input_rate(path: str, info: VideoInfo) -> float | None:
     """The frame rate the frames of `read_frames` follow where it is not the stream's reported one, else
-    None: a GIF's frames / duration (they are decoded as they are; its stream reports its 1/100-s time
-    base as 100 fps), or the even clock a variable-frame-rate stream is decoded at (`decode_rate`)."""
+    None: a GIF's (frames / duration when its frames are evenly timed, its even clock `gif_clock` otherwise;
+    its stream reports its 1/100-s time base as 100 fps), or the even clock a variable-frame-rate stream is
+    decoded at (`decode_rate`)."""
     if info.codec == "gif":
-        frames, seconds = imageio_ffmpeg.count_frames_and_secs(path)
-        return frames / seconds if frames and seconds > 0 else 10.0
+        delays = gif_delays(path)
+        return gif_clock(path) or 100.0 * len(delays) / sum(delays)
     return info.decode_rate
 
 
