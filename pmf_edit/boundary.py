@@ -116,12 +116,13 @@ def check_images(
         raise ValueError(f"{name} must lie in [0, 1], got values in [{lo:.4g}, {hi:.4g}] (shape {shape}){hint}")
 
 
-def _names_to_indices(net: PixelMeanFlow, labels: str | Sequence[int | str], name: str) -> list[int]:
-    """Class names (or a mix of names and indices) -> indices by the network's ``class_names``."""
+def _names_to_indices(net: PixelMeanFlow, labels: str | Sequence[int | str], name: str,
+                      class_names: Sequence[str] | None = None) -> list[int]:
+    """Class names (or a mix of names and indices) -> indices by ``class_names``, else the network's."""
     from core.class_names import resolve_class
 
     values = [labels] if isinstance(labels, str) else list(labels)
-    names = getattr(net, "class_names", None)
+    names = class_names if class_names is not None else getattr(net, "class_names", None)
     if not names:
         if all(not isinstance(v, str) or v.strip().isdigit() for v in values):  # "3": an index as text
             return [int(v) for v in values]
@@ -131,7 +132,7 @@ def _names_to_indices(net: PixelMeanFlow, labels: str | Sequence[int | str], nam
 
 
 def check_labels(net: PixelMeanFlow, labels: Labels, n: int, name: str = "labels", *,
-                 required: bool = False) -> Tensor | None:
+                 required: bool = False, class_names: Sequence[str] | None = None) -> Tensor | None:
     """Class labels as a (n,) int64 tensor on the network's device, or None for the null class.
 
     The one rule of the public API: a class is an index 0..K-1 (K = ``net.cfg.num_classes``) or,
@@ -146,6 +147,7 @@ def check_labels(net: PixelMeanFlow, labels: Labels, n: int, name: str = "labels
         n: batch size.
         name: the argument's name, used in the message.
         required: raise if ``labels`` is None.
+        class_names: names to resolve by instead of ``net.class_names`` (a model folder's config).
 
     Example:
         >>> check_labels(net, 3, 2)
@@ -157,7 +159,7 @@ def check_labels(net: PixelMeanFlow, labels: Labels, n: int, name: str = "labels
             return None
         raise ValueError(f"{name} is required (class indices in [0, {k - 1}])")
     if isinstance(labels, str) or (isinstance(labels, (list, tuple)) and any(isinstance(v, str) for v in labels)):
-        labels = _names_to_indices(net, labels, name)
+        labels = _names_to_indices(net, labels, name, class_names)
     try:
         y = torch.as_tensor(labels).reshape(-1)
     except (TypeError, ValueError, RuntimeError) as err:

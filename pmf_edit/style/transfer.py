@@ -61,14 +61,13 @@ from torch import Tensor
 
 from core import checks
 from core.attention import Backend, attention
-from core.class_names import resolve_class
 from core.images import from_model_range, to_model_range
 from core.model import AttentionProcessor, PixelMeanFlow
 from pmf_edit import velocity as vf
-from pmf_edit.boundary import (check_guidance, check_images, check_steps, check_strength, forward_noise,
+from pmf_edit.boundary import (check_guidance, check_images, check_labels, check_steps, check_strength, forward_noise,
                                sample_noise, state_like, with_precision)
-from pmf_edit.images import (SIZE_MODES, SizePlan, check_image_size, from_network, plan_size, repeat_per_tile,
-                             to_network)
+from pmf_edit.images import (SIZE_MODES, TILE_CHUNK, SizePlan, check_image_size, chunk_progress, from_network,
+                             input_chunks, plan_size, repeat_per_tile, to_network)
 from pmf_edit.style.texture import TextureConfig, add_texture_detail, cover_resize, noise_shape, synthesize_texture
 
 __all__ = ["StyleResult", "style_transfer", "resolve_style_class"]
@@ -93,7 +92,6 @@ DEFAULT_INJECTION_WEIGHT = 1.0  # kv: blend own (0) / injected (1) attention; fe
 DEFAULT_ATTENTION_TEMPERATURE = 1.0  # kv: multiplies the content's logits over the shared keys
 StyleScale = Literal["whole", "content"]
 DEFAULT_STYLE_SCALE: StyleScale = "whole"  # the whole style image squeezed into the model's input
-TILE_CHUNK = 64  # network inputs stylised at once: bounds memory for size_mode="tile" on large images
 # The style's own texture added at full resolution (pmf_edit.style.texture): detail weight = texture x
 # strength. Chosen by eye on the tuning pairs, where the Gram-at-Reinhard's-content-distance reading
 # does not separate the weights (benchmarks/results/style_texture_tuning.json, docs/style.md).
@@ -149,37 +147,12 @@ def resolve_style_class(
         >>> resolve_style_class(net, "class:brick", 2, cfg["class_names"])
         tensor([7, 7])
     """
-    k = net.cfg.num_classes
-    class_names = class_names if class_names is not None else getattr(net, "class_names", None)
     if isinstance(style, str) and not style.startswith("class:") and Path(style).is_file():
         raise ValueError(f"{name} {style!r} is an image file: read it with core.images.read_image01(path) and pass "
                          "the (1, 3, H, W) tensor (a string names a style class)")
     if isinstance(style, str):
-        name = style[len("class:"):] if style.startswith("class:") else style
-        if name.isdigit():
-            idx = int(name)
-        elif class_names is None:
-            raise ValueError(f"style class {name!r} given by name, but neither class_names nor the network's "
-                             "class_names (set by pmf_edit.from_pretrained) name the classes")
-        else:  # case-insensitive, any synonym; close matches listed when unknown
-            idx = resolve_class(name, class_names, "style class")
-        y = torch.tensor([idx])
-    else:
-        try:
-            y = torch.as_tensor(style).reshape(-1)
-        except (TypeError, ValueError, RuntimeError) as err:
-            raise TypeError(f"{name} must be a class index, name or (B,) indices, got {type(style).__name__}") from err
-        if y.is_floating_point() or y.dtype == torch.bool:
-            raise ValueError(f"{name} class indices must be integers, got dtype {y.dtype}")
-    y = y.long()
-    if y.numel() == 1:
-        y = y.expand(n)
-    if y.shape != (n,):
-        raise ValueError(f"{name} classes must be one class or ({n},) for {n} images, got shape {tuple(y.shape)}")
-    if y.min() < 0 or y.max() >= k:
-        bad = sorted(set(y[(y < 0) | (y >= k)].tolist()))
-        raise ValueError(f"{name} classes {bad[:5]} outside the model's classes 0..{k - 1}")
-    return y.to(next(net.parameters()).device)
+        style = style.removeprefix("class:")
+    return check_labels(net, style, n, f"{name} class", required=True, class_names=class_names)
 
 
 # ------------------------------------------------------------------------------------------------
@@ -655,11 +628,10 @@ def _network_pass(net: PixelMeanFlow, x: Tensor, plan: SizePlan, style01: Tensor
     NFE per network input: the network stylises what the size plan shows it (B T model-size inputs)."""
     x_in = to_network(plan, x)  # (B T, C, S, S)
     refs, ycs, yss = (repeat_per_tile(v, plan) for v in (style01, y_content, y_style))
-    # At most TILE_CHUNK inputs go through the network at once (a 4096x4096 image is ~29k tiles: all
-    # at once would not fit in memory); every input's result is per-sample, so chunks change nothing.
+    # In tile mode at most TILE_CHUNK inputs go through the network at once (a 4096x4096 image is ~29k
+    # tiles: all at once would not fit in memory); every input's result is per-sample, so chunks change nothing.
     parts, nfe = [], 0
-    for c0 in range(0, x_in.shape[0], TILE_CHUNK):
-        sl = slice(c0, c0 + TILE_CHUNK)
+    for sl in chunk_progress(input_chunks(x_in.shape[0], plan, TILE_CHUNK), "style_transfer"):
         pick = lambda v: None if v is None else v[sl]  # noqa: E731
         out_c, nfe = _stylize_tiles(net, x_in[sl], refs[sl], pick(ycs), pick(yss), pick(state_eps), opts)
         parts.append(out_c)
