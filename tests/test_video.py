@@ -178,6 +178,37 @@ def test_the_files_own_tags_are_kept(clip_with_audio: Path, tmp_path: Path) -> N
         assert out["com.apple.quicktime.location.ISO6709"] == "+48.8584+002.2945/", (name, out)
 
 
+def test_every_sound_track_subtitle_and_chapter_is_kept(clip_with_audio: Path, tmp_path: Path) -> None:
+    """A film with two languages, subtitles and chapters came out with the first sound track alone (re-encoded to
+    AAC). Now every sound track (copied where the container takes its codec), the subtitles (copied, or converted
+    to the container's text format) and the chapters are carried over, languages kept; a track the container
+    cannot hold is named in a warning."""
+    (tmp_path / "chapters.txt").write_text(";FFMETADATA1\n[CHAPTER]\nTIMEBASE=1/1000\nSTART=0\nEND=400\ntitle=One\n"
+                                           "[CHAPTER]\nTIMEBASE=1/1000\nSTART=400\nEND=800\ntitle=Two\n")
+    (tmp_path / "subs.srt").write_text("1\n00:00:00,000 --> 00:00:00,500\nHello\n")
+    film = tmp_path / "film.mkv"
+    subprocess.run([FFMPEG, "-v", "error", "-y", "-i", str(clip_with_audio), "-f", "lavfi", "-i",
+                    "sine=frequency=880:duration=0.8", "-i", str(tmp_path / "subs.srt"),
+                    "-i", str(tmp_path / "chapters.txt"), "-map", "0:v", "-map", "0:a", "-map", "1:a", "-map", "2:s",
+                    "-map_chapters", "3", "-c:v", "copy", "-c:a:0", "copy", "-c:a:1", "ac3", "-c:s", "srt",
+                    "-metadata:s:a:0", "language=eng", "-metadata:s:a:1", "language=fra", str(film)], check=True)
+    assert video_mod.ffmpeg_io.probe_video(str(film)).audio_codecs == ("aac", "ac3")
+    for name, subtitle in (("o.mkv", "subrip"), ("o.mp4", "mov_text"), ("o.webm", "webvtt")):
+        res = interpolate_video(film, tmp_path / name, progress=False, workers=1)
+        text = video_mod.ffmpeg_io.probe_text(str(tmp_path / name))
+        info = video_mod.ffmpeg_io.probe_video(str(tmp_path / name))
+        want = ("opus", "opus") if name == "o.webm" else ("aac", "ac3")  # WebM takes Opus / Vorbis only
+        assert res.audio and info.audio_codecs == want, (name, text)
+        assert info.subtitle_codecs == (subtitle,) and info.chapters == 2, (name, text)
+        assert "(eng): Audio" in text and "(fra): Audio" in text, (name, text)
+    with pytest.warns(video_mod.files.StreamsLeftOutWarning, match=r"\.avi cannot hold subtitle track 0 \(subrip\)"):
+        interpolate_video(film, tmp_path / "o.avi", progress=False, workers=1)
+    assert video_mod.ffmpeg_io.probe_video(str(tmp_path / "o.avi")).audio_codecs == ("aac", "ac3")
+    slow = interpolate_video(film, tmp_path / "slow.mkv", progress=False, workers=1, slowmo=True)
+    info = video_mod.ffmpeg_io.probe_video(str(tmp_path / "slow.mkv"))  # slowed: nothing on the old clock is kept
+    assert not slow.audio and (info.audio_codecs, info.subtitle_codecs, info.chapters) == ((), (), 0)
+
+
 def test_folder_run_picks_up_gifs_and_camcorder_files(clip_with_audio: Path, tmp_path: Path) -> None:
     """A folder of animated GIFs and AVCHD .mts clips was skipped ('no video files')."""
     from PIL import Image

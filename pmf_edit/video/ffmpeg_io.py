@@ -82,6 +82,10 @@ class VideoInfo:
     codec: str = ""  # the stream's codec ("h264", "hevc", "gif", ...)
     interlaced: bool = False  # fields of two instants in each frame ("top first" / "bottom first")
     metadata: tuple[tuple[str, str], ...] = ()  # the file's own tags (creation_time, title, location, ...)
+    audio_codecs: tuple[str, ...] = ()  # every sound track's codec, in the file's order ("aac", "ac3", ...)
+    subtitle_codecs: tuple[str, ...] = ()  # every subtitle track's codec ("subrip", "mov_text", "hdmv_pgs_subtitle")
+    attachments: int = 0  # attached files (a Matroska file's fonts for its styled subtitles)
+    chapters: int = 0  # chapter marks
 
     @property
     def decode_rate(self) -> float | None:
@@ -198,7 +202,14 @@ def probe_video(path: str) -> VideoInfo:
                      color_trc=known(trc), has_audio=re.search(r"Stream #\S+.*: Audio:", text) is not None,
                      rotation=float(rot.group(1)) if rot else 0.0, avg_fps=rate("fps"), base_fps=rate("tbr"),
                      sar=_sar(parts), codec=parts[0].split()[0] if parts[0] else "", interlaced=interlaced,
-                     metadata=_file_metadata(text))
+                     metadata=_file_metadata(text), audio_codecs=_codecs(text, "Audio"),
+                     subtitle_codecs=_codecs(text, "Subtitle"), attachments=len(_codecs(text, "Attachment")),
+                     chapters=len(re.findall(r"^\s*Chapter #", text, re.M)))
+
+
+def _codecs(text: str, kind: str) -> tuple[str, ...]:
+    """The codecs of the first input's streams of one kind ("Audio", "Subtitle", "Attachment"), in order."""
+    return tuple(re.findall(r"^\s*Stream #0:\d+\S*: " + kind + r": (\w+)", text, re.M))
 
 
 # Container tags the muxer writes itself (copying them would describe the source file, not ours).
@@ -409,7 +420,7 @@ def default_codec(dst: str, info: VideoInfo, planar: bool) -> str:
 
 
 def open_writer(dst: str, info: VideoInfo, planar: bool, fps: float, codec: str | None, quality: float,
-                audio_from: str | None, encoder_options: Sequence[str] = ()) -> Generator:
+                encoder_options: Sequence[str] = ()) -> Generator:
     """An imageio-ffmpeg writer for frames shaped like `read_frames`' output: `send(None)` starts ffmpeg,
     then `send(frame_bytes(frame))` per frame, `close()` finishes. Same pixel format and colour tags as
     the input on the planar path; yuv420p with explicit matrix / range on the rgb path.
@@ -420,13 +431,13 @@ def open_writer(dst: str, info: VideoInfo, planar: bool, fps: float, codec: str 
         fps: output frame rate. codec: ffmpeg encoder; None picks one the container takes: libx264 (MP4, MKV,
             MOV, AVI), libx265 Main 10 for a 10-bit planar source, VP9 + Opus for .webm, a clip palette for .gif.
         quality: imageio's 1-10 scale (mapped to the chosen encoder's crf).
-        audio_from: a file whose first audio stream is muxed in (AAC; Opus in WebM), or None.
         encoder_options: extra ffmpeg output options.
+
+    The file has the video alone; `carry_streams` adds the source's sound, subtitles and chapters.
     """
     pad = not planar and (info.width % 2 or info.height % 2)
     pix_in, pix_out, in_opts, out_opts = encode_options(info, planar, bool(pad))
     ext = os.path.splitext(dst)[1].lower()
-    audio_codec = "libopus" if ext == ".webm" else "aac"  # WebM takes Opus / Vorbis sound only
     if codec is None:  # a default the container and the source's bit depth can take
         codec = default_codec(dst, info, planar)
         level = 1 - quality / 10.0  # imageio's libx264 mapping (crf = level * 51), rescaled to each encoder's range
@@ -447,17 +458,78 @@ def open_writer(dst: str, info: VideoInfo, planar: bool, fps: float, codec: str 
         # cannot, so ffmpeg turns the frames themselves on the way in.
         keep = ext in ROTATION_CONTAINERS
         in_opts = [*in_opts, "-display_rotation", f"{info.rotation:g}", *(["-noautorotate"] if keep else [])]
-    if info.metadata and ext != ".gif":  # the source's creation time, title, location...: photo libraries sort by them
-        for key, value in info.metadata:
-            out_opts = [*out_opts, "-metadata", f"{key}={value}"]
-        if ext in (".mp4", ".mov", ".m4v") and any("." in k or k == "location" for k, _ in info.metadata):
-            out_opts += ["-movflags", "use_metadata_tags"]  # keys beyond the standard ones (com.apple.quicktime...)
+    out_opts = [*out_opts, *_file_tag_options(info, ext)]
     if info.sar is not None:  # anamorphic: the output's pixels have the input's shape (display aspect kept)
         out_opts = [*out_opts, "-aspect", f"{info.width * info.sar[0]}:{info.height * info.sar[1]}"]
     return imageio_ffmpeg.write_frames(dst, (info.width, info.height), fps=fps, codec=codec, quality=quality,
                                        macro_block_size=1, pix_fmt_in=pix_in, pix_fmt_out=pix_out,
-                                       input_params=in_opts, output_params=out_opts + list(encoder_options),
-                                       audio_path=audio_from, audio_codec=audio_codec if audio_from else None)
+                                       input_params=in_opts, output_params=out_opts + list(encoder_options))
+
+
+def _file_tag_options(info: VideoInfo, ext: str) -> list[str]:
+    """ffmpeg output options writing the source's own tags (creation time, title, location...: photo libraries
+    sort by them) on an output of extension `ext`, with the flag an MP4 / MOV needs for keys beyond the
+    standard ones (com.apple.quicktime...); none for a GIF."""
+    if not info.metadata or ext == ".gif":
+        return []
+    opts = [arg for key, value in info.metadata for arg in ("-metadata", f"{key}={value}")]
+    if ext in (".mp4", ".mov", ".m4v") and any("." in k or k == "location" for k, _ in info.metadata):
+        opts += ["-movflags", "use_metadata_tags"]
+    return opts
+
+
+# Sound codecs each container takes as they are: copied (no second lossy generation), the others re-encoded
+# (AAC; Opus for WebM, which takes Opus / Vorbis only). None: any codec (Matroska).
+_MP4_SOUND = {"aac", "mp3", "ac3", "eac3", "alac", "opus", "flac"}
+_SOUND_AS_IS: dict[str, set[str] | None] = {
+    ".mkv": None, ".mp4": _MP4_SOUND, ".m4v": _MP4_SOUND, ".mov": _MP4_SOUND | {"pcm_s16le", "pcm_s24le"},
+    ".webm": {"opus", "vorbis"}, ".avi": {"mp3", "ac3", "pcm_s16le"},
+}
+# Subtitles: Matroska copies any; MP4 / MOV convert text subtitles to mov_text, WebM to WebVTT; picture
+# subtitles (DVD, Blu-ray) fit Matroska only, and other containers take none (such tracks are reported).
+_SUBTITLES_AS = {".mkv": "copy", ".mp4": "mov_text", ".m4v": "mov_text", ".mov": "mov_text", ".webm": "webvtt"}
+_TEXT_SUBTITLES = {"subrip", "srt", "ass", "ssa", "webvtt", "mov_text", "text"}
+
+
+def carry_streams(video: str, src: str, dst: str, info: VideoInfo, sound: bool = True) -> list[str] | None:
+    """Write `dst`: the video stream of `video` (copied, untouched) with the streams of the source `src`
+    that follow its clock: every sound track (with `sound`), every subtitle track, attachments (a Matroska
+    file's fonts) and the chapters, in the source's order, with their language, title and default flags.
+    Sound is copied where the container takes its codec (`_SOUND_AS_IS`), else re-encoded; subtitles are
+    copied or converted to the container's text format (`_SUBTITLES_AS`).
+
+    Returns:
+        None when `src` has nothing to carry (nothing is written: `video` is the output as it is), else
+        the tracks the container could not take (e.g. "subtitle track 0 (hdmv_pgs_subtitle)"), maybe [].
+
+    Raises:
+        RuntimeError: ffmpeg failed (its message included).
+    """
+    ext = os.path.splitext(dst)[1].lower()
+    sounds = info.audio_codecs if sound else ()
+    if not (sounds or info.subtitle_codecs or info.chapters):
+        return None
+    as_is, subs = _SOUND_AS_IS.get(ext, set()), _SUBTITLES_AS.get(ext)
+    opts, dropped = ["-map", "0:v:0", "-c:v", "copy"], []
+    for k, codec in enumerate(sounds):
+        keep = as_is is None or codec in as_is
+        opts += ["-map", f"1:a:{k}", f"-c:a:{k}", "copy" if keep else ("libopus" if ext == ".webm" else "aac")]
+    n = 0
+    for k, codec in enumerate(info.subtitle_codecs):
+        if subs == "copy" or (subs is not None and codec in _TEXT_SUBTITLES):
+            opts += ["-map", f"1:s:{k}", f"-c:s:{n}", "copy" if subs in ("copy", codec) else subs]
+            n += 1
+        else:
+            dropped.append(f"subtitle track {k} ({codec})")
+    if info.attachments and ext == ".mkv":
+        opts += ["-map", "1:t", "-c:t", "copy"]
+    opts += ["-map_chapters", "1" if info.chapters else "-1", *_file_tag_options(info, ext)]
+    proc = subprocess.run([imageio_ffmpeg.get_ffmpeg_exe(), "-v", "error", "-y", "-i", video, "-i", src, *opts, dst],
+                          capture_output=True, text=True, errors="replace")
+    if proc.returncode != 0:
+        raise RuntimeError(f"ffmpeg could not add the sound / subtitles of {src} to {dst}: "
+                           f"{proc.stderr.strip()[-400:]}")
+    return dropped
 
 
 def frame_bytes(frame) -> np.ndarray:

@@ -22,8 +22,8 @@ import numpy as np
 
 from core import checks
 from pmf_edit.video.interpolate import InterpolationConfig, PairInterpolator
-from pmf_edit.video.ffmpeg_io import (VideoInfo, default_codec, frame_bytes, input_rate, open_writer, probe_text,
-                                      probe_video, read_frames, yuv_to_rgb)
+from pmf_edit.video.ffmpeg_io import (VideoInfo, carry_streams, default_codec, frame_bytes, input_rate, open_writer,
+                                      probe_text, probe_video, read_frames, yuv_to_rgb)
 
 # What a folder run picks up: the common containers, camcorder AVCHD streams, old phones' 3GP and animated
 # GIFs (taken at their own frame timing). Not ".ts": in a mixed folder that is more often TypeScript.
@@ -205,12 +205,16 @@ def interpolate_video(
             folder, then renamed, so a failed run leaves no partial file under `dst`.
         factor: output frames per source frame (2 doubles the rate); ignored when `fps` is given.
         fps: target frame rate, e.g. 60 for 24 -> 60 fps; in-between times are arbitrary fractions.
-        slowmo: keep the source frame rate so the video plays `factor` times slower (audio is dropped,
-            it would no longer match).
+        slowmo: keep the source frame rate so the video plays `factor` times slower (sound, subtitles and
+            chapters are dropped: they would no longer match).
         config: interpolation method; `InterpolationConfig()` by default.
         scene_threshold: `cut_score` above which a frame pair is a scene cut; frames inside a cut are
             copied from the nearer source frame instead of blended. None turns detection off.
-        keep_audio: carry the source's audio stream over (re-encoded to AAC) when it has one.
+        keep_audio: carry every sound track of the source over (copied where the container takes its
+            codec, else re-encoded: AAC, Opus in WebM). Subtitle tracks (copied, or converted to the
+            container's text format) and chapters are carried over whatever this says; a track the
+            container cannot hold (subtitles in AVI, picture subtitles in MP4) is named in a
+            `StreamsLeftOutWarning` (a .mkv output holds every track).
         codec: ffmpeg video encoder; None picks one the output can take (`ffmpeg_io.default_codec`):
             libx264, libx265 (HEVC Main 10, tagged hvc1) for a 10-bit planar source so its 10 bits reach
             the output in a format players take, VP9 + Opus for .webm, a clip palette for .gif (no sound).
@@ -265,7 +269,7 @@ def interpolate_video(
                       f"instead of {fps_out:g}", GifRateWarning, stacklevel=3)
         fps_in, fps_out, step = _output_clock(meta, factor, GIF_MAX_FPS, slowmo, clock)
     audio = keep_audio and not slowmo and info.has_audio and not gif_out  # GIF has no sound
-    out = _Output(open_writer(tmp, info, planar, fps_out, codec, quality, src if audio else None, encoder_options),
+    out = _Output(open_writer(tmp, info, planar, fps_out, codec, quality, encoder_options),
                   f"{src} -> {dst} (codec {codec or default_codec(dst, info, planar)!r}, encoder options {list(encoder_options)})")
     pipeline = _PairPipeline(cfg, workers)  # flows and renders of the source pairs, in order
     cuts = _CutDetector(scene_threshold, info)
@@ -278,11 +282,14 @@ def interpolate_video(
         out.start(bar)
         frames_in = _convert(frames, step, cuts, pipeline, out, src)
         out.finish(tmp)
+        if not (slowmo or gif_out):  # sound, subtitles and chapters run on the source's clock
+            _carry(tmp, src, dst, info, audio)
     except BaseException:
         pipeline.close(cancel=True)
         out.abort()
-        if os.path.exists(tmp):
-            os.remove(tmp)
+        for path in (tmp, tmp + ".streams" + os.path.splitext(tmp)[1]):
+            if os.path.exists(path):
+                os.remove(path)
         raise
     finally:
         pipeline.close()
@@ -297,6 +304,24 @@ def interpolate_video(
 
 # ------------------------------------------------------------------------------------------------
 # The steps of interpolate_video
+
+
+def _carry(tmp: str, src: str, dst: str, info: VideoInfo, sound: bool) -> None:
+    """Give the encoded video `tmp` the source's sound tracks (with `sound`), subtitles and chapters
+    (`ffmpeg_io.carry_streams`, through a second partial file); warn about tracks the container cannot take."""
+    both = tmp + ".streams" + os.path.splitext(tmp)[1]
+    dropped = carry_streams(tmp, src, both, info, sound)
+    if dropped is None:
+        return
+    os.replace(both, tmp)
+    if dropped:
+        warnings.warn(f"{dst}: {os.path.splitext(dst)[1] or 'this container'} cannot hold "
+                      f"{', '.join(dropped)} of {src}; left out (a .mkv output keeps every track)",
+                      StreamsLeftOutWarning, stacklevel=3)
+
+
+class StreamsLeftOutWarning(UserWarning):
+    """A source's subtitle track that the output container cannot hold was left out."""
 
 
 def _output_clock(meta: dict, factor: int, fps: float | None, slowmo: bool,
