@@ -75,56 +75,41 @@ def _model_config(spec: str | None) -> dict:
 def run(args: argparse.Namespace) -> int:
     from core.checkpoint import bundled_model_dir
     from core.pretrained import from_pretrained  # model folders and official .pt files
-    from core.images import make_grid, save_png, to_uint8
-    from core.sampling import sample_flow_matching, sample_pmf
+    from core.images import make_grid, save_png, to_model_range, to_uint8
+    from pmf_edit.generation import sample
 
     device = args.device if args.device != "auto" else ("cuda" if torch.cuda.is_available() else "cpu")
     model_path = Path(args.model) if args.model else bundled_model_dir("mnist")
     net, meta = from_pretrained(model_path, device=device, precision=getattr(args, "precision", None) or "auto",
                                 **_model_config(args.model_config))
     names = meta.get("class_names") or [str(i) for i in range(net.cfg.num_classes)]
-    defaults = meta.get("sampling", {})
-    objective = meta.get("objective", "pmf")
-    steps = args.steps if args.steps is not None else defaults.get("num_steps", 1 if objective == "pmf" else 50)
-    if args.steps is not None and args.steps < 1:
-        raise ValueError(f"--steps must be >= 1, got {args.steps}")
-    if args.batch_size < 1:
-        raise ValueError(f"--batch-size must be >= 1, got {args.batch_size}")
-    scale = args.guidance_scale if args.guidance_scale is not None else defaults.get("guidance_scale", 1.0)
-    interval = tuple(args.guidance_interval or defaults.get("guidance_interval", (0.0, 1.0)))
-    if args.num_per_class < 1:
-        raise ValueError(f"--num-per-class must be >= 1, got {args.num_per_class}")
+    for flag, value in (("--steps", args.steps), ("--batch-size", args.batch_size),
+                        ("--num-per-class", args.num_per_class)):
+        if value is not None and value < 1:
+            raise ValueError(f"{flag} must be >= 1, got {value}")
     classes = _resolve_classes(args.classes, names)
     labels = [c for c in classes for _ in range(args.num_per_class)]
 
     out = Path(args.outdir)
     out.mkdir(parents=True, exist_ok=True)
-    gen = torch.Generator().manual_seed(args.seed)
-    images, records, nfe = [], [], 0
     t0 = time.perf_counter()
-    for start in range(0, len(labels), args.batch_size):
-        chunk = labels[start : start + args.batch_size]
-        if objective == "pmf":
-            res = sample_pmf(net, chunk, num_steps=steps, guidance_scale=scale,
-                             guidance_interval=interval, generator=gen)
-        else:
-            res = sample_flow_matching(net, chunk, num_steps=steps, method=args.method,
-                                       guidance_scale=scale, guidance_interval=interval, generator=gen)
-        nfe = res.nfe
-        images.append(res.images.cpu())
+    res = sample(net, labels, num_steps=args.steps, guidance_scale=args.guidance_scale,  # the model's own where None
+                 guidance_interval=args.guidance_interval, method=args.method, batch_size=args.batch_size,
+                 generator=torch.Generator().manual_seed(args.seed))
     elapsed = time.perf_counter() - t0
-    images_t = torch.cat(images)
+    images_t = to_model_range(res.images.cpu())  # the grid and file helpers take the model range
+    records = []
     for i, (arr, label) in enumerate(zip(to_uint8(images_t), labels)):
         name = f"{i:05d}_class{label}.png"
         save_png(out / name, arr)
         records.append({"file": name, "label": label, "class_name": names[label]})
     save_png(out / "grid.png", make_grid(images_t, nrow=args.num_per_class))
     summary = {
-        "model": str(model_path), "objective": objective, "num_steps": steps, "nfe_per_image": nfe,
-        "guidance_scale": scale, "guidance_interval": list(interval), "seed": args.seed,
+        "model": str(model_path), "objective": net.objective, "num_steps": res.num_steps, "nfe_per_image": res.nfe,
+        "guidance_scale": res.guidance_scale, "guidance_interval": list(res.guidance_interval), "seed": args.seed,
         "precision": meta["precision"], "images": records, "seconds": round(elapsed, 3),
     }
     (out / "samples.json").write_text(json.dumps(summary, indent=2) + "\n")
-    print(f"wrote {len(records)} images ({nfe} network evaluation(s) each, {meta['precision']} weights, "
+    print(f"wrote {len(records)} images ({res.nfe} network evaluation(s) each, {meta['precision']} weights, "
           f"{elapsed:.2f} s) to {out}/")
     return 0

@@ -335,6 +335,12 @@ class PixelMeanFlow(nn.Module):
         # The model's class names (a model folder's config.json, the ImageNet list for official checkpoints),
         # set by from_pretrained: pmf_edit tasks then take classes by name. Not part of the weights.
         self.class_names: list[str] | None = None
+        # How to generate with this model, set by from_pretrained from its folder / official file: the
+        # objective it was trained with ("pmf", or "fm" for flow matching, sampled by an ODE) and its own
+        # sampling settings ({"num_steps", "guidance_scale", "guidance_interval"}), which pmf_edit.sample
+        # uses where the caller passes none. Not part of the weights.
+        self.objective: str = "pmf"
+        self.recommended_sampling: dict | None = None
         D = cfg.width
         self.patch_embed = BottleneckPatchEmbed(cfg)
         self.h_embed = ScalarEmbedder(D, cfg.freq_dim)

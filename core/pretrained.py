@@ -136,6 +136,9 @@ def from_pretrained(
         net = net.to(torch.bfloat16)
     net.recommended_guidance = recommended_guidance(meta)
     net.class_names = list(meta["class_names"]) if meta.get("class_names") else None
+    net.objective = meta.get("objective", "pmf")
+    net.recommended_sampling = {k: meta["sampling"][k] for k in ("num_steps", "guidance_scale", "guidance_interval")
+                                if k in (meta.get("sampling") or {})} or None
     return net, {**meta, "precision": chosen}
 
 

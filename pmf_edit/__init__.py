@@ -8,6 +8,7 @@ One subpackage per capability, on three shared modules one level up (never impor
                   the jump loop (``generate``)
     images.py     the size policy: any H x W through the network's S x S (``size_mode`` fit, crop,
                   tile) and the network's change carried back to H x W edge-aware
+    generation.py sample: generation in [0, 1] with the model's own sampling settings
     editing/      invert, reconstruct, edit, sdedit, flow_edit, inpaint
     style/        style_transfer, Reinhard and Gatys baselines, style metrics
     video/        optical flow, frame interpolation, video files
@@ -25,6 +26,8 @@ _EXPORTS = {
     "interpolate_video": "pmf_edit.video.files",
     "interpolate_videos": "pmf_edit.video.files",
     "from_pretrained": "pmf_edit.editing.tasks",
+    "sample": "pmf_edit.generation",
+    "GenerationResult": "pmf_edit.generation",
     "invert": "pmf_edit.editing.tasks",
     "reconstruct": "pmf_edit.editing.tasks",
     "edit": "pmf_edit.editing.tasks",

@@ -83,6 +83,7 @@ VALID = {
 FAST = {
     "gatys_transfer": {"config": lambda e: _gatys_config(),
                        "features": lambda e: _FEATURES.setdefault("f", _features())},
+    "sample": {"labels": lambda e: [1]},  # (labels or num_samples is required; labels is the one to fuzz)
     "interpolate_video": {"progress": lambda e: False},
     "interpolate_videos": {"progress": lambda e: False},
 }

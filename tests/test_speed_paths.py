@@ -251,18 +251,18 @@ def test_compiled_grad_forward_gives_the_same_loss_and_gradients():
 
 
 def test_cli_precision_flag_sets_the_default_for_the_command_only(tmp_path, monkeypatch):
-    import core.sampling
+    import pmf_edit.generation
     from apps.cli import main
     from core.checkpoint import save_model
 
     seen = []
-    real = core.sampling.sample_pmf
+    real = pmf_edit.generation.sample_pmf  # what `pmf sample` runs, through pmf_edit.sample
 
     def spy(*args, **kwargs):
         seen.append(resolve_precision(kwargs.get("precision")))
         return real(*args, **kwargs)
 
-    monkeypatch.setattr(core.sampling, "sample_pmf", spy)
+    monkeypatch.setattr(pmf_edit.generation, "sample_pmf", spy)
     d = tmp_path / "model"
     save_model(d, perturbed(), objective="pmf", class_names=[f"c{i}" for i in range(10)],
                sampling={"guidance_scale": 2.0, "guidance_interval": [0.0, 1.0], "num_steps": 1})
