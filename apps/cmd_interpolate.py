@@ -95,9 +95,9 @@ def run_video(args: argparse.Namespace) -> int:
         for src, err in res.failed.items():
             print(f"FAIL {src}: {err}", file=sys.stderr)
         return 1 if res.failed else 0
-    if args.ray is not None or args.skip_existing:
+    if args.ray is not None or args.skip_existing:  # (--input-fps with a video: interpolate_video says why not)
         raise ValueError("--ray and --skip-existing apply to a folder INPUT (a batch of videos)")
-    r = interpolate_video(args.input, args.output, **kw)
+    r = interpolate_video(args.input, args.output, input_fps=args.input_fps, **kw)
     print(f"{r.src} -> {r.dst}: {r.frames_in} -> {r.frames_out} frames, {r.fps_in:g} -> {r.fps_out:g} fps, "
           f"{r.scene_cuts} scene cuts, audio {'kept' if r.audio else 'none'}")
     return 0
@@ -122,9 +122,13 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     v = subparsers.add_parser("interpolate-video", help="raise a video's frame rate or make slow motion",
                               description="Frame-rate conversion by optical-flow interpolation, streaming "
                                           "(constant memory), with scene-cut detection and audio carried over.")
-    v.add_argument("input", help="input video, or a folder of videos")
+    v.add_argument("input", help="input video, a numbered image sequence as a pattern (frames/f_%%04d.png, any "
+                   "first number), or a folder of videos")
     v.add_argument("output", help="output video path (its extension picks the container: .mp4, .mkv, .mov, .webm, "
-                   ".gif, ...; missing folders are created), or an output folder when INPUT is a folder")
+                   ".gif, ...; missing folders are created), numbered frames (out/f_%%04d.png; .png .tif .jpg "
+                   ".bmp), or an output folder when INPUT is a folder")
+    v.add_argument("--input-fps", type=float, default=None,
+                   help="frame rate of an image-sequence INPUT (default 25)")
     v.add_argument("--factor", type=int, default=2, help="output frames per input frame (default 2)")
     v.add_argument("--fps", type=float, default=None, help="target frame rate instead of --factor, e.g. 60")
     v.add_argument("--slowmo", action="store_true",

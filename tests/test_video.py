@@ -209,6 +209,44 @@ def test_every_sound_track_subtitle_and_chapter_is_kept(clip_with_audio: Path, t
     assert not slow.audio and (info.audio_codecs, info.subtitle_codecs, info.chapters) == ((), (), 0)
 
 
+def test_numbered_image_sequences_in_and_out(tmp_path: Path) -> None:
+    """VFX and animation footage is numbered frames (often from 1001). A pattern is read at --input-fps and
+    written as numbered frames (from the input's first number), source frames bit-exact through PNG, staged in
+    a hidden folder until complete; gaps, one-image outputs and a video given an input rate are refused."""
+    from PIL import Image
+
+    rng = np.random.default_rng(0)
+    base = rng.integers(0, 255, (48, 64, 3), dtype=np.uint8)
+    (tmp_path / "shot").mkdir()
+    frames = [np.roll(base, 2 * k, axis=1) for k in range(5)]
+    for k, f in enumerate(frames):
+        Image.fromarray(f).save(tmp_path / "shot" / f"f_{1001 + k:04d}.png")
+    src, dst = str(tmp_path / "shot" / "f_%04d.png"), str(tmp_path / "out" / "m_%04d.png")
+    res = interpolate_video(src, dst, input_fps=12, progress=False, workers=1)
+    assert (res.frames_in, res.frames_out, res.fps_in, res.fps_out, res.audio) == (5, 9, 12, 24, False)
+    written = sorted(os.listdir(tmp_path / "out"))
+    assert written == [f"m_{1001 + k:04d}.png" for k in range(9)]  # numbered from the input's first; no leftovers
+    for k, f in enumerate(frames):  # every other output frame is a source frame, as it was
+        assert np.array_equal(np.asarray(Image.open(tmp_path / "out" / f"m_{1001 + 2 * k:04d}.png")), f)
+    clip = interpolate_video(src, tmp_path / "seq.mp4", progress=False, workers=1)  # default 25 fps
+    assert (clip.fps_in, clip.frames_out) == (25, 9)
+    (tmp_path / "shot" / "f_1003.png").unlink()
+    with pytest.raises(ValueError, match=r"has a gap: frame 1003 is missing"):
+        interpolate_video(src, tmp_path / "gap.mp4", progress=False)
+    with pytest.raises(ValueError, match=r"is one image; for numbered frames .*m_%04d\.png"):
+        interpolate_video(tmp_path / "seq.mp4", tmp_path / "m.png", progress=False)
+    with pytest.raises(ValueError, match=r"input_fps is the frame rate of an image sequence"):
+        interpolate_video(tmp_path / "seq.mp4", tmp_path / "again.mp4", input_fps=30, progress=False)
+    with pytest.raises(FileNotFoundError, match="no image files match"):
+        interpolate_video(str(tmp_path / "none_%03d.png"), tmp_path / "x.mp4", progress=False)
+    with pytest.raises(ValueError, match="no_such_codec"):  # a failed encoder: no frame, no staging folder left
+        interpolate_video(tmp_path / "seq.mp4", str(tmp_path / "bad" / "b_%04d.png"), codec="no_such_codec",
+                          progress=False, workers=1)
+    assert not list((tmp_path / "bad").iterdir())
+    (tmp_path / "50%done.mp4").write_bytes((tmp_path / "seq.mp4").read_bytes())  # a percent sign, not a counter
+    assert interpolate_video(tmp_path / "50%done.mp4", tmp_path / "50%done_2x.mp4", progress=False).frames_in == 9
+
+
 def test_folder_run_picks_up_gifs_and_camcorder_files(clip_with_audio: Path, tmp_path: Path) -> None:
     """A folder of animated GIFs and AVCHD .mts clips was skipped ('no video files')."""
     from PIL import Image

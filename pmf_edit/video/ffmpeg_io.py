@@ -34,6 +34,8 @@ import cv2
 import imageio_ffmpeg
 import numpy as np
 
+from pmf_edit.video.sequences import IMAGE_CODECS, is_frames_output
+
 # Planar YUV formats handled without conversion -> chroma subsampling (x, y): 8-bit, and the 10-bit ones
 # of HDR phone footage (iPhone HEVC), which keep their 10 bits end to end.
 PLANAR_FORMATS: dict[str, tuple[int, int]] = {
@@ -86,6 +88,7 @@ class VideoInfo:
     subtitle_codecs: tuple[str, ...] = ()  # every subtitle track's codec ("subrip", "mov_text", "hdmv_pgs_subtitle")
     attachments: int = 0  # attached files (a Matroska file's fonts for its styled subtitles)
     chapters: int = 0  # chapter marks
+    input_options: tuple[str, ...] = ()  # ffmpeg options that open this input (an image sequence's rate, start)
 
     @property
     def decode_rate(self) -> float | None:
@@ -134,9 +137,9 @@ class VideoInfo:
         return "bt709" if self.width >= 1280 or self.height >= 720 else "bt601"
 
 
-def probe_text(path: str) -> str:
-    """ffmpeg's stream description of `path` (stderr of `ffmpeg -i path`)."""
-    proc = subprocess.run([imageio_ffmpeg.get_ffmpeg_exe(), "-hide_banner", "-i", path],
+def probe_text(path: str, input_options: Sequence[str] = ()) -> str:
+    """ffmpeg's stream description of `path` (stderr of `ffmpeg [input_options] -i path`)."""
+    proc = subprocess.run([imageio_ffmpeg.get_ffmpeg_exe(), "-hide_banner", *input_options, "-i", path],
                           capture_output=True, text=True, errors="replace")
     return proc.stderr
 
@@ -154,11 +157,12 @@ def _split_top(text: str) -> list[str]:
     return parts + [cur.strip()]
 
 
-def probe_video(path: str) -> VideoInfo:
+def probe_video(path: str, input_options: Sequence[str] = ()) -> VideoInfo:
     """Size, pixel format and colour tags of the first video stream of `path`.
 
     Args:
-        path: a video file ffmpeg can read.
+        path: a video file ffmpeg can read (or an image sequence pattern, with its `input_options`).
+        input_options: ffmpeg options that open `path` (kept on the result: every later open uses them).
 
     Returns:
         A `VideoInfo`; tags ffmpeg reports as absent or "unknown" are None.
@@ -170,7 +174,7 @@ def probe_video(path: str) -> VideoInfo:
         >>> probe_video("clip.mp4").pix_fmt  # doctest: +SKIP
         'yuv420p'
     """
-    text = probe_text(path)
+    text = probe_text(path, input_options)
     line = re.search(r"Stream #\S+.*?: Video: (.*)", text)
     if line is None:
         raise ValueError(f"not a readable video (ffmpeg finds no video stream): {path}")
@@ -204,7 +208,7 @@ def probe_video(path: str) -> VideoInfo:
                      sar=_sar(parts), codec=parts[0].split()[0] if parts[0] else "", interlaced=interlaced,
                      metadata=_file_metadata(text), audio_codecs=_codecs(text, "Audio"),
                      subtitle_codecs=_codecs(text, "Subtitle"), attachments=len(_codecs(text, "Attachment")),
-                     chapters=len(re.findall(r"^\s*Chapter #", text, re.M)))
+                     chapters=len(re.findall(r"^\s*Chapter #", text, re.M)), input_options=tuple(input_options))
 
 
 def _codecs(text: str, kind: str) -> tuple[str, ...]:
@@ -358,8 +362,8 @@ def read_frames(path: str, info: VideoInfo, planar: bool) -> tuple[dict, Generat
     elif info.decode_rate is not None:  # variable frame rate: frames on an even clock (see VideoInfo.decode_rate)
         out_opts = [*out_opts, "-fps_mode", "cfr", "-r", f"{info.decode_rate:g}"]
     # As stored: autorotation would turn a rotated clip's frames while they are read at the stored size.
-    gen = imageio_ffmpeg.read_frames(path, pix_fmt=pix_fmt, bits_per_pixel=bpp, input_params=["-noautorotate"],
-                                     output_params=out_opts)
+    gen = imageio_ffmpeg.read_frames(path, pix_fmt=pix_fmt, bits_per_pixel=bpp,
+                                     input_params=["-noautorotate", *info.input_options], output_params=out_opts)
     try:
         meta = next(gen)
     except (OSError, RuntimeError, StopIteration) as err:
@@ -411,16 +415,19 @@ def input_rate(path: str, info: VideoInfo) -> float | None:
 
 
 def default_codec(dst: str, info: VideoInfo, planar: bool) -> str:
-    """The encoder ``open_writer`` uses when none is given: "gif" for .gif, VP9 for .webm, libx265 for a
-    10-bit planar source, libx264 otherwise."""
+    """The encoder ``open_writer`` uses when none is given: the image encoder of a numbered-frames output
+    (png, tiff, mjpeg, bmp), "gif" for .gif, VP9 for .webm, libx265 for a 10-bit planar source, libx264
+    otherwise."""
     ext = os.path.splitext(dst)[1].lower()
+    if is_frames_output(dst):
+        return IMAGE_CODECS[ext][0]
     if ext in (".gif", ".webm"):
         return {".gif": "gif", ".webm": "libvpx-vp9"}[ext]
     return TEN_BIT_CODEC if planar and info.bit_depth > 8 else "libx264"
 
 
 def open_writer(dst: str, info: VideoInfo, planar: bool, fps: float, codec: str | None, quality: float,
-                encoder_options: Sequence[str] = ()) -> Generator:
+                encoder_options: Sequence[str] = (), start_number: int = 1) -> Generator:
     """An imageio-ffmpeg writer for frames shaped like `read_frames`' output: `send(None)` starts ffmpeg,
     then `send(frame_bytes(frame))` per frame, `close()` finishes. Same pixel format and colour tags as
     the input on the planar path; yuv420p with explicit matrix / range on the rgb path.
@@ -432,9 +439,13 @@ def open_writer(dst: str, info: VideoInfo, planar: bool, fps: float, codec: str 
             MOV, AVI), libx265 Main 10 for a 10-bit planar source, VP9 + Opus for .webm, a clip palette for .gif.
         quality: imageio's 1-10 scale (mapped to the chosen encoder's crf).
         encoder_options: extra ffmpeg output options.
+        start_number: the first file's number when `dst` is an image sequence (`sequences.is_frames_output`:
+            rgb frames written as they are in the format of its extension, `sequences.IMAGE_CODECS`).
 
     The file has the video alone; `carry_streams` adds the source's sound, subtitles and chapters.
     """
+    if is_frames_output(dst):
+        return _sequence_writer(dst, info, planar, fps, codec, encoder_options, start_number)
     pad = not planar and (info.width % 2 or info.height % 2)
     pix_in, pix_out, in_opts, out_opts = encode_options(info, planar, bool(pad))
     ext = os.path.splitext(dst)[1].lower()
@@ -463,6 +474,22 @@ def open_writer(dst: str, info: VideoInfo, planar: bool, fps: float, codec: str 
         out_opts = [*out_opts, "-aspect", f"{info.width * info.sar[0]}:{info.height * info.sar[1]}"]
     return imageio_ffmpeg.write_frames(dst, (info.width, info.height), fps=fps, codec=codec, quality=quality,
                                        macro_block_size=1, pix_fmt_in=pix_in, pix_fmt_out=pix_out,
+                                       input_params=in_opts, output_params=out_opts + list(encoder_options))
+
+
+def _sequence_writer(dst: str, info: VideoInfo, planar: bool, fps: float, codec: str | None,
+                     encoder_options: Sequence[str], start_number: int) -> Generator:
+    """`open_writer` for numbered image files: rgb24 frames in, the extension's image encoder out."""
+    if planar:
+        raise ValueError("an image sequence is written from rgb frames (planar=False)")
+    codec = codec or default_codec(dst, info, planar)
+    pix_out = IMAGE_CODECS[os.path.splitext(dst)[1].lower()][1]
+    # Image files store no rotation: a rotated source's frames are turned by ffmpeg on the way in.
+    in_opts = ["-display_rotation", f"{info.rotation:g}"] if info.rotation else []
+    jpeg = ["-q:v", "2", "-color_range", "pc"]  # full-range YCbCr, as JPEG files are
+    out_opts = ["-start_number", str(start_number), *(jpeg if codec == "mjpeg" else [])]
+    return imageio_ffmpeg.write_frames(dst, (info.width, info.height), fps=fps, codec=codec, quality=None,
+                                       macro_block_size=1, pix_fmt_in="rgb24", pix_fmt_out=pix_out,
                                        input_params=in_opts, output_params=out_opts + list(encoder_options))
 
 

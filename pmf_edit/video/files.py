@@ -22,6 +22,8 @@ import numpy as np
 
 from core import checks
 from pmf_edit.video.interpolate import InterpolationConfig, PairInterpolator
+from pmf_edit.video.sequences import (IMAGE_CODECS, discard, is_frames_output, is_sequence, is_sequence_input,
+                                      publish, sequence_frames, sequence_input_options, stage, staging_pattern)
 from pmf_edit.video.ffmpeg_io import (VideoInfo, carry_streams, default_codec, frame_bytes, input_rate, open_writer,
                                       probe_text, probe_video, read_frames, yuv_to_rgb)
 
@@ -59,8 +61,14 @@ def has_audio(path: str) -> bool:
     return re.search(r"Stream #\S+.*: Audio:", probe_text(path)) is not None
 
 
-def _check_src(path: str) -> VideoInfo:
-    """Validate `path` and read its stream description (size, pixel format, colour tags)."""
+def _check_src(path: str, input_fps: float | None = None) -> VideoInfo:
+    """Validate `path` and read its stream description (size, pixel format, colour tags); an image
+    sequence pattern is opened at `input_fps` (`sequences.sequence_input_options`)."""
+    if is_sequence_input(path):
+        return probe_video(path, sequence_input_options(path, input_fps))
+    if input_fps is not None:
+        raise ValueError(f"input_fps is the frame rate of an image sequence (frames/f_%04d.png); {path} is a "
+                         "video, which has its own (to retime a video use fps= / --fps)")
     if not os.path.exists(path):
         raise FileNotFoundError(f"video not found: {path}")
     if os.path.isdir(path):
@@ -196,13 +204,17 @@ def interpolate_video(
     workers: int | None = None,
     encoder_options: Sequence[str] = (),
     planar: bool = True,
+    input_fps: float | None = None,
 ) -> VideoResult:
     """Raise a video's frame rate (or make slow motion) by flow-based frame interpolation, streaming.
 
     Args:
-        src: input video path (anything the bundled ffmpeg reads).
+        src: input video path (anything the bundled ffmpeg reads), or a numbered image sequence given
+            as a printf pattern, ``frames/f_%04d.png`` (any first number, e.g. 1001; no gaps).
         dst: output path; its extension picks the container. Written to a temporary name in the same
-            folder, then renamed, so a failed run leaves no partial file under `dst`.
+            folder, then renamed, so a failed run leaves no partial file under `dst`. A pattern
+            (``out/f_%04d.png``; .png, .tif, .jpg, .bmp) writes numbered frames from the input sequence's
+            first number (or 1), 8-bit RGB, into a hidden folder first, moved into place when complete.
         factor: output frames per source frame (2 doubles the rate); ignored when `fps` is given.
         fps: target frame rate, e.g. 60 for 24 -> 60 fps; in-between times are arbitrary fractions.
         slowmo: keep the source frame rate so the video plays `factor` times slower (sound, subtitles and
@@ -228,6 +240,7 @@ def interpolate_video(
             format with no colour conversion (source frames reach the encoder bit-exact; the output keeps
             the pixel format and colour tags). False: always go through rgb24 (explicit matrix and range,
             accurate rounding), as other formats and `refine=True` do; the output is then yuv420p.
+        input_fps: frame rate of an image-sequence `src` (default 25, ffmpeg's); videos have their own.
 
     Returns:
         A `VideoResult` with frame counts, rates, scene cuts and whether audio was kept.
@@ -253,11 +266,12 @@ def interpolate_video(
         raise ValueError(f"workers must be an integer >= 1, got {workers!r}")
     cfg = checks.config(config, InterpolationConfig)
     _check_output_path(src, dst)
-    info = _check_src(src)
+    info = _check_src(src, input_fps)
+    frames_out = is_frames_output(dst)  # numbered image files: rgb frames, no sound
     # Planar YUV sources are read and written in their own pixel format (no colour conversion at all);
     # the learned refinement needs RGB, as do other formats (`pmf_edit.video.ffmpeg_io`).
-    planar = planar and info.subsampling is not None and not (cfg.refine or cfg.generative)
-    tmp = _partial_path(dst)  # checks the output folder before any ffmpeg process starts
+    planar = planar and info.subsampling is not None and not (cfg.refine or cfg.generative or frames_out)
+    tmp = staging_pattern(dst) if frames_out else _partial_path(dst)  # (a file's output folder is made here)
     meta, frames = read_frames(src, info, planar)
     clock, gif_out = input_rate(src, info), dst.lower().endswith(".gif")
     fps_in, fps_out, step = _output_clock(meta, factor, fps, slowmo, clock)
@@ -268,8 +282,9 @@ def interpolate_video(
         warnings.warn(f"{dst}: GIF players show at most {GIF_MAX_FPS} frames per second; writing {GIF_MAX_FPS} fps "
                       f"instead of {fps_out:g}", GifRateWarning, stacklevel=3)
         fps_in, fps_out, step = _output_clock(meta, factor, GIF_MAX_FPS, slowmo, clock)
-    audio = keep_audio and not slowmo and info.has_audio and not gif_out  # GIF has no sound
-    out = _Output(open_writer(tmp, info, planar, fps_out, codec, quality, encoder_options),
+    audio = keep_audio and not slowmo and info.has_audio and not (gif_out or frames_out)  # GIF has no sound
+    first = sequence_frames(src)[0][0] if is_sequence_input(src) else 1
+    out = _Output(open_writer(tmp, info, planar, fps_out, codec, quality, encoder_options, start_number=first),
                   f"{src} -> {dst} (codec {codec or default_codec(dst, info, planar)!r}, encoder options {list(encoder_options)})")
     pipeline = _PairPipeline(cfg, workers)  # flows and renders of the source pairs, in order
     cuts = _CutDetector(scene_threshold, info)
@@ -279,15 +294,19 @@ def interpolate_video(
 
         est = meta.get("duration") and int(float(meta["duration"]) * fps_in / step)
         bar = tqdm(total=est or None, unit="frame", desc=os.path.basename(src), disable=not progress)
+        if frames_out:
+            stage(tmp)
         out.start(bar)
         frames_in = _convert(frames, step, cuts, pipeline, out, src)
         out.finish(tmp)
-        if not (slowmo or gif_out):  # sound, subtitles and chapters run on the source's clock
+        if not (slowmo or gif_out or frames_out):  # sound, subtitles and chapters run on the source's clock
             _carry(tmp, src, dst, info, audio)
     except BaseException:
         pipeline.close(cancel=True)
         out.abort()
-        for path in (tmp, tmp + ".streams" + os.path.splitext(tmp)[1]):
+        if frames_out:
+            discard(tmp)
+        for path in () if frames_out else (tmp, tmp + ".streams" + os.path.splitext(tmp)[1]):
             if os.path.exists(path):
                 os.remove(path)
         raise
@@ -296,7 +315,10 @@ def interpolate_video(
         frames.close()
         if bar is not None:
             bar.close()
-    os.replace(tmp, dst)
+    if frames_out:
+        publish(tmp, dst)
+    else:
+        os.replace(tmp, dst)
     _warn_if_truncated(meta, fps_in, frames_in, src, dst)
     return VideoResult(src=src, dst=dst, frames_in=frames_in, frames_out=out.count, fps_in=fps_in,
                        fps_out=fps_out, scene_cuts=cuts.count, audio=audio)
@@ -391,14 +413,15 @@ class _Output:
         self.bar.update(1)
 
     def finish(self, path: str) -> None:
-        """Close the encoder and check it wrote something to `path`."""
+        """Close the encoder and check it wrote something to `path` (a file, or an image sequence's frames)."""
         try:
             self.writer.close()
         except OSError as e:
             raise self.failed("failed while finishing") from e
         # imageio-ffmpeg does not check ffmpeg's exit status: an encoder that failed to open (a bad
         # codec or encoder option) leaves no or an empty file, and a short clip never fills the pipe.
-        if not os.path.exists(path) or os.path.getsize(path) == 0:
+        wrote = sequence_frames(path) if is_frames_output(path) else os.path.exists(path) and os.path.getsize(path) > 0
+        if not wrote:
             raise self.failed("wrote no output for")
 
     def abort(self) -> None:
@@ -469,8 +492,12 @@ def _same_path(a: str | os.PathLike, b: str | os.PathLike) -> bool:
 
 def _check_output_path(src: str, dst: str) -> None:
     """Refuse outputs that would overwrite the input or cannot be a file."""
-    if not os.path.splitext(dst)[1]:
+    stem, ext = os.path.splitext(dst)
+    if not ext:
         raise ValueError(f"output {dst} has no file extension; ffmpeg picks the container by it (e.g. .mp4)")
+    if ext.lower() in IMAGE_CODECS and not is_sequence(dst):
+        raise ValueError(f"output {dst} is one image; for numbered frames name them with a counter, e.g. "
+                         f"{stem}_%04d{ext}")
     if _same_path(src, dst):
         raise ValueError(f"output {dst} is the input {src}; writing it would destroy the input, choose another path")
     if os.path.isdir(dst):
