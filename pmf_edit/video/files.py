@@ -271,7 +271,8 @@ def interpolate_video(
     # Planar YUV sources are read and written in their own pixel format (no colour conversion at all);
     # the learned refinement needs RGB, as do other formats (`pmf_edit.video.ffmpeg_io`).
     planar = planar and info.subsampling is not None and not (cfg.refine or cfg.generative or frames_out)
-    tmp = staging_pattern(dst) if frames_out else _partial_path(dst)  # (a file's output folder is made here)
+    partial = _Partial(dst)  # checks and makes the output folder before any ffmpeg process starts
+    tmp = partial.path
     meta, frames = read_frames(src, info, planar)
     clock, gif_out = input_rate(src, info), dst.lower().endswith(".gif")
     fps_in, fps_out, step = _output_clock(meta, factor, fps, slowmo, clock)
@@ -294,31 +295,23 @@ def interpolate_video(
 
         est = meta.get("duration") and int(float(meta["duration"]) * fps_in / step)
         bar = tqdm(total=est or None, unit="frame", desc=os.path.basename(src), disable=not progress)
-        if frames_out:
-            stage(tmp)
+        partial.prepare()
         out.start(bar)
         frames_in = _convert(frames, step, cuts, pipeline, out, src)
         out.finish(tmp)
         if not (slowmo or gif_out or frames_out):  # sound, subtitles and chapters run on the source's clock
-            _carry(tmp, src, dst, info, audio)
+            _carry(partial, src, info, audio)
     except BaseException:
         pipeline.close(cancel=True)
         out.abort()
-        if frames_out:
-            discard(tmp)
-        for path in () if frames_out else (tmp, tmp + ".streams" + os.path.splitext(tmp)[1]):
-            if os.path.exists(path):
-                os.remove(path)
+        partial.discard()
         raise
     finally:
         pipeline.close()
         frames.close()
         if bar is not None:
             bar.close()
-    if frames_out:
-        publish(tmp, dst)
-    else:
-        os.replace(tmp, dst)
+    partial.commit()
     _warn_if_truncated(meta, fps_in, frames_in, src, dst)
     return VideoResult(src=src, dst=dst, frames_in=frames_in, frames_out=out.count, fps_in=fps_in,
                        fps_out=fps_out, scene_cuts=cuts.count, audio=audio)
@@ -328,14 +321,14 @@ def interpolate_video(
 # The steps of interpolate_video
 
 
-def _carry(tmp: str, src: str, dst: str, info: VideoInfo, sound: bool) -> None:
-    """Give the encoded video `tmp` the source's sound tracks (with `sound`), subtitles and chapters
+def _carry(partial: _Partial, src: str, info: VideoInfo, sound: bool) -> None:
+    """Give the encoded video the source's sound tracks (with `sound`), subtitles and chapters
     (`ffmpeg_io.carry_streams`, through a second partial file); warn about tracks the container cannot take."""
-    both = tmp + ".streams" + os.path.splitext(tmp)[1]
-    dropped = carry_streams(tmp, src, both, info, sound)
+    dst = partial.dst
+    dropped = carry_streams(partial.path, src, partial.streams_path, info, sound)
     if dropped is None:
         return
-    os.replace(both, tmp)
+    os.replace(partial.streams_path, partial.path)
     if dropped:
         warnings.warn(f"{dst}: {os.path.splitext(dst)[1] or 'this container'} cannot hold "
                       f"{', '.join(dropped)} of {src}; left out (a .mkv output keeps every track)",
@@ -359,14 +352,40 @@ def _output_clock(meta: dict, factor: int, fps: float | None, slowmo: bool,
 GIF_MAX_FPS = 50  # 2/100 s per frame: the shortest GIF delay browsers honour
 
 
-def _partial_path(dst: str) -> str:
-    """The temporary name the output is written under (same folder, renamed when complete). A missing
-    output folder is created, as the image commands and ``interpolate_videos`` do (``_check_output_path``
-    has refused a file in its place)."""
-    dst_dir = os.path.dirname(os.path.abspath(dst))
-    os.makedirs(dst_dir, exist_ok=True)
-    stem, ext = os.path.splitext(os.path.basename(dst))
-    return os.path.join(dst_dir, f".{stem}.partial-{os.getpid()}{ext}")
+class _Partial:
+    """Where an output is written until it is complete: a hidden ``.STEM.partial-PID.EXT`` file beside
+    ``dst`` (numbered frames: a hidden folder, ``sequences.staging_pattern``). ``commit`` moves it into
+    place; ``discard`` removes every trace of a failed or interrupted run. A missing output folder is
+    created, as the image commands and ``interpolate_videos`` do (``_check_output_path`` has refused a
+    file in its place)."""
+
+    def __init__(self, dst: str) -> None:
+        self.dst, self.frames = dst, is_frames_output(dst)
+        dst_dir = os.path.dirname(os.path.abspath(dst))
+        os.makedirs(dst_dir, exist_ok=True)
+        stem, ext = os.path.splitext(os.path.basename(dst))
+        hidden = os.path.join(dst_dir, f".{stem}.partial-{os.getpid()}{ext}")
+        self.path = staging_pattern(dst) if self.frames else hidden
+        self.streams_path = f"{self.path}.streams{ext}"  # the video with the source's sound (`_carry`)
+
+    def prepare(self) -> None:
+        """Make the staging folder of numbered frames (a file needs nothing)."""
+        if self.frames:
+            stage(self.path)
+
+    def commit(self) -> None:
+        if self.frames:
+            publish(self.path, self.dst)
+        else:
+            os.replace(self.path, self.dst)
+
+    def discard(self) -> None:
+        if self.frames:
+            discard(self.path)
+            return
+        for path in (self.path, self.streams_path):
+            if os.path.exists(path):
+                os.remove(path)
 
 
 class _CutDetector:
