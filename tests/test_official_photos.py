@@ -127,6 +127,19 @@ def test_official_checkpoint_carries_imagenet_names(files):
     assert cfg["source"]["format"] == "official" and cfg["class_names"][207] == "golden retriever"
 
 
+def test_sample_an_official_checkpoint_by_imagenet_name(files):
+    """pmf_edit.sample on an official file: ImageNet names, its recommended one-step guidance and interval."""
+    import pmf_edit
+
+    net, cfg = pmf_edit.from_pretrained(files["model"], config=TINY_256)
+    out = pmf_edit.sample(net, ["golden retriever", "tabby"], generator=torch.Generator().manual_seed(0))
+    s = cfg["sampling"]
+    assert out.labels.tolist() == [207, 281] and out.images.shape == (2, 3, 256, 256)
+    assert (out.nfe, out.guidance_scale, out.guidance_interval) == (1, s["guidance_scale"],
+                                                                     tuple(s["guidance_interval"]))
+    assert 0 <= float(out.images.min()) <= float(out.images.max()) <= 1
+
+
 @pytest.mark.parametrize("method", ["invert", "flow", "sdedit"])
 def test_pmf_edit_with_imagenet_names(files, capsys, method):
     out = files["dir"] / f"edit_{method}.png"
