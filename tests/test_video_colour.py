@@ -213,3 +213,19 @@ def test_rotated_clip_into_a_container_without_rotation_is_turned(tmp_path: Path
     interpolate_video(src, out, factor=2, progress=False, workers=1)
     info = probe_video(str(out))
     assert (info.width, info.height, info.rotation) == (H, W, 0.0)  # portrait pixels, no rotation left to apply
+
+
+def test_hdr10_mastering_metadata_is_written_again(tmp_path: Path) -> None:
+    """A PQ (HDR10) clip's mastering-display primaries / luminance and content light levels, by which players
+    tone-map it, were dropped by the re-encode; they are read from the source and given to x265 again."""
+    master = "G(13250,34500)B(7500,3000)R(34000,16000)WP(15635,16450)L(10000000,1)"
+    src = tmp_path / "pq.mp4"
+    subprocess.run([FFMPEG, "-v", "error", "-y", "-f", "lavfi", "-i", "testsrc2=size=64x48:rate=10", "-t", "0.5",
+                    "-pix_fmt", "yuv420p10le", "-c:v", "libx265", "-x265-params",
+                    "log-level=error:colorprim=bt2020:transfer=smpte2084:colormatrix=bt2020nc:hdr10=1:"
+                    f"master-display={master}:max-cll=1000,400", str(src)], check=True)
+    want = f"hdr10=1:master-display={master}:max-cll=1000,400"
+    assert probe_video(str(src)).hdr10 == want
+    interpolate_video(src, tmp_path / "out.mp4", progress=False, workers=1)
+    out = probe_video(str(tmp_path / "out.mp4"))
+    assert out.hdr10 == want and out.color_trc == "smpte2084" and out.bit_depth == 10

@@ -89,6 +89,7 @@ class VideoInfo:
     attachments: int = 0  # attached files (a Matroska file's fonts for its styled subtitles)
     chapters: int = 0  # chapter marks
     input_options: tuple[str, ...] = ()  # ffmpeg options that open this input (an image sequence's rate, start)
+    hdr10: str | None = None  # x265 parameters repeating a PQ (HDR10) source's mastering display and light levels
 
     @property
     def decode_rate(self) -> float | None:
@@ -208,7 +209,29 @@ def probe_video(path: str, input_options: Sequence[str] = ()) -> VideoInfo:
                      sar=_sar(parts), codec=parts[0].split()[0] if parts[0] else "", interlaced=interlaced,
                      metadata=_file_metadata(text), audio_codecs=_codecs(text, "Audio"),
                      subtitle_codecs=_codecs(text, "Subtitle"), attachments=len(_codecs(text, "Attachment")),
-                     chapters=len(re.findall(r"^\s*Chapter #", text, re.M)), input_options=tuple(input_options))
+                     chapters=len(re.findall(r"^\s*Chapter #", text, re.M)), input_options=tuple(input_options),
+                     hdr10=_hdr10_params(path, input_options) if known(trc) == "smpte2084" else None)
+
+
+def _hdr10_params(path: str, input_options: Sequence[str] = ()) -> str | None:
+    """x265 parameters (``hdr10=1:master-display=...:max-cll=...``) repeating the HDR10 static metadata of a
+    PQ source, read from its first decoded frame (the mastering display's primaries and luminance, the
+    content light levels: players tone-map PQ video by them), or None when it has none."""
+    proc = subprocess.run([imageio_ffmpeg.get_ffmpeg_exe(), "-hide_banner", *input_options, "-i", path,
+                           "-frames:v", "1", "-f", "null", "-"], capture_output=True, text=True, errors="replace")
+    params = []
+    md = re.search(r"Mastering display metadata:.*", proc.stderr)
+    if md:
+        xy = {k: re.search(k + r"\(([\d.]+)[, ]+([\d.]+)\)", md.group(0)) for k in ("r", "g", "b", "wp")}
+        lum = re.search(r"min_luminance=([\d.]+), max_luminance=([\d.]+)", md.group(0))
+        if all(xy.values()) and lum:  # x265 units: chromaticity 1/50000, luminance 1/10000 cd/m^2
+            c = {k: f"({round(float(m.group(1)) * 50000)},{round(float(m.group(2)) * 50000)})" for k, m in xy.items()}
+            params.append(f"master-display=G{c['g']}B{c['b']}R{c['r']}WP{c['wp']}"
+                          f"L({round(float(lum.group(2)) * 10000)},{round(float(lum.group(1)) * 10000)})")
+    cll = re.search(r"Content light level metadata: MaxCLL=(\d+), MaxFALL=(\d+)", proc.stderr)
+    if cll:
+        params.append(f"max-cll={cll.group(1)},{cll.group(2)}")
+    return ":".join(["hdr10=1", *params]) if params else None
 
 
 def _codecs(text: str, kind: str) -> tuple[str, ...]:
@@ -461,9 +484,11 @@ def open_writer(dst: str, info: VideoInfo, planar: bool, fps: float, codec: str 
             out_opts = [*out_opts, "-crf", crf(63), "-b:v", "0", "-row-mt", "1", "-deadline", "good", "-cpu-used", "4"]
         elif codec == TEN_BIT_CODEC:  # keep the 10 bits in a format players take
             quality = None  # (imageio would pass -qscale:v, which libx265 ignores)
-            out_opts = [*out_opts, "-crf", crf(51), "-x265-params", "log-level=error"]
+            out_opts = [*out_opts, "-crf", crf(51)]
             if ext in (".mp4", ".mov", ".m4v"):
                 out_opts += ["-tag:v", "hvc1"]
+    if codec == "libx265":  # quiet, and an HDR10 source's mastering display / light levels written again
+        out_opts = [*out_opts, "-x265-params", ":".join(["log-level=error", *([info.hdr10] if info.hdr10 else [])])]
     if info.rotation:  # the frames are as stored: the output shows them turned as the input did
         # MP4 / MOV / Matroska carry the rotation as metadata (no pixel is touched); GIF, AVI and the like
         # cannot, so ffmpeg turns the frames themselves on the way in.
