@@ -4,10 +4,10 @@ the caller overrides them. ``pmf sample`` is this function plus file writing.
 """
 from __future__ import annotations
 
-from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Literal
 
+import numpy as np
 import torch
 from torch import Tensor
 
@@ -106,9 +106,7 @@ def sample(
 
 
 def _count(labels: Labels) -> int:
-    """Images asked for by ``labels`` alone: one per entry of a sequence or tensor, else one."""
-    if isinstance(labels, (str, int)) or (isinstance(labels, Tensor) and labels.ndim == 0):
+    """Images asked for by ``labels`` alone: one per entry of a sequence, tensor or array, else one."""
+    if isinstance(labels, str) or np.ndim(labels) == 0:
         return 1
-    if isinstance(labels, Sequence) or isinstance(labels, Tensor):
-        return len(labels)
-    return 1
+    return len(labels)

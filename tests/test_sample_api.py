@@ -1,5 +1,6 @@
 """pmf_edit.sample: generation in the public API's shape ([0, 1] images, classes by name) with the model's own
 sampling settings, for pMF and flow-matching models; `pmf sample` runs it."""
+import numpy as np
 import pytest
 import torch
 
@@ -32,6 +33,7 @@ def test_one_step_with_the_models_own_guidance(mnist):
     assert torch.allclose(pmf_edit.sample(net, [3, 7, 7], generator=g(), batch_size=2).images, out.images, atol=1e-5)
     two = pmf_edit.sample(net, 7, num_samples=2, num_steps=2, guidance_scale=1.0, generator=g())
     assert (two.nfe, two.guidance_scale, two.labels.tolist()) == (2, 1.0, [7, 7])
+    assert pmf_edit.sample(net, np.array([3, 7, 7]), generator=g()).images.shape[0] == 3  # arrays count too
     null = pmf_edit.sample(net, num_samples=2, generator=g())
     assert null.labels is None and null.images.shape == (2, 1, 32, 32)
 
