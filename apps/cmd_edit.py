@@ -24,7 +24,8 @@ def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("image", help="input image file (PNG/JPEG...) with the model's channel count, any size")
     p.add_argument("--model", default=None,
                    help="model folder (config.json + model.safetensors) or official pMF .pt file "
-                   "(e.g. pMF-B-16.pt: ImageNet classes by name or index); default: the bundled MNIST pMF model")
+                   "(e.g. pMF-B-16.pt: ImageNet classes by name or index); default: a bundled model that fits the "
+                   "picture, the MNIST pMF for a grey one, the photos pMF (a 32x32 RGB toy) for a colour one")
     p.add_argument("--model-config", default=None, metavar="JSON",
                    help="architecture (PMFConfig fields, a JSON file or inline JSON) of an official-format "
                    "checkpoint that is not a released size; such files are refused without it")
@@ -117,11 +118,23 @@ def _inversion_kwargs(args: argparse.Namespace) -> dict:
 # ------------------------------------------------------------------------------------------------
 
 
-def _load(args: argparse.Namespace):
+def _model_path(args: argparse.Namespace) -> Path:
+    """--model, else the bundled model that fits the picture: the MNIST pMF for a grey one (or an RGB file
+    whose channels are equal), the photos pMF for a colour one (a grey model refuses colour pictures)."""
+    if args.model:
+        return Path(args.model)
     from core.checkpoint import bundled_model_dir
+    from core.images import read_image01
+
+    x = read_image01(args.image)  # (1, C, H, W); a bad file fails here, named
+    grey = x.shape[1] == 1 or bool((x[:, 1:] == x[:, :1]).all())
+    return bundled_model_dir("mnist" if grey else "photos")
+
+
+def _load(args: argparse.Namespace):
     from pmf_edit.editing import from_pretrained
 
-    path = Path(args.model) if args.model else bundled_model_dir("mnist")
+    path = args.model_path = _model_path(args)
     from apps.cmd_sample import _model_config
 
     net, meta = from_pretrained(path, device=args.device, precision=getattr(args, "precision", None) or "auto",
@@ -180,9 +193,11 @@ def weights_precision(net) -> str:
     return {torch.bfloat16: "bf16", torch.float32: "fp32"}.get(dtype, str(dtype).removeprefix("torch."))
 
 
-def _report(cmd: str, out: str, nfe: int, seconds: float, net=None, **extra) -> None:
+def _report(cmd: str, out: str, nfe: int, seconds: float, net=None, model: Path | None = None, **extra) -> None:
     weights = {} if net is None else {"precision": weights_precision(net)}
-    print(json.dumps({"command": cmd, "out": out, "nfe": nfe, "ms": round(1000 * seconds, 1), **weights, **extra}))
+    where = {} if model is None else {"model": str(model)}
+    print(json.dumps({"command": cmd, "out": out, **where, "nfe": nfe, "ms": round(1000 * seconds, 1), **weights,
+                      **extra}))
 
 
 def run_invert(args: argparse.Namespace) -> int:
@@ -217,7 +232,7 @@ def run_invert(args: argparse.Namespace) -> int:
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     # (C, S, S) for one network input, (T, C, S, S) for T tiles.
     np.save(args.out, (inv.latents[0] if T == 1 else inv.latents[:T]).cpu().numpy())
-    _report("invert", args.out, nfe, seconds, net=net, t=inv.t, residual=inv.residual, diverged=inv.diverged,
+    _report("invert", args.out, nfe, seconds, net=net, model=args.model_path, t=inv.t, residual=inv.residual, diverged=inv.diverged,
             inversion=args.inversion, size_mode=args.size_mode, tiles=T)
     return 0
 
@@ -246,7 +261,7 @@ def run_edit(args: argparse.Namespace) -> int:
         out = editing.sdedit(net, x, labels=tgt, generator=gen, **kw, **g)
     seconds = time.perf_counter() - t0
     _write(args.out, out.images, alpha, args.image)
-    _report("edit", args.out, out.nfe, seconds, net=net, method=args.method, source=src, target=tgt,
+    _report("edit", args.out, out.nfe, seconds, net=net, model=args.model_path, method=args.method, source=src, target=tgt,
             size_mode=args.size_mode, tiles=out.num_tiles)
     return 0
 
@@ -275,6 +290,6 @@ def run_inpaint(args: argparse.Namespace) -> int:
     seconds = time.perf_counter() - t0
     # Unmasked pixels: bit-identical floats, and round(255 * v) of v = k / 255 gives back k.
     _write(args.out, out.images, alpha, args.image)
-    _report("inpaint", args.out, out.nfe, seconds, net=net, masked_pixels=int(mask.sum()), size_mode=args.size_mode,
+    _report("inpaint", args.out, out.nfe, seconds, net=net, model=args.model_path, masked_pixels=int(mask.sum()), size_mode=args.size_mode,
             tiles=out.num_tiles)
     return 0

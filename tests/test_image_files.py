@@ -289,3 +289,17 @@ def test_sixteen_bit_photos_are_edited_at_sixteen_bits(tmp_path):
     assert main(["interpolate", str(tmp_path / "raw.png"), str(tmp_path / "raw.tif"), "-o", str(tmp_path / "m.png")]) == 0
     middle = cv2.imread(str(tmp_path / "m.png"), cv2.IMREAD_UNCHANGED)
     assert middle.dtype == np.uint16 and np.array_equal(middle[:, :, ::-1], deep)  # two equal frames: the frame
+
+
+def test_the_default_model_fits_the_picture(tmp_path, capsys):
+    """`pmf edit photo.jpg --target ...` without --model refused every colour photo (the default was the grey
+    MNIST model); the default is now the bundled model that fits: MNIST for grey pictures, photos for colour."""
+    import json
+
+    from apps.cli import main
+
+    Image.fromarray(_photo()).save(tmp_path / "colour.png")
+    Image.fromarray(_photo()[..., 0]).save(tmp_path / "grey.png")
+    for name, model in (("colour.png", "pmf-photos"), ("grey.png", "pmf-mnist")):
+        assert main(["edit", str(tmp_path / name), "--target", "1", "--out", str(tmp_path / f"e_{name}")]) == 0
+        assert json.loads(capsys.readouterr().out)["model"].endswith(model)
