@@ -5,6 +5,7 @@ import os
 import subprocess
 from pathlib import Path
 
+import cv2
 import imageio_ffmpeg
 import numpy as np
 import pytest
@@ -243,6 +244,12 @@ def test_numbered_image_sequences_in_and_out(tmp_path: Path) -> None:
         interpolate_video(tmp_path / "seq.mp4", str(tmp_path / "bad" / "b_%04d.png"), codec="no_such_codec",
                           progress=False, workers=1)
     assert not list((tmp_path / "bad").iterdir())
+    deep = tmp_path / "deep"  # 16-bit RGBA frames (an animation's sprites): said what is not carried over
+    deep.mkdir()
+    for k in range(2):
+        cv2.imwrite(str(deep / f"d_{k}.png"), rng.integers(0, 65536, (24, 32, 4), dtype=np.uint16))
+    with pytest.warns(video_mod.files.DetailLostWarning, match=r"alpha channel .*; the bit depth \(rgba64"):
+        interpolate_video(str(deep / "d_%d.png"), tmp_path / "deep.mp4", progress=False, workers=1)
     (tmp_path / "50%done.mp4").write_bytes((tmp_path / "seq.mp4").read_bytes())  # a percent sign, not a counter
     assert interpolate_video(tmp_path / "50%done.mp4", tmp_path / "50%done_2x.mp4", progress=False).frames_in == 9
 

@@ -258,6 +258,8 @@ def interpolate_video(
         raise ValueError(f"factor must be an integer >= 1, got {factor!r}")
     if fps is not None:
         checks.real(fps, "fps", lo=0.0, lo_open=True)
+    if input_fps is not None:
+        checks.real(input_fps, "input_fps", lo=0.0, lo_open=True)
     checks.real(quality, "quality", lo=1.0, hi=10.0)
     if scene_threshold is not None:
         checks.real(scene_threshold, "scene_threshold", lo=0.0)
@@ -271,6 +273,7 @@ def interpolate_video(
     # Planar YUV sources are read and written in their own pixel format (no colour conversion at all);
     # the learned refinement needs RGB, as do other formats (`pmf_edit.video.ffmpeg_io`).
     planar = planar and info.subsampling is not None and not (cfg.refine or cfg.generative or frames_out)
+    _warn_what_is_lost(info, planar, src)
     partial = _Partial(dst)  # checks and makes the output folder before any ffmpeg process starts
     tmp = partial.path
     meta, frames = read_frames(src, info, planar)
@@ -319,6 +322,42 @@ def interpolate_video(
 
 # ------------------------------------------------------------------------------------------------
 # The steps of interpolate_video
+
+
+class DetailLostWarning(UserWarning):
+    """The input has something the interpolation does not carry: an alpha channel, more than 8 bits per
+    sample on the rgb path (16-bit PNG frames, 12-bit or RGB 10-bit video)."""
+
+
+# Pixel formats with an alpha channel; and the deep formats the 8-bit rgb path reduces (the 10-bit planar
+# YUV formats keep their 10 bits on the planar path, ffmpeg_io.split_planes).
+_ALPHA = re.compile(r"^(rgba|bgra|argb|abgr|ya|yuva|gbrap)")
+_DEEP = re.compile(r"(48|64|16|p10|p12|p14|p16)(le|be)$")
+
+
+def _warn_what_is_lost(info: VideoInfo, planar: bool, src: str) -> None:
+    """Say (once, before the work) what of the source's pixels the output will not have."""
+    lost = []
+    if _ALPHA.match(info.pix_fmt) and _transparent(src, info):
+        lost.append("the alpha channel (the output is opaque)")
+    if _DEEP.search(info.pix_fmt) and not (planar and info.bit_depth > 8):
+        lost.append(f"the bit depth ({info.pix_fmt} is read at 8 bits)")
+    if lost:
+        warnings.warn(f"{src}: not carried over: {'; '.join(lost)}", DetailLostWarning, stacklevel=4)
+
+
+def _transparent(src: str, info: VideoInfo) -> bool:
+    """Whether an input whose pixel format has alpha uses it: ffmpeg decodes every GIF as bgra and many tools
+    save opaque PNGs as RGBA, so a GIF's transparency flag and a sequence's first frame are looked at."""
+    from PIL import Image
+
+    if is_sequence_input(src):
+        with Image.open(sequence_frames(src)[0][1]) as im:
+            return "A" in im.getbands() and im.getchannel("A").getextrema() != (255, 255)
+    if info.codec == "gif":
+        with Image.open(src) as im:
+            return "transparency" in im.info
+    return True
 
 
 def _carry(partial: _Partial, src: str, info: VideoInfo, sound: bool) -> None:
