@@ -210,8 +210,8 @@ def _grey_alpha_png16(path, arr: np.ndarray) -> None:
 
 
 def test_sixteen_bit_files_are_read_at_sixteen_bits(tmp_path):
-    """Pillow reads 16-bit colour PNG / TIFF (a raw converter's export) at 8 bits, truncated: every value up to
-    one level low and the low byte lost. They are read through OpenCV at full depth, alpha included."""
+    """Pillow reads 16-bit colour PNG / TIFF (a raw converter's export) at 8 bits, keeping the high byte: values
+    up to one level off and the low byte lost. They are read through OpenCV at full depth, alpha included."""
     import cv2
     import tifffile
 
