@@ -124,11 +124,26 @@ def _model_path(args: argparse.Namespace) -> Path:
     if args.model:
         return Path(args.model)
     from core.checkpoint import bundled_model_dir
+
+    return bundled_model_dir("mnist" if _is_grey(args.image) else "photos")
+
+
+def _is_grey(path: str) -> bool:
+    """Whether a picture is grey (one channel, or three equal ones), judged on a small decode of it (a JPEG
+    at 1/8 of its size: a 48-megapixel photo is not decoded twice)."""
+    import numpy as np
+    from PIL import Image
+
     from core.images import read_image01
 
-    x = read_image01(args.image)  # (1, C, H, W); a bad file fails here, named
-    grey = x.shape[1] == 1 or bool((x[:, 1:] == x[:, :1]).all())
-    return bundled_model_dir("mnist" if grey else "photos")
+    try:
+        with Image.open(path) as im:
+            im.draft("RGB", (256, 256))  # JPEG only; other formats decode whole (cheap next to the edit)
+            rgb = np.asarray(im.convert("RGB"))
+    except Exception:  # noqa: BLE001  (Pillow raises many types for a bad file)
+        read_image01(path)  # the reader's message names the file and what is wrong with it
+        raise
+    return bool((rgb[..., :1] == rgb[..., 1:]).all())
 
 
 def _load(args: argparse.Namespace):

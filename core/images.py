@@ -103,8 +103,13 @@ def to_file_array(images01: torch.Tensor, bits: int = 8) -> np.ndarray:
     if bits not in (8, 16):
         raise ValueError(f"bits must be 8 or 16, got {bits!r}")
     top, dtype = (255.0, np.uint8) if bits == 8 else (65535.0, np.uint16)
-    x = images01.detach().float().cpu().clamp(0, 1).permute(1, 2, 0)  # (C, H, W) -> (H, W, C)
-    return (x * top).round().numpy().astype(dtype)
+    x = images01.detach()
+    C, H, W = x.shape
+    out = np.empty((H, W, C), dtype)
+    for r0 in range(0, H, 256):  # in bands of rows: no full-size float temporary (576 MB for a 48-MP photo)
+        band = x[:, r0:r0 + 256].cpu().float().clamp(0, 1).mul_(top).round_()
+        out[r0:r0 + 256] = band.permute(1, 2, 0).numpy()  # (C, h, W) -> (h, W, C), cast on assignment
+    return out
 
 
 def sample_bits(path: str | Path) -> int:
@@ -337,8 +342,10 @@ def read_image01_alpha(path: str | Path, channels: int | None = None,
                              "colour; convert it first")
         arr = arr[:, :, :1]
     scale = float(np.iinfo(arr.dtype).max)
-    x = torch.from_numpy(arr.astype(np.float32) / scale).permute(2, 0, 1)  # (C, H, W)
+    # (H, W, C) -> (C, H, W) in the file's own integer type first: the float image is made once (a 48-MP photo's
+    # float copies are 576 MB each).
+    x = torch.from_numpy(np.ascontiguousarray(arr.transpose(2, 0, 1))).float().div_(scale)  # (C, H, W)
     if channels == 3 and x.shape[0] == 1:
-        x = x.expand(3, -1, -1)
+        x = x.expand(3, -1, -1).contiguous()
     a = None if alpha is None else torch.from_numpy(alpha.astype(np.float32) / scale)[None, None]  # (1, 1, H, W)
-    return x[None].contiguous(), a
+    return x[None], a

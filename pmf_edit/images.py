@@ -355,6 +355,14 @@ def guided_upsample(delta: Tensor, guide_lo: Tensor, guide_hi: Tensor, *, radius
     if delta.shape != guide_lo.shape or delta.shape[:2] != guide_hi.shape[:2]:
         raise ValueError(f"delta {tuple(delta.shape)}, guide_lo {tuple(guide_lo.shape)} and guide_hi "
                          f"{tuple(guide_hi.shape)} must agree in (B, C) and delta/guide_lo in size")
+    a, b = _guided_coefficients(delta, guide_lo, radius, eps)
+    size = tuple(guide_hi.shape[-2:])
+    return resize_bilinear(a, size) * guide_hi + resize_bilinear(b, size)
+
+
+def _guided_coefficients(delta: Tensor, guide_lo: Tensor, radius: int, eps: float) -> tuple[Tensor, Tensor]:
+    """The window-averaged affine coefficients (a, b), (B, C, h, w) each, of ``guided_upsample``:
+    delta ~ a guide + b per (2 radius + 1)^2 window (ridge ``eps``), then averaged over the windows."""
     k = 2 * radius + 1
 
     def box(v: Tensor) -> Tensor:
@@ -369,8 +377,24 @@ def guided_upsample(delta: Tensor, guide_lo: Tensor, guide_hi: Tensor, *, radius
     var = box(guide_lo * guide_lo) - mean_g * mean_g
     a = cov / (var.clamp_min(0.0) + eps)
     b = mean_d - a * mean_g
-    size = tuple(guide_hi.shape[-2:])
-    return resize_bilinear(box(a), size) * guide_hi + resize_bilinear(box(b), size)
+    return box(a), box(b)
+
+
+# Full-resolution rows the carry-up works on at once: bounds its memory on a big photo (a 48-megapixel picture
+# in one piece took ~2.4 GB of float32 temporaries; in bands of 256 rows a few tens of MB).
+CARRY_ROWS = 256
+
+
+def _upsampled_rows(lo: Tensor, height: int, wide: Tensor, rows: slice) -> Tensor:
+    """Rows ``rows`` of the bilinear upsampling (half-pixel centres, as ``F.interpolate``) of ``lo`` (B, C, h, w)
+    to ``height`` rows, from ``wide`` = ``lo`` already resized to the full width (B, C, h, W)."""
+    h = lo.shape[-2]
+    y = torch.arange(rows.start, rows.stop, device=lo.device, dtype=torch.float64)
+    src = ((y + 0.5) * (h / height) - 0.5).clamp_min(0.0)
+    i0 = src.floor().long().clamp_max(h - 1)
+    i1 = (i0 + 1).clamp_max(h - 1)
+    w1 = (src - i0).to(lo.dtype)[:, None]  # (rows, 1)
+    return wide[..., i0, :] * (1 - w1) + wide[..., i1, :] * w1
 
 
 def _feather(plan: SizePlan, like: Tensor) -> Tensor:
@@ -444,16 +468,23 @@ def from_network(plan: SizePlan, images: Tensor, net_in: Tensor, net_out: Tensor
         out = images.clone()
         out[:, :, btop:btop + bh, bleft:bleft + bw] = filled
         return torch.where(mask, out, images)
-    if plan.mode == "tile":
-        change = delta  # tiles are at full resolution: nothing to resize
-    else:
-        guide_lo = _merge(plan, net_in.to(images.dtype))[:, :, top:top + h, left:left + w]
-        change = guided_upsample(delta, guide_lo, region, radius=plan.config.guide_radius,
-                                 eps=plan.config.guide_eps)
-        if plan.mode == "crop":
-            change = change * _feather(plan, change)
     out = images.clone()
-    out[:, :, btop:btop + bh, bleft:bleft + bw] = (region + change).clamp(0, 1)
+    if plan.mode == "tile":  # tiles are at full resolution: nothing to resize
+        out[:, :, btop:btop + bh, bleft:bleft + bw] = (region + delta).clamp(0, 1)
+        return out
+    # The guided upsampler (guided_upsample) applied band by band: its coefficients at the network's
+    # resolution, resized to the full width once, then to the full height a band of rows at a time.
+    guide_lo = _merge(plan, net_in.to(images.dtype))[:, :, top:top + h, left:left + w]
+    a, b = _guided_coefficients(delta, guide_lo, plan.config.guide_radius, plan.config.guide_eps)
+    a_wide, b_wide = (resize_bilinear(v, (v.shape[-2], bw)) for v in (a, b))  # (B, C, h, bw)
+    feather = _feather(plan, region) if plan.mode == "crop" else None  # (bh, bw)
+    for r0 in range(0, bh, CARRY_ROWS):
+        rows = slice(r0, min(r0 + CARRY_ROWS, bh))
+        band = region[:, :, rows]
+        change = _upsampled_rows(a, bh, a_wide, rows) * band + _upsampled_rows(b, bh, b_wide, rows)
+        if feather is not None:
+            change = change * feather[rows]
+        out[:, :, btop + rows.start:btop + rows.stop, bleft:bleft + bw] = (band + change).clamp_(0, 1)
     return out
 
 

@@ -150,6 +150,22 @@ def test_paste_in_row_bands_changes_nothing(monkeypatch):
     assert torch.equal(synthesize_texture(g, s, cfg, n), whole)
 
 
+def test_wide_blur_of_the_detail_band_is_made_small():
+    """The detail band's blur (sigma = 2 working pixels, 125 output px on a 48-MP photo: a 751-tap kernel,
+    16 CPU s) is computed on a shrunk copy above SMOOTH_SIGMA; exact below it (every reported picture)."""
+    import kornia.filters as kf
+
+    from pmf_edit.style.texture import SMOOTH_SIGMA, _smooth
+
+    y = _smooth_random(600, 900, 3)[:, :1]
+    exact = lambda s: kf.gaussian_blur2d(y, (2 * round(3 * s) + 1,) * 2, (s, s), border_type="reflect")  # noqa: E731
+    assert torch.equal(_smooth(y, SMOOTH_SIGMA - 1), exact(SMOOTH_SIGMA - 1))
+    for sigma in (2.5 * SMOOTH_SIGMA, 4 * SMOOTH_SIGMA):  # (the detail's std here: ~0.1)
+        err = (_smooth(y, sigma) - exact(sigma)).abs()
+        assert float(err.mean()) < 2e-3 and float(err.max()) < 1e-2  # the most at the corners (reflections)
+    assert _smooth(torch.rand(1, 1, 3, 900), 40.0).shape == (1, 1, 3, 900)  # a thin strip: the kernel fits
+
+
 def test_gray_network_gets_gray_texture():
     torch.manual_seed(0)
     gray = build_model("pMF-T/4", in_channels=1, num_classes=3, with_v_head=False).eval()
