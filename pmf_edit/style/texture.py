@@ -226,7 +226,8 @@ def synthesize_texture(guide: Tensor, style: Tensor, config: TextureConfig = Tex
     return out
 
 
-def add_texture_detail(image: Tensor, texture: Tensor, amount: float, sigma: float) -> Tensor:
+def add_texture_detail(image: Tensor, texture: Tensor, amount: float, sigma: float, *,
+                       out: Tensor | None = None) -> Tensor:
     """Add the texture's fine luma detail to the image, keeping the image's colour and layout.
 
     Y = 0.299 R + 0.587 G + 0.114 B of the texture, minus its Gaussian blur, is added with weight
@@ -240,19 +241,27 @@ def add_texture_detail(image: Tensor, texture: Tensor, amount: float, sigma: flo
         texture: (B, 3 or 1, H, W) in [0, 1] (``synthesize_texture``'s output for this image).
         amount: >= 0, the weight of the detail (0 returns ``image``).
         sigma: Gaussian standard deviation in pixels of this size.
+        out: where to write the result (``image`` itself is allowed: each band of rows is read before it
+            is written); None: a new tensor.
 
     Returns:
-        (B, 3, H, W) in [0, 1], the image's dtype.
+        (B, 3, H, W) in [0, 1], the image's dtype (``out`` when given).
     """
     if amount == 0:
-        return image
+        return image if out is None else out.copy_(image)
     if texture.shape[1] == 3:
         luma = torch.tensor([0.299, 0.587, 0.114], dtype=torch.float32, device=texture.device)
         y = (texture.float() * luma[:, None, None]).sum(1, keepdim=True)  # (B, 1, H, W)
     else:  # a gray image is its own luma
         y = texture.float()[:, :1]
-    detail = y - _smooth(y, sigma)
-    return (image.float() + amount * detail).clamp(0, 1).to(image.dtype)
+    smooth = _smooth(y, sigma)
+    if out is None:
+        out = torch.empty(image.shape, dtype=image.dtype, device=image.device)
+    for r0 in range(0, image.shape[-2], 256):  # in bands of rows: no full-size temporaries on a big photo
+        rows = slice(r0, r0 + 256)
+        detail = y[..., rows, :] - smooth[..., rows, :]
+        out[..., rows, :] = (image[..., rows, :].float() + amount * detail).clamp_(0, 1)
+    return out
 
 
 # Above this blur width (pixels) the blur is computed on a copy shrunk so the width there is about this: the

@@ -640,8 +640,9 @@ def _network_pass(net: PixelMeanFlow, x: Tensor, plan: SizePlan, style01: Tensor
 
 def _texture_pass(net: PixelMeanFlow, out: Tensor, style: Tensor | None, style01: Tensor, y_style: Tensor | None,
                   plan: SizePlan, opts: _Options, noise: _Noise) -> tuple[Tensor, int]:
-    """Add the style's own texture to ``out`` (B, C, H, W) inside the part the network saw (``plan.box``);
-    returns it and the NFE per image (a style class's mosaic samples; 0 for a style image)."""
+    """Add the style's own texture to ``out`` (B, C, H, W; the network pass's own result, changed in place)
+    inside the part the network saw (``plan.box``); returns it and the NFE per image (a style class's mosaic
+    samples; 0 for a style image)."""
     B, C = out.shape[:2]
     S, tcfg = net.cfg.image_size, opts.texture_config
     bt, bl, bh, bw = plan.box
@@ -658,10 +659,10 @@ def _texture_pass(net: PixelMeanFlow, out: Tensor, style: Tensor | None, style01
         exemplars = tiles_m.reshape(B, m, m, C, S, S).permute(0, 3, 1, 4, 2, 5).reshape(B, C, m * S, m * S)
         nfe = n
     sigma = tcfg.detail_sigma * max(bh, bw) / min(tcfg.work_side, max(bh, bw))  # working -> output pixels
-    out = out.clone()
     for b in range(B):  # the texture is matched per image (its own style, guide and noise)
-        part = out[b:b + 1, :, bt:bt + bh, bl:bl + bw]  # (1, C, bh, bw)
-        ex = cover_resize(exemplars[b:b + 1], bh, bw)
-        tex = synthesize_texture(part, ex, tcfg, noise.texture[b].reshape(noise.texture_shape))
-        out[b:b + 1, :, bt:bt + bh, bl:bl + bw] = add_texture_detail(part, tex, opts.texture * opts.strength, sigma)
+        part = out[b:b + 1, :, bt:bt + bh, bl:bl + bw]  # (1, C, bh, bw), a view: written in place below
+        tex = synthesize_texture(part, cover_resize(exemplars[b:b + 1], bh, bw), tcfg,
+                                 noise.texture[b].reshape(noise.texture_shape))
+        add_texture_detail(part, tex, opts.texture * opts.strength, sigma, out=part)
+        del tex  # (full-size: a 48-MP photo's is 576 MB)
     return out, nfe
