@@ -120,9 +120,15 @@ def sample_bits(path: str | Path) -> int:
 
     try:
         with Image.open(path) as im:
-            return 16 if im.mode.startswith("I;16") or any(";16" in str(t.args) for t in im.tile) else 8
+            return 16 if im.mode.startswith("I;16") or _raw_16(im) else 8
     except Exception:  # noqa: BLE001  (the reader names what is wrong with the file)
         return 8
+
+
+def _raw_16(im) -> str | None:
+    """The raw mode of an opened (not yet decoded) Pillow image when its file stores 16-bit samples Pillow
+    decodes to 8 ("RGB;16B" of a PNG, "RGBA;16N" of a TIFF, "LA;16B" of a grey + alpha PNG), else None."""
+    return next((str(t.args) for t in im.tile if ";16" in str(t.args)), None)
 
 
 def check_image_output(path: str | Path) -> Path:
@@ -312,10 +318,9 @@ def read_image01_alpha(path: str | Path, channels: int | None = None,
         from PIL import Image
 
         with Image.open(p) as im:
-            mode = im.mode
-            deep = [str(t.args) for t in im.tile if ";16" in str(t.args)] if mode in _DEEP_MODES else []  # (before
-            orientation = im.getexif().get(0x0112, 1)  # getexif, which may decode a PNG to reach its eXIf chunk)
-        arr = _read_deep(p, "LA;16" in deep[0], orientation) if deep else None
+            mode, raw = im.mode, _raw_16(im)  # (before getexif, which may decode a PNG to reach its eXIf)
+            orientation = im.getexif().get(0x0112, 1)
+        arr = _read_deep(p, "LA;16" in raw, orientation) if raw and mode in _DEEP_MODES else None
         if arr is None:
             arr = np.asarray(iio.imread(p, plugin="pillow", rotate=True,
                                         mode="RGB" if mode in _TO_RGB_MODES else None))
