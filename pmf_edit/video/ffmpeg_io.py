@@ -24,6 +24,7 @@ angle).
 """
 from __future__ import annotations
 
+import functools
 import os
 import re
 import subprocess
@@ -406,7 +407,14 @@ def read_frames(path: str, info: VideoInfo, planar: bool) -> tuple[dict, Generat
 
 
 def gif_delays(path: str) -> tuple[int, ...]:
-    """A GIF's frame delays in 1/100 s as ffmpeg's demuxer (and browsers) play them: below 2, 10."""
+    """A GIF's frame delays in 1/100 s as ffmpeg's demuxer (and browsers) play them: below 2, 10. (Pillow
+    decodes every frame to find them: one reading per file version, cached.)"""
+    st = os.stat(path)
+    return _gif_delays(os.path.abspath(path), st.st_mtime_ns, st.st_size)
+
+
+@functools.lru_cache(maxsize=16)
+def _gif_delays(path: str, mtime_ns: int, size: int) -> tuple[int, ...]:
     from PIL import Image
 
     delays = []
@@ -576,7 +584,8 @@ def carry_streams(video: str, src: str, dst: str, info: VideoInfo, sound: bool =
     if info.attachments and ext == ".mkv":
         opts += ["-map", "1:t", "-c:t", "copy"]
     opts += ["-map_chapters", "1" if info.chapters else "-1", *_file_tag_options(info, ext)]
-    proc = subprocess.run([imageio_ffmpeg.get_ffmpeg_exe(), "-v", "error", "-y", "-i", video, "-i", src, *opts, dst],
+    proc = subprocess.run([imageio_ffmpeg.get_ffmpeg_exe(), "-v", "error", "-y", "-i", video, *info.input_options,
+                           "-i", src, *opts, dst],
                           capture_output=True, text=True, errors="replace")
     if proc.returncode != 0:
         raise RuntimeError(f"ffmpeg could not add the sound / subtitles of {src} to {dst}: "
