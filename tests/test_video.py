@@ -229,6 +229,10 @@ def test_numbered_image_sequences_in_and_out(tmp_path: Path) -> None:
     assert written == [f"m_{1001 + k:04d}.png" for k in range(9)]  # numbered from the input's first; no leftovers
     for k, f in enumerate(frames):  # every other output frame is a source frame, as it was
         assert np.array_equal(np.asarray(Image.open(tmp_path / "out" / f"m_{1001 + 2 * k:04d}.png")), f)
+    with pytest.raises(ValueError, match=r"would overwrite input frame .*f_1001\.png"):  # %d names 1001 as %04d does
+        interpolate_video(src, str(tmp_path / "shot" / "f_%d.png"), progress=False)
+    with pytest.warns(UserWarning, match=r"6 older frames numbered after this run's last \(1003\)"):
+        interpolate_video(src, dst, fps=6, input_fps=12, progress=False, workers=1)  # half the rate: 3 frames
     clip = interpolate_video(src, tmp_path / "seq.mp4", progress=False, workers=1)  # default 25 fps
     assert (clip.fps_in, clip.frames_out) == (25, 9)
     (tmp_path / "shot" / "f_1003.png").unlink()

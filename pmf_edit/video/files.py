@@ -22,8 +22,9 @@ import numpy as np
 
 from core import checks
 from pmf_edit.video.interpolate import InterpolationConfig, PairInterpolator
-from pmf_edit.video.sequences import (IMAGE_CODECS, discard, is_frames_output, is_sequence, is_sequence_input,
-                                      publish, sequence_frames, sequence_input_options, stage, staging_pattern)
+from pmf_edit.video.sequences import (IMAGE_CODECS, check_apart, discard, is_frames_output, is_sequence,
+                                      is_sequence_input, publish, sequence_frames, sequence_input_options, stage,
+                                      staging_pattern)
 from pmf_edit.video.ffmpeg_io import (VideoInfo, carry_streams, default_codec, frame_bytes, input_rate, open_writer,
                                       probe_text, probe_video, read_frames, yuv_to_rgb)
 
@@ -270,6 +271,8 @@ def interpolate_video(
     _check_output_path(src, dst)
     info = _check_src(src, input_fps)
     frames_out = is_frames_output(dst)  # numbered image files: rgb frames, no sound
+    if frames_out and is_sequence_input(src):
+        check_apart(src, dst)
     # Planar YUV sources are read and written in their own pixel format (no colour conversion at all);
     # the learned refinement needs RGB, as do other formats (`pmf_edit.video.ffmpeg_io`).
     planar = planar and info.subsampling is not None and not (cfg.refine or cfg.generative or frames_out)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import re
 import shutil
+import warnings
 
 # A printf integer field in a file name: "%d" or zero-padded "%04d" (ffmpeg's image2 numbering).
 _FIELD = re.compile(r"%(0?)(\d*)d")
@@ -92,13 +93,31 @@ def stage(staged: str) -> None:
     os.makedirs(os.path.dirname(staged), exist_ok=True)
 
 
+def check_apart(src: str, dst: str) -> None:
+    """Refuse an output pattern that names an input frame under the same number (``f_%04d.png`` into
+    ``f_%d.png`` in the same folder: from 1000 on the names are the same). The output is numbered from the
+    input's first frame and is at least as long unless the rate is lowered, so such a name would be written."""
+    clash = next((path for k, path in sequence_frames(src) if os.path.abspath(dst % k) == os.path.abspath(path)),
+                 None)
+    if clash is not None:
+        raise ValueError(f"output {dst} would overwrite input frame {clash}; write the frames elsewhere or under "
+                         "another name")
+
+
 def publish(staged: str, dst: str) -> int:
-    """Move the finished frames of ``staged`` (``staging_pattern``) to ``dst``'s folder; returns how many."""
+    """Move the finished frames of ``staged`` (``staging_pattern``) to ``dst``'s folder; returns how many.
+    Older files of the same pattern beyond them (a longer earlier run) are left, with a warning."""
     frames = sequence_frames(staged)
     folder = os.path.dirname(os.path.abspath(dst))
     for _, path in frames:
         os.replace(path, os.path.join(folder, os.path.basename(path)))
     discard(staged)
+    if frames:
+        last = frames[-1][0]
+        stale = [k for k, _ in sequence_frames(dst) if k > last]
+        if stale:
+            warnings.warn(f"{dst}: {len(stale)} older frames numbered after this run's last ({last}) are still "
+                          f"there ({dst % stale[0]} ...), from an earlier, longer run", stacklevel=4)
     return len(frames)
 
 
