@@ -132,12 +132,11 @@ def _is_grey(path: str) -> bool:
     """Whether a picture is grey (one channel, or three equal ones), judged on a small decode of it (a JPEG
     at 1/8 of its size: a 48-megapixel photo is not decoded twice)."""
     import numpy as np
-    from PIL import Image
 
-    from core.images import read_image01
+    from core.images import pillow, read_image01
 
     try:
-        with Image.open(path) as im:
+        with pillow().open(path) as im:
             im.draft("RGB", (256, 256))  # JPEG only; other formats decode whole (cheap next to the edit)
             rgb = np.asarray(im.convert("RGB"))
     except Exception:  # noqa: BLE001  (Pillow raises many types for a bad file)

@@ -52,7 +52,7 @@ __all__ = [
 SPLITS = ("train", "test", "all")
 MNIST_TEST_PER_CLASS = 50  # the last 50 rows of each class are the held-out test split (500 images)
 DIGITS_TEST_PER_CLASS = 20  # same idea for sklearn's 8x8 digits (~180 per class)
-IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".webp", ".tif", ".tiff", ".gif")
+IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".webp", ".tif", ".tiff", ".gif", ".heic", ".heif", ".avif")
 
 
 @dataclass

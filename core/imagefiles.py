@@ -39,10 +39,12 @@ from PIL import Image, ImageOps
 from torch import Tensor
 from torch.utils.data import Dataset
 
+from core.images import pillow
+
 __all__ = ["ImageFileDataset", "adm_center_crop", "scan_class_folders", "read_file_list", "ItemKey"]
 
 # Pillow decodes every one of these; ImageNet is JPEG (".JPEG" upper case), checked case-insensitively.
-IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff")
+IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff", ".heic", ".heif", ".avif")
 
 ItemKey = int | tuple[int, bool]  # an index, or (index, flip horizontally)
 
@@ -222,7 +224,7 @@ class ImageFileDataset(Dataset):
         """Decodes and crops item `index`: uint8 (R, R, C). Errors name the file."""
         path = self.path(index)
         try:
-            with Image.open(path) as im:  # upright as a viewer shows it (a phone photo is stored sideways), then
+            with pillow().open(path) as im:  # upright as a viewer shows it (a phone photo is stored sideways), then
                 im = ImageOps.exif_transpose(im).convert("RGB" if self.channels == 3 else "L")  # decoded (PIL is lazy)
         except (OSError, ValueError, Image.DecompressionBombError) as e:
             raise ValueError(f"cannot read image file {str(path)!r}: {type(e).__name__}: {e}") from e

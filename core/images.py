@@ -10,6 +10,35 @@ import numpy as np
 import torch
 
 
+def pillow():
+    """``PIL.Image`` with HEIF / HEIC (the format iPhones save photos in) registered when pillow-heif is
+    installed (it is a dependency; without it such files get an error that says what to install).
+
+    Example:
+        >>> with pillow().open("IMG_0001.HEIC") as im: ...   # doctest: +SKIP
+    """
+    from PIL import Image
+
+    global _HEIF_TRIED
+    if not _HEIF_TRIED:
+        _HEIF_TRIED = True
+        try:
+            import pillow_heif
+
+            pillow_heif.register_heif_opener()  # also applies the photo's rotation on decoding (EXIF then says 1)
+        except ImportError:
+            pass
+    return Image
+
+
+_HEIF_TRIED = False
+
+
+def _heif_ok() -> bool:
+    """Whether HEIF / HEIC files can be read here (pillow-heif installed and registered)."""
+    return ".heic" in pillow().registered_extensions()
+
+
 def to_model_range(images01: torch.Tensor) -> torch.Tensor:
     """[0, 1] -> [-1, 1]."""
     return images01 * 2.0 - 1.0
@@ -49,7 +78,11 @@ DEEP_FORMATS = (".png", ".tif", ".tiff")
 
 
 # Output formats that can carry an EXIF block and an ICC colour profile (``read_tags``).
-TAG_FORMATS = (".png", ".jpg", ".jpeg", ".webp", ".tif", ".tiff")
+TAG_FORMATS = (".png", ".jpg", ".jpeg", ".webp", ".tif", ".tiff", ".heic", ".heif", ".avif")
+
+# Lossy formats written at quality 95 (Pillow's defaults, 75 for JPEG and AVIF and pillow-heif's 50 for HEIC,
+# blur fine detail visibly).
+QUALITY_95 = (".jpg", ".jpeg", ".heic", ".heif", ".avif")
 
 
 def save_png(path: str | Path, array: np.ndarray, alpha: torch.Tensor | None = None,
@@ -65,7 +98,7 @@ def save_image(path: str | Path, array: np.ndarray, alpha: torch.Tensor | None =
     """Write a uint8 or uint16 (H, W) / (H, W, 1) / (H, W, 3) array in the format its extension names
     (.png, .jpg, .tif, .webp, ...; uint16 at 16 bits where the format has them, ``DEEP_FORMATS``, else
     rounded to 8), atomically (temp name in the same folder, then rename; the folder is
-    created). JPEG is written at quality 95 (Pillow's default, 75, blurs fine detail visibly).
+    created). JPEG, HEIC and AVIF are written at quality 95 (``QUALITY_95``).
     ``alpha`` (H, W) or (1, 1, H, W) in [0, 1] (an input's transparency, ``read_image01_alpha``) is
     written as the alpha channel where the format has one (``ALPHA_FORMATS``), else left out; ``tags``
     (an input's EXIF block and ICC colour profile, ``read_tags``) likewise where they fit (``TAG_FORMATS``).
@@ -116,10 +149,8 @@ def sample_bits(path: str | Path) -> int:
     """16 when an image file stores 16-bit samples (a raw converter's TIFF, a 16-bit PNG), else 8: the
     depth the commands write their output at, so an edit keeps what the input had (PNG and TIFF outputs).
     8 for a file that cannot be read (reading it reports why)."""
-    from PIL import Image
-
     try:
-        with Image.open(path) as im:
+        with pillow().open(path) as im:
             return 16 if im.mode.startswith("I;16") or _raw_16(im) else 8
     except Exception:  # noqa: BLE001  (the reader names what is wrong with the file)
         return 8
@@ -140,8 +171,7 @@ def check_image_output(path: str | Path) -> Path:
         >>> check_image_output("edited.jpg")
         PosixPath('edited.jpg')
     """
-    from PIL import Image
-
+    Image = pillow()
     path = Path(path)
     suffix = path.suffix.lower()
     if suffix and Image.registered_extensions().get(suffix) not in Image.SAVE:
@@ -156,8 +186,7 @@ def read_tags(path: str | Path) -> dict[str, bytes]:
     ``icc_profile`` (the colour space the pixel values are in: a phone's Display P3 photo shown without
     it looks washed out). Empty when the file has neither or they cannot be read (a damaged block never
     stops an edit). Write them back with ``save_image(..., tags=)``."""
-    from PIL import Image
-
+    Image = pillow()
     tags: dict[str, bytes] = {}
     try:
         with Image.open(path) as im:
@@ -177,13 +206,14 @@ def read_tags(path: str | Path) -> dict[str, bytes]:
 def _save_atomic(path: Path, array: np.ndarray, suffix: str, tags: dict[str, bytes] | None = None) -> Path:
     import imageio.v3 as iio
 
+    pillow()  # (a .heic output needs its writer registered)
     path.parent.mkdir(parents=True, exist_ok=True)
     if array.ndim == 3 and array.shape[2] == 1:
         array = array[:, :, 0]
     if array.dtype == np.uint16 and suffix.lower() not in DEEP_FORMATS:  # e.g. JPEG: 8 bits, round(k / 257)
         array = ((array.astype(np.uint32) * 255 + 32767) // 65535).astype(np.uint8)
     tmp = path.with_name(f".{path.name}.tmp{suffix}")
-    options = {"quality": 95} if suffix.lower() in (".jpg", ".jpeg") else {}
+    options = {"quality": 95} if suffix.lower() in QUALITY_95 else {}
     if tags and suffix.lower() in TAG_FORMATS:
         options.update(tags, plugin="pillow")
     try:
@@ -315,9 +345,7 @@ def read_image01_alpha(path: str | Path, channels: int | None = None,
     if not p.is_file():
         raise FileNotFoundError(f"no such image file: {label}")
     try:  # the pillow plugin only: no slow plugin probing of a bad file, and it knows EXIF
-        from PIL import Image
-
-        with Image.open(p) as im:
+        with pillow().open(p) as im:
             mode, raw = im.mode, _raw_16(im)  # (before getexif, which may decode a PNG to reach its eXIf)
             orientation = im.getexif().get(0x0112, 1)
         arr = _read_deep(p, "LA;16" in raw, orientation) if raw and mode in _DEEP_MODES else None
@@ -326,8 +354,8 @@ def read_image01_alpha(path: str | Path, channels: int | None = None,
                                         mode="RGB" if mode in _TO_RGB_MODES else None))
     except Exception as err:  # imageio / Pillow raise many types for bad data; all mean "unreadable"
         first = str(err).strip().splitlines()[0] if str(err).strip() else ""
-        hint = ("; HEIC/HEIF/AVIF photos (iPhones save HEIC) need Pillow's plugin for them (pip install pillow-heif)"
-                " or converting to JPEG/PNG first" if p.suffix.lower() in (".heic", ".heif", ".avif") else "")
+        hint = ("; HEIC/HEIF photos (iPhones save HEIC) need pillow-heif (pip install pillow-heif) or converting "
+                "to JPEG/PNG first" if p.suffix.lower() in (".heic", ".heif") and not _heif_ok() else "")
         raise ValueError(f"cannot read image file {label}: {type(err).__name__}: {first}{hint}") from err
     if arr.ndim == 4:  # an animation: its first frame
         arr = arr[0]

