@@ -254,6 +254,12 @@ def _write_deep(path: Path, array: np.ndarray, tags: dict[str, bytes]) -> None:
         raise OSError(f"OpenCV could not write {path}")
 
 
+# Camera RAW formats: sensor data that needs developing (demosaicing, white balance, a tone curve). Pillow reads
+# the small embedded preview of some of them as if it were the photo, so they are refused by name.
+RAW_EXTENSIONS = (".dng", ".cr2", ".cr3", ".crw", ".nef", ".nrw", ".arw", ".srf", ".sr2", ".raf", ".orf", ".rw2",
+                  ".pef", ".srw", ".raw", ".3fr", ".iiq", ".x3f")
+
+
 # Pillow modes that carry colour in another model: converted to RGB on reading (CMYK JPEGs from print
 # workflows, YCbCr / LAB / HSV TIFFs). Palette images come back as RGB(A) from imageio already.
 _TO_RGB_MODES = ("CMYK", "YCbCr", "LAB", "HSV")
@@ -344,6 +350,9 @@ def read_image01_alpha(path: str | Path, channels: int | None = None,
     p = Path(path)
     if not p.is_file():
         raise FileNotFoundError(f"no such image file: {label}")
+    if p.suffix.lower() in RAW_EXTENSIONS:  # (Pillow opens a DNG as a TIFF: its small embedded preview)
+        raise ValueError(f"{label} is a camera RAW file; develop it first (a raw converter's 16-bit TIFF or a "
+                         "JPEG: both are read here at full size)")
     try:  # the pillow plugin only: no slow plugin probing of a bad file, and it knows EXIF
         with pillow().open(p) as im:
             mode, raw = im.mode, _raw_16(im)  # (before getexif, which may decode a PNG to reach its eXIf)

@@ -86,6 +86,9 @@ def test_bad_files_name_the_file(tmp_path):
     (tmp_path / "IMG_0001.HEIC").write_bytes(b"\x00\x00\x00\x18ftypheic" + bytes(100))
     with pytest.raises(ValueError, match=r"cannot read image file .*IMG_0001.HEIC"):  # a broken one
         read_image01(tmp_path / "IMG_0001.HEIC")
+    Image.fromarray(_photo()).save(tmp_path / "IMG_0003.DNG", format="TIFF")  # a DNG is a TIFF: Pillow would read
+    with pytest.raises(ValueError, match=r"IMG_0003.DNG is a camera RAW file; develop it first"):  # its preview
+        read_image01(tmp_path / "IMG_0003.DNG")
     import core.images
 
     with pytest.MonkeyPatch.context() as mp:  # without pillow-heif the message says what to install
