@@ -125,6 +125,9 @@ def _with_alpha(array: np.ndarray, alpha: torch.Tensor | None, suffix: str) -> n
     return np.concatenate([colour, a.numpy().astype(array.dtype)[:, :, None]], axis=2)
 
 
+_BAND_ROWS = 256  # rows converted at once by to_file_array
+
+
 def to_file_array(images01: torch.Tensor, bits: int = 8) -> np.ndarray:
     """(C, H, W) in [0, 1] -> (H, W, C) uint8 (``bits=8``) or uint16 (16) with round((2^bits - 1) v), the
     inverse of ``read_image01``: a pixel read as k / 255 (or k / 65535) is written back as k.
@@ -139,9 +142,9 @@ def to_file_array(images01: torch.Tensor, bits: int = 8) -> np.ndarray:
     x = images01.detach()
     C, H, W = x.shape
     out = np.empty((H, W, C), dtype)
-    for r0 in range(0, H, 256):  # in bands of rows: no full-size float temporary (576 MB for a 48-MP photo)
-        band = x[:, r0:r0 + 256].cpu().float().clamp(0, 1).mul_(top).round_()
-        out[r0:r0 + 256] = band.permute(1, 2, 0).numpy()  # (C, h, W) -> (h, W, C), cast on assignment
+    for r0 in range(0, H, _BAND_ROWS):  # no full-size float temporary (576 MB for a 48-MP photo)
+        band = x[:, r0:r0 + _BAND_ROWS].cpu().float().clamp(0, 1).mul_(top).round_()
+        out[r0:r0 + _BAND_ROWS] = band.permute(1, 2, 0).numpy()  # (C, h, W) -> (h, W, C), cast on assignment
     return out
 
 

@@ -36,7 +36,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from core import checks
-from pmf_edit.images import resize_bilinear
+from pmf_edit.images import CARRY_ROWS, resize_bilinear
 
 PASTE_PIXELS = 1 << 22  # full-resolution pixels pasted at once (about 4M: ~150 MB of float32 maps)
 
@@ -257,8 +257,8 @@ def add_texture_detail(image: Tensor, texture: Tensor, amount: float, sigma: flo
     smooth = _smooth(y, sigma)
     if out is None:
         out = torch.empty(image.shape, dtype=image.dtype, device=image.device)
-    for r0 in range(0, image.shape[-2], 256):  # in bands of rows: no full-size temporaries on a big photo
-        rows = slice(r0, r0 + 256)
+    for r0 in range(0, image.shape[-2], CARRY_ROWS):  # in bands of rows: no full-size temporaries on a big photo
+        rows = slice(r0, r0 + CARRY_ROWS)
         detail = y[..., rows, :] - smooth[..., rows, :]
         out[..., rows, :] = (image[..., rows, :].float() + amount * detail).clamp_(0, 1)
     return out
