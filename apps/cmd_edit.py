@@ -146,10 +146,11 @@ def _is_grey(path: str) -> bool:
 
 
 def _load(args: argparse.Namespace):
+    """(network, class names, recommended guidance, the model's path) for the command's --model or default."""
+    from apps.cmd_sample import _model_config
     from pmf_edit.editing import from_pretrained
 
-    path = args.model_path = _model_path(args)
-    from apps.cmd_sample import _model_config
+    path = _model_path(args)
 
     net, meta = from_pretrained(path, device=args.device, precision=getattr(args, "precision", None) or "auto",
                                 **_model_config(args.model_config))
@@ -158,7 +159,7 @@ def _load(args: argparse.Namespace):
     names = meta.get("class_names") or [str(i) for i in range(net.cfg.num_classes)]
     # An official checkpoint's recommended guidance replaces the per-command defaults, which were
     # measured on the bundled models (the Python tasks apply the same rule: resolve_guidance).
-    return net, names, net.recommended_guidance or {}
+    return net, names, net.recommended_guidance or {}, path
 
 
 def _class(spec: str | None, names: list[str]) -> int | None:
@@ -220,7 +221,7 @@ def run_invert(args: argparse.Namespace) -> int:
 
     if args.reconstruction:
         check_image_output(args.reconstruction)  # before any work
-    net, names, rec = _load(args)
+    net, names, rec, model = _load(args)
     x, alpha = _read(args.image, net)
     x = x.to(args.device)
     y = _class(args.label, names)
@@ -246,8 +247,8 @@ def run_invert(args: argparse.Namespace) -> int:
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     # (C, S, S) for one network input, (T, C, S, S) for T tiles.
     np.save(args.out, (inv.latents[0] if T == 1 else inv.latents[:T]).cpu().numpy())
-    _report("invert", args.out, nfe, seconds, net=net, model=args.model_path, t=inv.t, residual=inv.residual, diverged=inv.diverged,
-            inversion=args.inversion, size_mode=args.size_mode, tiles=T)
+    _report("invert", args.out, nfe, seconds, net=net, model=model, t=inv.t, residual=inv.residual,
+            diverged=inv.diverged, inversion=args.inversion, size_mode=args.size_mode, tiles=T)
     return 0
 
 
@@ -255,7 +256,7 @@ def run_edit(args: argparse.Namespace) -> int:
     from pmf_edit import editing
 
     check_image_output(args.out)  # before any work: a bad extension fails at once
-    net, names, rec = _load(args)
+    net, names, rec, model = _load(args)
     x, alpha = _read(args.image, net)
     x = x.to(args.device)
     tgt = _class(args.target, names)
@@ -275,7 +276,7 @@ def run_edit(args: argparse.Namespace) -> int:
         out = editing.sdedit(net, x, labels=tgt, generator=gen, **kw, **g)
     seconds = time.perf_counter() - t0
     _write(args.out, out.images, alpha, args.image)
-    _report("edit", args.out, out.nfe, seconds, net=net, model=args.model_path, method=args.method, source=src, target=tgt,
+    _report("edit", args.out, out.nfe, seconds, net=net, model=model, method=args.method, source=src, target=tgt,
             size_mode=args.size_mode, tiles=out.num_tiles)
     return 0
 
@@ -285,7 +286,7 @@ def run_inpaint(args: argparse.Namespace) -> int:
     from pmf_edit.editing import inpaint
 
     check_image_output(args.out)  # before any work: a bad extension fails at once
-    net, names, rec = _load(args)
+    net, names, rec, model = _load(args)
     x, alpha = _read(args.image, net)
     x = x.to(args.device)
     if not Path(args.mask).is_file():
@@ -304,6 +305,6 @@ def run_inpaint(args: argparse.Namespace) -> int:
     seconds = time.perf_counter() - t0
     # Unmasked pixels: bit-identical floats, and round(255 * v) of v = k / 255 gives back k.
     _write(args.out, out.images, alpha, args.image)
-    _report("inpaint", args.out, out.nfe, seconds, net=net, model=args.model_path, masked_pixels=int(mask.sum()), size_mode=args.size_mode,
-            tiles=out.num_tiles)
+    _report("inpaint", args.out, out.nfe, seconds, net=net, model=model, masked_pixels=int(mask.sum()),
+            size_mode=args.size_mode, tiles=out.num_tiles)
     return 0
