@@ -311,7 +311,8 @@ def read_image01(path: str | Path, channels: int | None = None, name: str | None
       16-bit files (grey, RGB, with alpha: PNG, TIFF) to k / 65535; bilevel images to 0 / 1.
     * CMYK, YCbCr, LAB and HSV images are converted to RGB; palette images are expanded; alpha is
       dropped (the colour under transparent pixels is kept as stored); an animation or a multi-page
-      file gives its first frame. HEIC/AVIF need Pillow's plugin for them (the error says so).
+      file gives its first frame. HEIC (iPhone photos) through pillow-heif, AVIF through Pillow; camera RAW
+      files are refused (develop them first).
     * ``channels=3``: a grayscale file is repeated to RGB. ``channels=1``: an RGB file whose three
       channels are equal is taken as grayscale; a colour one is refused (the caller's model is
       grayscale; convert it first). None: the file's own channels (1 or 3).
