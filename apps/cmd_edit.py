@@ -170,29 +170,26 @@ def _class(spec: str | None, names: list[str]) -> int | None:
     return None if spec is None else resolve_class(spec, names)
 
 
-def _read(path: str, net) -> tuple[torch.Tensor, torch.Tensor | None]:
-    """Image file -> ((1, C, H, W) float32 in [0, 1], its alpha (1, 1, H, W) or None), checked against the
-    model (channels; any size). Read as a viewer shows it (``core.images.read_image01_alpha``: EXIF
-    orientation, CMYK, palettes, 16 bit); a grayscale file is repeated for an RGB model, a colour one
-    refused by a grayscale model."""
-    from core.images import read_image01_alpha
+def _read(path: str, net):
+    """Image file -> ``core.images.ImageFile`` (pixels (1, C, H, W) float32 in [0, 1], alpha, tags, bit depth),
+    checked against the model (channels; any size). Read as a viewer shows it (EXIF orientation, HEIC,
+    CMYK, palettes, 16 bit); a grayscale file is repeated for an RGB model, a colour one refused by a
+    grayscale model."""
+    from core.images import open_image
     from pmf_edit.images import check_image_size
 
-    x, alpha = read_image01_alpha(path, channels=net.cfg.in_channels)
-    check_image_size(x, path)  # any size the size policy accepts
-    return x, alpha
+    img = open_image(path, channels=net.cfg.in_channels)
+    check_image_size(img.pixels, path)  # any size the size policy accepts
+    return img
 
 
-def _write(path: str, images01: torch.Tensor, alpha: torch.Tensor | None = None, source: str | None = None) -> None:
-    """The first image, written in the format the extension names (PNG when there is none), with the
-    input's alpha (a cut-out stays a cut-out) and what the ``source`` file had where the format has it:
-    EXIF (date, camera, GPS), colour profile, 16-bit samples (``core.images.read_tags``, ``sample_bits``)."""
-    from core.images import read_tags, sample_bits, save_image, save_png, to_file_array
+def _write(path: str, images01: torch.Tensor, like=None) -> None:
+    """The first image, written in the format the extension names (PNG when there is none), keeping what
+    the input file ``like`` (an ``ImageFile``) had where the format has it: alpha (a cut-out stays a
+    cut-out), EXIF (date, camera, GPS), colour profile, 16-bit samples (``core.images.write_image``)."""
+    from core.images import write_image
 
-    tags, bits = (read_tags(source), sample_bits(source)) if source else ({}, 8)
-    # round((2^bits - 1) v) straight from [0, 1]: a pixel read as k / 255 (k / 65535) is written back as k.
-    arr = to_file_array(images01[0], bits)
-    (save_image if Path(path).suffix else save_png)(path, arr, alpha=alpha, tags=tags)
+    write_image(path, images01[:1], like=like)
 
 
 def _guidance(args: argparse.Namespace, default: float, rec: dict) -> dict:
@@ -222,7 +219,8 @@ def run_invert(args: argparse.Namespace) -> int:
     if args.reconstruction:
         check_image_output(args.reconstruction)  # before any work
     net, names, rec, model = _load(args)
-    x, alpha = _read(args.image, net)
+    img = _read(args.image, net)
+    x = img.pixels
     x = x.to(args.device)
     y = _class(args.label, names)
     g = _guidance(args, 1.0, rec)
@@ -242,7 +240,7 @@ def run_invert(args: argparse.Namespace) -> int:
                           g["guidance_interval"])
         nfe += k * T
         x_in = to_network(plan, x)
-        _write(args.reconstruction, from_network(plan, x, x_in, from_model_range(rec).to(x_in)), alpha, args.image)
+        _write(args.reconstruction, from_network(plan, x, x_in, from_model_range(rec).to(x_in)), img)
     seconds = time.perf_counter() - t0
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     # (C, S, S) for one network input, (T, C, S, S) for T tiles.
@@ -257,7 +255,8 @@ def run_edit(args: argparse.Namespace) -> int:
 
     check_image_output(args.out)  # before any work: a bad extension fails at once
     net, names, rec, model = _load(args)
-    x, alpha = _read(args.image, net)
+    img = _read(args.image, net)
+    x = img.pixels
     x = x.to(args.device)
     tgt = _class(args.target, names)
     src = _class(args.source, names)
@@ -275,7 +274,7 @@ def run_edit(args: argparse.Namespace) -> int:
     else:
         out = editing.sdedit(net, x, labels=tgt, generator=gen, **kw, **g)
     seconds = time.perf_counter() - t0
-    _write(args.out, out.images, alpha, args.image)
+    _write(args.out, out.images, img)
     _report("edit", args.out, out.nfe, seconds, net=net, model=model, method=args.method, source=src, target=tgt,
             size_mode=args.size_mode, tiles=out.num_tiles)
     return 0
@@ -287,7 +286,8 @@ def run_inpaint(args: argparse.Namespace) -> int:
 
     check_image_output(args.out)  # before any work: a bad extension fails at once
     net, names, rec, model = _load(args)
-    x, alpha = _read(args.image, net)
+    img = _read(args.image, net)
+    x = img.pixels
     x = x.to(args.device)
     if not Path(args.mask).is_file():
         raise FileNotFoundError(f"no such mask image: {args.mask}")
@@ -304,7 +304,7 @@ def run_inpaint(args: argparse.Namespace) -> int:
                   **_guidance(args, 1.0, rec))
     seconds = time.perf_counter() - t0
     # Unmasked pixels: bit-identical floats, and round(255 * v) of v = k / 255 gives back k.
-    _write(args.out, out.images, alpha, args.image)
+    _write(args.out, out.images, img)
     _report("inpaint", args.out, out.nfe, seconds, net=net, model=model, masked_pixels=int(mask.sum()),
             size_mode=args.size_mode, tiles=out.num_tiles)
     return 0

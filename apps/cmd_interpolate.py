@@ -37,18 +37,24 @@ def _add_method_flags(p: argparse.ArgumentParser) -> None:
 
 
 def _read_image(path: str):
-    """An image file -> float32 (C, H, W) in [0, 1] (C = 1 or 3), read as a viewer shows it (EXIF
-    orientation, CMYK, palettes, 16 bit: ``core.images.read_image01``; alpha dropped)."""
-    from core.images import read_image01
+    """An image file -> ``core.images.ImageFile`` whose pixels are float32 (C, H, W) in [0, 1] (C = 1 or 3),
+    read as a viewer shows it (EXIF orientation, HEIC, CMYK, palettes, 16 bit; alpha not interpolated)."""
+    from dataclasses import replace
 
-    return read_image01(path)[0]
+    from core.images import open_image
+
+    img = open_image(path)
+    return replace(img, pixels=img.pixels[0], alpha=None)
 
 
 def run_pair(args: argparse.Namespace) -> int:
-    from core.images import check_image_output, sample_bits, save_image, to_file_array
+    from dataclasses import replace
+
+    from core.images import check_image_output, write_image
     from pmf_edit.video import interpolate_frames
 
-    f0, f1 = _read_image(args.frame0), _read_image(args.frame1)
+    file0, file1 = _read_image(args.frame0), _read_image(args.frame1)
+    f0, f1 = file0.pixels, file1.pixels
     if f0.shape[0] != f1.shape[0]:  # one grey, one colour: both as colour (a grey picture is its own RGB)
         f0, f1 = f0.expand(3, -1, -1).contiguous(), f1.expand(3, -1, -1).contiguous()
     if f0.shape != f1.shape:
@@ -63,17 +69,18 @@ def run_pair(args: argparse.Namespace) -> int:
     around = {}
     for name, path in (("before", args.before), ("after", args.after)):
         if path:
-            around[name] = _read_image(path)
+            around[name] = _read_image(path).pixels
             if around[name].shape != f0.shape:
                 raise ValueError(f"--{name} {path} is {tuple(around[name].shape)} (C, H, W), but the frames are "
                                  f"{tuple(f0.shape)}")
     times = args.t if args.t else [0.5]
     out = interpolate_frames(f0, f1, times, config=_config(args), **around)  # (T, C, H, W)
     stem, ext = os.path.splitext(args.output)
-    bits = max(sample_bits(args.frame0), sample_bits(args.frame1))  # 16-bit frames give 16-bit middles (PNG, TIFF)
+    # The frames' tags (camera, colour profile) on every middle; 16-bit frames give 16-bit middles (PNG, TIFF).
+    like = replace(file0, bits=max(file0.bits, file1.bits))
     for i, (t, frame) in enumerate(zip(times, out)):
         path = args.output if len(times) == 1 else f"{stem}_{i:02d}{ext}"
-        save_image(path, to_file_array(frame, bits))  # atomic; creates the folder like the other commands
+        write_image(path, frame, like=like)  # atomic; creates the folder like the other commands
         print(f"t={t:g} -> {path}")
     return 0
 

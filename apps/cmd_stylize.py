@@ -73,20 +73,15 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     return p
 
 
-def read_image01(path: str) -> torch.Tensor:
-    """An image file -> float32 (1, 3, H, W) in [0, 1], read as a viewer shows it (EXIF orientation,
-    CMYK, palettes, 16 bit: ``core.images.read_image01``; gray repeated, alpha dropped); clear errors."""
-    return _read_with_alpha(path)[0]
-
-
-def _read_with_alpha(path: str) -> tuple[torch.Tensor, torch.Tensor | None]:
-    """``read_image01`` and the file's alpha (1, 1, H, W) or None."""
-    from core.images import read_image01_alpha
+def _open(path: str):
+    """An image file -> ``core.images.ImageFile`` with (1, 3, H, W) pixels in [0, 1], read as a viewer shows
+    it (EXIF orientation, HEIC, CMYK, palettes, 16 bit; gray repeated) with its alpha, tags and depth."""
+    from core.images import open_image
     from pmf_edit.images import check_image_size
 
-    x, alpha = read_image01_alpha(path, channels=3)
-    check_image_size(x, repr(path))
-    return x, alpha
+    img = open_image(path, channels=3)
+    check_image_size(img.pixels, repr(path))
+    return img
 
 
 def run(args: argparse.Namespace) -> int:
@@ -113,7 +108,8 @@ def run(args: argparse.Namespace) -> int:
     check_image_output(args.output)  # before any work: a bad extension fails at once
     if not 0.0 <= args.strength <= 1.0:
         raise ValueError(f"--strength must lie in [0, 1], got {args.strength}")
-    content, alpha = _read_with_alpha(args.content)  # the output keeps the content's transparency
+    content_file = _open(args.content)  # the output keeps the content's transparency, tags and depth
+    content = content_file.pixels
     style: torch.Tensor | str
     if args.style.startswith("class:"):
         style = args.style
@@ -122,7 +118,7 @@ def run(args: argparse.Namespace) -> int:
         if not Path(args.style).is_file():
             raise FileNotFoundError(f"no style image file at {args.style!r} (for a class, write class:NAME; "
                                     f"classes: {', '.join(names)})")
-        style = read_image01(args.style)
+        style = _open(args.style).pixels
     t0 = time.perf_counter()
     res = style_transfer(
         net, content, style, strength=args.strength, method=args.method, class_names=names,
@@ -134,7 +130,7 @@ def run(args: argparse.Namespace) -> int:
     )
     seconds = time.perf_counter() - t0
     out = Path(args.output)
-    _write(str(out), res.images, alpha, args.content)  # the edit commands' writer: format, alpha, EXIF, depth
+    _write(str(out), res.images, content_file)  # the edit commands' writer: format, alpha, EXIF, depth
     print(json.dumps({
         "output": str(out), "model": str(model_path), "style": args.style, "strength": args.strength,
         "method": res.method, "texture": args.texture, "nfe": res.nfe, "size_mode": res.size_mode,

@@ -4,10 +4,13 @@ Ranges: ``core`` works in [-1, 1]; ``pmf_edit`` public functions use [0, 1]; fil
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
+
+from core import checks
 
 
 def pillow():
@@ -154,9 +157,62 @@ def sample_bits(path: str | Path) -> int:
     8 for a file that cannot be read (reading it reports why)."""
     try:
         with pillow().open(path) as im:
-            return 16 if im.mode.startswith("I;16") or _raw_16(im) else 8
+            return _bits_of(im)
     except Exception:  # noqa: BLE001  (the reader names what is wrong with the file)
         return 8
+
+
+def _bits_of(im) -> int:
+    """``sample_bits`` of an opened (not yet decoded) Pillow image."""
+    return 16 if im.mode.startswith("I;16") or _raw_16(im) else 8
+
+
+@dataclass(frozen=True)
+class ImageFile:
+    """An image file as a viewer shows it (``open_image``), with what a picture made from it keeps when
+    written with ``write_image(..., like=)``: its transparency, EXIF and colour profile, bit depth."""
+
+    pixels: torch.Tensor  # (1, C, H, W) float32 in [0, 1], upright
+    alpha: torch.Tensor | None  # (1, 1, H, W) float32 in [0, 1], or None when the file has no alpha
+    tags: dict[str, bytes]  # Pillow save keywords "exif" / "icc_profile" (``read_tags``)
+    bits: int  # 8 or 16: the depth of the file's samples (``sample_bits``)
+    path: Path
+
+
+@checks.checked  # path, channels, name by their types
+def open_image(path: str | Path, channels: int | None = None, name: str | None = None) -> ImageFile:
+    """Read an image file for editing: ``read_image01_alpha``'s pixels and alpha, with the file's tags and
+    bit depth from the same opening of it. Errors as ``read_image01``.
+
+    Example:
+        >>> photo = open_image("IMG_0001.HEIC", channels=3)            # doctest: +SKIP
+        >>> edited = pmf_edit.edit(net, photo.pixels, labels="tabby")  # doctest: +SKIP
+        >>> write_image("edited.jpg", edited.images, like=photo)       # doctest: +SKIP
+    """
+    pixels, alpha, tags, bits = _read(path, channels, name)
+    return ImageFile(pixels, alpha, tags, bits, Path(path))
+
+
+@checks.checked
+def write_image(path: str | Path, images01: torch.Tensor, like: ImageFile | None = None) -> Path:
+    """Write a (1, C, H, W) or (C, H, W) picture in [0, 1] to ``path`` in the format its extension names (PNG
+    without one), atomically, keeping what the file it was made from had (``like``, from ``open_image``)
+    where the format has it: alpha (when the sizes agree), EXIF, colour profile, 16-bit samples (PNG, TIFF).
+    round((2^bits - 1) v): a pixel read as k / 255 (k / 65535) is written back as k.
+
+    Example:
+        >>> write_image("/tmp/out/mid.png", torch.rand(3, 8, 8))      # doctest: +SKIP
+    """
+    if not isinstance(images01, torch.Tensor):
+        raise TypeError(f"images01 must be a torch.Tensor (1, C, H, W) or (C, H, W) in [0, 1], got "
+                        f"{type(images01).__name__}")
+    x = images01[0] if images01.ndim == 4 else images01
+    if x.ndim != 3:
+        raise ValueError(f"images01 must be (1, C, H, W) or (C, H, W), got {tuple(images01.shape)}")
+    keep = like is not None and like.alpha is not None and like.alpha.shape[-2:] == x.shape[-2:]
+    arr = to_file_array(x, like.bits if like is not None else 8)
+    write = save_image if Path(path).suffix else save_png
+    return write(path, arr, alpha=like.alpha if keep else None, tags=like.tags if like is not None else None)
 
 
 def _raw_16(im) -> str | None:
@@ -189,18 +245,25 @@ def read_tags(path: str | Path) -> dict[str, bytes]:
     ``icc_profile`` (the colour space the pixel values are in: a phone's Display P3 photo shown without
     it looks washed out). Empty when the file has neither or they cannot be read (a damaged block never
     stops an edit). Write them back with ``save_image(..., tags=)``."""
-    Image = pillow()
+    try:
+        with pillow().open(path) as im:
+            return _tags_of(im)
+    except Exception:  # noqa: BLE001  (the reader names what is wrong with the file)
+        return {}
+
+
+def _tags_of(im) -> dict[str, bytes]:
+    """``read_tags`` of an opened Pillow image (a damaged block gives what could be read)."""
     tags: dict[str, bytes] = {}
     try:
-        with Image.open(path) as im:
-            if im.info.get("icc_profile") and im.mode in ("RGB", "RGBA"):  # an RGB profile for RGB pixels (a
-                tags["icc_profile"] = im.info["icc_profile"]  # CMYK or grey one would not describe the output)
-            exif = im.getexif()
-            if len(exif):
-                for ifd in (0x8769, 0x8825):  # the Exif (dates) and GPS sub-blocks are read on demand
-                    exif.get_ifd(ifd)
-                exif[0x0112] = 1  # Orientation: the pixels are upright now
-                tags["exif"] = exif.tobytes()
+        if im.info.get("icc_profile") and im.mode in ("RGB", "RGBA"):  # an RGB profile for RGB pixels (a
+            tags["icc_profile"] = im.info["icc_profile"]  # CMYK or grey one would not describe the output)
+        exif = im.getexif()
+        if len(exif):
+            for ifd in (0x8769, 0x8825):  # the Exif (dates) and GPS sub-blocks are read on demand
+                exif.get_ifd(ifd)
+            exif[0x0112] = 1  # Orientation: the pixels are upright now
+            tags["exif"] = exif.tobytes()
     except Exception:  # noqa: BLE001  (Pillow raises many types for a bad block)
         return tags
     return tags
@@ -346,6 +409,14 @@ def read_image01_alpha(path: str | Path, channels: int | None = None,
     Example:
         >>> x, alpha = read_image01_alpha("sticker.png", channels=3)   # doctest: +SKIP
     """
+    pixels, alpha, _, _ = _read(path, channels, name)
+    return pixels, alpha
+
+
+def _read(path: str | Path, channels: int | None, name: str | None
+          ) -> tuple[torch.Tensor, torch.Tensor | None, dict[str, bytes], int]:
+    """(pixels, alpha, tags, bits) of an image file: ``read_image01_alpha``'s with ``read_tags``' and
+    ``sample_bits``' from the same opening of it."""
     import imageio.v3 as iio
 
     label = str(path) if name is None else name
@@ -360,7 +431,9 @@ def read_image01_alpha(path: str | Path, channels: int | None = None,
     try:  # the pillow plugin only: no slow plugin probing of a bad file, and it knows EXIF
         with pillow().open(p) as im:
             mode, raw = im.mode, _raw_16(im)  # (before getexif, which may decode a PNG to reach its eXIf)
+            bits = _bits_of(im)
             orientation = im.getexif().get(0x0112, 1)
+            tags = _tags_of(im)
         arr = _read_deep(p, "LA;16" in raw, orientation) if raw and mode in _DEEP_MODES else None
         if arr is None:
             arr = np.asarray(iio.imread(p, plugin="pillow", rotate=True,
@@ -394,4 +467,4 @@ def read_image01_alpha(path: str | Path, channels: int | None = None,
     if channels == 3 and x.shape[0] == 1:
         x = x.expand(3, -1, -1).contiguous()
     a = None if alpha is None else torch.from_numpy(alpha.astype(np.float32) / scale)[None, None]  # (1, 1, H, W)
-    return x[None], a
+    return x[None], a, tags, bits

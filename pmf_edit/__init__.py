@@ -14,7 +14,8 @@ One subpackage per capability, on three shared modules one level up (never impor
     video/        optical flow, frame interpolation, video files
 
 Public functions take and return float images in [0, 1], shaped (B, C, H, W) (or (C, H, W) where a
-function says so). Names are resolved lazily so importing the package stays cheap. The former flat
+function says so); ``open_image`` / ``write_image`` read a file as a viewer shows it and write a result
+that keeps what the file had (alpha, EXIF, colour profile, 16 bits). Names are resolved lazily so importing the package stays cheap. The former flat
 modules (``pmf_edit.flow``, ``interpolate``, ``vfi_refine``, ``style_baselines``) remain importable.
 """
 from __future__ import annotations
@@ -27,6 +28,9 @@ _EXPORTS = {
     "interpolate_videos": "pmf_edit.video.files",
     "from_pretrained": "pmf_edit.editing.tasks",
     "sample": "pmf_edit.generation",
+    "open_image": "core.images",
+    "write_image": "core.images",
+    "ImageFile": "core.images",
     "GenerationResult": "pmf_edit.generation",
     "invert": "pmf_edit.editing.tasks",
     "reconstruct": "pmf_edit.editing.tasks",

@@ -77,8 +77,20 @@ VALID = {
     "dst": lambda e, fn: e.path(f"out_{fn}.mp4"),
     "src_dir": lambda e, fn: e.path("videos"),
     "dst_dir": lambda e, fn: e.path("videos_out"),
-    "path": lambda e, fn: e.model_dir,
+    "path": lambda e, fn: {"open_image": _image_file, "write_image": lambda e: e.path("written.png")}.get(
+        fn, lambda e: e.model_dir)(e),
+    "images01": lambda e, fn: e.rgb_img,
 }
+
+
+def _image_file(e) -> str:
+    """A small PNG under the env's folder (open_image's valid path)."""
+    from core.images import to_file_array, save_image
+
+    path = e.path("photo.png")
+    if not path.exists():
+        save_image(path, to_file_array(e.rgb_img[0]))
+    return str(path)
 # Cheaper valid values for optional parameters whose defaults are slow on a CPU test machine.
 FAST = {
     "gatys_transfer": {"config": lambda e: _gatys_config(),

@@ -337,3 +337,33 @@ def test_iphone_heic_photos_are_read_and_written(tmp_path, capsys):
         assert json.loads(capsys.readouterr().out)["model"].endswith("pmf-photos")
         with pillow().open(tmp_path / out) as f:
             assert f.size == (24, 40) and f.getexif().get(0x010F) == "Apple" and f.info.get("icc_profile") == icc
+
+
+def test_open_image_and_write_image_keep_what_the_file_had(tmp_path):
+    """The Python side of what the commands do: open_image reads pixels, alpha, tags and depth in one go;
+    write_image(..., like=) writes a result that keeps them (a creative tool needs both calls, no more)."""
+    from PIL import ImageCms
+
+    import pmf_edit
+    from core.images import save_image
+
+    icc = ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB")).tobytes()
+    exif = Image.new("RGB", (1, 1)).getexif()
+    exif[0x010F] = "Nikon"
+    deep = _deep_photo(c=4)
+    save_image(tmp_path / "in.png", deep, tags={"exif": exif.tobytes(), "icc_profile": icc})
+    photo = pmf_edit.open_image(tmp_path / "in.png")
+    assert photo.pixels.shape == (1, 3, 24, 40) and photo.alpha.shape == (1, 1, 24, 40) and photo.bits == 16
+    assert photo.tags["icc_profile"] == icc
+    pmf_edit.write_image(tmp_path / "out.png", photo.pixels, like=photo)  # an unchanged picture comes back as it was
+    back = pmf_edit.open_image(tmp_path / "out.png")
+    assert torch.equal(back.pixels, photo.pixels) and torch.equal(back.alpha, photo.alpha) and back.bits == 16
+    with Image.open(tmp_path / "out.png") as f:
+        assert f.getexif()[0x010F] == "Nikon" and f.info.get("icc_profile") == icc
+    pmf_edit.write_image(tmp_path / "plain.png", torch.rand(3, 5, 7))  # no like: 8-bit, no alpha
+    plain = pmf_edit.open_image(tmp_path / "plain.png")
+    assert plain.bits == 8 and plain.alpha is None and plain.pixels.shape == (1, 3, 5, 7)
+    pmf_edit.write_image(tmp_path / "small.png", torch.rand(1, 3, 12, 20), like=photo)  # another size: no alpha
+    assert pmf_edit.open_image(tmp_path / "small.png").alpha is None
+    with pytest.raises(TypeError, match="images01 must be a torch.Tensor"):
+        pmf_edit.write_image(tmp_path / "x.png", np.zeros((3, 4, 4)))
