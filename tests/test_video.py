@@ -210,6 +210,19 @@ def test_every_sound_track_subtitle_and_chapter_is_kept(clip_with_audio: Path, t
     assert not slow.audio and (info.audio_codecs, info.subtitle_codecs, info.chapters) == ((), (), 0)
 
 
+def test_sound_a_container_refuses_is_re_encoded(clip_with_audio: Path, tmp_path: Path, monkeypatch) -> None:
+    """Sound is copied where the container takes its codec; when the container refuses it after all (FLAC in
+    MOV: MP4 only), the sound pass runs again with the sound re-encoded instead of failing the conversion."""
+    src = tmp_path / "flac.mkv"
+    subprocess.run([FFMPEG, "-v", "error", "-y", "-i", str(clip_with_audio), "-c:v", "copy", "-c:a", "flac", str(src)],
+                   check=True)
+    monkeypatch.setitem(video_mod.ffmpeg_io._SOUND_AS_IS, ".mov", {"flac"})  # as if MOV took FLAC
+    res = interpolate_video(src, tmp_path / "o.mov", progress=False, workers=1)
+    assert res.audio and video_mod.ffmpeg_io.probe_video(str(tmp_path / "o.mov")).audio_codecs == ("aac",)
+    interpolate_video(src, tmp_path / "o.mp4", progress=False, workers=1)  # MP4 takes FLAC: copied
+    assert video_mod.ffmpeg_io.probe_video(str(tmp_path / "o.mp4")).audio_codecs == ("flac",)
+
+
 def test_numbered_image_sequences_in_and_out(tmp_path: Path) -> None:
     """VFX and animation footage is numbered frames (often from 1001). A pattern is read at --input-fps and
     written as numbered frames (from the input's first number), source frames bit-exact through PNG, staged in

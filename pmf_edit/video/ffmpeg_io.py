@@ -542,7 +542,8 @@ def _file_tag_options(info: VideoInfo, ext: str) -> list[str]:
 # (AAC; Opus for WebM, which takes Opus / Vorbis only). None: any codec (Matroska).
 _MP4_SOUND = {"aac", "mp3", "ac3", "eac3", "alac", "opus", "flac"}
 _SOUND_AS_IS: dict[str, set[str] | None] = {
-    ".mkv": None, ".mp4": _MP4_SOUND, ".m4v": _MP4_SOUND, ".mov": _MP4_SOUND | {"pcm_s16le", "pcm_s24le"},
+    ".mkv": None, ".mp4": _MP4_SOUND, ".m4v": _MP4_SOUND,
+    ".mov": {"aac", "mp3", "ac3", "eac3", "alac", "pcm_s16le", "pcm_s24le"},  # (FLAC and Opus: MP4 only)
     ".webm": {"opus", "vorbis"}, ".avi": {"mp3", "ac3", "pcm_s16le"},
 }
 # Subtitles: Matroska copies any; MP4 / MOV convert text subtitles to mov_text, WebM to WebVTT; picture
@@ -563,13 +564,24 @@ def carry_streams(video: str, src: str, dst: str, info: VideoInfo, sound: bool =
         the tracks the container could not take (e.g. "subtitle track 0 (hdmv_pgs_subtitle)"), maybe [].
 
     Raises:
-        RuntimeError: ffmpeg failed (its message included).
+        ValueError: ffmpeg failed, also with the sound re-encoded (its message included).
     """
-    ext = os.path.splitext(dst)[1].lower()
     sounds = info.audio_codecs if sound else ()
     if not (sounds or info.subtitle_codecs or info.chapters):
         return None
-    as_is, subs = _SOUND_AS_IS.get(ext, set()), _SUBTITLES_AS.get(ext)
+    dropped, error = _carry_pass(video, src, dst, info, sounds, copy_sound=True)
+    if dropped is None:  # a container that refuses a sound codec it was thought to take: re-encode the sound
+        dropped, error = _carry_pass(video, src, dst, info, sounds, copy_sound=False)
+    if dropped is None:
+        raise ValueError(f"ffmpeg could not add the sound / subtitles of {src} to {dst}: {error}")
+    return dropped
+
+
+def _carry_pass(video: str, src: str, dst: str, info: VideoInfo, sounds: Sequence[str], copy_sound: bool
+                ) -> tuple[list[str] | None, str]:
+    """One try of `carry_streams`: (the tracks the container could not take, "") or (None, ffmpeg's error)."""
+    ext = os.path.splitext(dst)[1].lower()
+    as_is, subs = _SOUND_AS_IS.get(ext, set()) if copy_sound else set(), _SUBTITLES_AS.get(ext)
     opts, dropped = ["-map", "0:v:0", "-c:v", "copy"], []
     for k, codec in enumerate(sounds):
         keep = as_is is None or codec in as_is
@@ -588,9 +600,8 @@ def carry_streams(video: str, src: str, dst: str, info: VideoInfo, sound: bool =
                            "-i", src, *opts, dst],
                           capture_output=True, text=True, errors="replace")
     if proc.returncode != 0:
-        raise RuntimeError(f"ffmpeg could not add the sound / subtitles of {src} to {dst}: "
-                           f"{proc.stderr.strip()[-400:]}")
-    return dropped
+        return None, proc.stderr.strip()[-400:]
+    return dropped, ""
 
 
 def frame_bytes(frame) -> np.ndarray:
