@@ -205,6 +205,9 @@ def test_every_sound_track_subtitle_and_chapter_is_kept(clip_with_audio: Path, t
     with pytest.warns(video_mod.files.StreamsLeftOutWarning, match=r"\.avi cannot hold subtitle track 0 \(subrip\)"):
         interpolate_video(film, tmp_path / "o.avi", progress=False, workers=1)
     assert video_mod.ffmpeg_io.probe_video(str(tmp_path / "o.avi")).audio_codecs == ("aac", "ac3")
+    # MP4's own subtitles (mov_text) are not Matroska's: they become SRT in an MKV (copying them failed).
+    interpolate_video(tmp_path / "o.mp4", tmp_path / "back.mkv", progress=False, workers=1)
+    assert video_mod.ffmpeg_io.probe_video(str(tmp_path / "back.mkv")).subtitle_codecs == ("subrip",)
     slow = interpolate_video(film, tmp_path / "slow.mkv", progress=False, workers=1, slowmo=True)
     info = video_mod.ffmpeg_io.probe_video(str(tmp_path / "slow.mkv"))  # slowed: nothing on the old clock is kept
     assert not slow.audio and (info.audio_codecs, info.subtitle_codecs, info.chapters) == ((), (), 0)

@@ -546,9 +546,15 @@ _SOUND_AS_IS: dict[str, set[str] | None] = {
     ".mov": {"aac", "mp3", "ac3", "eac3", "alac", "pcm_s16le", "pcm_s24le"},  # (FLAC and Opus: MP4 only)
     ".webm": {"opus", "vorbis"}, ".avi": {"mp3", "ac3", "pcm_s16le"},
 }
-# Subtitles: Matroska copies any; MP4 / MOV convert text subtitles to mov_text, WebM to WebVTT; picture
-# subtitles (DVD, Blu-ray) fit Matroska only, and other containers take none (such tracks are reported).
-_SUBTITLES_AS = {".mkv": "copy", ".mp4": "mov_text", ".m4v": "mov_text", ".mov": "mov_text", ".webm": "webvtt"}
+# Subtitles per container: (the codecs it takes as they are, the text format other text subtitles become).
+# Matroska takes text and picture (DVD, Blu-ray, DVB) subtitles but not MP4's mov_text; MP4 / MOV take
+# mov_text only, WebM WebVTT only; picture subtitles fit Matroska alone, and other containers take none
+# (such tracks are reported).
+_SUBTITLES: dict[str, tuple[set[str], str]] = {
+    ".mkv": ({"subrip", "ass", "ssa", "webvtt", "text", "dvd_subtitle", "hdmv_pgs_subtitle", "dvb_subtitle"}, "srt"),
+    ".mp4": ({"mov_text"}, "mov_text"), ".m4v": ({"mov_text"}, "mov_text"), ".mov": ({"mov_text"}, "mov_text"),
+    ".webm": ({"webvtt"}, "webvtt"),
+}
 _TEXT_SUBTITLES = {"subrip", "srt", "ass", "ssa", "webvtt", "mov_text", "text"}
 
 
@@ -557,7 +563,7 @@ def carry_streams(video: str, src: str, dst: str, info: VideoInfo, sound: bool =
     that follow its clock: every sound track (with `sound`), every subtitle track, attachments (a Matroska
     file's fonts) and the chapters, in the source's order, with their language, title and default flags.
     Sound is copied where the container takes its codec (`_SOUND_AS_IS`), else re-encoded; subtitles are
-    copied or converted to the container's text format (`_SUBTITLES_AS`).
+    copied or converted to the container's text format (`_SUBTITLES`).
 
     Returns:
         None when `src` has nothing to carry (nothing is written: `video` is the output as it is), else
@@ -581,15 +587,16 @@ def _carry_pass(video: str, src: str, dst: str, info: VideoInfo, sounds: Sequenc
                 ) -> tuple[list[str] | None, str]:
     """One try of `carry_streams`: (the tracks the container could not take, "") or (None, ffmpeg's error)."""
     ext = os.path.splitext(dst)[1].lower()
-    as_is, subs = _SOUND_AS_IS.get(ext, set()) if copy_sound else set(), _SUBTITLES_AS.get(ext)
+    as_is = _SOUND_AS_IS.get(ext, set()) if copy_sound else set()
+    subs_as_is, subs_to = _SUBTITLES.get(ext, (set(), None))
     opts, dropped = ["-map", "0:v:0", "-c:v", "copy"], []
     for k, codec in enumerate(sounds):
         keep = as_is is None or codec in as_is
         opts += ["-map", f"1:a:{k}", f"-c:a:{k}", "copy" if keep else ("libopus" if ext == ".webm" else "aac")]
     n = 0
     for k, codec in enumerate(info.subtitle_codecs):
-        if subs == "copy" or (subs is not None and codec in _TEXT_SUBTITLES):
-            opts += ["-map", f"1:s:{k}", f"-c:s:{n}", "copy" if subs in ("copy", codec) else subs]
+        if codec in subs_as_is or (subs_to is not None and codec in _TEXT_SUBTITLES):
+            opts += ["-map", f"1:s:{k}", f"-c:s:{n}", "copy" if codec in subs_as_is else subs_to]
             n += 1
         else:
             dropped.append(f"subtitle track {k} ({codec})")
