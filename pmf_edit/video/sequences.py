@@ -57,8 +57,7 @@ def sequence_frames(pattern: str) -> list[tuple[int, str]]:
         names = os.listdir(folder or ".")
     except FileNotFoundError:
         return []
-    found = sorted((int(k.group(1)), os.path.join(folder, n)) for n in names if (k := rx.match(n)))
-    return found
+    return sorted((int(k.group(1)), os.path.join(folder, n)) for n in names if (k := rx.match(n)))
 
 
 def sequence_input_options(pattern: str, fps: float | None) -> list[str]:
