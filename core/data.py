@@ -446,9 +446,9 @@ def load_photos(
 def _read_image(path: Path) -> Tensor:
     """Reads one file -> float32 (C, H, W) in [-1, 1], C in {1, 3}, as a viewer shows it (EXIF
     orientation, CMYK converted: ``core.images.read_image01``); errors name the file."""
-    from core.images import read_image01
+    from core.images import read_image01, to_model_range
 
-    return read_image01(path, name=repr(str(path)))[0].mul(2).sub(1).clamp(-1, 1).contiguous()
+    return to_model_range(read_image01(path, name=repr(str(path)))[0])
 
 
 def _resize_center_crop(x: Tensor, resolution: int) -> Tensor:
