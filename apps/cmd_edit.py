@@ -29,8 +29,9 @@ def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--model-config", default=None, metavar="JSON",
                    help="architecture (PMFConfig fields, a JSON file or inline JSON) of an official-format "
                    "checkpoint that is not a released size; such files are refused without it")
-    p.add_argument("--out", required=True, help="output file: an image whose extension names its format (.png, "
-                   ".jpg, .tif, .webp; PNG without one), or the .npy of pmf invert's latents")
+    p.add_argument("-o", "--out", "--output", dest="out", required=True,
+                   help="output file: an image whose extension names its format (.png, .jpg, .tif, .webp; "
+                   "PNG without one), or the .npy of pmf invert's latents")
     p.add_argument("--guidance-scale", type=float, default=None,
                    help="guidance scale >= 1 (a network input, no extra cost); default: the official "
                    "checkpoint's recommended scale (e.g. 8.5 for pMF-B/16), else per command")
@@ -82,6 +83,9 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
                    help="how far towards noise, in [0, 1] (0 keeps the input); default: the method's")
     p.add_argument("--steps", type=int, default=None, help="regeneration jumps (flow: steps); default: the method's")
     p.add_argument("--seed", type=int, default=0, help="noise seed (invert, flow, sdedit)")
+    p.add_argument("--change-gate", type=float, default=None, metavar="T",
+                   help="keep the source where the edit changed it by less than T of its largest change "
+                   "(0 < T <= 1, proportionally below; default 0.6, pmf_edit.editing.DEFAULT_GATE); 0: no gate")
     _inversion_flags(p)
     p.set_defaults(func=run_edit)
 
@@ -267,6 +271,8 @@ def run_edit(args: argparse.Namespace) -> int:
     gen = torch.Generator().manual_seed(args.seed)
     t0 = time.perf_counter()
     kw["size_mode"] = args.size_mode
+    if args.change_gate is not None:
+        kw["change_gate"] = _change_gate(args.change_gate)
     if args.method == "invert":
         out = editing.edit(net, x, labels=tgt, source_labels=src, generator=gen, **_inversion_kwargs(args), **kw, **g)
     elif args.method == "flow":
@@ -278,6 +284,18 @@ def run_edit(args: argparse.Namespace) -> int:
     _report("edit", args.out, out.nfe, seconds, net=net, model=model, method=args.method, source=src, target=tgt,
             size_mode=args.size_mode, tiles=out.num_tiles)
     return 0
+
+
+def _change_gate(threshold: float):
+    """--change-gate T: 0 turns the gate off, (0, 1] sets its threshold (``editing.ChangeGate``)."""
+    from pmf_edit.editing import ChangeGate
+
+    if threshold == 0:
+        return None
+    try:
+        return ChangeGate(threshold=threshold)
+    except ValueError:
+        raise ValueError(f"--change-gate must be 0 (no gate) or in (0, 1], got {threshold}") from None
 
 
 def run_inpaint(args: argparse.Namespace) -> int:

@@ -114,7 +114,10 @@ def hybrid_sweep(net, x01, y, interval, switches: list[float]) -> list[dict]:
 
 def edits(net, x01, y, strengths: list[float], guidance: float, interval, seed: int,
           source_guidances: list[float], refinements: list[int], switches: list[float],
-          iterations: list[int], editors_wanted: set[str] | None = None) -> dict:
+          iterations: list[int], editors_wanted: set[str] | None = None, change_gate=editing.DEFAULT_GATE,
+          suffix: str = "") -> dict:
+    """SSIM / target accuracy curves of each editor on class swaps y -> y + 1, every editor with
+    ``change_gate`` (the library default, or None for the editors' plain output); names end in ``suffix``."""
     tgt = (y + 1) % 10
     x = x01 * 2 - 1
     editors = {}
@@ -122,31 +125,34 @@ def edits(net, x01, y, strengths: list[float], guidance: float, interval, seed: 
         for sg in source_guidances:
             for k in refinements:
                 editors[f"edit_backward_w{sg:g}_k{k}"] = lambda s, sg=sg, k=k: editing.edit(
-                    net, x01, labels=tgt, source_labels=y, strength=s, guidance_scale=guidance,
+                    net, x01, change_gate=change_gate, labels=tgt, source_labels=y, strength=s, guidance_scale=guidance,
                     guidance_interval=interval, source_guidance_scale=sg, method="backward",
                     num_refinements=k)
             for J in iterations:
                 editors[f"edit_seeded_w{sg:g}_j{J}"] = lambda s, sg=sg, J=J: editing.edit(
-                    net, x01, labels=tgt, source_labels=y, strength=s, guidance_scale=guidance,
+                    net, x01, change_gate=change_gate, labels=tgt, source_labels=y, strength=s, guidance_scale=guidance,
                     guidance_interval=interval, source_guidance_scale=sg, method="seeded", num_iterations=J)
             for sw in switches if not vf.backward_from_data_only(net) else ():
                 for J in iterations:
                     editors[f"edit_hybrid_w{sg:g}_s{sw:g}_j{J}"] = lambda s, sg=sg, sw=sw, J=J: editing.edit(
-                        net, x01, labels=tgt, source_labels=y, strength=s, guidance_scale=guidance,
+                        net, x01, change_gate=change_gate, labels=tgt, source_labels=y, strength=s,
+                        guidance_scale=guidance,
                         guidance_interval=interval, source_guidance_scale=sg, method="hybrid", switch=sw,
                         num_iterations=J, generator=torch.Generator().manual_seed(seed))
     for J in sorted({editing.EDIT_ITERATIONS, *iterations}):  # the default, and the hybrid's at equal NFE
         name = "edit_fixed_point" if J == editing.EDIT_ITERATIONS else f"edit_fixed_point_j{J}"
         editors[name] = lambda s, J=J: editing.edit(
-            net, x01, labels=tgt, source_labels=y, strength=s, guidance_scale=guidance, guidance_interval=interval,
+            net, x01, change_gate=change_gate, labels=tgt, source_labels=y, strength=s, guidance_scale=guidance,
+            guidance_interval=interval,
             method="fixed-point", num_iterations=J, generator=torch.Generator().manual_seed(seed))
     editors["flow_edit"] = lambda s: editing.flow_edit(
-        net, x01, labels=tgt, source_labels=y, strength=s, guidance_scale=guidance, guidance_interval=interval,
+        net, x01, change_gate=change_gate, labels=tgt, source_labels=y, strength=s, guidance_scale=guidance,
+        guidance_interval=interval,
         generator=torch.Generator().manual_seed(seed))
     if editors_wanted is not None:
         editors = {k: v for k, v in editors.items() if any(k.startswith(f"{w}") or k.startswith(f"edit_{w}")
                                                            for w in editors_wanted)}
-    return {name: edit_curve(fn, strengths, x, tgt, name) for name, fn in editors.items()}
+    return {name + suffix: edit_curve(fn, strengths, x, tgt, name + suffix) for name, fn in editors.items()}
 
 
 def edit_curve(fn, strengths: list[float], x: torch.Tensor, tgt: torch.Tensor, name: str, echo: bool = True) -> dict:
@@ -190,6 +196,9 @@ def main(argv: list[str] | None = None) -> int:
                    help="solver updates of the hybrid (and fixed-point) editor tried (comma-separated)")
     p.add_argument("--editors", default=None,
                    help="only these editor families (comma-separated of backward, hybrid, fixed_point, flow_edit)")
+    p.add_argument("--gates", default="default",
+                   help="change gates the edits are run with (comma-separated of default, none: the editors' "
+                   "plain output, named *_nogate)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--out", default=None, help="JSON file")
@@ -212,14 +221,15 @@ def main(argv: list[str] | None = None) -> int:
         report["roundtrip"] = roundtrip(net, x01, y, guidance, interval)
     if "hybrid" in sections:
         report["hybrid_sweep"] = hybrid_sweep(net, x01, y, interval, [float(s) for s in args.switches.split(",")])
-    if "edits" in sections:
-        report["edits"] = edits(net, x01, y, [float(s) for s in args.strengths.split(",")],
+    gates = {"default": ("", editing.DEFAULT_GATE), "none": ("_nogate", None)}
+    for suffix, gate in (gates[g] for g in args.gates.split(",") if "edits" in sections):
+        report.setdefault("edits", {}).update(edits(net, x01, y, [float(s) for s in args.strengths.split(",")],
                                 args.edit_guidance_scale or editing.EDIT_GUIDANCE, interval, args.seed,
                                 [float(s) for s in args.source_guidances.split(",")],
                                 [int(k) for k in args.refinements.split(",")],
                                 [float(s) for s in args.edit_switches.split(",")],
                                 [int(j) for j in args.edit_iterations.split(",")],
-                                set(args.editors.split(",")) if args.editors else None)
+                                set(args.editors.split(",")) if args.editors else None, gate, suffix))
     print(json.dumps(report))
     if args.out:
         Path(args.out).parent.mkdir(parents=True, exist_ok=True)

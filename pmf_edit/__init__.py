@@ -9,7 +9,7 @@ One subpackage per capability, on three shared modules one level up (never impor
     images.py     the size policy: any H x W through the network's S x S (``size_mode`` fit, crop,
                   tile) and the network's change carried back to H x W edge-aware
     generation.py sample: generation in [0, 1] with the model's own sampling settings
-    editing/      invert, reconstruct, edit, sdedit, flow_edit, inpaint
+    editing/      invert, reconstruct, edit, sdedit, flow_edit, inpaint; the editors' change gate
     style/        style_transfer, Reinhard and Gatys baselines, style metrics
     video/        optical flow, frame interpolation, video files
 
@@ -40,6 +40,7 @@ _EXPORTS = {
     "inpaint": "pmf_edit.editing.tasks",
     "EditResult": "pmf_edit.editing.tasks",
     "InversionResult": "pmf_edit.editing.tasks",
+    "ChangeGate": "pmf_edit.editing.gate",
     "style_transfer": "pmf_edit.style.transfer",
     "StyleResult": "pmf_edit.style.transfer",
     "reinhard_transfer": "pmf_edit.style.baselines",

@@ -47,16 +47,6 @@ class GaussianMeanFlow(PixelMeanFlow):
 
 
 @pytest.fixture(scope="module")
-def net() -> PixelMeanFlow:
-    torch.manual_seed(0)
-    m = build_model("pMF-T/4", with_v_head=False).eval()
-    with torch.no_grad():  # break the zero-init output so images depend on noise and class
-        m.u_final.linear.weight.normal_(0, 0.05)
-        m.u_final.linear.bias.normal_(0, 0.05)
-    return m
-
-
-@pytest.fixture(scope="module")
 def gauss() -> GaussianMeanFlow:
     return GaussianMeanFlow(build_model("pMF-T/4", with_v_head=False).cfg, with_v_head=False).eval()
 
@@ -321,9 +311,9 @@ def test_bundled_model_round_trip_psnr():
 
 def test_bundled_model_edit_changes_the_class_and_keeps_the_digit():
     """Regression guard on what `edit` is for: held-out digits y -> y + 1 at the defaults are read as
-    their target class by the project's classifier (94% on 500 digits in the eighth session's
-    benchmark; 100% here) and stay closer to their source than an unrelated digit is (SSIM 0.49 here
-    when written; unrelated held-out digit pairs: 0.38)."""
+    their target class by the project's classifier (90% here with the change gate and 2 regeneration
+    jumps, fourteenth session; 100% at the eighth session's defaults) and stay closer to their source than
+    an unrelated digit is (SSIM 0.560 here when written, 0.49 before; unrelated held-out digit pairs: 0.38)."""
     from core.data import load_dataset
     from core.eval.evaluation import evaluate_digits
     from core.eval.metrics import ssim
@@ -525,7 +515,7 @@ def test_backward_edit_keeps_the_noise_and_swaps_the_class():
     to01 = lambda x: (x + 1) / 2  # noqa: E731
     assert x_src.min() > -1 and x_src.max() < 1
     out = pmf_edit.edit(net, to01(x_src), source_labels=src, labels=tgt, guidance_scale=1.0, method="backward",
-                         num_refinements=0)
+                        num_refinements=0, change_gate=None)  # the exact edit, not gated toward the source
     assert out.nfe == 2
     assert (out.images - to01(x_tgt).clamp(0, 1)).abs().max() < 1e-6
 

@@ -91,7 +91,7 @@ def test_seeded_solver_on_the_exact_flow_recovers_the_noise_and_counts_evaluatio
     e2 = 0.3 * torch.randn(2, 1, 32, 32, generator=_gen(3), dtype=torch.float64)
     x_src = vf.jump(net, e2, 1.0, 0.0, src)
     out = pmf_edit.edit(net, (x_src + 1) / 2, source_labels=src, labels=tgt, guidance_scale=1.0, method="seeded",
-                        num_iterations=2)
+                        num_iterations=2, change_gate=None)  # the exact edit, not gated toward the source
     assert out.nfe == 1 + 2 + 1
     assert (out.images - ((vf.jump(net, e2, 1.0, 0.0, tgt) + 1) / 2).clamp(0, 1)).abs().max() < 1e-8
 
@@ -188,14 +188,17 @@ def test_a_head_trained_from_data_only_is_not_jumped_from_noise_and_auto_edits_w
     with pytest.raises(ValueError, match="clean images only"):
         pmf_edit.edit(net, (x + 1) / 2, source_labels=src, labels=tgt, method="hybrid")
     assert vf.invert_hybrid(net, x, 1.0, src, switch=0.0).nfe == 1  # one jump from the image is allowed
-    kw = dict(source_labels=src, labels=tgt, guidance_scale=1.0, num_refinements=0, strength=1.0)
+    kw = dict(source_labels=src, labels=tgt, guidance_scale=1.0, num_refinements=0, strength=1.0,
+              change_gate=None)  # the exact edit, not gated toward the source
     auto = pmf_edit.edit(net, (x + 1) / 2, generator=_gen(0), **kw)
     backward = pmf_edit.edit(net, (x + 1) / 2, method="backward", **kw)
-    assert auto.nfe == backward.nfe == 2 and torch.equal(auto.images, backward.images)
-    default = pmf_edit.edit(net, (x + 1) / 2, source_labels=src, labels=tgt, guidance_scale=1.0)
-    assert default.nfe == 2  # no refinement by default on an inverse head (EDIT_REFINEMENTS_INVERSE)
+    # one backward jump + EDIT_STEPS_INVERSE regeneration jumps
+    assert auto.nfe == backward.nfe == 1 + pmf_edit.editing.EDIT_STEPS_INVERSE
+    assert torch.equal(auto.images, backward.images)
+    default = pmf_edit.edit(net, (x + 1) / 2, source_labels=src, labels=tgt, guidance_scale=1.0, change_gate=None)
+    assert default.nfe == 1 + pmf_edit.editing.EDIT_STEPS_INVERSE  # no refinement on an inverse head by default
     at_default = pmf_edit.edit(net, (x + 1) / 2, source_labels=src, labels=tgt, guidance_scale=1.0,
-                               strength=pmf_edit.editing.EDIT_STRENGTH_INVERSE)
+                               strength=pmf_edit.editing.EDIT_STRENGTH_INVERSE, change_gate=None)
     assert torch.equal(default.images, at_default.images)  # and its own default strength (EDIT_STRENGTH_INVERSE)
     # the exact flow's one backward jump is exact: the edit is the target class's image of the same noise
     assert (auto.images - ((vf.jump(net, e, 1.0, 0.0, tgt) + 1) / 2).clamp(0, 1)).abs().max() < 1e-8

@@ -39,6 +39,7 @@ import torch
 from core import checks
 from core.model import PixelMeanFlow, PMFConfig
 from pmf_edit import velocity as vf
+from pmf_edit.editing.gate import DEFAULT_GATE, ChangeGate, gate_change
 from pmf_edit.boundary import (Labels, check_guidance, check_images, check_labels, check_steps, check_strength,
                                forward_noise, resolve_guidance, sample_noise, state_like, to_images, to_model,
                                with_precision)
@@ -69,6 +70,11 @@ EDIT_REFINEMENTS_INVERSE = 0
 # by 0.05, benchmarks/bench_edit_curves.py --skip-fm, benchmarks/results/bench_edit_perceptual.json
 # "tuning"). Before, on the previous generator: 0.9 (inverse_latent978_edits_train.json: 97%; 0.85 gave 89%).
 EDIT_STRENGTH_INVERSE = 0.85
+# Regeneration jumps of an edit on an inverse head: the fewest whose SSIM to the source at 90% target accuracy
+# reaches flow_edit's, both with the change gate, on 100 TRAIN digits (fourteenth session;
+# benchmarks/edit_steps_sweep.py train 100 "[4]" "[1]" "[1,2,4]"): 1 jump 0.575, 2 jumps 0.584 (3 NFE),
+# 4 jumps 0.594; flow_edit 0.579 (8 NFE; benchmarks/results/edit_gate_sweep_train.jsonl).
+EDIT_STEPS_INVERSE = 2
 # Chosen by `benchmarks/bench_edit_curves.py` on 100 TRAIN digits: the smallest strength with >= 90% target
 # accuracy (0.75: 95%; the earlier 0.9 gave 100% at SSIM 0.41 vs 0.53). Held-out result: docs/bench_edit.md.
 FLOWEDIT_STRENGTH = 0.75
@@ -406,7 +412,7 @@ def edit(
     labels: Labels,
     source_labels: Labels = None,
     strength: float | None = None,
-    num_steps: int = 1,
+    num_steps: int | None = None,
     num_inversion_steps: int = 1,
     num_iterations: int = EDIT_ITERATIONS,
     guidance_scale: float | torch.Tensor | None = None,
@@ -417,6 +423,7 @@ def edit(
     num_refinements: int | None = None,
     switch: float = HYBRID_SWITCH,
     size_mode: SizeMode = "fit",
+    change_gate: ChangeGate | None = DEFAULT_GATE,
 ) -> EditResult:
     """Change the class of images: invert under the source class to t = ``strength``, regenerate
     from there to t = 0 under the target class in ``num_steps`` jumps.
@@ -441,7 +448,8 @@ def edit(
         strength: t in [0, 1] to invert to (0 returns the input); larger changes more, smaller keeps
             more structure. None: ``EDIT_STRENGTH`` (1.0), or ``EDIT_STRENGTH_INVERSE`` (0.85) on an
             inverse head.
-        num_steps: regeneration jumps (t -> 0).
+        num_steps: regeneration jumps (t -> 0); None: ``EDIT_STEPS_INVERSE`` (2) for the one backward jump
+            of an inverse head, else 1.
         num_inversion_steps: inversion intervals on [0, t].
         num_iterations: fixed-point updates per inversion interval (fewer: noisier latent, bigger edits).
         guidance_scale, guidance_interval: the target condition's guidance (network inputs); None:
@@ -461,6 +469,9 @@ def edit(
         switch: the hybrid's solver share of [0, strength], in [0, 1).
         size_mode: "fit" (default), "crop" or "tile": how an image of another size than the model's
             is shown to it (``pmf_edit.images``); the result has the input's size.
+        change_gate: where the output keeps the source: ``ChangeGate`` (default ``DEFAULT_GATE``: the
+            source kept where the change is under 60% of the image's largest, proportionally), None for
+            the editor's output as it is (``pmf_edit.editing.gate``; 0 NFE).
 
     Returns:
         ``EditResult``; nfe = num_inversion_steps * num_iterations + num_steps ("fixed-point") or
@@ -482,8 +493,10 @@ def edit(
     guidance_scale, guidance_interval = resolve_guidance(net, guidance_scale, guidance_interval, EDIT_GUIDANCE)
     check_guidance(source_guidance_scale, name="source_guidance_scale")
     K_inv, J = check_steps(num_inversion_steps, "num_inversion_steps"), check_steps(num_iterations, "num_iterations")
-    K = check_steps(num_steps)
     how = _resolve_method(net, method, for_edit=True)
+    if num_steps is None:  # the inverse head's one backward jump measured best with 2 regeneration jumps
+        num_steps = EDIT_STEPS_INVERSE if how == "backward" and vf.backward_from_data_only(net) else 1
+    K = check_steps(num_steps)
     if num_refinements is None:
         num_refinements = EDIT_REFINEMENTS_INVERSE if vf.backward_from_data_only(net) else DEFAULT_REFINEMENTS
     R = checks.integer(num_refinements, "num_refinements", lo=0)
@@ -504,9 +517,9 @@ def edit(
         else:
             e = _noise(net, x01.shape[0], 1, generator)[0]
             inv = vf.invert(net, x, t, y_in, sg, guidance_interval, K_inv, J, init="noise", noise=e)
-        x, k = vf.generate(net, inv.latents, t, K, at.per_input(y_tgt), at.per_input(guidance_scale),
-                           guidance_interval)
-        return to_images(x, x01), inv.nfe + k
+        out, k = vf.generate(net, inv.latents, t, K, at.per_input(y_tgt), at.per_input(guidance_scale),
+                             guidance_interval)
+        return gate_change(to_images(out, x01), x01, change_gate), inv.nfe + k
 
     return _sized(net, images, run, size_mode, what="edit")
 
@@ -524,6 +537,7 @@ def sdedit(
     guidance_interval: Interval | None = None,
     generator: torch.Generator | None = None,
     size_mode: SizeMode = "fit",
+    change_gate: ChangeGate | None = DEFAULT_GATE,
 ) -> EditResult:
     """SDEdit in one jump: noise the input to z_t = (1 - t) x + t s e (t = ``strength``), then jump
     to t = 0 under ``labels`` (``num_steps`` jumps; 1 by default).
@@ -540,6 +554,9 @@ def sdedit(
         generator: the caller's generator for e.
         size_mode: "fit" (default), "crop" or "tile": how an image of another size than the model's
             is shown to it (``pmf_edit.images``); the result has the input's size.
+        change_gate: where the output keeps the source: ``ChangeGate`` (default ``DEFAULT_GATE``: the
+            source kept where the change is under 60% of the image's largest, proportionally), None for
+            the editor's output as it is (``pmf_edit.editing.gate``; 0 NFE).
 
     Returns:
         ``EditResult``; nfe = num_steps.
@@ -561,7 +578,7 @@ def sdedit(
         e = _noise(net, x01.shape[0], 1, generator)[0]
         z = forward_noise(to_model(net, x01), e, t, net.cfg.noise_scale)
         out, k = vf.generate(net, z, t, K, at.per_input(y), at.per_input(guidance_scale), guidance_interval)
-        return to_images(out, x01), k
+        return gate_change(to_images(out, x01), x01, change_gate), k
 
     return _sized(net, images, run, size_mode, what="sdedit")
 
@@ -581,6 +598,7 @@ def flow_edit(
     source_guidance_scale: float = 1.0,
     generator: torch.Generator | None = None,
     size_mode: SizeMode = "fit",
+    change_gate: ChangeGate | None = DEFAULT_GATE,
 ) -> EditResult:
     """Inversion-free edit (FlowEdit, Kulikov et al. 2024, on average velocities): move the image
     along the difference of the target and source conditions' jumps.
@@ -606,6 +624,9 @@ def flow_edit(
         generator: the caller's generator for the noise.
         size_mode: "fit" (default), "crop" or "tile": how an image of another size than the model's
             is shown to it (``pmf_edit.images``); the result has the input's size.
+        change_gate: where the output keeps the source: ``ChangeGate`` (default ``DEFAULT_GATE``: the
+            source kept where the change is under 60% of the image's largest, proportionally), None for
+            the editor's output as it is (``pmf_edit.editing.gate``; 0 NFE).
 
     Returns:
         ``EditResult``; nfe = 2 * num_steps.
@@ -645,7 +666,7 @@ def flow_edit(
             u = _velocity_mixed(net, torch.cat([z_tgt, z_src]), t, r, y, omega, guidance_interval)  # (2m, C, S, S)
             u_tgt, u_src = u.chunk(2)
             x_edit = x_edit - (t - r) * (u_tgt - u_src)
-        return to_images(x_edit, x01), 2 * K
+        return gate_change(to_images(x_edit, x01), x01, change_gate), 2 * K
 
     return _sized(net, images, run, size_mode, what="flow_edit")
 
