@@ -146,3 +146,25 @@ def test_cli_change_gate_flag(tmp_path, net, capsys):
     assert main(base + ["--change-gate", "1.5", "-o", str(tmp_path / "bad.png")]) == 2
     assert "--change-gate must be 0 (no gate) or in (0, 1], got 1.5" in capsys.readouterr().err
     assert not (tmp_path / "bad.png").exists()
+
+
+def test_an_images_tiles_share_its_largest_change():
+    """In tile mode the gate is relative to the whole picture's largest change, not each tile's: a tile
+    with only a faint change next to one with a real change keeps its source; alone it would pass whole."""
+    src, edited = _pair()
+    faint = src[:1] + 0.02  # a tile the edit changed only faintly, everywhere
+    tiles_src, tiles_out = torch.cat([src[:1], src[:1]]), torch.cat([edited[:1], faint])
+    shared = gate_change(tiles_out, tiles_src, DEFAULT_GATE, tiles_per_image=2)
+    alone = gate_change(faint, src[:1], DEFAULT_GATE)
+    torch.testing.assert_close(alone, faint)  # its own largest change is its whole change: passed
+    assert (shared[1] - src[0]).abs().max() < 0.01  # next to the real change: mostly kept as the source
+    torch.testing.assert_close(shared[:1], gate_change(edited[:1], src[:1], DEFAULT_GATE))
+
+
+def test_tile_mode_edits_are_gated_per_picture(net):
+    x = torch.rand(1, 1, 40, 72, generator=torch.Generator().manual_seed(4))
+    run = lambda gate: pmf_edit.sdedit(net, x, labels=2, size_mode="tile", change_gate=gate,  # noqa: E731
+                                       generator=torch.Generator().manual_seed(0))
+    out, plain = run(DEFAULT_GATE), run(None)
+    assert out.num_tiles > 1 and out.images.shape == x.shape
+    assert (out.images - x).abs().mean() < (plain.images - x).abs().mean()

@@ -54,9 +54,11 @@ class ChangeGate:
 DEFAULT_GATE = ChangeGate()
 
 
-def change_mask(edited: Tensor, source: Tensor, gate: ChangeGate) -> Tensor:
-    """The gate's mask m in [0, 1], (B, 1, H, W), for images (B, C, H, W) of any one range."""
-    d = (edited - source).abs().mean(1, keepdim=True)  # (B, C, H, W) -> (B, 1, H, W)
+def change_mask(edited: Tensor, source: Tensor, gate: ChangeGate, tiles_per_image: int = 1) -> Tensor:
+    """The gate's mask m in [0, 1], (N, 1, H, W), for images (N, C, H, W) of any one range; with
+    ``tiles_per_image`` T, each run of T consecutive rows is one image's tiles and shares its largest change
+    (so the gate does not depend on how a picture was tiled)."""
+    d = (edited - source).abs().mean(1, keepdim=True)  # (N, C, H, W) -> (N, 1, H, W)
     s = gate.sigma * max(d.shape[-2:])
     if s > 0:
         import kornia.filters as kf
@@ -64,19 +66,22 @@ def change_mask(edited: Tensor, source: Tensor, gate: ChangeGate) -> Tensor:
         r = min(math.ceil(3 * s), (min(d.shape[-2:]) - 1) // 2)  # kornia's kernel must fit the image
         if r > 0:
             d = kf.gaussian_blur2d(d, (2 * r + 1, 2 * r + 1), (s, s), border_type="replicate")
-    top = d.amax(dim=(-2, -1), keepdim=True) * gate.threshold  # (B, 1, 1, 1)
+    n = d.shape[0]
+    top = d.reshape(n // tiles_per_image, -1).amax(1)  # (N / T,): each image's largest change, over its tiles
+    top = (top * gate.threshold).repeat_interleave(tiles_per_image).view(n, 1, 1, 1)
     # An image the edit left exactly as it was has top = 0: its mask is 0 (nothing to pass).
     return torch.where(top > 0, d / top.clamp_min(torch.finfo(d.dtype).tiny), torch.zeros_like(d)).clamp(0, 1)
 
 
-def gate_change(edited: Tensor, source: Tensor, gate: ChangeGate | None) -> Tensor:
+def gate_change(edited: Tensor, source: Tensor, gate: ChangeGate | None, tiles_per_image: int = 1) -> Tensor:
     """``source + m (edited - source)`` with the gate's mask m (``change_mask``); ``edited`` itself
     when ``gate`` is None.
 
     Args:
         edited, source: (B, C, H, W) images in the same range (the editors pass their [0, 1] output and
-            input at the network's size).
+            input at the network's size: B T tiles in tile mode).
         gate: the gate's settings, or None for no gate.
+        tiles_per_image: T consecutive rows per image that share the image's largest change.
 
     Returns:
         (B, C, H, W), ``edited``'s dtype: the source where the edit changed little, the edit where it
@@ -84,4 +89,4 @@ def gate_change(edited: Tensor, source: Tensor, gate: ChangeGate | None) -> Tens
     """
     if gate is None:
         return edited
-    return source + change_mask(edited, source, gate) * (edited - source)
+    return source + change_mask(edited, source, gate, tiles_per_image) * (edited - source)

@@ -171,12 +171,13 @@ def _chunks(x_in: torch.Tensor, plan: SizePlan, what: str) -> Iterator[tuple[tor
 
 
 def _sized(net: PixelMeanFlow, images: torch.Tensor, fn: Callable[[torch.Tensor, _Inputs], tuple[torch.Tensor, int]],
-           size_mode: str, mask: torch.Tensor | None = None, what: str = "edit"
-           ) -> EditResult:
+           size_mode: str, mask: torch.Tensor | None = None, what: str = "edit",
+           gate: ChangeGate | None = None) -> EditResult:
     """Run ``fn(x01, inputs) -> (out01, nfe per network input)`` at the network's size on images of
     any size: images (B, C, H, W) in the input's size, nfe per image = nfe per input x tiles. ``fn``
     sees the network inputs ``inputs.rows`` (all of them, or a tile-mode chunk) and expands per-image
-    values with ``inputs.per_input``."""
+    values with ``inputs.per_input``. ``gate``: the editors' change gate, applied to all of an image's
+    network inputs together (``gate.gate_change``), before the change is carried back to full size."""
     spent = {}
 
     def run(x_in: torch.Tensor, plan: SizePlan) -> torch.Tensor:
@@ -185,7 +186,8 @@ def _sized(net: PixelMeanFlow, images: torch.Tensor, fn: Callable[[torch.Tensor,
             out, spent["nfe"] = fn(x, at)
             parts.append(out)
         spent["tiles"] = plan.num_tiles
-        return parts[0] if len(parts) == 1 else torch.cat(parts)
+        out = parts[0] if len(parts) == 1 else torch.cat(parts)  # (B T, C, S, S) in [0, 1]
+        return gate_change(out, x_in, gate, plan.num_tiles)
 
     out = through_network(images, net.cfg.image_size, run, size_mode=size_mode, mask=mask)
     return EditResult(images=out, nfe=spent["nfe"] * spent["tiles"], num_tiles=spent["tiles"])
@@ -519,9 +521,9 @@ def edit(
             inv = vf.invert(net, x, t, y_in, sg, guidance_interval, K_inv, J, init="noise", noise=e)
         out, k = vf.generate(net, inv.latents, t, K, at.per_input(y_tgt), at.per_input(guidance_scale),
                              guidance_interval)
-        return gate_change(to_images(out, x01), x01, change_gate), inv.nfe + k
+        return to_images(out, x01), inv.nfe + k
 
-    return _sized(net, images, run, size_mode, what="edit")
+    return _sized(net, images, run, size_mode, what="edit", gate=change_gate)
 
 
 @checks.checked
@@ -578,9 +580,9 @@ def sdedit(
         e = _noise(net, x01.shape[0], 1, generator)[0]
         z = forward_noise(to_model(net, x01), e, t, net.cfg.noise_scale)
         out, k = vf.generate(net, z, t, K, at.per_input(y), at.per_input(guidance_scale), guidance_interval)
-        return gate_change(to_images(out, x01), x01, change_gate), k
+        return to_images(out, x01), k
 
-    return _sized(net, images, run, size_mode, what="sdedit")
+    return _sized(net, images, run, size_mode, what="sdedit", gate=change_gate)
 
 
 @checks.checked
@@ -666,9 +668,9 @@ def flow_edit(
             u = _velocity_mixed(net, torch.cat([z_tgt, z_src]), t, r, y, omega, guidance_interval)  # (2m, C, S, S)
             u_tgt, u_src = u.chunk(2)
             x_edit = x_edit - (t - r) * (u_tgt - u_src)
-        return gate_change(to_images(x_edit, x01), x01, change_gate), 2 * K
+        return to_images(x_edit, x01), 2 * K
 
-    return _sized(net, images, run, size_mode, what="flow_edit")
+    return _sized(net, images, run, size_mode, what="flow_edit", gate=change_gate)
 
 
 @torch.no_grad()
