@@ -84,7 +84,7 @@ def check_images(
         hint = ""
         if type(images).__name__ == "ndarray" or hasattr(images, "getbands"):  # numpy array, PIL image
             hint = ("; from an (H, W, C) uint8 array or PIL image: torch.from_numpy(numpy.asarray(a)).permute(2, 0, 1)"
-                    "[None].float() / 255, or read a file with core.images.read_image01(path)")
+                    "[None].float() / 255, or read a file with pmf_edit.open_image(path).pixels")
         raise TypeError(f"{name} must be a torch.Tensor (B, {c}, H, W) in [0, 1], got {type(images).__name__}{hint}")
     shape = tuple(images.shape)
     if images.dtype not in (torch.float32, torch.float64):

@@ -229,5 +229,5 @@ def test_classes_by_name_at_the_python_api():
     pmf_edit.sdedit(raw, torch.rand(1, 1, 32, 32), labels="3")  # an index as text
     with pytest.raises(ValueError, match="carries no class names .* pass class indices"):
         pmf_edit.sdedit(raw, torch.rand(1, 1, 32, 32), labels="three")
-    with pytest.raises(ValueError, match="is an image file: read it with core.images.read_image01"):
+    with pytest.raises(ValueError, match=r"is an image file: read it with pmf_edit.open_image\(path\).pixels"):
         pmf_edit.style_transfer(net, x, __file__)

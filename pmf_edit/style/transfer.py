@@ -148,8 +148,8 @@ def resolve_style_class(
         tensor([7, 7])
     """
     if isinstance(style, str) and not style.startswith("class:") and Path(style).is_file():
-        raise ValueError(f"{name} {style!r} is an image file: read it with core.images.read_image01(path) and pass "
-                         "the (1, 3, H, W) tensor (a string names a style class)")
+        raise ValueError(f"{name} {style!r} is an image file: read it with pmf_edit.open_image(path).pixels and "
+                         "pass that (1, 3, H, W) tensor (a string names a style class)")
     if isinstance(style, str):
         style = style.removeprefix("class:")
     return check_labels(net, style, n, f"{name} class", required=True, class_names=class_names)
