@@ -462,7 +462,7 @@ def edit(
         method: "auto", "backward", "fixed-point", "hybrid" or "seeded" (see ``invert``; "seeded":
             one backward jump seeds ``num_iterations`` solver updates on [0, strength], no noise drawn,
             ``num_inversion_steps`` unused); "auto" is "backward" on a head trained as the generator's
-            inverse (``backward_from="data"``: 90% target accuracy at 2 NFE on MNIST), "hybrid" on other
+            inverse (``backward_from="data"``: 90% target accuracy at 3 NFE on MNIST), "hybrid" on other
             networks with a backward head (it edits closer to the source at equal accuracy and NFE;
             docs/editing.md), else "fixed-point".
         num_refinements: round-trip corrections of the backward inversion (>= 0); None: 0 on an
