@@ -159,6 +159,9 @@ def _split_top(text: str) -> list[str]:
     return parts + [cur.strip()]
 
 
+_ALPHA_DECODERS = {"vp8": "libvpx", "vp9": "libvpx-vp9"}
+
+
 def probe_video(path: str, input_options: Sequence[str] = ()) -> VideoInfo:
     """Size, pixel format and colour tags of the first video stream of `path`.
 
@@ -203,11 +206,16 @@ def probe_video(path: str, input_options: Sequence[str] = ()) -> VideoInfo:
     rot = re.search(r"Display Matrix: rotation of (-?[\d.]+) degrees", side)
     rate = lambda unit: next((float(m.group(1)) for q in parts[2:]  # noqa: E731
                               if (m := re.fullmatch(r"(\d+(?:\.\d+)?)(k?) " + unit, q)) and not m.group(2)), None)
+    codec = parts[0].split()[0] if parts[0] else ""
+    if codec in _ALPHA_DECODERS and re.search(r"alpha_mode\s*:\s*1", side) and "-c:v" not in input_options:
+        # A WebM's VP8 / VP9 alpha is stored beside the picture, and ffmpeg's own decoders drop it: libvpx's
+        # keep it (yuva420p), so every later open of this input decodes with them.
+        return probe_video(path, (*input_options, "-c:v", _ALPHA_DECODERS[codec]))
     return VideoInfo(width=int(size.group(1)), height=int(size.group(2)), pix_fmt=fmt.group(1),
                      color_range=rng, color_space=known(space), color_primaries=known(prim),
                      color_trc=known(trc), has_audio=re.search(r"Stream #\S+.*: Audio:", text) is not None,
                      rotation=float(rot.group(1)) if rot else 0.0, avg_fps=rate("fps"), base_fps=rate("tbr"),
-                     sar=_sar(parts), codec=parts[0].split()[0] if parts[0] else "", interlaced=interlaced,
+                     sar=_sar(parts), codec=codec, interlaced=interlaced,
                      metadata=_file_metadata(text), audio_codecs=_codecs(text, "Audio"),
                      subtitle_codecs=_codecs(text, "Subtitle"), attachments=len(_codecs(text, "Attachment")),
                      chapters=len(re.findall(r"^\s*Chapter #", text, re.M)), input_options=tuple(input_options),
@@ -278,8 +286,9 @@ def tag_options(info: VideoInfo) -> list[str]:
     return opts
 
 
-def decode_options(info: VideoInfo, planar: bool) -> tuple[str, int, list[str]]:
-    """(pixel format, bits per pixel, extra output options) for reading frames of `info`'s stream.
+def decode_options(info: VideoInfo, planar: bool, alpha: bool = False) -> tuple[str, int, list[str]]:
+    """(pixel format, bits per pixel, extra output options) for reading frames of `info`'s stream
+    (`alpha`: rgba frames, straight alpha, on the rgb path).
     Interlaced video is deinterlaced first (bwdif, one frame per frame): flow cannot follow a frame whose
     two fields show two instants, and a player deinterlaces it anyway."""
     deinterlace = ["bwdif=mode=send_frame"] if info.interlaced else []
@@ -288,8 +297,9 @@ def decode_options(info: VideoInfo, planar: bool) -> tuple[str, int, list[str]]:
         bpp = (8 + 16 // (sx * sy)) * (2 if info.bit_depth > 8 else 1)
         return info.pix_fmt, bpp, (["-vf", deinterlace[0]] if deinterlace else [])
     rng = "pc" if info.full_range else "tv"
-    scale = f"scale=in_color_matrix={info.matrix}:in_range={rng}:flags={SWS_FLAGS},format=rgb24"
-    return "rgb24", 24, ["-vf", ",".join([*deinterlace, scale])]
+    fmt = "rgba" if alpha else "rgb24"
+    scale = f"scale=in_color_matrix={info.matrix}:in_range={rng}:flags={SWS_FLAGS},format={fmt}"
+    return fmt, 32 if alpha else 24, ["-vf", ",".join([*deinterlace, scale])]
 
 
 def encode_options(info: VideoInfo, planar: bool, pad: bool) -> tuple[str, str, list[str], list[str]]:
@@ -364,11 +374,12 @@ def yuv_to_rgb(yuv: np.ndarray, matrix: str, full_range: bool) -> np.ndarray:
     return np.clip(rgb + 0.5, 0, 255).astype(np.uint8)
 
 
-def read_frames(path: str, info: VideoInfo, planar: bool) -> tuple[dict, Generator]:
+def read_frames(path: str, info: VideoInfo, planar: bool, alpha: bool = False) -> tuple[dict, Generator]:
     """Start decoding `path`; returns (imageio-ffmpeg's metadata: fps, duration, size; frame generator).
 
     The generator yields (Y (H, W, 1), UV (H / sy, W / sx, 2)) uint8 plane pairs (`split_planes`) on the
-    planar path, (H, W, 3) uint8 RGB frames otherwise; closing it stops ffmpeg.
+    planar path, (H, W, 3) uint8 RGB frames otherwise, (H, W, 4) RGBA (straight alpha) with `alpha`;
+    closing it stops ffmpeg.
 
     Raises:
         ValueError: ffmpeg cannot start decoding `path`.
@@ -377,7 +388,7 @@ def read_frames(path: str, info: VideoInfo, planar: bool) -> tuple[dict, Generat
         >>> info = probe_video("clip.mp4")  # doctest: +SKIP
         >>> meta, frames = read_frames("clip.mp4", info, planar=info.subsampling is not None)  # doctest: +SKIP
     """
-    pix_fmt, bpp, out_opts = decode_options(info, planar)
+    pix_fmt, bpp, out_opts = decode_options(info, planar, alpha)
     clock = gif_clock(path) if info.codec == "gif" else None
     if info.codec == "gif" and clock is None:  # evenly timed GIF frames as they are (its 1/100-s time base
         out_opts = [*out_opts, "-fps_mode", "passthrough"]  # is no frame rate to fill)
@@ -399,7 +410,7 @@ def read_frames(path: str, info: VideoInfo, planar: bool) -> tuple[dict, Generat
                 if planar:
                     yield split_planes(buf, info)
                 else:
-                    yield np.frombuffer(buf, np.uint8).reshape(info.height, info.width, 3)  # (H, W, 3)
+                    yield np.frombuffer(buf, np.uint8).reshape(info.height, info.width, bpp // 8)  # (H, W, 3 or 4)
         finally:
             gen.close()
 
@@ -445,20 +456,36 @@ def input_rate(path: str, info: VideoInfo) -> float | None:
     return info.decode_rate
 
 
-def default_codec(dst: str, info: VideoInfo, planar: bool) -> str:
+# Outputs that keep an alpha channel, with the encoder and pixel format that carry it: a GIF's transparent
+# palette entry (alpha thresholded at 128 by paletteuse), VP9's alpha in WebM, ProRes 4444 in MOV (what
+# video editors import with transparency), and RGBA PNG / TIFF frames.
+ALPHA_VIDEO = {".gif": ("gif", "pal8"), ".webm": ("libvpx-vp9", "yuva420p"), ".mov": ("prores_ks", "yuva444p10le")}
+ALPHA_FRAMES = {".png": "rgba", ".tif": "rgba", ".tiff": "rgba"}
+
+
+def keeps_alpha(dst: str) -> bool:
+    """Whether `open_writer(dst, ..., alpha=True)` writes the frames' alpha: .gif, .webm and .mov files and
+    numbered .png / .tif frames (other containers and formats are written opaque)."""
+    ext = os.path.splitext(dst)[1].lower()
+    return ext in ALPHA_FRAMES if is_frames_output(dst) else ext in ALPHA_VIDEO
+
+
+def default_codec(dst: str, info: VideoInfo, planar: bool, alpha: bool = False) -> str:
     """The encoder ``open_writer`` uses when none is given: the image encoder of a numbered-frames output
-    (png, tiff, mjpeg, bmp), "gif" for .gif, VP9 for .webm, libx265 for a 10-bit planar source, libx264
-    otherwise."""
+    (png, tiff, mjpeg, bmp), "gif" for .gif, VP9 for .webm, ProRes 4444 for a .mov with alpha, libx265 for
+    a 10-bit planar source, libx264 otherwise."""
     ext = os.path.splitext(dst)[1].lower()
     if is_frames_output(dst):
         return IMAGE_CODECS[ext][0]
+    if alpha and ext in ALPHA_VIDEO:
+        return ALPHA_VIDEO[ext][0]
     if ext in (".gif", ".webm"):
         return {".gif": "gif", ".webm": "libvpx-vp9"}[ext]
     return TEN_BIT_CODEC if planar and info.bit_depth > 8 else "libx264"
 
 
 def open_writer(dst: str, info: VideoInfo, planar: bool, fps: float, codec: str | None, quality: float,
-                encoder_options: Sequence[str] = (), start_number: int = 1) -> Generator:
+                encoder_options: Sequence[str] = (), start_number: int = 1, alpha: bool = False) -> Generator:
     """An imageio-ffmpeg writer for frames shaped like `read_frames`' output: `send(None)` starts ffmpeg,
     then `send(frame_bytes(frame))` per frame, `close()` finishes. Same pixel format and colour tags as
     the input on the planar path; yuv420p with explicit matrix / range on the rgb path.
@@ -472,16 +499,23 @@ def open_writer(dst: str, info: VideoInfo, planar: bool, fps: float, codec: str 
         encoder_options: extra ffmpeg output options.
         start_number: the first file's number when `dst` is an image sequence (`sequences.is_frames_output`:
             rgb frames written as they are in the format of its extension, `sequences.IMAGE_CODECS`).
+        alpha: the frames are (H, W, 4) RGBA (straight alpha); written with their alpha where `keeps_alpha`
+            (`ALPHA_VIDEO`, `ALPHA_FRAMES`; codec None picks the encoder that carries it), else opaque.
 
     The file has the video alone; `carry_streams` adds the source's sound, subtitles and chapters.
     """
     if is_frames_output(dst):
-        return _sequence_writer(dst, info, planar, fps, codec, encoder_options, start_number)
+        return _sequence_writer(dst, info, planar, fps, codec, encoder_options, start_number, alpha)
     pad = not planar and (info.width % 2 or info.height % 2)
     pix_in, pix_out, in_opts, out_opts = encode_options(info, planar, bool(pad))
     ext = os.path.splitext(dst)[1].lower()
+    if alpha:  # rgba in; out in the container's alpha format (ffmpeg drops the alpha where it has none)
+        pix_in = "rgba"
+        if ext in ALPHA_VIDEO and (codec is None or codec == ALPHA_VIDEO[ext][0]):
+            pix_out = ALPHA_VIDEO[ext][1]
+            out_opts = [o.replace("format=yuv420p", f"format={pix_out}") for o in out_opts]
     if codec is None:  # a default the container and the source's bit depth can take
-        codec = default_codec(dst, info, planar)
+        codec = default_codec(dst, info, planar, alpha)
         level = 1 - quality / 10.0  # imageio's libx264 mapping (crf = level * 51), rescaled to each encoder's range
         crf = lambda top: str(int(level * top))  # noqa: E731
         if codec == "gif":  # one palette for the clip (ffmpeg's fixed default palette bands), no sound
@@ -490,6 +524,9 @@ def open_writer(dst: str, info: VideoInfo, planar: bool, fps: float, codec: str 
         elif codec == "libvpx-vp9":  # WebM takes VP8 / VP9 / AV1 video only
             quality = None
             out_opts = [*out_opts, "-crf", crf(63), "-b:v", "0", "-row-mt", "1", "-deadline", "good", "-cpu-used", "4"]
+        elif codec == "prores_ks":  # 4444: the ProRes profile with alpha
+            quality = None
+            out_opts = [*out_opts, "-profile:v", "4444"]
         elif codec == TEN_BIT_CODEC:  # keep the 10 bits in a format players take
             quality = None  # (imageio would pass -qscale:v, which libx265 ignores)
             out_opts = [*out_opts, "-crf", crf(51)]
@@ -505,24 +542,29 @@ def open_writer(dst: str, info: VideoInfo, planar: bool, fps: float, codec: str 
     out_opts = [*out_opts, *_file_tag_options(info, ext)]
     if info.sar is not None:  # anamorphic: the output's pixels have the input's shape (display aspect kept)
         out_opts = [*out_opts, "-aspect", f"{info.width * info.sar[0]}:{info.height * info.sar[1]}"]
+    # palettegen warns "Duped color" for every repeated entry of a palette with few colours (a sticker).
+    log = "error" if codec == "gif" else "warning"
     return imageio_ffmpeg.write_frames(dst, (info.width, info.height), fps=fps, codec=codec, quality=quality,
                                        macro_block_size=1, pix_fmt_in=pix_in, pix_fmt_out=pix_out,
-                                       input_params=in_opts, output_params=out_opts + list(encoder_options))
+                                       input_params=in_opts, output_params=out_opts + list(encoder_options),
+                                       ffmpeg_log_level=log)
 
 
 def _sequence_writer(dst: str, info: VideoInfo, planar: bool, fps: float, codec: str | None,
-                     encoder_options: Sequence[str], start_number: int) -> Generator:
-    """`open_writer` for numbered image files: rgb24 frames in, the extension's image encoder out."""
+                     encoder_options: Sequence[str], start_number: int, alpha: bool = False) -> Generator:
+    """`open_writer` for numbered image files: rgb24 (or rgba) frames in, the extension's image encoder out."""
     if planar:
         raise ValueError("an image sequence is written from rgb frames (planar=False)")
     codec = codec or default_codec(dst, info, planar)
-    pix_out = IMAGE_CODECS[os.path.splitext(dst)[1].lower()][1]
+    ext = os.path.splitext(dst)[1].lower()
+    pix_out = ALPHA_FRAMES[ext] if alpha and ext in ALPHA_FRAMES else IMAGE_CODECS[ext][1]
     # Image files store no rotation: a rotated source's frames are turned by ffmpeg on the way in.
     in_opts = ["-display_rotation", f"{info.rotation:g}"] if info.rotation else []
     jpeg = ["-q:v", "2", "-color_range", "pc"]  # full-range YCbCr, as JPEG files are
     out_opts = ["-start_number", str(start_number), *(jpeg if codec == "mjpeg" else [])]
     return imageio_ffmpeg.write_frames(dst, (info.width, info.height), fps=fps, codec=codec, quality=None,
-                                       macro_block_size=1, pix_fmt_in="rgb24", pix_fmt_out=pix_out,
+                                       macro_block_size=1, pix_fmt_in="rgba" if alpha else "rgb24",
+                                       pix_fmt_out=pix_out,
                                        input_params=in_opts, output_params=out_opts + list(encoder_options))
 
 

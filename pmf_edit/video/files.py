@@ -25,8 +25,8 @@ from pmf_edit.video.interpolate import InterpolationConfig, PairInterpolator
 from pmf_edit.video.sequences import (IMAGE_CODECS, check_apart, discard, is_frames_output, is_sequence,
                                       is_sequence_input, publish, sequence_frames, sequence_input_options, stage,
                                       staging_pattern)
-from pmf_edit.video.ffmpeg_io import (VideoInfo, carry_streams, default_codec, frame_bytes, input_rate, open_writer,
-                                      probe_text, probe_video, read_frames, yuv_to_rgb)
+from pmf_edit.video.ffmpeg_io import (VideoInfo, carry_streams, default_codec, frame_bytes, input_rate, keeps_alpha,
+                                      open_writer, probe_text, probe_video, read_frames, yuv_to_rgb)
 
 # What a folder run picks up: the common containers, camcorder AVCHD streams, old phones' 3GP and animated
 # GIFs (taken at their own frame timing). Not ".ts": in a mixed folder that is more often TypeScript.
@@ -80,8 +80,11 @@ def _check_src(path: str, input_fps: float | None = None) -> VideoInfo:
 
 
 def _thumb(frame, info: VideoInfo) -> np.ndarray:
-    """(36, 64, 3) uint8 RGB thumbnail of a frame (an RGB array or a (Y, UV) plane pair) for cut detection."""
+    """(36, 64, 3) uint8 RGB thumbnail of a frame (an RGB(A) array or a (Y, UV) plane pair) for cut detection
+    (an RGBA frame over black: the colour of a transparent pixel is not part of the picture)."""
     if not isinstance(frame, tuple):
+        if frame.shape[-1] == 4:
+            frame = cv2.cvtColor(cv2.cvtColor(frame, cv2.COLOR_RGBA2mRGBA), cv2.COLOR_RGBA2RGB)
         return cv2.resize(frame, (64, 36), interpolation=cv2.INTER_AREA)
     y, uv = (cv2.resize(p, (64, 36), interpolation=cv2.INTER_AREA).reshape(36, 64, -1) for p in frame)
     yuv = np.concatenate([y, uv], axis=-1)
@@ -111,7 +114,24 @@ def _pair_flows(prev, cur, plan: list, cfg: InterpolationConfig) -> PairInterpol
         return None
     if isinstance(prev, tuple):  # luma at full size, chroma at its own (uint8 or, 10-bit, float32 in and out)
         return PairInterpolator(prev[0], cur[0], cfg, chroma0=prev[1], chroma1=cur[1])
+    if prev.shape[-1] == 4:  # RGBA: warped and blended premultiplied, so a transparent pixel's colour never leaks
+        return PairInterpolator(premultiply(prev), premultiply(cur), cfg)
     return PairInterpolator(prev, cur, cfg)
+
+
+def premultiply(rgba: np.ndarray) -> np.ndarray:
+    """(H, W, 4) uint8 RGBA (straight alpha) -> float32 in [0, 1] with the colour multiplied by the alpha."""
+    x = rgba.astype(np.float32) * np.float32(1 / 255)
+    x[..., :3] *= x[..., 3:]
+    return x
+
+
+def unpremultiply(x: np.ndarray) -> np.ndarray:
+    """`premultiply`'s inverse, rounded to (H, W, 4) uint8 (colour 0 where the alpha is 0)."""
+    a = x[..., 3:]
+    rgb = np.divide(x[..., :3], a, out=np.zeros_like(x[..., :3]), where=a > 1e-6)
+    out = np.concatenate([rgb, a], axis=-1)
+    return (np.clip(out, 0.0, 1.0) * np.float32(255) + np.float32(0.5)).astype(np.uint8)
 
 
 def _resolved(x):
@@ -133,7 +153,8 @@ def _render_pair(pair, plan: list, before=None, after=None) -> list:
         if not isinstance(t, float):
             out.append(t)
         else:
-            out.append(pair.render_planes(t) if pair.planes[1:] else pair.render(t))
+            img = pair.render_planes(t) if pair.planes[1:] else pair.render(t)
+            out.append(unpremultiply(img) if not isinstance(img, tuple) and img.shape[-1] == 4 else img)
     return out
 
 
@@ -276,10 +297,15 @@ def interpolate_video(
     # Planar YUV sources are read and written in their own pixel format (no colour conversion at all);
     # the learned refinement needs RGB, as do other formats (`pmf_edit.video.ffmpeg_io`).
     planar = planar and info.subsampling is not None and not (cfg.refine or cfg.generative or frames_out)
-    _warn_what_is_lost(info, planar, src)
+    # A used alpha channel (a sticker GIF, RGBA frames) is interpolated with the colour where the output can
+    # hold it (ffmpeg_io.keeps_alpha) and the method is the flow warp (the learned corrections take RGB).
+    alpha = (_ALPHA.match(info.pix_fmt) is not None and keeps_alpha(dst) and not (cfg.refine or cfg.generative)
+             and _transparent(src, info))
+    planar = planar and not alpha
+    _warn_what_is_lost(info, planar, src, alpha)
     partial = _Partial(dst)  # checks and makes the output folder before any ffmpeg process starts
     tmp = partial.path
-    meta, frames = read_frames(src, info, planar)
+    meta, frames = read_frames(src, info, planar, alpha)
     clock, gif_out = input_rate(src, info), dst.lower().endswith(".gif")
     fps_in, fps_out, step = _output_clock(meta, factor, fps, slowmo, clock)
     if gif_out and fps_out > GIF_MAX_FPS + 1e-6 and not slowmo:
@@ -291,8 +317,10 @@ def interpolate_video(
         fps_in, fps_out, step = _output_clock(meta, factor, GIF_MAX_FPS, slowmo, clock)
     audio = keep_audio and not slowmo and info.has_audio and not (gif_out or frames_out)  # GIF has no sound
     first = sequence_frames(src)[0][0] if is_sequence_input(src) else 1
-    out = _Output(open_writer(tmp, info, planar, fps_out, codec, quality, encoder_options, start_number=first),
-                  f"{src} -> {dst} (codec {codec or default_codec(dst, info, planar)!r}, encoder options {list(encoder_options)})")
+    out = _Output(open_writer(tmp, info, planar, fps_out, codec, quality, encoder_options, start_number=first,
+                              alpha=alpha),
+                  f"{src} -> {dst} (codec {codec or default_codec(dst, info, planar, alpha)!r}, encoder options "
+                  f"{list(encoder_options)})")
     pipeline = _PairPipeline(cfg, workers)  # flows and renders of the source pairs, in order
     cuts = _CutDetector(scene_threshold, info)
     bar = None
@@ -328,8 +356,9 @@ def interpolate_video(
 
 
 class DetailLostWarning(UserWarning):
-    """The input has something the interpolation does not carry: an alpha channel, more than 8 bits per
-    sample on the rgb path (16-bit PNG frames, 12-bit or RGB 10-bit video)."""
+    """The input has something the interpolation does not carry: an alpha channel into an output that
+    cannot hold it (or through the learned presets), more than 8 bits per sample on the rgb path (16-bit
+    PNG frames, 12-bit or RGB 10-bit video)."""
 
 
 # Pixel formats with an alpha channel; and the deep formats the 8-bit rgb path reduces (the 10-bit planar
@@ -338,11 +367,13 @@ _ALPHA = re.compile(r"^(rgba|bgra|argb|abgr|ya|yuva|gbrap)")
 _DEEP = re.compile(r"(48|64|16|p10|p12|p14|p16)(le|be)$")
 
 
-def _warn_what_is_lost(info: VideoInfo, planar: bool, src: str) -> None:
-    """Say (once, before the work) what of the source's pixels the output will not have."""
+def _warn_what_is_lost(info: VideoInfo, planar: bool, src: str, alpha: bool = False) -> None:
+    """Say (once, before the work) what of the source's pixels the output will not have (`alpha`: the
+    output keeps the source's alpha)."""
     lost = []
-    if _ALPHA.match(info.pix_fmt) and _transparent(src, info):
-        lost.append("the alpha channel (the output is opaque)")
+    if not alpha and _ALPHA.match(info.pix_fmt) and _transparent(src, info):
+        lost.append("the alpha channel (the output is opaque: .gif, .webm, .mov and numbered .png / .tif "
+                    "frames keep it with the flow presets)")
     if _DEEP.search(info.pix_fmt) and not (planar and info.bit_depth > 8):
         lost.append(f"the bit depth ({info.pix_fmt} is read at 8 bits)")
     if lost:

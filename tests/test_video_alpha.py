@@ -1,0 +1,109 @@
+"""Transparent videos (a sticker GIF, RGBA frames, a WebM or ProRes 4444 with alpha) keep their alpha through
+`interpolate_video` where the output can hold it, interpolated premultiplied; elsewhere they are written opaque
+with a warning that says which outputs would keep it."""
+from __future__ import annotations
+
+import subprocess
+import warnings
+from pathlib import Path
+
+import imageio_ffmpeg
+import numpy as np
+import pytest
+from PIL import Image, ImageSequence
+
+from pmf_edit import interpolate_video
+from pmf_edit.video.ffmpeg_io import keeps_alpha, probe_video
+from pmf_edit.video.files import DetailLostWarning, premultiply, unpremultiply
+
+FFMPEG = imageio_ffmpeg.get_ffmpeg_exe()
+RED = (220, 30, 30)
+H, W = 48, 64
+
+
+def _disc(k: int) -> np.ndarray:
+    """Frame k of the sticker: an opaque red disc of radius 9 at x = 12 + 8 k on a transparent background."""
+    a = np.zeros((H, W, 4), np.uint8)
+    yy, xx = np.mgrid[:H, :W]
+    a[(xx - (12 + 8 * k)) ** 2 + (yy - 24) ** 2 < 81] = (*RED, 255)
+    return a
+
+
+@pytest.fixture(scope="module")
+def sticker(tmp_path_factory) -> Path:
+    d = tmp_path_factory.mktemp("sticker")
+    frames = [Image.fromarray(_disc(k), "RGBA") for k in range(5)]
+    frames[0].save(d / "sticker.gif", save_all=True, append_images=frames[1:], duration=100, loop=0, disposal=2)
+    return d / "sticker.gif"
+
+
+def _rgba(path: Path, decoder: tuple[str, ...] = ()) -> np.ndarray:
+    """(N, H, W, 4) uint8 frames of a video decoded with its alpha."""
+    raw = subprocess.run([FFMPEG, "-v", "error", *decoder, "-i", str(path), "-f", "rawvideo", "-pix_fmt", "rgba", "-"],
+                         capture_output=True, check=True).stdout
+    return np.frombuffer(raw, np.uint8).reshape(-1, H, W, 4)
+
+
+def _check_middle(frames: np.ndarray) -> None:
+    """The in-between frame of source frames 0 and 1: the disc halfway (x = 16), the rest transparent, and
+    no dark fringe (premultiplied blending: the transparent pixels' colour never leaks in)."""
+    mid = frames[1]
+    opaque = mid[..., 3] > 127
+    ys, xs = np.nonzero(opaque)
+    assert abs(xs.mean() - 16) < 0.6 and abs(ys.mean() - 24) < 0.6
+    assert abs(int(opaque.sum()) - int((_disc(0)[..., 3] > 0).sum())) <= 12
+    assert (mid[..., 3] < 10).mean() > 0.85
+    assert np.abs(mid[opaque][:, :3].astype(int) - RED).mean() < 6
+
+
+def test_a_sticker_gif_stays_transparent(sticker: Path, tmp_path: Path) -> None:
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", DetailLostWarning)
+        res = interpolate_video(sticker, tmp_path / "2x.gif", progress=False, workers=1)
+    assert (res.frames_in, res.frames_out) == (5, 9)
+    frames = np.stack([np.array(f.convert("RGBA")) for f in ImageSequence.Iterator(Image.open(tmp_path / "2x.gif"))])
+    assert len(frames) == 9  # a source frame: as it was (the GIF palette keeps this red exactly)
+    src = _disc(0)
+    assert np.array_equal(frames[0][..., 3], src[..., 3])
+    assert np.array_equal(frames[0][src[..., 3] > 0], src[src[..., 3] > 0])
+    _check_middle(frames)
+
+
+@pytest.mark.parametrize("ext,decoder", [(".webm", ("-c:v", "libvpx-vp9")), (".mov", ())])
+def test_webm_and_prores_keep_the_alpha_and_a_webm_is_read_with_it(sticker: Path, tmp_path: Path, ext, decoder):
+    out = tmp_path / f"2x{ext}"
+    interpolate_video(sticker, out, progress=False, workers=1)
+    _check_middle(_rgba(out, decoder))
+    if ext == ".webm":  # ffmpeg's own VP9 decoder drops WebM alpha; the probe switches to libvpx's
+        info = probe_video(str(out))
+        assert info.pix_fmt == "yuva420p" and info.input_options == ("-c:v", "libvpx-vp9")
+        again = tmp_path / "again.gif"
+        interpolate_video(out, again, progress=False, workers=1)
+        frames = np.stack([np.array(f.convert("RGBA")) for f in ImageSequence.Iterator(Image.open(again))])
+        assert (frames[2][..., 3] < 10).mean() > 0.85  # still transparent around the disc
+
+
+def test_rgba_frames_in_and_out(tmp_path: Path) -> None:
+    (tmp_path / "in").mkdir()
+    for k in range(3):
+        Image.fromarray(_disc(k), "RGBA").save(tmp_path / "in" / f"f_{k}.png")
+    interpolate_video(str(tmp_path / "in" / "f_%d.png"), str(tmp_path / "out_%02d.png"), progress=False, workers=1)
+    frames = [Image.open(tmp_path / f"out_{k:02d}.png") for k in range(5)]  # numbered from the input's first
+    assert all(f.mode == "RGBA" for f in frames)
+    _check_middle(np.stack([np.array(f) for f in frames]))
+
+
+def test_an_mp4_is_opaque_and_says_where_the_alpha_would_stay(sticker: Path, tmp_path: Path) -> None:
+    with pytest.warns(DetailLostWarning, match=r"the alpha channel \(the output is opaque: \.gif, \.webm, \.mov"):
+        interpolate_video(sticker, tmp_path / "2x.mp4", progress=False, workers=1)
+    assert keeps_alpha("a.gif") and keeps_alpha("a.webm") and keeps_alpha("f_%03d.png")
+    assert not (keeps_alpha("a.mp4") or keeps_alpha("f_%03d.jpg") or keeps_alpha("a.mkv"))
+
+
+def test_premultiplied_round_trip_is_exact_where_visible() -> None:
+    rgba = np.random.default_rng(0).integers(0, 256, (32, 32, 4), dtype=np.uint8)
+    rgba[:4, :, 3] = 0
+    back = unpremultiply(premultiply(rgba))
+    visible = rgba[..., 3] > 0
+    assert np.array_equal(back[visible], rgba[visible])
+    assert not back[~visible].any()  # a fully transparent pixel has no colour
