@@ -39,10 +39,10 @@ import torch
 from core import checks
 from core.model import PixelMeanFlow, PMFConfig
 from pmf_edit import velocity as vf
-from pmf_edit.editing.gate import DEFAULT_GATE, ChangeGate, gate_change
 from pmf_edit.boundary import (Labels, check_guidance, check_images, check_labels, check_steps, check_strength,
                                forward_noise, resolve_guidance, sample_noise, state_like, to_images, to_model,
                                with_precision)
+from pmf_edit.editing.gate import DEFAULT_GATE, ChangeGate, gate_change
 from pmf_edit.images import (SIZE_MODES, TILE_CHUNK, SizeMode, SizePlan, check_image_size, chunk_progress,
                              input_chunks, mask_to_network, plan_size, repeat_per_tile, through_network, to_network)
 from pmf_edit.velocity import DEFAULT_INTERVALS, DEFAULT_ITERATIONS, DEFAULT_REFINEMENTS, HYBRID_SWITCH

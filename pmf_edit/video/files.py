@@ -299,10 +299,10 @@ def interpolate_video(
     planar = planar and info.subsampling is not None and not (cfg.refine or cfg.generative or frames_out)
     # A used alpha channel (a sticker GIF, RGBA frames) is interpolated with the colour where the output can
     # hold it (ffmpeg_io.keeps_alpha) and the method is the flow warp (the learned corrections take RGB).
-    alpha = (_ALPHA.match(info.pix_fmt) is not None and keeps_alpha(dst) and not (cfg.refine or cfg.generative)
-             and _transparent(src, info))
+    used_alpha = _ALPHA.match(info.pix_fmt) is not None and _transparent(src, info)
+    alpha = used_alpha and keeps_alpha(dst) and not (cfg.refine or cfg.generative)
     planar = planar and not alpha
-    _warn_what_is_lost(info, planar, src, alpha)
+    _warn_what_is_lost(info, planar, src, alpha_lost=used_alpha and not alpha)
     partial = _Partial(dst)  # checks and makes the output folder before any ffmpeg process starts
     tmp = partial.path
     meta, frames = read_frames(src, info, planar, alpha)
@@ -367,11 +367,11 @@ _ALPHA = re.compile(r"^(rgba|bgra|argb|abgr|ya|yuva|gbrap)")
 _DEEP = re.compile(r"(48|64|16|p10|p12|p14|p16)(le|be)$")
 
 
-def _warn_what_is_lost(info: VideoInfo, planar: bool, src: str, alpha: bool = False) -> None:
-    """Say (once, before the work) what of the source's pixels the output will not have (`alpha`: the
-    output keeps the source's alpha)."""
+def _warn_what_is_lost(info: VideoInfo, planar: bool, src: str, alpha_lost: bool) -> None:
+    """Say (once, before the work) what of the source's pixels the output will not have (`alpha_lost`: the
+    source's alpha is used and the output will be opaque)."""
     lost = []
-    if not alpha and _ALPHA.match(info.pix_fmt) and _transparent(src, info):
+    if alpha_lost:
         lost.append("the alpha channel (the output is opaque: .gif, .webm, .mov and numbered .png / .tif "
                     "frames keep it with the flow presets)")
     if _DEEP.search(info.pix_fmt) and not (planar and info.bit_depth > 8):
