@@ -42,6 +42,10 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     r.add_argument("--batch-size", type=int, default=16, help="items per editor call")
     r.add_argument("--format", choices=("png", "npy"), default="png", help="png: 8-bit; npy: float32, lossless")
     r.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N (our editors)")
+    r.add_argument("--change-gate", type=float, default=None, metavar="T",
+                   help="the same change gate on every editor's output, ours and any other (0 < T <= 1; our "
+                   "editors' default is 0.6); 0: no editor gated, ours plain; default: each editor as its "
+                   "library has it (ours gated, others not)")
     r.set_defaults(func=run_run)
 
     s = halves.add_parser("score", help="score a folder of outputs (any editor's) against the manifest")
@@ -78,18 +82,18 @@ def _floats(spec: str, name: str) -> list[float]:
 
 def run_run(args: argparse.Namespace) -> int:
     from pmf_edit.bench.curves import strength_dirname
-    from pmf_edit.bench.editors import default_strength, make_editor
+    from pmf_edit.bench.editors import default_strength, make_editor_gated
     from pmf_edit.bench.run import run_editor, write_outputs
 
     if args.strength is not None and args.strengths is not None:
         raise ValueError("give --strength or --strengths, not both")
     m = _manifest(args)
-    editor = make_editor(args.editor, model=args.model, guidance_scale=args.guidance_scale, fm_steps=args.fm_steps,
-                         device=args.device)
+    editor = make_editor_gated(args.editor, args.change_gate, model=args.model, guidance_scale=args.guidance_scale,
+                               fm_steps=args.fm_steps, device=args.device)
     sweep = args.strengths is not None
     for s in _floats(args.strengths, "--strengths") if sweep else [args.strength]:
         res = run_editor(m, editor, strength=s, batch_size=args.batch_size, name=args.editor)
-        res.meta.update(model=args.model, guidance_scale=args.guidance_scale,
+        res.meta.update(model=args.model, guidance_scale=args.guidance_scale, change_gate=args.change_gate,
                         strength_used=s if s is not None else default_strength(args.editor),
                         fm_steps=args.fm_steps if args.editor.startswith("fm_") else None)
         out = write_outputs(Path(args.out) / strength_dirname(s) if sweep else Path(args.out), m, res, fmt=args.format)

@@ -24,7 +24,7 @@ from pathlib import Path
 import torch
 
 from pmf_edit.bench.curves import choose_strength, markdown_table, plot_curves
-from pmf_edit.bench.editors import default_strength, make_editor
+from pmf_edit.bench.editors import default_strength, make_editor_gated
 from pmf_edit.bench.manifest import bundled_manifest, load_manifest
 from pmf_edit.bench.run import run_editor
 from pmf_edit.bench.score import Scorer
@@ -71,6 +71,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--fm-tune-items", type=int, default=20, help="tuning items the FM editors' defaults use")
     p.add_argument("--min-accuracy", type=float, default=0.9, help="the default rule's target accuracy")
     p.add_argument("--skip-fm", action="store_true", help="our editors only")
+    p.add_argument("--change-gate", type=float, default=None, metavar="T",
+                   help="the same change gate on every editor's output, FM editors included (0 < T <= 1); 0: no "
+                   "editor gated; default: as the libraries have it (ours gated at 0.6, FM not)")
     p.add_argument("--threads", type=int, default=1, help="torch CPU threads")
     p.add_argument("--out", default=None, help="JSON report")
     p.add_argument("--plot", default=None, help="PNG of the held-out curves")
@@ -82,7 +85,8 @@ def main(argv: list[str] | None = None) -> int:
     fm_rep_m = _every(rep_m, args.fm_items)
     fm_tune_m = _every(tune_m, args.fm_tune_items)
     t_start, c_start = time.perf_counter(), time.process_time()
-    editors = {n: make_editor(n, fm_steps=args.fm_steps) for n in PMF_EDITORS + (() if args.skip_fm else FM_EDITORS)}
+    editors = {n: make_editor_gated(n, args.change_gate, fm_steps=args.fm_steps)
+               for n in PMF_EDITORS + (() if args.skip_fm else FM_EDITORS)}
     fm_grid = {"fm_sdedit": _floats(args.fm_strengths), "fm_flowedit": _floats(args.fm_strengths),
                "fm_ode_edit": _floats(args.fm_ode_strengths)}
 
@@ -125,7 +129,8 @@ def main(argv: list[str] | None = None) -> int:
     report = {
         "bench": "bench_edit_curves", "tune_manifest": tune_m.name, "report_manifest": rep_m.name,
         "report_items": len(rep_m.items), "fm_report_items": len(fm_rep_m.items), "fm_steps": args.fm_steps,
-        "min_accuracy": args.min_accuracy, "threads": args.threads, "defaults_chosen": defaults,
+        "min_accuracy": args.min_accuracy, "threads": args.threads, "change_gate": args.change_gate,
+        "defaults_chosen": defaults,
         "tuning": tuning, "heldout": curves, "heldout_fm_subset": curves_subset,
         "wall_s": round(time.perf_counter() - t_start, 1), "cpu_s": round(time.process_time() - c_start, 1),
     }

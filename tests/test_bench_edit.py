@@ -289,3 +289,56 @@ def test_bundled_flow_edit_default_changes_the_class():
     summary = Scorer(m, metrics=("accuracy", "pixels")).score(res.images, res.records)["summary"]
     assert summary["target_accuracy"] >= 0.7 and summary["nfe"] == 8
     assert 0.3 < summary["ssim"] < 0.9  # changed, yet not regenerated from scratch
+
+
+# ------------------------------------------------------------------------------------------------
+# The change gate on any editor (like for like with ours)
+
+
+def speckle_editor(batch: EditBatch):
+    """Draws a bright 6x6 square (the edit) and adds faint speckle everywhere (what a regeneration moves
+    by accident)."""
+    g = torch.Generator().manual_seed(0)
+    out = (batch.images + 0.03 * torch.rand(batch.images.shape, generator=g)).clamp(0, 1)
+    out[..., 2:8, 2:8] = 1.0
+    return out
+
+
+def test_gated_gives_any_editor_our_gate_and_the_cli_flag(toy_manifest, tmp_path, capsys):
+    from pmf_edit.bench.editors import gated, make_editor_gated
+    from pmf_edit.editing import DEFAULT_GATE, gate_change
+
+    m = load_manifest(toy_manifest)
+    plain = run_editor(m, speckle_editor)
+    gated_res = run_editor(m, gated(speckle_editor, DEFAULT_GATE))
+    src = load_images(m)
+    for x, p, q in zip(src, plain.images, gated_res.images):
+        torch.testing.assert_close(q, gate_change(p[None], x[None], DEFAULT_GATE)[0])
+        far = (slice(None), slice(12, 16), slice(12, 16))  # speckle far from the square: mostly undone
+        assert (q[far] - x[far]).abs().mean() < 0.3 * (p[far] - x[far]).abs().mean()
+    # Another output size: the source is resized to it for the gate.
+    big = gated(lambda b: torch.nn.functional.interpolate(speckle_editor(b), scale_factor=2), DEFAULT_GATE)
+    assert run_editor(m, big).images[0].shape == (1, 32, 32)
+    # One rule for every editor: T gates the user's editor, 0 leaves it as it is.
+    assert torch.equal(run_editor(m, make_editor_gated("tests.test_bench_edit:speckle_editor", 0)).images[0],
+                       plain.images[0])
+    torch.testing.assert_close(run_editor(m, make_editor_gated("tests.test_bench_edit:speckle_editor", 0.6)).images[1],
+                               gated_res.images[1])
+    out = tmp_path / "g"
+    assert main(["bench-edit", "run", "--manifest", str(toy_manifest), "--editor",
+                 "tests.test_bench_edit:speckle_editor", "--change-gate", "0.6", "--format", "npy",
+                 "--out", str(out)]) == 0
+    torch.testing.assert_close(torch.from_numpy(np.load(out / "im0.npy")), gated_res.images[0])
+    assert json.loads((out / "run.json").read_text())["change_gate"] == 0.6
+
+
+def test_our_editors_gate_once_under_one_rule(tiny_models, digits4):
+    from pmf_edit.bench.editors import make_editor_gated
+
+    model = str(tiny_models / "pmf")
+    library = run_editor(digits4, make_editor("sdedit", model=model), strength=0.7).images
+    all_gated = run_editor(digits4, make_editor_gated("sdedit", 0.6, model=model), strength=0.7).images
+    plain = run_editor(digits4, make_editor_gated("sdedit", 0, model=model), strength=0.7).images
+    for a, b, c in zip(library, all_gated, plain):
+        torch.testing.assert_close(a, b, atol=1e-6, rtol=0)  # at the model's size: the same gate, applied once
+        assert not torch.equal(a, c)

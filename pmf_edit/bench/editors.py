@@ -28,8 +28,10 @@ from typing import Callable, Union
 import torch
 
 from pmf_edit.bench.manifest import EditItem
+from pmf_edit.editing.gate import DEFAULT_GATE, ChangeGate, gate_change
 
-__all__ = ["EditBatch", "EditorOutput", "Editor", "EDITORS", "make_editor", "load_callable", "default_strength"]
+__all__ = ["EditBatch", "EditorOutput", "Editor", "EDITORS", "make_editor", "load_callable", "default_strength",
+           "gated", "make_editor_gated"]
 
 
 @dataclass(frozen=True)
@@ -52,6 +54,48 @@ class EditorOutput:
 
 
 Editor = Callable[[EditBatch], Union[torch.Tensor, tuple, EditorOutput]]
+
+
+def _as_output(raw: object, n: int) -> EditorOutput:
+    if isinstance(raw, EditorOutput):
+        out = raw
+    elif isinstance(raw, torch.Tensor):
+        out = EditorOutput(raw)
+    elif isinstance(raw, tuple) and len(raw) == 2 and isinstance(raw[0], torch.Tensor):
+        out = EditorOutput(raw[0], raw[1])
+    elif hasattr(raw, "images") and isinstance(raw.images, torch.Tensor):  # e.g. pmf_edit.EditResult
+        out = EditorOutput(raw.images, getattr(raw, "nfe", None))
+    else:
+        raise ValueError(f"an editor must return a tensor, (tensor, nfe) or an object with .images; got "
+                         f"{type(raw).__name__}")
+    x = out.images
+    if x.ndim != 4 or x.shape[0] != n or x.shape[1] not in (1, 3) or not x.is_floating_point():
+        raise ValueError(f"editor returned images {x.dtype} {tuple(x.shape)}; expected float (B={n}, 1|3, H, W) in [0, 1]")
+    lo, hi = float(x.min()), float(x.max())
+    if not (-1e-3 <= lo and hi <= 1 + 1e-3):  # also catches NaN
+        raise ValueError(f"editor returned values in [{lo:.4g}, {hi:.4g}]; images must lie in [0, 1]")
+    nfe = None if out.nfe is None else int(out.nfe)
+    return EditorOutput(x.detach().float().cpu().clamp(0, 1), nfe)
+
+
+def gated(editor: Editor, gate: ChangeGate) -> Editor:
+    """``editor`` with the change gate (``pmf_edit.editing.gate``) applied to its outputs, each against its
+    input (resized to the output's size when the editor returns another size): any editor, a diffusion
+    pipeline's too, gets what our editors apply to theirs, so the two compare like for like (ours then
+    built with ``make_editor(..., change_gate=None)``, so the gate runs once).
+
+    Example:
+        >>> editor = gated(make_editor("fm_flowedit"), DEFAULT_GATE)
+    """
+    def run(batch: EditBatch) -> EditorOutput:
+        out = _as_output(editor(batch), len(batch.items))
+        src = batch.images
+        if src.shape[-2:] != out.images.shape[-2:]:
+            src = torch.nn.functional.interpolate(src, size=out.images.shape[-2:], mode="bilinear",
+                                                  antialias=True, align_corners=False).clamp(0, 1)
+        return EditorOutput(gate_change(out.images, src.expand_as(out.images), gate), out.nfe)
+
+    return run
 
 
 def load_callable(spec: str) -> Callable:
@@ -105,7 +149,8 @@ def _per_item(fn: Callable[..., object], batch: EditBatch, **kw) -> EditorOutput
     return EditorOutput(torch.cat(outs), nfe)
 
 
-def _pmf_editor(kind: str, model: str | None, guidance_scale: float | None, device: str) -> Editor:
+def _pmf_editor(kind: str, model: str | None, guidance_scale: float | None, device: str,
+                change_gate: ChangeGate | None) -> Editor:
     from core.checkpoint import bundled_model_dir
     from pmf_edit import editing
 
@@ -125,7 +170,7 @@ def _pmf_editor(kind: str, model: str | None, guidance_scale: float | None, devi
         kw["labels"] = _need(tgt, "target class", kind)
         if kind != "sdedit":
             kw["source_labels"] = src
-        return _per_item(lambda x, **k: fn(net, x, **k), batch, guidance_scale=g, **kw)
+        return _per_item(lambda x, **k: fn(net, x, **k), batch, guidance_scale=g, change_gate=change_gate, **kw)
 
     return run
 
@@ -185,6 +230,7 @@ def make_editor(
     guidance_scale: float | None = None,
     fm_steps: int = 50,
     device: str = "cpu",
+    change_gate: ChangeGate | None = DEFAULT_GATE,
 ) -> Editor:
     """An editor by name (``EDITORS``) or ``module:function``.
 
@@ -194,6 +240,8 @@ def make_editor(
         guidance_scale: guidance of the target condition; None = ``editing.EDIT_GUIDANCE``.
         fm_steps: Euler steps of the FM editors (each way).
         device: where our models run.
+        change_gate: the change gate of our ``edit`` / ``sdedit`` / ``flow_edit`` (the library's default;
+            None: their plain output). Other editors have none; ``gated`` gives any editor one.
 
     Returns:
         A callable ``EditBatch -> EditorOutput`` (a user's callable is returned as is).
@@ -203,9 +251,23 @@ def make_editor(
     if name == "identity":
         return _identity
     if name in ("flow_edit", "edit", "sdedit", "inpaint"):
-        return _pmf_editor(name, model, guidance_scale, device)
+        return _pmf_editor(name, model, guidance_scale, device, change_gate)
     if name in ("fm_sdedit", "fm_flowedit", "fm_ode_edit"):
         if int(fm_steps) != fm_steps or fm_steps < 1:
             raise ValueError(f"fm_steps must be an integer >= 1, got {fm_steps}")
         return _fm_editor(name, model, guidance_scale, device, int(fm_steps))
     raise ValueError(f"unknown editor {name!r}; use one of {EDITORS} or module:function")
+
+
+def make_editor_gated(name: str, threshold: float | None, **kwargs) -> Editor:
+    """``make_editor`` with one gate rule for every editor, what ``--change-gate T`` means on the command
+    lines: None: each editor as its library has it (ours gated, others not); 0: no editor gated (ours
+    plain); T in (0, 1]: every editor's output gated with ``ChangeGate(threshold=T)`` (``gated``).
+
+    Example:
+        >>> editor = make_editor_gated("fm_flowedit", 0.6)   # the FM baseline with our editors' gate
+    """
+    if threshold is None:
+        return make_editor(name, **kwargs)
+    editor = make_editor(name, change_gate=None, **kwargs)
+    return editor if threshold == 0 else gated(editor, ChangeGate(threshold=threshold))

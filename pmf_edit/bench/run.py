@@ -27,7 +27,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from pmf_edit.bench.editors import EditBatch, Editor, EditorOutput
+from pmf_edit.bench.editors import EditBatch, Editor, _as_output
 from pmf_edit.bench.manifest import Manifest, load_images, load_masks
 
 __all__ = ["RunResult", "run_editor", "write_outputs", "quantize_u8", "RUN_FILE"]
@@ -42,28 +42,6 @@ class RunResult:
     images: list[torch.Tensor]  # per item (C, H', W') float32 in [0, 1]
     records: dict[str, dict] = field(default_factory=dict)  # id -> {"nfe", "wall_s", "cpu_s"}
     meta: dict = field(default_factory=dict)  # editor name, strength, settings
-
-
-def _as_output(raw: object, n: int) -> EditorOutput:
-    if isinstance(raw, EditorOutput):
-        out = raw
-    elif isinstance(raw, torch.Tensor):
-        out = EditorOutput(raw)
-    elif isinstance(raw, tuple) and len(raw) == 2 and isinstance(raw[0], torch.Tensor):
-        out = EditorOutput(raw[0], raw[1])
-    elif hasattr(raw, "images") and isinstance(raw.images, torch.Tensor):  # e.g. pmf_edit.EditResult
-        out = EditorOutput(raw.images, getattr(raw, "nfe", None))
-    else:
-        raise ValueError(f"an editor must return a tensor, (tensor, nfe) or an object with .images; got "
-                         f"{type(raw).__name__}")
-    x = out.images
-    if x.ndim != 4 or x.shape[0] != n or x.shape[1] not in (1, 3) or not x.is_floating_point():
-        raise ValueError(f"editor returned images {x.dtype} {tuple(x.shape)}; expected float (B={n}, 1|3, H, W) in [0, 1]")
-    lo, hi = float(x.min()), float(x.max())
-    if not (-1e-3 <= lo and hi <= 1 + 1e-3):  # also catches NaN
-        raise ValueError(f"editor returned values in [{lo:.4g}, {hi:.4g}]; images must lie in [0, 1]")
-    nfe = None if out.nfe is None else int(out.nfe)
-    return EditorOutput(x.detach().float().cpu().clamp(0, 1), nfe)
 
 
 def run_editor(
