@@ -6,6 +6,10 @@ import os
 import shlex
 import sys
 from dataclasses import replace
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    import torch
 
 
 def _config(args: argparse.Namespace):
@@ -38,13 +42,22 @@ def _add_method_flags(p: argparse.ArgumentParser) -> None:
 
 def _read_image(path: str):
     """An image file -> ``core.images.ImageFile`` whose pixels are float32 (C, H, W) in [0, 1] (C = 1 or 3),
-    read as a viewer shows it (EXIF orientation, HEIC, CMYK, palettes, 16 bit; alpha not interpolated)."""
+    read as a viewer shows it (EXIF orientation, HEIC, CMYK, palettes, 16 bit; its alpha (1, 1, H, W) or None)."""
     from dataclasses import replace
 
     from core.images import open_image
 
     img = open_image(path)
-    return replace(img, pixels=img.pixels[0], alpha=None)
+    return replace(img, pixels=img.pixels[0])
+
+
+def _with_alpha(img) -> torch.Tensor:
+    """(4, H, W) RGBA of an ``_read_image`` result (grey as RGB; opaque where the file has no alpha)."""
+    import torch
+
+    rgb = img.pixels.expand(3, -1, -1)
+    alpha = img.alpha[0] if img.alpha is not None else torch.ones_like(rgb[:1])
+    return torch.cat([rgb, alpha])
 
 
 def run_pair(args: argparse.Namespace) -> int:
@@ -55,7 +68,10 @@ def run_pair(args: argparse.Namespace) -> int:
 
     file0, file1 = _read_image(args.frame0), _read_image(args.frame1)
     f0, f1 = file0.pixels, file1.pixels
-    if f0.shape[0] != f1.shape[0]:  # one grey, one colour: both as colour (a grey picture is its own RGB)
+    alpha = file0.alpha is not None or file1.alpha is not None  # a sticker, a cut-out: RGBA, premultiplied
+    if alpha and f0.shape[1:] == f1.shape[1:]:
+        f0, f1 = _with_alpha(file0), _with_alpha(file1)
+    elif f0.shape[0] != f1.shape[0]:  # one grey, one colour: both as colour (a grey picture is its own RGB)
         f0, f1 = f0.expand(3, -1, -1).contiguous(), f1.expand(3, -1, -1).contiguous()
     if f0.shape != f1.shape:
         raise ValueError(f"frame sizes differ: {args.frame0} is {tuple(f0.shape)} (C, H, W), "
@@ -69,7 +85,8 @@ def run_pair(args: argparse.Namespace) -> int:
     around = {}
     for name, path in (("before", args.before), ("after", args.after)):
         if path:
-            around[name] = _read_image(path).pixels
+            img = _read_image(path)
+            around[name] = _with_alpha(img) if f0.shape[0] == 4 else img.pixels.expand(f0.shape[0], -1, -1)
             if around[name].shape != f0.shape:
                 raise ValueError(f"--{name} {path} is {tuple(around[name].shape)} (C, H, W), but the frames are "
                                  f"{tuple(f0.shape)}")
@@ -80,6 +97,8 @@ def run_pair(args: argparse.Namespace) -> int:
     like = replace(file0, bits=max(file0.bits, file1.bits))
     for i, (t, frame) in enumerate(zip(times, out)):
         path = args.output if len(times) == 1 else f"{stem}_{i:02d}{ext}"
+        if frame.shape[0] == 4:  # the interpolated alpha, on outputs whose format has one (PNG, WebP, TIFF)
+            frame, like = frame[:3], replace(like, alpha=frame[3:][None])
         write_image(path, frame, like=like)  # atomic; creates the folder like the other commands
         print(f"t={t:g} -> {path}")
     return 0

@@ -105,7 +105,7 @@ def test_batch_items_are_independent() -> None:
     [
         (torch.rand(3, 8, 8), torch.rand(3, 8, 9), 0.5, r"same shape.*\(3, 8, 8\).*\(3, 8, 9\)"),
         (torch.rand(8, 8), torch.rand(8, 8), 0.5, r"got shape \(8, 8\)"),
-        (torch.rand(2, 8, 8), torch.rand(2, 8, 8), 0.5, r"C in \{1, 3\}"),
+        (torch.rand(2, 8, 8), torch.rand(2, 8, 8), 0.5, r"C in \{1, 3, 4\} \(grey, RGB, RGBA\)"),
         (torch.randint(0, 255, (3, 8, 8)), torch.randint(0, 255, (3, 8, 8)), 0.5, "dtype torch.int64"),
         (torch.rand(3, 8, 8) * 255, torch.rand(3, 8, 8), 0.5, r"must lie in \[0, 1\], got values in"),
         (torch.rand(3, 8, 8), torch.rand(3, 8, 8), 1.5, "got 1.5"),

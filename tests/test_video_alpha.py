@@ -14,7 +14,8 @@ from PIL import Image, ImageSequence
 
 from pmf_edit import interpolate_video
 from pmf_edit.video.ffmpeg_io import keeps_alpha, probe_video
-from pmf_edit.video.files import DetailLostWarning, premultiply, unpremultiply
+from pmf_edit.video.files import DetailLostWarning, _rgba8
+from pmf_edit.video.interpolate import premultiply
 
 FFMPEG = imageio_ffmpeg.get_ffmpeg_exe()
 RED = (220, 30, 30)
@@ -103,7 +104,30 @@ def test_an_mp4_is_opaque_and_says_where_the_alpha_would_stay(sticker: Path, tmp
 def test_premultiplied_round_trip_is_exact_where_visible() -> None:
     rgba = np.random.default_rng(0).integers(0, 256, (32, 32, 4), dtype=np.uint8)
     rgba[:4, :, 3] = 0
-    back = unpremultiply(premultiply(rgba))
+    back = _rgba8(premultiply(rgba))
     visible = rgba[..., 3] > 0
     assert np.array_equal(back[visible], rgba[visible])
     assert not back[~visible].any()  # a fully transparent pixel has no colour
+
+
+def test_interpolate_frames_takes_rgba_straight_alpha() -> None:
+    import torch
+
+    from pmf_edit.video import interpolate_frames
+
+    f0, f1 = (torch.from_numpy(_disc(k)).permute(2, 0, 1).float() / 255 for k in (0, 1))  # (4, H, W)
+    mid = interpolate_frames(f0, f1, 0.5)
+    assert mid.shape == (4, H, W)
+    _check_middle(np.stack([_disc(0), (mid.permute(1, 2, 0).numpy() * 255 + 0.5).astype(np.uint8)]))
+    assert torch.equal(interpolate_frames(f0, f1, [0.0])[0], f0)
+
+
+def test_cli_pair_of_transparent_pngs_gives_a_transparent_middle(tmp_path: Path) -> None:
+    from apps.cli import main
+
+    for k in (0, 1):
+        Image.fromarray(_disc(k), "RGBA").save(tmp_path / f"f{k}.png")
+    assert main(["interpolate", str(tmp_path / "f0.png"), str(tmp_path / "f1.png"), "-o", str(tmp_path / "m.png")]) == 0
+    mid = Image.open(tmp_path / "m.png")
+    assert mid.mode == "RGBA"
+    _check_middle(np.stack([_disc(0), np.array(mid)]))

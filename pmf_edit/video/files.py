@@ -21,7 +21,7 @@ import cv2
 import numpy as np
 
 from core import checks
-from pmf_edit.video.interpolate import InterpolationConfig, PairInterpolator
+from pmf_edit.video.interpolate import InterpolationConfig, PairInterpolator, premultiply, unpremultiply
 from pmf_edit.video.sequences import (IMAGE_CODECS, check_apart, discard, is_frames_output, is_sequence,
                                       is_sequence_input, publish, sequence_frames, sequence_input_options, stage,
                                       staging_pattern)
@@ -119,19 +119,9 @@ def _pair_flows(prev, cur, plan: list, cfg: InterpolationConfig) -> PairInterpol
     return PairInterpolator(prev, cur, cfg)
 
 
-def premultiply(rgba: np.ndarray) -> np.ndarray:
-    """(H, W, 4) uint8 RGBA (straight alpha) -> float32 in [0, 1] with the colour multiplied by the alpha."""
-    x = rgba.astype(np.float32) * np.float32(1 / 255)
-    x[..., :3] *= x[..., 3:]
-    return x
-
-
-def unpremultiply(x: np.ndarray) -> np.ndarray:
-    """`premultiply`'s inverse, rounded to (H, W, 4) uint8 (colour 0 where the alpha is 0)."""
-    a = x[..., 3:]
-    rgb = np.divide(x[..., :3], a, out=np.zeros_like(x[..., :3]), where=a > 1e-6)
-    out = np.concatenate([rgb, a], axis=-1)
-    return (np.clip(out, 0.0, 1.0) * np.float32(255) + np.float32(0.5)).astype(np.uint8)
+def _rgba8(x: np.ndarray) -> np.ndarray:
+    """An interpolated premultiplied RGBA frame (float32) -> (H, W, 4) uint8 with straight alpha."""
+    return (unpremultiply(x) * np.float32(255) + np.float32(0.5)).astype(np.uint8)
 
 
 def _resolved(x):
@@ -154,7 +144,7 @@ def _render_pair(pair, plan: list, before=None, after=None) -> list:
             out.append(t)
         else:
             img = pair.render_planes(t) if pair.planes[1:] else pair.render(t)
-            out.append(unpremultiply(img) if not isinstance(img, tuple) and img.shape[-1] == 4 else img)
+            out.append(_rgba8(img) if not isinstance(img, tuple) and img.shape[-1] == 4 else img)
     return out
 
 

@@ -475,14 +475,30 @@ def _check_frames(frame0: torch.Tensor, frame1: torch.Tensor) -> None:
 
 
 def _check_frame(name: str, f: torch.Tensor) -> None:
-    """One frame argument: (C, H, W) or (B, C, H, W), C in {1, 3}, at least 2x2, float32/float64 in [0, 1]:
-    the image rule of every pmf_edit function (``boundary.check_images``), a single frame allowed."""
+    """One frame argument: (C, H, W) or (B, C, H, W), C in {1, 3, 4}, at least 2x2, float32/float64 in
+    [0, 1]: the image rule of every pmf_edit function (``boundary.check_images``), a single frame allowed."""
     shape = tuple(f.shape) if isinstance(f, torch.Tensor) else None
     if shape is not None and len(shape) == 3:
         f = f[None]  # (1, C, H, W)
     check_images(f, name, min_side=2)
-    if f.shape[1] not in (1, 3):
-        raise ValueError(f"{name} must be (B, C, H, W) or (C, H, W) with C in {{1, 3}}, got shape {shape}")
+    if f.shape[1] not in (1, 3, 4):
+        raise ValueError(f"{name} must be (B, C, H, W) or (C, H, W) with C in {{1, 3, 4}} (grey, RGB, RGBA), "
+                         f"got shape {shape}")
+
+
+def premultiply(rgba: np.ndarray) -> np.ndarray:
+    """(..., 4) RGBA with straight alpha, uint8 or float in [0, 1] -> float32 in [0, 1] with the colour
+    multiplied by the alpha: what is warped and blended, so a transparent pixel's colour never leaks."""
+    x = rgba.astype(np.float32) * np.float32(1 / 255) if rgba.dtype == np.uint8 else rgba.astype(np.float32)
+    x[..., :3] *= x[..., 3:]
+    return x
+
+
+def unpremultiply(x: np.ndarray) -> np.ndarray:
+    """`premultiply`'s inverse: float32 in [0, 1], the colour 0 where the alpha is 0."""
+    a = x[..., 3:]
+    rgb = np.divide(x[..., :3], a, out=np.zeros_like(x[..., :3]), where=a > 1e-6)
+    return np.clip(np.concatenate([rgb, a], axis=-1), 0.0, 1.0)
 
 
 def _is_scalar_time(times: object) -> bool:
@@ -514,8 +530,9 @@ def interpolate_frames(
     """Frames between `frame0` (t=0) and `frame1` (t=1), one per requested time.
 
     Args:
-        frame0: (B, C, H, W) or (C, H, W) float32 or float64 tensor in [0, 1], C = 1 (grayscale) or 3 (RGB);
-            any H, W (at least 2 pixels).
+        frame0: (B, C, H, W) or (C, H, W) float32 or float64 tensor in [0, 1], C = 1 (grayscale), 3 (RGB)
+            or 4 (RGBA, straight alpha: warped and blended premultiplied, `premultiply`); any H, W (at least 2
+            pixels).
         frame1: same shape as `frame0`.
         times: one time or several, each in [0, 1]; 0 and 1 return the inputs exactly.
         config: method settings; `InterpolationConfig()` (bidirectional DIS flow, flow splatting,
@@ -559,6 +576,9 @@ def interpolate_frames(
         return x.detach().to("cpu", torch.float32).clamp(0, 1).permute(0, 2, 3, 1).numpy()
 
     a, b, am, bp = hwc(frame0), hwc(frame1), hwc(before), hwc(after)
+    rgba = a.shape[-1] == 4
+    if rgba:
+        a, b, am, bp = (None if x is None else premultiply(x) for x in (a, b, am, bp))
     out = np.empty((len(ts),) + a.shape, np.float32)  # (T, B, H, W, C)
     for i in range(a.shape[0]):
         ai, bi = np.ascontiguousarray(a[i]), np.ascontiguousarray(b[i])
@@ -567,7 +587,7 @@ def interpolate_frames(
             pair.use_neighbours(None if am is None else PairInterpolator(np.ascontiguousarray(am[i]), ai, cfg),
                                 None if bp is None else PairInterpolator(bi, np.ascontiguousarray(bp[i]), cfg))
         for j, t in enumerate(ts):
-            out[j, i] = pair.render(t)
+            out[j, i] = unpremultiply(pair.render(t)) if rgba else pair.render(t)
     res = torch.from_numpy(out).permute(0, 1, 4, 2, 3).to(frame0.device, frame0.dtype)  # (T, B, C, H, W)
     # Endpoints come back bit-exact (no float32 round trip for float64 inputs).
     for j, t in enumerate(ts):
