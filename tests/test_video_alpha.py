@@ -131,3 +131,29 @@ def test_cli_pair_of_transparent_pngs_gives_a_transparent_middle(tmp_path: Path)
     mid = Image.open(tmp_path / "m.png")
     assert mid.mode == "RGBA"
     _check_middle(np.stack([_disc(0), np.array(mid)]))
+
+
+@pytest.mark.parametrize("ext", [".webp", ".apng"])
+def test_animated_webp_and_apng_outputs_loop_and_keep_alpha(sticker: Path, tmp_path: Path, ext) -> None:
+    """Animated WebP / APNG outputs failed ('ffmpeg wrote no output': libx264 was picked for them)."""
+    out = tmp_path / f"2x{ext}"
+    assert interpolate_video(sticker, out, progress=False, workers=1).frames_out == 9
+    im = Image.open(out)
+    assert im.n_frames == 9 and im.info.get("loop") == 0  # loops forever, as the GIF did
+    frames = np.stack([np.array(f.convert("RGBA")) for f in ImageSequence.Iterator(im)])
+    _check_middle(frames)
+    again = tmp_path / f"again{ext}"  # and read back: an animated WebP / APNG is an input too
+    assert interpolate_video(out, again, progress=False, workers=1).frames_in == 9
+
+
+def test_apng_of_a_video_is_its_rgb_exactly(tmp_path: Path) -> None:
+    """A YUV video into APNG goes through the accurate RGB decode, not the encoder's own conversion."""
+    src = tmp_path / "clip.mp4"
+    subprocess.run([FFMPEG, "-v", "error", "-f", "lavfi", "-i", "testsrc2=size=64x48:rate=10:duration=0.5",
+                    "-pix_fmt", "yuv420p", "-c:v", "libx264", "-qp", "0", str(src)], check=True)
+    interpolate_video(src, tmp_path / "c.apng", progress=False, workers=1, scene_threshold=None)
+    first = np.array(next(ImageSequence.Iterator(Image.open(tmp_path / "c.apng"))).convert("RGB"))
+    raw = subprocess.run([FFMPEG, "-v", "error", "-i", str(src), "-frames:v", "1", "-vf",
+                          "scale=flags=accurate_rnd+full_chroma_int,format=rgb24", "-f", "rawvideo", "-"],
+                         capture_output=True, check=True).stdout
+    assert np.array_equal(first, np.frombuffer(raw, np.uint8).reshape(48, 64, 3))

@@ -459,28 +459,31 @@ def input_rate(path: str, info: VideoInfo) -> float | None:
 # Outputs that keep an alpha channel, with the encoder and pixel format that carry it: a GIF's transparent
 # palette entry (alpha thresholded at 128 by paletteuse), VP9's alpha in WebM, ProRes 4444 in MOV (what
 # video editors import with transparency), and RGBA PNG / TIFF frames.
-ALPHA_VIDEO = {".gif": ("gif", "pal8"), ".webm": ("libvpx-vp9", "yuva420p"), ".mov": ("prores_ks", "yuva444p10le")}
+ALPHA_VIDEO = {".gif": ("gif", "pal8"), ".webm": ("libvpx-vp9", "yuva420p"), ".mov": ("prores_ks", "yuva444p10le"),
+               ".webp": ("libwebp_anim", "bgra"), ".apng": ("apng", "rgba")}
+# Animated-image outputs: no sound, subtitles or file tags, and they loop (as a GIF does, and stickers are made to).
+ANIMATED_IMAGES = (".gif", ".webp", ".apng")
 ALPHA_FRAMES = {".png": "rgba", ".tif": "rgba", ".tiff": "rgba"}
 
 
 def keeps_alpha(dst: str) -> bool:
-    """Whether `open_writer(dst, ..., alpha=True)` writes the frames' alpha: .gif, .webm and .mov files and
-    numbered .png / .tif frames (other containers and formats are written opaque)."""
+    """Whether `open_writer(dst, ..., alpha=True)` writes the frames' alpha: .gif, .webp, .apng, .webm and .mov
+    files and numbered .png / .tif frames (other containers and formats are written opaque)."""
     ext = os.path.splitext(dst)[1].lower()
     return ext in ALPHA_FRAMES if is_frames_output(dst) else ext in ALPHA_VIDEO
 
 
 def default_codec(dst: str, info: VideoInfo, planar: bool, alpha: bool = False) -> str:
     """The encoder ``open_writer`` uses when none is given: the image encoder of a numbered-frames output
-    (png, tiff, mjpeg, bmp), "gif" for .gif, VP9 for .webm, ProRes 4444 for a .mov with alpha, libx265 for
-    a 10-bit planar source, libx264 otherwise."""
+    (png, tiff, mjpeg, bmp), "gif" for .gif, animated WebP / APNG for .webp / .apng, VP9 for .webm, ProRes
+    4444 for a .mov with alpha, libx265 for a 10-bit planar source, libx264 otherwise."""
     ext = os.path.splitext(dst)[1].lower()
     if is_frames_output(dst):
         return IMAGE_CODECS[ext][0]
     if alpha and ext in ALPHA_VIDEO:
         return ALPHA_VIDEO[ext][0]
-    if ext in (".gif", ".webm"):
-        return {".gif": "gif", ".webm": "libvpx-vp9"}[ext]
+    if ext in (".gif", ".webm", ".webp", ".apng"):
+        return {".gif": "gif", ".webm": "libvpx-vp9", ".webp": "libwebp_anim", ".apng": "apng"}[ext]
     return TEN_BIT_CODEC if planar and info.bit_depth > 8 else "libx264"
 
 
@@ -494,7 +497,8 @@ def open_writer(dst: str, info: VideoInfo, planar: bool, fps: float, codec: str 
         dst: output path (its extension picks the container).
         info, planar: the input's `VideoInfo` and the path `read_frames` used.
         fps: output frame rate. codec: ffmpeg encoder; None picks one the container takes: libx264 (MP4, MKV,
-            MOV, AVI), libx265 Main 10 for a 10-bit planar source, VP9 + Opus for .webm, a clip palette for .gif.
+            MOV, AVI), libx265 Main 10 for a 10-bit planar source, VP9 + Opus for .webm, a clip palette for .gif,
+            animated WebP (lossy) and APNG (lossless RGB) looping like a GIF.
         quality: imageio's 1-10 scale (mapped to the chosen encoder's crf).
         encoder_options: extra ffmpeg output options.
         start_number: the first file's number when `dst` is an image sequence (`sequences.is_frames_output`:
@@ -524,6 +528,12 @@ def open_writer(dst: str, info: VideoInfo, planar: bool, fps: float, codec: str 
         elif codec == "libvpx-vp9":  # WebM takes VP8 / VP9 / AV1 video only
             quality = None
             out_opts = [*out_opts, "-crf", crf(63), "-b:v", "0", "-row-mt", "1", "-deadline", "good", "-cpu-used", "4"]
+        elif codec == "libwebp_anim":  # lossy animated WebP, looping (quality 8: libwebp's 80); RGB in: libwebp
+            pix_out, quality = "bgra", None  # makes the YUV a WebP decoder expects (no colour tags in WebP)
+            out_opts = ["-quality", str(round(100 * (1 - level))), "-loop", "0"]
+        elif codec == "apng":  # lossless RGB(A) frames, looping: no YUV step at all
+            pix_out, quality = ("rgba" if alpha else "rgb24"), None
+            out_opts = ["-plays", "0"]
         elif codec == "prores_ks":  # 4444: the ProRes profile with alpha
             quality = None
             out_opts = [*out_opts, "-profile:v", "4444"]
@@ -542,8 +552,9 @@ def open_writer(dst: str, info: VideoInfo, planar: bool, fps: float, codec: str 
     out_opts = [*out_opts, *_file_tag_options(info, ext)]
     if info.sar is not None:  # anamorphic: the output's pixels have the input's shape (display aspect kept)
         out_opts = [*out_opts, "-aspect", f"{info.width * info.sar[0]}:{info.height * info.sar[1]}"]
-    # palettegen warns "Duped color" for every repeated entry of a palette with few colours (a sticker).
-    log = "error" if codec == "gif" else "warning"
+    # palettegen warns "Duped color" for every repeated entry of a palette with few colours (a sticker), and
+    # libwebp that it converts RGB to YUV itself (which is why it is given RGB).
+    log = "error" if codec in ("gif", "libwebp_anim") else "warning"
     return imageio_ffmpeg.write_frames(dst, (info.width, info.height), fps=fps, codec=codec, quality=quality,
                                        macro_block_size=1, pix_fmt_in=pix_in, pix_fmt_out=pix_out,
                                        input_params=in_opts, output_params=out_opts + list(encoder_options),
@@ -572,7 +583,7 @@ def _file_tag_options(info: VideoInfo, ext: str) -> list[str]:
     """ffmpeg output options writing the source's own tags (creation time, title, location...: photo libraries
     sort by them) on an output of extension `ext`, with the flag an MP4 / MOV needs for keys beyond the
     standard ones (com.apple.quicktime...); none for a GIF."""
-    if not info.metadata or ext == ".gif":
+    if not info.metadata or ext in ANIMATED_IMAGES:
         return []
     opts = [arg for key, value in info.metadata for arg in ("-metadata", f"{key}={value}")]
     if ext in (".mp4", ".mov", ".m4v") and any("." in k or k == "location" for k, _ in info.metadata):

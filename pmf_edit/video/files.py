@@ -25,8 +25,9 @@ from pmf_edit.video.interpolate import InterpolationConfig, PairInterpolator, pr
 from pmf_edit.video.sequences import (IMAGE_CODECS, check_apart, discard, is_frames_output, is_sequence,
                                       is_sequence_input, publish, sequence_frames, sequence_input_options, stage,
                                       staging_pattern)
-from pmf_edit.video.ffmpeg_io import (VideoInfo, carry_streams, default_codec, frame_bytes, input_rate, keeps_alpha,
-                                      open_writer, probe_text, probe_video, read_frames, yuv_to_rgb)
+from pmf_edit.video.ffmpeg_io import (ANIMATED_IMAGES, VideoInfo, carry_streams, default_codec, frame_bytes,
+                                      input_rate, keeps_alpha, open_writer, probe_text, probe_video, read_frames,
+                                      yuv_to_rgb)
 
 # What a folder run picks up: the common containers, camcorder AVCHD streams, old phones' 3GP and animated
 # GIFs (taken at their own frame timing). Not ".ts": in a mixed folder that is more often TypeScript.
@@ -286,7 +287,9 @@ def interpolate_video(
         check_apart(src, dst)
     # Planar YUV sources are read and written in their own pixel format (no colour conversion at all);
     # the learned refinement needs RGB, as do other formats (`pmf_edit.video.ffmpeg_io`).
-    planar = planar and info.subsampling is not None and not (cfg.refine or cfg.generative or frames_out)
+    # APNG and WebP encoders take RGB: decoded as RGB (accurate matrix and rounding) and handed over as it is.
+    planar = planar and info.subsampling is not None and not (cfg.refine or cfg.generative or frames_out
+                                                               or dst.lower().endswith((".apng", ".webp")))
     # A used alpha channel (a sticker GIF, RGBA frames) is interpolated with the colour where the output can
     # hold it (ffmpeg_io.keeps_alpha) and the method is the flow warp (the learned corrections take RGB).
     used_alpha = _ALPHA.match(info.pix_fmt) is not None and _transparent(src, info)
@@ -305,7 +308,8 @@ def interpolate_video(
         warnings.warn(f"{dst}: GIF players show at most {GIF_MAX_FPS} frames per second; writing {GIF_MAX_FPS} fps "
                       f"instead of {fps_out:g}", GifRateWarning, stacklevel=3)
         fps_in, fps_out, step = _output_clock(meta, factor, GIF_MAX_FPS, slowmo, clock)
-    audio = keep_audio and not slowmo and info.has_audio and not (gif_out or frames_out)  # GIF has no sound
+    anim_out = os.path.splitext(dst)[1].lower() in ANIMATED_IMAGES  # GIF, WebP, APNG: no sound or subtitles
+    audio = keep_audio and not slowmo and info.has_audio and not (anim_out or frames_out)
     first = sequence_frames(src)[0][0] if is_sequence_input(src) else 1
     out = _Output(open_writer(tmp, info, planar, fps_out, codec, quality, encoder_options, start_number=first,
                               alpha=alpha),
@@ -323,7 +327,7 @@ def interpolate_video(
         out.start(bar)
         frames_in = _convert(frames, step, cuts, pipeline, out, src)
         out.finish(tmp)
-        if not (slowmo or gif_out or frames_out):  # sound, subtitles and chapters run on the source's clock
+        if not (slowmo or anim_out or frames_out):  # sound, subtitles and chapters run on the source's clock
             _carry(partial, src, info, audio)
     except BaseException:
         pipeline.close(cancel=True)
