@@ -302,23 +302,26 @@ def decode_options(info: VideoInfo, planar: bool, alpha: bool = False) -> tuple[
     return fmt, 32 if alpha else 24, ["-vf", ",".join([*deinterlace, scale])]
 
 
-def encode_options(info: VideoInfo, planar: bool, pad: bool) -> tuple[str, str, list[str], list[str]]:
+def encode_options(info: VideoInfo, planar: bool, pad: bool, alpha_format: str | None = None
+                   ) -> tuple[str, str, list[str], list[str]]:
     """(input pixel format, output pixel format, input options, output options) to encode frames
     read with `decode_options` so the output keeps the input's matrix, range and tags.
 
-    `pad`: pad odd sizes to even (yuv420p output needs even sizes; rgb path only)."""
+    `pad`: pad odd sizes to even (yuv420p output needs even sizes; rgb path only). `alpha_format`: rgba frames
+    in, encoded in this pixel format with alpha (e.g. yuva420p) instead of yuv420p."""
     if planar:
         tags = tag_options(info)
         return info.pix_fmt, info.pix_fmt, tags, list(tags)  # same format in and out: no conversion
+    pix_out = alpha_format or "yuv420p"
     rng = "pc" if info.full_range and not info.rgb_coded else "tv"  # RGB in: standard limited-range YUV out
     vf = ("pad=ceil(iw/2)*2:ceil(ih/2)*2," if pad else "") + (
-        f"scale=out_color_matrix={info.matrix}:out_range={rng}:flags={SWS_FLAGS},format=yuv420p")
+        f"scale=out_color_matrix={info.matrix}:out_range={rng}:flags={SWS_FLAGS},format={pix_out}")
     tags = tag_options(replace(info, color_space=None, color_range=None) if info.rgb_coded else info)
     if info.color_space is None or info.rgb_coded:  # the rgb path writes in a known matrix: say which
         tags += ["-colorspace", _MATRIX_TAG.get(info.matrix, info.matrix)]
     if info.color_range is None or info.rgb_coded:
         tags += ["-color_range", rng]
-    return "rgb24", "yuv420p", [], ["-vf", vf] + tags
+    return "rgba" if alpha_format else "rgb24", pix_out, [], ["-vf", vf] + tags
 
 
 def split_planes(buf: bytes, info: VideoInfo) -> tuple[np.ndarray, np.ndarray]:
@@ -456,21 +459,24 @@ def input_rate(path: str, info: VideoInfo) -> float | None:
     return info.decode_rate
 
 
-# Outputs that keep an alpha channel, with the encoder and pixel format that carry it: a GIF's transparent
-# palette entry (alpha thresholded at 128 by paletteuse), VP9's alpha in WebM, ProRes 4444 in MOV (what
-# video editors import with transparency), and RGBA PNG / TIFF frames.
-ALPHA_VIDEO = {".gif": ("gif", "pal8"), ".webm": ("libvpx-vp9", "yuva420p"), ".mov": ("prores_ks", "yuva444p10le"),
-               ".webp": ("libwebp_anim", "bgra"), ".apng": ("apng", "rgba")}
+# The encoder a container gets when none is given (libx264, or libx265 for 10-bit sources, elsewhere), and the
+# ones for frames with alpha: a GIF's transparent palette entry (alpha thresholded at 128 by paletteuse), VP9's
+# alpha in WebM, ProRes 4444 in MOV (what video editors import with transparency), animated WebP and APNG.
+CONTAINER_CODECS = {".gif": "gif", ".webm": "libvpx-vp9", ".webp": "libwebp_anim", ".apng": "apng"}
+ALPHA_CODECS = {**CONTAINER_CODECS, ".mov": "prores_ks"}
+# ... and the pixel format each of those writes the alpha in (RGBA PNG / TIFF for numbered frames).
+ALPHA_FORMATS = {"gif": "pal8", "libvpx-vp9": "yuva420p", "prores_ks": "yuva444p10le", "libwebp_anim": "bgra",
+                 "apng": "rgba"}
+ALPHA_FRAMES = {".png": "rgba", ".tif": "rgba", ".tiff": "rgba"}
 # Animated-image outputs: no sound, subtitles or file tags, and they loop (as a GIF does, and stickers are made to).
 ANIMATED_IMAGES = (".gif", ".webp", ".apng")
-ALPHA_FRAMES = {".png": "rgba", ".tif": "rgba", ".tiff": "rgba"}
 
 
 def keeps_alpha(dst: str) -> bool:
     """Whether `open_writer(dst, ..., alpha=True)` writes the frames' alpha: .gif, .webp, .apng, .webm and .mov
     files and numbered .png / .tif frames (other containers and formats are written opaque)."""
     ext = os.path.splitext(dst)[1].lower()
-    return ext in ALPHA_FRAMES if is_frames_output(dst) else ext in ALPHA_VIDEO
+    return ext in ALPHA_FRAMES if is_frames_output(dst) else ext in ALPHA_CODECS
 
 
 def default_codec(dst: str, info: VideoInfo, planar: bool, alpha: bool = False) -> str:
@@ -480,10 +486,9 @@ def default_codec(dst: str, info: VideoInfo, planar: bool, alpha: bool = False) 
     ext = os.path.splitext(dst)[1].lower()
     if is_frames_output(dst):
         return IMAGE_CODECS[ext][0]
-    if alpha and ext in ALPHA_VIDEO:
-        return ALPHA_VIDEO[ext][0]
-    if ext in (".gif", ".webm", ".webp", ".apng"):
-        return {".gif": "gif", ".webm": "libvpx-vp9", ".webp": "libwebp_anim", ".apng": "apng"}[ext]
+    codecs = ALPHA_CODECS if alpha else CONTAINER_CODECS
+    if ext in codecs:
+        return codecs[ext]
     return TEN_BIT_CODEC if planar and info.bit_depth > 8 else "libx264"
 
 
@@ -504,20 +509,19 @@ def open_writer(dst: str, info: VideoInfo, planar: bool, fps: float, codec: str 
         start_number: the first file's number when `dst` is an image sequence (`sequences.is_frames_output`:
             rgb frames written as they are in the format of its extension, `sequences.IMAGE_CODECS`).
         alpha: the frames are (H, W, 4) RGBA (straight alpha); written with their alpha where `keeps_alpha`
-            (`ALPHA_VIDEO`, `ALPHA_FRAMES`; codec None picks the encoder that carries it), else opaque.
+            (`ALPHA_CODECS`, `ALPHA_FRAMES`; codec None picks the encoder that carries it), else opaque.
 
     The file has the video alone; `carry_streams` adds the source's sound, subtitles and chapters.
     """
     if is_frames_output(dst):
         return _sequence_writer(dst, info, planar, fps, codec, encoder_options, start_number, alpha)
     pad = not planar and (info.width % 2 or info.height % 2)
-    pix_in, pix_out, in_opts, out_opts = encode_options(info, planar, bool(pad))
     ext = os.path.splitext(dst)[1].lower()
-    if alpha:  # rgba in; out in the container's alpha format (ffmpeg drops the alpha where it has none)
+    # rgba frames in, out in the alpha format of the encoder (yuv420p where it has none: opaque)
+    alpha_format = ALPHA_FORMATS.get(codec or default_codec(dst, info, planar, alpha)) if alpha else None
+    pix_in, pix_out, in_opts, out_opts = encode_options(info, planar, bool(pad), alpha_format)
+    if alpha and alpha_format is None:
         pix_in = "rgba"
-        if ext in ALPHA_VIDEO and (codec is None or codec == ALPHA_VIDEO[ext][0]):
-            pix_out = ALPHA_VIDEO[ext][1]
-            out_opts = [o.replace("format=yuv420p", f"format={pix_out}") for o in out_opts]
     if codec is None:  # a default the container and the source's bit depth can take
         codec = default_codec(dst, info, planar, alpha)
         level = 1 - quality / 10.0  # imageio's libx264 mapping (crf = level * 51), rescaled to each encoder's range
