@@ -70,7 +70,8 @@ def test_a_sticker_gif_stays_transparent(sticker: Path, tmp_path: Path) -> None:
     _check_middle(frames)
 
 
-@pytest.mark.parametrize("ext,decoder", [(".webm", ("-c:v", "libvpx-vp9")), (".mov", ())])
+@pytest.mark.parametrize("ext,decoder", [(".webm", ("-c:v", "libvpx-vp9")), (".mkv", ("-c:v", "libvpx-vp9")),
+                                         (".mov", ())])
 def test_webm_and_prores_keep_the_alpha_and_a_webm_is_read_with_it(sticker: Path, tmp_path: Path, ext, decoder):
     out = tmp_path / f"2x{ext}"
     interpolate_video(sticker, out, progress=False, workers=1)
@@ -95,10 +96,10 @@ def test_rgba_frames_in_and_out(tmp_path: Path) -> None:
 
 
 def test_an_mp4_is_opaque_and_says_where_the_alpha_would_stay(sticker: Path, tmp_path: Path) -> None:
-    with pytest.warns(DetailLostWarning, match=r"the alpha channel \(the output is opaque: \.gif, \.webm, \.mov"):
+    with pytest.warns(DetailLostWarning, match=r"the alpha channel \(the output is opaque: \.gif, \.webp, \.apng"):
         interpolate_video(sticker, tmp_path / "2x.mp4", progress=False, workers=1)
     assert keeps_alpha("a.gif") and keeps_alpha("a.webm") and keeps_alpha("f_%03d.png")
-    assert not (keeps_alpha("a.mp4") or keeps_alpha("f_%03d.jpg") or keeps_alpha("a.mkv"))
+    assert keeps_alpha("a.mkv") and not (keeps_alpha("a.mp4") or keeps_alpha("f_%03d.jpg") or keeps_alpha("a.avi"))
 
 
 def test_premultiplied_round_trip_is_exact_where_visible() -> None:

@@ -463,7 +463,7 @@ def input_rate(path: str, info: VideoInfo) -> float | None:
 # ones for frames with alpha: a GIF's transparent palette entry (alpha thresholded at 128 by paletteuse), VP9's
 # alpha in WebM, ProRes 4444 in MOV (what video editors import with transparency), animated WebP and APNG.
 CONTAINER_CODECS = {".gif": "gif", ".webm": "libvpx-vp9", ".webp": "libwebp_anim", ".apng": "apng"}
-ALPHA_CODECS = {**CONTAINER_CODECS, ".mov": "prores_ks"}
+ALPHA_CODECS = {**CONTAINER_CODECS, ".mov": "prores_ks", ".mkv": "libvpx-vp9"}  # Matroska holds VP9's alpha too
 # ... and the pixel format each of those writes the alpha in (RGBA PNG / TIFF for numbered frames).
 ALPHA_FORMATS = {"gif": "pal8", "libvpx-vp9": "yuva420p", "prores_ks": "yuva444p10le", "libwebp_anim": "bgra",
                  "apng": "rgba"}
@@ -473,16 +473,16 @@ ANIMATED_IMAGES = (".gif", ".webp", ".apng")
 
 
 def keeps_alpha(dst: str) -> bool:
-    """Whether `open_writer(dst, ..., alpha=True)` writes the frames' alpha: .gif, .webp, .apng, .webm and .mov
-    files and numbered .png / .tif frames (other containers and formats are written opaque)."""
+    """Whether `open_writer(dst, ..., alpha=True)` writes the frames' alpha: .gif, .webp, .apng, .webm, .mkv and
+    .mov files and numbered .png / .tif frames (other containers and formats are written opaque)."""
     ext = os.path.splitext(dst)[1].lower()
     return ext in ALPHA_FRAMES if is_frames_output(dst) else ext in ALPHA_CODECS
 
 
 def default_codec(dst: str, info: VideoInfo, planar: bool, alpha: bool = False) -> str:
     """The encoder ``open_writer`` uses when none is given: the image encoder of a numbered-frames output
-    (png, tiff, mjpeg, bmp), "gif" for .gif, animated WebP / APNG for .webp / .apng, VP9 for .webm, ProRes
-    4444 for a .mov with alpha, libx265 for a 10-bit planar source, libx264 otherwise."""
+    (png, tiff, mjpeg, bmp), "gif" for .gif, animated WebP / APNG for .webp / .apng, VP9 for .webm (and an .mkv
+    with alpha), ProRes 4444 for a .mov with alpha, libx265 for a 10-bit planar source, libx264 otherwise."""
     ext = os.path.splitext(dst)[1].lower()
     if is_frames_output(dst):
         return IMAGE_CODECS[ext][0]

@@ -366,8 +366,8 @@ def _warn_what_is_lost(info: VideoInfo, planar: bool, src: str, alpha_lost: bool
     source's alpha is used and the output will be opaque)."""
     lost = []
     if alpha_lost:
-        lost.append("the alpha channel (the output is opaque: .gif, .webm, .mov and numbered .png / .tif "
-                    "frames keep it with the flow presets)")
+        lost.append("the alpha channel (the output is opaque: .gif, .webp, .apng, .webm, .mkv, .mov and numbered "
+                    ".png / .tif frames keep it with the flow presets)")
     if _DEEP.search(info.pix_fmt) and not (planar and info.bit_depth > 8):
         lost.append(f"the bit depth ({info.pix_fmt} is read at 8 bits)")
     if lost:
