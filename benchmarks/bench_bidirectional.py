@@ -120,35 +120,28 @@ def edits(net, x01, y, strengths: list[float], guidance: float, interval, seed: 
     ``change_gate`` (the library default, or None for the editors' plain output); names end in ``suffix``."""
     tgt = (y + 1) % 10
     x = x01 * 2 - 1
+    # Every editor sees the same digits, classes, guidance and gate; only its own settings vary.
+    common = dict(labels=tgt, source_labels=y, guidance_scale=guidance, guidance_interval=interval,
+                  change_gate=change_gate)
+    seeded = lambda: torch.Generator().manual_seed(seed)  # noqa: E731
+    edit = lambda s, **kw: editing.edit(net, x01, strength=s, **common, **kw)  # noqa: E731
     editors = {}
     if vf.has_backward_field(net):
         for sg in source_guidances:
             for k in refinements:
-                editors[f"edit_backward_w{sg:g}_k{k}"] = lambda s, sg=sg, k=k: editing.edit(
-                    net, x01, change_gate=change_gate, labels=tgt, source_labels=y, strength=s, guidance_scale=guidance,
-                    guidance_interval=interval, source_guidance_scale=sg, method="backward",
-                    num_refinements=k)
+                editors[f"edit_backward_w{sg:g}_k{k}"] = lambda s, sg=sg, k=k: edit(
+                    s, source_guidance_scale=sg, method="backward", num_refinements=k)
             for J in iterations:
-                editors[f"edit_seeded_w{sg:g}_j{J}"] = lambda s, sg=sg, J=J: editing.edit(
-                    net, x01, change_gate=change_gate, labels=tgt, source_labels=y, strength=s, guidance_scale=guidance,
-                    guidance_interval=interval, source_guidance_scale=sg, method="seeded", num_iterations=J)
+                editors[f"edit_seeded_w{sg:g}_j{J}"] = lambda s, sg=sg, J=J: edit(
+                    s, source_guidance_scale=sg, method="seeded", num_iterations=J)
             for sw in switches if not vf.backward_from_data_only(net) else ():
                 for J in iterations:
-                    editors[f"edit_hybrid_w{sg:g}_s{sw:g}_j{J}"] = lambda s, sg=sg, sw=sw, J=J: editing.edit(
-                        net, x01, change_gate=change_gate, labels=tgt, source_labels=y, strength=s,
-                        guidance_scale=guidance,
-                        guidance_interval=interval, source_guidance_scale=sg, method="hybrid", switch=sw,
-                        num_iterations=J, generator=torch.Generator().manual_seed(seed))
+                    editors[f"edit_hybrid_w{sg:g}_s{sw:g}_j{J}"] = lambda s, sg=sg, sw=sw, J=J: edit(
+                        s, source_guidance_scale=sg, method="hybrid", switch=sw, num_iterations=J, generator=seeded())
     for J in sorted({editing.EDIT_ITERATIONS, *iterations}):  # the default, and the hybrid's at equal NFE
         name = "edit_fixed_point" if J == editing.EDIT_ITERATIONS else f"edit_fixed_point_j{J}"
-        editors[name] = lambda s, J=J: editing.edit(
-            net, x01, change_gate=change_gate, labels=tgt, source_labels=y, strength=s, guidance_scale=guidance,
-            guidance_interval=interval,
-            method="fixed-point", num_iterations=J, generator=torch.Generator().manual_seed(seed))
-    editors["flow_edit"] = lambda s: editing.flow_edit(
-        net, x01, change_gate=change_gate, labels=tgt, source_labels=y, strength=s, guidance_scale=guidance,
-        guidance_interval=interval,
-        generator=torch.Generator().manual_seed(seed))
+        editors[name] = lambda s, J=J: edit(s, method="fixed-point", num_iterations=J, generator=seeded())
+    editors["flow_edit"] = lambda s: editing.flow_edit(net, x01, strength=s, **common, generator=seeded())
     if editors_wanted is not None:
         editors = {k: v for k, v in editors.items() if any(k.startswith(f"{w}") or k.startswith(f"edit_{w}")
                                                            for w in editors_wanted)}
