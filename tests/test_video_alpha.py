@@ -158,3 +158,13 @@ def test_apng_of_a_video_is_its_rgb_exactly(tmp_path: Path) -> None:
                           "scale=flags=accurate_rnd+full_chroma_int,format=rgb24", "-f", "rawvideo", "-"],
                          capture_output=True, check=True).stdout
     assert np.array_equal(first, np.frombuffer(raw, np.uint8).reshape(48, 64, 3))
+
+
+def test_a_still_webp_is_refused_cleanly(tmp_path: Path, capfd) -> None:
+    """A still image is refused by name, and no encoder was started to be stopped (libwebp printed 'Cannot
+    allocate memory' when stopped without frames)."""
+    Image.fromarray(_disc(0)).save(tmp_path / "still.webp")
+    with pytest.raises(ValueError, match="has only 1 frame"):
+        interpolate_video(tmp_path / "still.webp", tmp_path / "out.webp", progress=False, workers=1)
+    assert "Cannot allocate memory" not in capfd.readouterr().err
+    assert not (tmp_path / "out.webp").exists()

@@ -482,16 +482,19 @@ class _Output:
         self.writer, self.job = writer, job
         self.count = 0
         self.bar = None
+        self.started = False
 
     def failed(self, what: str) -> ValueError:
         return ValueError(f"ffmpeg {what} {self.job}: see its messages above")
 
     def start(self, bar) -> None:
         self.bar = bar
-        self.writer.send(None)  # start ffmpeg
 
     def send(self, img) -> None:
         try:
+            if not self.started:  # ffmpeg starts with the first frame: an input that fails before it (a still
+                self.writer.send(None)  # image) leaves no encoder to stop (libwebp then reports ENOMEM)
+                self.started = True
             self.writer.send(frame_bytes(img))
         except OSError as e:  # ffmpeg exited (e.g. an encoder that failed to open): a broken pipe
             raise self.failed("stopped accepting frames for") from e
@@ -501,7 +504,7 @@ class _Output:
     def finish(self, path: str) -> None:
         """Close the encoder and check it wrote something to `path` (a file, or an image sequence's frames)."""
         try:
-            self.writer.close()
+            self.writer.close()  # (never started: nothing written, said below)
         except OSError as e:
             raise self.failed("failed while finishing") from e
         # imageio-ffmpeg does not check ffmpeg's exit status: an encoder that failed to open (a bad
