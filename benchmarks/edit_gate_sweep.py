@@ -43,7 +43,9 @@ def main() -> None:
     side = net.cfg.image_size
     gen = lambda: torch.Generator().manual_seed(args.seed)  # noqa: E731
     editors = {
-        "edit": lambda s: editing.edit(net, x01, labels=tgt, source_labels=y, strength=s, change_gate=None),
+        # 1 regeneration jump: the gate was chosen first, then the jumps with it (edit_steps_sweep.py)
+        "edit": lambda s: editing.edit(net, x01, labels=tgt, source_labels=y, strength=s, num_steps=1,
+                                       change_gate=None),
         "flow_edit": lambda s: editing.flow_edit(net, x01, labels=tgt, source_labels=y, strength=s,
                                                  generator=gen(), change_gate=None),
         "sdedit": lambda s: editing.sdedit(net, x01, labels=tgt, strength=s, generator=gen(), change_gate=None),
