@@ -462,7 +462,7 @@ def input_rate(path: str, info: VideoInfo) -> float | None:
 # The encoder a container gets when none is given (libx264, or libx265 for 10-bit sources, elsewhere), and the
 # ones for frames with alpha: a GIF's transparent palette entry (alpha thresholded at 128 by paletteuse), VP9's
 # alpha in WebM, ProRes 4444 in MOV (what video editors import with transparency), animated WebP and APNG.
-CONTAINER_CODECS = {".gif": "gif", ".webm": "libvpx-vp9", ".webp": "libwebp_anim", ".apng": "apng"}
+CONTAINER_CODECS = {".gif": "gif", ".webp": "libwebp_anim", ".apng": "apng", ".webm": "libvpx-vp9"}
 ALPHA_CODECS = {**CONTAINER_CODECS, ".mov": "prores_ks", ".mkv": "libvpx-vp9"}  # Matroska holds VP9's alpha too
 # ... and the pixel format each of those writes the alpha in (RGBA PNG / TIFF for numbered frames).
 ALPHA_FORMATS = {"gif": "pal8", "libvpx-vp9": "yuva420p", "prores_ks": "yuva444p10le", "libwebp_anim": "bgra",
@@ -470,6 +470,9 @@ ALPHA_FORMATS = {"gif": "pal8", "libvpx-vp9": "yuva420p", "prores_ks": "yuva444p
 ALPHA_FRAMES = {".png": "rgba", ".tif": "rgba", ".tiff": "rgba"}
 # Animated-image outputs: no sound, subtitles or file tags, and they loop (as a GIF does, and stickers are made to).
 ANIMATED_IMAGES = (".gif", ".webp", ".apng")
+# Outputs whose encoders take RGB: their frames come from the accurate RGB decode, not the planar path (APNG
+# stores RGB; libwebp makes the YUV a WebP decoder expects, WebP having no colour tags).
+RGB_OUTPUTS = (".apng", ".webp")
 
 
 def keeps_alpha(dst: str) -> bool:

@@ -25,9 +25,9 @@ from pmf_edit.video.interpolate import InterpolationConfig, PairInterpolator, pr
 from pmf_edit.video.sequences import (IMAGE_CODECS, check_apart, discard, is_frames_output, is_sequence,
                                       is_sequence_input, publish, sequence_frames, sequence_input_options, stage,
                                       staging_pattern)
-from pmf_edit.video.ffmpeg_io import (ANIMATED_IMAGES, VideoInfo, carry_streams, default_codec, frame_bytes,
-                                      input_rate, keeps_alpha, open_writer, probe_text, probe_video, read_frames,
-                                      yuv_to_rgb)
+from pmf_edit.video.ffmpeg_io import (ALPHA_CODECS, ALPHA_FRAMES, ANIMATED_IMAGES, RGB_OUTPUTS, VideoInfo,
+                                      carry_streams, default_codec, frame_bytes, input_rate, keeps_alpha, open_writer,
+                                      probe_text, probe_video, read_frames, yuv_to_rgb)
 
 # What a folder run picks up: the common containers, camcorder AVCHD streams, old phones' 3GP and animated
 # GIFs (taken at their own frame timing). Not ".ts": in a mixed folder that is more often TypeScript.
@@ -283,13 +283,13 @@ def interpolate_video(
     _check_output_path(src, dst)
     info = _check_src(src, input_fps)
     frames_out = is_frames_output(dst)  # numbered image files: rgb frames, no sound
+    ext = os.path.splitext(dst)[1].lower()
     if frames_out and is_sequence_input(src):
         check_apart(src, dst)
     # Planar YUV sources are read and written in their own pixel format (no colour conversion at all);
     # the learned refinement needs RGB, as do other formats (`pmf_edit.video.ffmpeg_io`).
-    # APNG and WebP encoders take RGB: decoded as RGB (accurate matrix and rounding) and handed over as it is.
     planar = planar and info.subsampling is not None and not (cfg.refine or cfg.generative or frames_out
-                                                               or dst.lower().endswith((".apng", ".webp")))
+                                                               or ext in RGB_OUTPUTS)
     # A used alpha channel (a sticker GIF, RGBA frames) is interpolated with the colour where the output can
     # hold it (ffmpeg_io.keeps_alpha) and the method is the flow warp (the learned corrections take RGB).
     used_alpha = _ALPHA.match(info.pix_fmt) is not None and _transparent(src, info)
@@ -299,7 +299,7 @@ def interpolate_video(
     partial = _Partial(dst)  # checks and makes the output folder before any ffmpeg process starts
     tmp = partial.path
     meta, frames = read_frames(src, info, planar, alpha)
-    clock, gif_out = input_rate(src, info), dst.lower().endswith(".gif")
+    clock, gif_out = input_rate(src, info), ext == ".gif"
     fps_in, fps_out, step = _output_clock(meta, factor, fps, slowmo, clock)
     if gif_out and fps_out > GIF_MAX_FPS + 1e-6 and not slowmo:
         # GIF delays are whole 1/100 s and browsers slow those under 2/100 s to 10/100 s: above 50 fps a GIF
@@ -308,7 +308,7 @@ def interpolate_video(
         warnings.warn(f"{dst}: GIF players show at most {GIF_MAX_FPS} frames per second; writing {GIF_MAX_FPS} fps "
                       f"instead of {fps_out:g}", GifRateWarning, stacklevel=3)
         fps_in, fps_out, step = _output_clock(meta, factor, GIF_MAX_FPS, slowmo, clock)
-    anim_out = os.path.splitext(dst)[1].lower() in ANIMATED_IMAGES  # GIF, WebP, APNG: no sound or subtitles
+    anim_out = ext in ANIMATED_IMAGES  # GIF, WebP, APNG: no sound or subtitles
     audio = keep_audio and not slowmo and info.has_audio and not (anim_out or frames_out)
     first = sequence_frames(src)[0][0] if is_sequence_input(src) else 1
     out = _Output(open_writer(tmp, info, planar, fps_out, codec, quality, encoder_options, start_number=first,
@@ -366,8 +366,8 @@ def _warn_what_is_lost(info: VideoInfo, planar: bool, src: str, alpha_lost: bool
     source's alpha is used and the output will be opaque)."""
     lost = []
     if alpha_lost:
-        lost.append("the alpha channel (the output is opaque: .gif, .webp, .apng, .webm, .mkv, .mov and numbered "
-                    ".png / .tif frames keep it with the flow presets)")
+        lost.append(f"the alpha channel (the output is opaque: {', '.join(ALPHA_CODECS)} and numbered "
+                    f"{' / '.join(ALPHA_FRAMES)} frames keep it with the flow presets)")
     if _DEEP.search(info.pix_fmt) and not (planar and info.bit_depth > 8):
         lost.append(f"the bit depth ({info.pix_fmt} is read at 8 bits)")
     if lost:
