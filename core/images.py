@@ -80,7 +80,7 @@ ALPHA_FORMATS = (".png", ".apng", ".webp", ".tif", ".tiff")
 DEEP_FORMATS = (".png", ".tif", ".tiff")
 
 
-# Output formats that can carry an EXIF block and an ICC colour profile (``read_tags``).
+# Output formats that can carry an EXIF block and an ICC colour profile (``ImageFile.tags``).
 TAG_FORMATS = (".png", ".jpg", ".jpeg", ".webp", ".tif", ".tiff", ".heic", ".heif", ".avif")
 
 # Lossy formats written at quality 95 (Pillow's defaults, 75 for JPEG and AVIF and pillow-heif's 50 for HEIC,
@@ -91,7 +91,7 @@ QUALITY_95 = (".jpg", ".jpeg", ".heic", ".heif", ".avif")
 def save_png(path: str | Path, array: np.ndarray, alpha: torch.Tensor | None = None,
              tags: dict[str, bytes] | None = None) -> Path:
     """Write a uint8 (H, W) / (H, W, 1) / (H, W, 3) array as PNG (atomically: temp name, then rename);
-    ``alpha`` (H, W) or (1, 1, H, W) in [0, 1] becomes its alpha channel, ``tags`` (``read_tags``) its
+    ``alpha`` (H, W) or (1, 1, H, W) in [0, 1] becomes its alpha channel, ``tags`` (``ImageFile.tags``) its
     EXIF block and colour profile."""
     return _save_atomic(Path(path), _with_alpha(array, alpha, ".png"), ".png", tags)
 
@@ -104,7 +104,7 @@ def save_image(path: str | Path, array: np.ndarray, alpha: torch.Tensor | None =
     created). JPEG, HEIC and AVIF are written at quality 95 (``QUALITY_95``).
     ``alpha`` (H, W) or (1, 1, H, W) in [0, 1] (an input's transparency, ``read_image01_alpha``) is
     written as the alpha channel where the format has one (``ALPHA_FORMATS``), else left out; ``tags``
-    (an input's EXIF block and ICC colour profile, ``read_tags``) likewise where they fit (``TAG_FORMATS``).
+    (an input's EXIF block and ICC colour profile, ``ImageFile.tags``) likewise where they fit (``TAG_FORMATS``).
 
     Example:
         >>> save_image("/tmp/out/mid.jpg", np.zeros((8, 8, 3), np.uint8))  # doctest: +SKIP
@@ -151,19 +151,9 @@ def to_file_array(images01: torch.Tensor, bits: int = 8) -> np.ndarray:
     return out
 
 
-def sample_bits(path: str | Path) -> int:
-    """16 when an image file stores 16-bit samples (a raw converter's TIFF, a 16-bit PNG), else 8: the
-    depth the commands write their output at, so an edit keeps what the input had (PNG and TIFF outputs).
-    8 for a file that cannot be read (reading it reports why)."""
-    try:
-        with pillow().open(path) as im:
-            return _bits_of(im)
-    except Exception:  # noqa: BLE001  (the reader names what is wrong with the file)
-        return 8
-
-
 def _bits_of(im) -> int:
-    """``sample_bits`` of an opened (not yet decoded) Pillow image."""
+    """16 when an opened (not yet decoded) Pillow image's file stores 16-bit samples (a raw converter's TIFF, a
+    16-bit PNG), else 8: the depth the commands write their output at (``ImageFile.bits``)."""
     return 16 if im.mode.startswith("I;16") or _raw_16(im) else 8
 
 
@@ -174,8 +164,8 @@ class ImageFile:
 
     pixels: torch.Tensor  # (1, C, H, W) float32 in [0, 1], upright
     alpha: torch.Tensor | None  # (1, 1, H, W) float32 in [0, 1], or None when the file has no alpha
-    tags: dict[str, bytes]  # Pillow save keywords "exif" / "icc_profile" (``read_tags``)
-    bits: int  # 8 or 16: the depth of the file's samples (``sample_bits``)
+    tags: dict[str, bytes]  # Pillow save keywords "exif" / "icc_profile" (``_tags_of``)
+    bits: int  # 8 or 16: the depth of the file's samples (``_bits_of``)
     path: Path
 
 
@@ -239,21 +229,12 @@ def check_image_output(path: str | Path) -> Path:
     return path
 
 
-def read_tags(path: str | Path) -> dict[str, bytes]:
-    """What of a photo file an edit should keep, as Pillow ``save`` keywords: ``exif`` (date taken,
-    camera, GPS; its Orientation reset to 1, since ``read_image01`` has turned the pixels) and
-    ``icc_profile`` (the colour space the pixel values are in: a phone's Display P3 photo shown without
-    it looks washed out). Empty when the file has neither or they cannot be read (a damaged block never
-    stops an edit). Write them back with ``save_image(..., tags=)``."""
-    try:
-        with pillow().open(path) as im:
-            return _tags_of(im)
-    except Exception:  # noqa: BLE001  (the reader names what is wrong with the file)
-        return {}
-
-
 def _tags_of(im) -> dict[str, bytes]:
-    """``read_tags`` of an opened Pillow image (a damaged block gives what could be read)."""
+    """What of an opened photo file an edit should keep, as Pillow ``save`` keywords (``ImageFile.tags``):
+    ``exif`` (date taken, camera, GPS; its Orientation reset to 1, since the pixels are read upright) and
+    ``icc_profile`` (the colour space the pixel values are in: a phone's Display P3 photo shown without it
+    looks washed out). Empty when the file has neither; a damaged block gives what could be read (it never
+    stops an edit)."""
     tags: dict[str, bytes] = {}
     try:
         if im.info.get("icc_profile") and im.mode in ("RGB", "RGBA"):  # an RGB profile for RGB pixels (a
@@ -415,8 +396,8 @@ def read_image01_alpha(path: str | Path, channels: int | None = None,
 
 def _read(path: str | Path, channels: int | None, name: str | None
           ) -> tuple[torch.Tensor, torch.Tensor | None, dict[str, bytes], int]:
-    """(pixels, alpha, tags, bits) of an image file: ``read_image01_alpha``'s with ``read_tags``' and
-    ``sample_bits``' from the same opening of it."""
+    """(pixels, alpha, tags, bits) of an image file: ``read_image01_alpha``'s with its EXIF / colour profile
+    (``_tags_of``) and sample depth (``_bits_of``) from the same opening of it."""
     import imageio.v3 as iio
 
     label = str(path) if name is None else name

@@ -193,10 +193,10 @@ def test_edited_photos_keep_their_exif_and_colour_profile(tmp_path):
             assert got[0x0112] == 1 and got[0x010F] == "Apple"
             assert got.get_ifd(0x8769)[0x9003] == "2024:05:01 10:00:00" and got.get_ifd(0x8825)[0x0001] == "N"
             assert f.info.get("icc_profile") == icc
-    from core.images import read_tags
+    from core.images import open_image
 
     im.convert("CMYK").save(tmp_path / "print.jpg", icc_profile=icc)  # (a profile of the wrong space on purpose)
-    assert "icc_profile" not in read_tags(tmp_path / "print.jpg")
+    assert "icc_profile" not in open_image(tmp_path / "print.jpg").tags
 
 
 def _deep_photo(h: int = 24, w: int = 40, c: int = 3) -> np.ndarray:
@@ -224,7 +224,7 @@ def test_sixteen_bit_files_are_read_at_sixteen_bits(tmp_path):
     import cv2
     import tifffile
 
-    from core.images import read_image01_alpha, sample_bits
+    from core.images import open_image, read_image01_alpha
 
     rgb = _deep_photo()
     cv2.imwrite(str(tmp_path / "rgb16.png"), rgb[:, :, ::-1])
@@ -238,9 +238,9 @@ def test_sixteen_bit_files_are_read_at_sixteen_bits(tmp_path):
         assert torch.equal(x[0].permute(1, 2, 0), torch.from_numpy(colour / np.float32(65535))), name
         if want.shape[2] in (2, 4):
             assert torch.equal(alpha[0, 0], torch.from_numpy(want[:, :, -1] / np.float32(65535))), name
-        assert sample_bits(tmp_path / name) == 16, name
+        assert open_image(tmp_path / name).bits == 16, name
     Image.fromarray(_photo()).save(tmp_path / "rgb8.png")
-    assert sample_bits(tmp_path / "rgb8.png") == 8
+    assert open_image(tmp_path / "rgb8.png").bits == 8
 
 
 @pytest.mark.parametrize("orientation", [1, 2, 3, 4, 5, 6, 7, 8])
