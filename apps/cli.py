@@ -113,7 +113,7 @@ def build_parser(command: str | None = None, *, overview: bool = False) -> argpa
     )
     precision_help = ("network precision: the weights are loaded in it (bf16 also autocasts fp32 networks). "
                       "Default auto: bf16 weights for networks of 5M+ parameters (the official checkpoints) on a "
-                      "CPU with native bf16 (AVX512-BF16/AMX), about 1.8x faster at pMF-B/16; fp32 otherwise "
+                      "CPU with native bf16 (AVX512-BF16/AMX), 1.8-2.8x faster at pMF-B/16 by CPU generation; fp32 otherwise "
                       "(the bundled models, CUDA)")
     parser.add_argument("--precision", choices=PRECISION_CHOICES, default=None,
                         help=f"{precision_help}. For sample / invert / edit / inpaint / stylize, which also take "

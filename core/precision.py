@@ -12,8 +12,9 @@ Two places where precision is chosen:
 * the weights, once, when a network is loaded for inference (``core.pretrained.from_pretrained``,
   ``pmf --precision``): ``inference_precision`` turns "auto" into bf16 weights on a CPU with native
   bf16 dot products for networks of ``AUTO_BF16_MIN_PARAMS`` or more (the official sizes), fp32
-  otherwise. bf16 weights are the faster bf16 path on CPU (no per-call casts; about 1.8x fp32 at pMF-B/16
-  against 1.56x for autocast, README "CPU speed of the big model").
+  otherwise. bf16 weights are the faster bf16 path on CPU (no per-call casts; 1.8x fp32 at pMF-B/16 on the
+  earlier sessions' EPYC against 1.56x for autocast, 2.8x on the fifteenth session's Zen 5 EPYC; README "CPU
+  speed of the big model").
 * the autocast regime of each call (``precision=`` of the samplers and ``pmf_edit`` tasks):
   ``DEFAULT_PRECISION`` below, changeable per session with ``set_default_precision``; every function
   that takes ``precision=None`` resolves it through ``resolve_precision``. It matters for fp32 weights

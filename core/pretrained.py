@@ -92,8 +92,8 @@ def from_pretrained(
         config: the architecture of a checkpoint file with official names that is not one of the
             released sizes (otherwise refused: a truncated file would load as a smaller model).
         precision: the weights' precision: "auto" (default: bf16 for networks of 5M+ parameters on
-            a CPU with native bf16, e.g. the official sizes on an AVX512-BF16 machine, about 1.8x
-            faster at pMF-B/16 and >= 40 dB from fp32; fp32 otherwise), "fp32" or "bf16" (see
+            a CPU with native bf16, e.g. the official sizes on an AVX512-BF16 machine, 1.8x
+            (older EPYC) to 2.8x (Zen 5) faster at pMF-B/16 and >= 40 dB from fp32; fp32 otherwise), "fp32" or "bf16" (see
             ``core.precision.inference_precision``). A ``with_v_head`` load (training-mode) stays
             fp32 under "auto". The tasks take either and return float32 images.
 
