@@ -32,7 +32,9 @@ def _add_method_flags(p: argparse.ArgumentParser) -> None:
                         "with straight-line motion), "
                         "'flow-medium' (full-size DIS MEDIUM: +0.15 dB on detailed video for 1.5x the time), "
                         "'flow-refine' (the default plus a small learned correction), 'flow-gen' (the default "
-                        "plus the generative pMF correction where the two warped frames disagree), 'flow-fast' (no flow "
+                        "plus the generative pMF correction where the two warped frames disagree), 'flow-select' (the default "
+                        "with a small learned choice between the two warped frames where one is occluded), "
+                        "'flow-fast' (no flow "
                         "splatting), 'plain-warp' (no occlusion handling), 'linear' (cross-fade)")
     p.add_argument("--preset", choices=["ultrafast", "fast", "medium"], default=None,
                    help="override the DIS optical-flow preset")

@@ -52,15 +52,9 @@ class SelectingPair(PairInterpolator):
     selector: tuple[str, float] | None = None
 
     def _densities(self, t: float) -> tuple[np.ndarray, np.ndarray]:
-        """Splat densities (hs, ws) of frame-0 and frame-1 pixels at time t (motion as `_curved_flows_at`)."""
-        g01, g10 = self.rev_flows
-        s = 1 - t
-        d0, d1 = t * g01, s * g10
-        if self.acc0 is not None:
-            d0 = d0 + np.float32((t * t - t) / 2) * self.acc0
-        if self.acc1 is not None:
-            d1 = d1 + np.float32((s * s - s) / 2) * self.acc1
-        ones, w = np.ones(g01.shape[:2] + (1,), np.float32), np.ones(g01.shape[:2], np.float32)
+        """Splat densities (hs, ws) of frame-0 and frame-1 pixels at time t."""
+        d0, d1 = self._displacements(t)
+        ones, w = np.ones(d0.shape[:2] + (1,), np.float32), np.ones(d0.shape[:2], np.float32)
         return splat(ones, d0, w)[1], splat(ones, d1, w)[1]
 
     def _full_flows(self, t, size=None, small=None):

@@ -4,7 +4,9 @@ For a clip, every odd frame is rebuilt from its two neighbours by each method (a
 does: neighbouring pairs bend the motion, `bench_vfi.rebuild`); the `--count` frames with
 the lowest PSNR of the first method are written as one PNG each: ground truth | each method, with a
 crop around the worst 96-px window enlarged 3x underneath (nearest neighbour, so no smoothing hides a
-tear). Prints one JSON object with the per-frame PSNR of every method on those frames.
+tear). Prints one JSON object with the per-frame PSNR of every method on those frames. `--frames 53,13`
+draws those rebuilt (odd) frames instead of the worst ones, with the window where the first two methods
+differ most (where one method changes the other's picture).
 
     OMP_NUM_THREADS=1 python benchmarks/vfi_worst_frames.py --clip bikes.mp4 \
         --methods flow,flow-gen,plain-warp --out docs/images/vfi_worst
@@ -55,6 +57,7 @@ def main() -> None:
     p.add_argument("--methods", default="flow,flow-gen,plain-warp")
     p.add_argument("--count", type=int, default=2)
     p.add_argument("--max-frames", type=int, default=None)
+    p.add_argument("--frames", default=None, help="comma list of odd frame numbers to draw instead of the worst")
     p.add_argument("--out", default="docs/images/vfi_worst", help="PNG prefix")
     args = p.parse_args()
     cv2.setNumThreads(1)
@@ -64,7 +67,12 @@ def main() -> None:
     linked = cut_free_pairs(frames, idx)
     every = {names[0]: dict(rebuild(frames, CONFIGS[names[0]], idx, linked))}
     base = [score(every[names[0]][k], frames[k + 1])[0] for k in idx]
-    worst = [idx[i] for i in np.argsort(base)[: args.count]]
+    if args.frames:
+        worst = [int(f) - 1 for f in args.frames.split(",")]
+        if any(k not in every[names[0]] for k in worst):
+            raise SystemExit(f"--frames takes rebuilt (odd) frame numbers below {len(frames) - 1}, got {args.frames}")
+    else:
+        worst = [idx[i] for i in np.argsort(base)[: args.count]]
     for n in names[1:]:
         every[n] = {k: pred for k, pred in rebuild(frames, CONFIGS[n], idx, linked) if k in worst}
     report = {}
@@ -72,7 +80,7 @@ def main() -> None:
     for k in worst:
         gt = frames[k + 1]
         preds = {n: every[n][k] for n in names}
-        cy, cx = worst_window(preds[names[0]], gt)
+        cy, cx = worst_window(preds[names[0]], preds[names[1]] if args.frames and len(names) > 1 else gt)
         rows = [np.concatenate([label(gt, "truth")] + [label(preds[n], f"{n} {score(preds[n], gt)[0]:.2f} dB")
                                                        for n in names], axis=1)]
         strip = zoom_strip([gt] + [preds[n] for n in names], cy, cx)

@@ -3,6 +3,9 @@
     flow.py          DIS optical flow, backward warping, flow splatting (numpy / OpenCV)
     interpolate.py   ``interpolate_frames`` and ``PairInterpolator``: in-between frames of one pair
     refine.py        the optional small learned correction of the blended frame
+    select.py        the optional learned choice between the two warped frames (preset flow-select)
+    generative.py    the optional conditional pMF drawing where the warps disagree (preset flow-gen)
+    generative_data.py  training crops for the learned stages (frame triplets, synthetic moving scenes)
     files.py         ``interpolate_video(s)``: stream, detect cuts, interpolate and encode video files
     ffmpeg_io.py     colour-exact decode / encode (planar YUV passthrough, tags kept) through imageio-ffmpeg
     distributed.py   ``interpolate_files_on_ray``: one Ray task per file (optional; imported only for ray=)

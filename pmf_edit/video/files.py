@@ -288,12 +288,12 @@ def interpolate_video(
         check_apart(src, dst)
     # Planar YUV sources are read and written in their own pixel format (no colour conversion at all);
     # the learned refinement needs RGB, as do other formats (`pmf_edit.video.ffmpeg_io`).
-    planar = planar and info.subsampling is not None and not (cfg.refine or cfg.generative or frames_out
+    planar = planar and info.subsampling is not None and not (cfg.learned or frames_out
                                                                or ext in RGB_OUTPUTS)
     # A used alpha channel (a sticker GIF, RGBA frames) is interpolated with the colour where the output can
     # hold it (ffmpeg_io.keeps_alpha) and the method is the flow warp (the learned corrections take RGB).
     used_alpha = _ALPHA.match(info.pix_fmt) is not None and _transparent(src, info)
-    alpha = used_alpha and keeps_alpha(dst) and not (cfg.refine or cfg.generative)
+    alpha = used_alpha and keeps_alpha(dst) and not cfg.learned
     planar = planar and not alpha
     _warn_what_is_lost(info, planar, src, alpha_lost=used_alpha and not alpha)
     partial = _Partial(dst)  # checks and makes the output folder before any ffmpeg process starts

@@ -18,7 +18,9 @@ default method:
    its positions in four frames (-1, 0, 1, 2) instead of a straight line (quadratic video interpolation,
    Xu et al. 2019), the acceleration limited where it is unreliable (`accel_rel`, `accel_fb`);
 6. optionally (`refine=True`, preset "flow-refine") a 22k-weight CNN corrects the blend
-   (`pmf_edit.video.refine`).
+   (`pmf_edit.video.refine`), or (`select=True`, preset "flow-select") a 41k-weight CNN chooses the
+   shares of the two warped frames from them and the flow stage's evidence (`PairInterpolator.evidence`,
+   `pmf_edit.video.select`): it removes ghosts where one frame's content is occluded in the other.
 
 Each frame pair's flows are computed once and reused for every requested t.
 """
@@ -82,6 +84,8 @@ class InterpolationConfig:
     gen_threshold: float = 8.0  # chosen on development frames (benchmarks/tune_vfi_generative.py)
     gen_model: str | None = None  # folder of the VFI network (core.checkpoint.save_model); None: the bundled one
     gen_lattices: int = 2  # tile lattices averaged, moved by fractions of a patch (the patch mesh fades; cost x n)
+    select: bool = False  # choose between the two warped frames with the learned selector (pmf_edit/video/select.py)
+    select_model: str | None = None  # its weights (safetensors); None: the bundled ones
 
     def __post_init__(self) -> None:
         if self.method not in ("flow", "linear"):
@@ -109,8 +113,15 @@ class InterpolationConfig:
         checks.real(self.accel_slack, "accel_slack", lo=0.0)
         checks.real(self.accel_fb, "accel_fb", lo=0.0)
         checks.integer(self.gen_lattices, "gen_lattices", lo=1, hi=32)
-        if self.refine and self.generative:
-            raise ValueError("refine and generative are two alternative corrections; choose one")
+        if self.refine + self.generative + self.select > 1:
+            raise ValueError("refine, generative and select are alternative corrections; choose one")
+        if self.select and not self.reverse_flow:
+            raise ValueError("select=True reads the flow splatting's evidence: it needs reverse_flow=True")
+
+    @property
+    def learned(self) -> bool:
+        """True when a learned stage (refine, generative, select) finishes the frame: it works on RGB frames."""
+        return self.refine or self.generative or self.select
 
     def variational_iters_at(self, h: int, w: int) -> int | None:
         """DIS variational passes for an (h, w) flow image: `small_variational_iters` when h * w is at most
@@ -143,6 +154,7 @@ CONFIGS: dict[str, InterpolationConfig] = {
     "plain-warp": InterpolationConfig(**_FULL_MEDIUM, reverse_flow=False, remap="linear", acceleration=False),
     "flow-refine": InterpolationConfig(refine=True),  # the default plus the learned correction
     "flow-gen": InterpolationConfig(generative=True),  # the default plus the generative pMF where flow fails
+    "flow-select": InterpolationConfig(select=True),  # the default with the learned choice between the warps
     "linear": InterpolationConfig(method="linear"),
 }
 
@@ -169,8 +181,8 @@ class PairInterpolator:
                 raise ValueError(f"planar input needs (H, W, 1) luma and two (h, w, 2) chroma planes of its dtype, "
                                  f"got {img0.shape} {img0.dtype}, {chroma0.shape} {chroma0.dtype}, "
                                  f"{chroma1.shape} {chroma1.dtype}")
-            if config.refine or config.generative:
-                raise ValueError("refine=True and generative=True work on RGB frames, not on luma/chroma planes")
+            if config.learned:
+                raise ValueError("refine, generative and select work on RGB frames, not on luma/chroma planes")
         self.img0, self.img1, self.cfg = img0, img1, config
         # Planes warped with the same flows: the image (or luma), then the chroma planes at their own size.
         self.planes = [(img0, img1)] + ([(chroma0, chroma1)] if chroma0 is not None else [])
@@ -274,17 +286,51 @@ class PairInterpolator:
         ft1[hole] = (1 - t) * g01[hole]
         return _resize_flow(ft0, self.w, self.h), _resize_flow(ft1, self.w, self.h)
 
+    def _displacements(self, t: float) -> tuple[np.ndarray, np.ndarray]:
+        """(hs, ws, 2) displacements of frame-0 pixels from time 0 to t and of frame-1 pixels from time 1
+        back to t, on the splatting grid (straight, or on a parabola with use_neighbours)."""
+        g01, g10 = self.rev_flows
+        s = 1 - t
+        d0 = t * g01
+        if self.acc0 is not None:
+            d0 = d0 + np.float32((t * t - t) / 2) * self.acc0
+        d1 = s * g10
+        if self.acc1 is not None:
+            d1 = d1 + np.float32((s * s - s) / 2) * self.acc1
+        return d0, d1
+
+    def evidence(self, t: float, small: tuple[np.ndarray, np.ndarray] | None = None) -> np.ndarray:
+        """What the flow stage knows about each warped frame at time t: (h, w, 6) float32 at the flow resolution.
+
+        Channels (the input of `pmf_edit.video.select`): log(1 + forward-backward inconsistency) of the
+        frame-1 source of b (high: that content is hidden in frame 0, so a is wrong there) and of the
+        frame-0 source of a; the splatting confidence (log, / 10) at the source of a and of b; the
+        density of frame-0 and of frame-1 pixels landing at time t (capped at 2; ~0 where no pixel of
+        that frame lands: not visible in it). `small`: `_flows_at(t)` if already computed. Needs
+        reverse_flow (the splatting).
+        """
+        if self.cfg.method != "flow" or not self.cfg.reverse_flow:
+            raise ValueError("evidence() needs method='flow' with reverse_flow=True")
+        ft0, ft1 = small or self._flows_at(t)  # (h, w, 2) each
+        if self.c0 is None:
+            self.c0, self.c1 = fb_consistency(self.f01, self.f10), fb_consistency(self.f10, self.f01)
+        d0, d1 = self._displacements(t)
+        ones = np.ones(d0.shape[:2] + (1,), np.float32)
+        weight = np.ones(d0.shape[:2], np.float32)
+        n0, n1 = (cv2.resize(np.minimum(splat(ones, d, weight)[1], np.float32(2)), (self.w, self.h),
+                             interpolation=cv2.INTER_LINEAR) for d in (d0, d1))  # (h, w) each
+        z0, z1 = (cv2.resize(np.log(np.maximum(z, np.float32(1e-6))), (self.w, self.h),
+                             interpolation=cv2.INTER_LINEAR) for z in self.rev_weights)
+        maps = [np.log1p(backward_warp(self.c1, ft1)), np.log1p(backward_warp(self.c0, ft0)),
+                backward_warp(z0, ft0) * np.float32(0.1), backward_warp(z1, ft1) * np.float32(0.1), n0, n1]
+        return np.stack(maps, -1).astype(np.float32)
+
     def _curved_flows_at(self, t: float) -> tuple[np.ndarray, np.ndarray]:
         """`_flows_at` with quadratic motion (use_neighbours): the carried flows are no longer multiples
         of the splatted displacement, so both (F_t0, F_t1) are splatted, 4 channels per source."""
         g01, g10 = self.rev_flows  # (hs, ws, 2)
         s = 1 - t
-        d0 = t * g01  # displacement of frame-0 pixels from time 0 to t
-        if self.acc0 is not None:
-            d0 = d0 + np.float32((t * t - t) / 2) * self.acc0
-        d1 = s * g10  # displacement of frame-1 pixels from time 1 back to t
-        if self.acc1 is not None:
-            d1 = d1 + np.float32((s * s - s) / 2) * self.acc1
+        d0, d1 = self._displacements(t)
         # A frame-0 pixel lands at x0 + d0 and carries F_t0 = -d0, F_t1 = f01 - d0; a frame-1 pixel lands
         # at x1 + d1 and carries F_t0 = f10 - d1, F_t1 = -d1.
         values = np.stack([np.concatenate([-d0, g01 - d0], -1), np.concatenate([g10 - d1, -d1], -1)])  # (2, hs, ws, 4)
@@ -312,7 +358,8 @@ class PairInterpolator:
             v0, v1 = (cv2.resize(v, (W, H), interpolation=cv2.INTER_LINEAR) for v in (v0, v1))
         return _resize_flow(ft0, W, H), _resize_flow(ft1, W, H), v0, v1
 
-    def warps(self, t: float) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    def warps(self, t: float, small: tuple[np.ndarray, np.ndarray] | None = None
+              ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
         """Both frames warped to time t in (0, 1) and their blend weights, full size (for a refiner).
 
         Returns:
@@ -322,7 +369,7 @@ class PairInterpolator:
         """
         if self.cfg.method != "flow":
             raise ValueError("warps() needs method='flow'")
-        ft0, ft1, v0, v1 = self._full_flows(t)
+        ft0, ft1, v0, v1 = self._full_flows(t, None, small)
         a, wa = self._warp(self.img0, ft0, 1 - t, v0, 0, self.H)
         b, wb = self._warp(self.img1, ft1, t, v1, 0, self.H)
         return a, b, wa, wb
@@ -355,7 +402,7 @@ class PairInterpolator:
         """The frame at time t in [0, 1]: (H, W, C) in the input's dtype; t = 0 / 1 return the inputs exactly.
 
         With chroma planes this is the luma plane only; `render_planes` returns all of them."""
-        if (self.cfg.refine or self.cfg.generative) and 0.0 < t < 1.0 and self.cfg.method == "flow":
+        if self.cfg.learned and 0.0 < t < 1.0 and self.cfg.method == "flow":
             return self._refined(t)
         return self.render_planes(t)[0]
 
@@ -369,7 +416,7 @@ class PairInterpolator:
         if self.cfg.method == "linear":
             return tuple(cv2.addWeighted(a, 1 - t, b, t, 0.0).reshape(a.shape) if a.dtype == np.uint8
                          else (1 - t) * a + t * b for a, b in self.planes)
-        if self.cfg.refine or self.cfg.generative:
+        if self.cfg.learned:
             return (self._refined(t),)
         small = self._flows_at(t)  # (h, w, 2) each, at the flow resolution
         return tuple(self._blend(a, b, t, *self._full_flows(t, a.shape[:2], small)) for a, b in self.planes)
@@ -392,9 +439,10 @@ class PairInterpolator:
         return out
 
     def _refined(self, t: float) -> np.ndarray:
-        """`render(t)` through the learned refinement or the generative correction (grey frames go
-        through either as three equal channels)."""
-        a, b, wa, wb = self.warps(t)
+        """`render(t)` through the learned refinement, the generative correction or the learned selection
+        (grey frames go through each as three equal channels)."""
+        small = self._flows_at(t)
+        a, b, wa, wb = self.warps(t, small)
         grey = a.shape[-1] == 1
         if grey:
             a, b = np.repeat(a, 3, axis=-1), np.repeat(b, 3, axis=-1)
@@ -404,6 +452,11 @@ class PairInterpolator:
             out = correct(a, b, wa, wb, net=cached_generative(self.cfg.gen_model),
                           config=GenerativeConfig(threshold=self.cfg.gen_threshold,
                                                   lattices=self.cfg.gen_lattices))  # (H, W, 3)
+        elif self.cfg.select:
+            from pmf_edit.video.select import load_selector, select
+
+            out = select(a, b, wa, wb, self.evidence(t, small), net=load_selector(self.cfg.select_model),
+                         band_rows=self.cfg.band_rows)  # (H, W, 3)
         else:
             out = refine(a, b, wa, wb, band_rows=self.cfg.band_rows)  # (H, W, 3)
         if grey:
