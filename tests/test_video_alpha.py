@@ -168,3 +168,21 @@ def test_a_still_webp_is_refused_cleanly(tmp_path: Path, capfd) -> None:
         interpolate_video(tmp_path / "still.webp", tmp_path / "out.webp", progress=False, workers=1)
     assert "Cannot allocate memory" not in capfd.readouterr().err
     assert not (tmp_path / "out.webp").exists()
+
+
+def test_folder_runs_take_animated_webp_and_apng_not_still_webp(sticker: Path, tmp_path: Path) -> None:
+    """A folder run picked up neither (left alone in the fourteenth session): now every APNG and the WebPs
+    that are animations; a still WebP photo in the same folder is not a video and is left out."""
+    from pmf_edit.video.files import interpolate_videos, is_video_file
+
+    src = tmp_path / "in"
+    src.mkdir()
+    frames = [Image.fromarray(_disc(k), "RGBA") for k in range(3)]
+    frames[0].save(src / "anim.webp", save_all=True, append_images=frames[1:], duration=100, loop=0, lossless=True)
+    frames[0].save(src / "anim.apng", save_all=True, append_images=frames[1:], duration=100, loop=0)
+    frames[0].save(src / "still.webp")
+    assert is_video_file(src / "anim.webp") and is_video_file(src / "anim.apng")
+    assert not is_video_file(src / "still.webp")
+    res = interpolate_videos(src, tmp_path / "out", progress=False, workers=1)
+    assert sorted(Path(r.dst).name for r in res.done) == ["anim.apng", "anim.webp"] and not res.failed
+    assert Image.open(tmp_path / "out" / "anim.webp").n_frames == 5

@@ -33,6 +33,26 @@ from pmf_edit.video.ffmpeg_io import (ALPHA_CODECS, ALPHA_FRAMES, ANIMATED_IMAGE
 # GIFs (taken at their own frame timing). Not ".ts": in a mixed folder that is more often TypeScript.
 VIDEO_EXTENSIONS = (".mp4", ".mov", ".mkv", ".avi", ".webm", ".m4v", ".mpg", ".mpeg", ".wmv", ".flv", ".mts", ".m2ts",
                     ".3gp", ".ogv", ".gif")
+# ... and animated images: every APNG, and the WebP files that are animations (a folder of WebP photos is
+# not a folder of videos: those would each fail).
+ANIMATED_IMAGE_EXTENSIONS = (".apng", ".webp")
+
+
+def _animated_webp(path: Path) -> bool:
+    """True for an animated WebP: the extended header (VP8X) with its animation flag (0x02 of the flags
+    byte, the WebP container specification); a still WebP has a plain VP8 / VP8L header or no flag."""
+    try:
+        with open(path, "rb") as fh:
+            head = fh.read(21)
+    except OSError:
+        return False
+    return len(head) == 21 and head[:4] == b"RIFF" and head[8:16] == b"WEBPVP8X" and bool(head[20] & 0x02)
+
+
+def is_video_file(path: Path) -> bool:
+    """What a folder run (`interpolate_videos`) picks up: `VIDEO_EXTENSIONS`, APNG files and animated WebPs."""
+    ext = path.suffix.lower()
+    return ext in VIDEO_EXTENSIONS or ext == ".apng" or (ext == ".webp" and _animated_webp(path))
 
 
 @dataclass(frozen=True)
@@ -643,9 +663,10 @@ def interpolate_videos(
     src_dir, dst_dir = Path(src_dir), Path(dst_dir)
     if not src_dir.is_dir():
         raise FileNotFoundError(f"input folder not found: {src_dir}")
-    files = sorted(p for p in src_dir.iterdir() if p.is_file() and p.suffix.lower() in VIDEO_EXTENSIONS)
+    files = sorted(p for p in src_dir.iterdir() if p.is_file() and is_video_file(p))
     if not files:
-        raise ValueError(f"no video files ({', '.join(VIDEO_EXTENSIONS)}) in {src_dir}")
+        raise ValueError(f"no video files ({', '.join(VIDEO_EXTENSIONS)}, animated "
+                         f"{' / '.join(ANIMATED_IMAGE_EXTENSIONS)}) in {src_dir}")
     if dst_dir.exists() and not dst_dir.is_dir():
         raise ValueError(f"output folder {dst_dir} is a file; give a folder path")
     if _same_path(src_dir, dst_dir) and not suffix:
