@@ -151,20 +151,7 @@ def main() -> None:
     import cv2
 
     cv2.setNumThreads(1)
-    os.makedirs(args.run, exist_ok=True)
-    cache = os.path.join(args.run, "data.npz")
-    t0 = time.perf_counter()
-    if os.path.exists(cache):
-        with np.load(cache) as z:
-            train = {k[6:]: z[k] for k in z.files if k.startswith("train_")}
-            val = {k[4:]: z[k] for k in z.files if k.startswith("val_")}
-    else:
-        train, val = build_data(args)
-        tmp = cache + ".tmp.npz"
-        np.savez(tmp, **{f"train_{k}": v for k, v in train.items()}, **{f"val_{k}": v for k, v in val.items()})
-        os.replace(tmp, cache)
-    print(f"# {len(train['gt'])} train / {len(val['gt'])} held-out crops ({time.perf_counter() - t0:.0f} s)",
-          file=sys.stderr, flush=True)
+    train, val = gd.cached_crops(args.run, lambda: build_data(args))
 
     torch.manual_seed(args.seed)
     net = PixelMeanFlow(model_config(args.tile, args.width, args.depth, bottleneck=args.bottleneck,

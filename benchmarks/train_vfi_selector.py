@@ -149,20 +149,7 @@ def main() -> None:
         args.video = [os.path.join(clip_dir(), "bigbuckbunny.mp4")]
     torch.set_num_threads(1)
     cv2.setNumThreads(1)
-    os.makedirs(args.run, exist_ok=True)
-    cache = os.path.join(args.run, "data.npz")
-    if os.path.exists(cache):
-        with np.load(cache) as z:
-            train = {k[6:]: z[k] for k in z.files if k.startswith("train_")}
-            val = {k[4:]: z[k] for k in z.files if k.startswith("val_")}
-    else:
-        t0 = time.time()
-        train, val = build_data(args)
-        tmp = cache + ".tmp.npz"
-        np.savez(tmp, **{f"train_{k}": v for k, v in train.items()}, **{f"val_{k}": v for k, v in val.items()})
-        os.replace(tmp, cache)
-        print(f"# data: {len(train['a'])} train / {len(val['a'])} held-out crops in {time.time() - t0:.0f} s",
-              file=sys.stderr, flush=True)
+    train, val = gd.cached_crops(args.run, lambda: build_data(args))
     net = SelectNet(SelectConfig(width=args.width, dilations=args.dilations))
     opt = torch.optim.Adam(net.parameters(), lr=args.lr)
     ckpt, step = os.path.join(args.run, "ckpt.pt"), 0

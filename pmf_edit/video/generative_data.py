@@ -14,7 +14,8 @@ Half of the crops are where the flow blend is worst (what the model is for), hal
 """
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+import os
+from collections.abc import Callable, Iterator, Sequence
 
 import cv2
 import numpy as np
@@ -187,3 +188,30 @@ def synthetic_crops(num_scenes: int, crop: int, per_scene: int, rng: np.random.G
 def concat(parts: Sequence[Crops]) -> Crops:
     """Crops of several sources in one set."""
     return {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
+
+
+def cached_crops(run: str, build: Callable[[], tuple[Crops, Crops]]) -> tuple[Crops, Crops]:
+    """(train, held-out) crops of a training run: from RUN/data.npz, or made by `build()` and written there
+    first (atomically: an interrupted build leaves no cache behind), so a resumed run builds nothing.
+    Prints the counts on stderr."""
+    import sys
+    import time
+
+    os.makedirs(run, exist_ok=True)
+    t0 = time.perf_counter()
+    train, val = _load_or_build(os.path.join(run, "data.npz"), build)
+    print(f"# {len(train['gt'])} train / {len(val['gt'])} held-out crops ({time.perf_counter() - t0:.0f} s)",
+          file=sys.stderr, flush=True)
+    return train, val
+
+
+def _load_or_build(path: str, build: Callable[[], tuple[Crops, Crops]]) -> tuple[Crops, Crops]:
+    if os.path.exists(path):
+        with np.load(path) as z:
+            return ({k[6:]: z[k] for k in z.files if k.startswith("train_")},
+                    {k[4:]: z[k] for k in z.files if k.startswith("val_")})
+    train, val = build()
+    tmp = path + ".tmp.npz"
+    np.savez(tmp, **{f"train_{k}": v for k, v in train.items()}, **{f"val_{k}": v for k, v in val.items()})
+    os.replace(tmp, path)
+    return train, val

@@ -13,8 +13,6 @@ with the package; nothing is downloaded.
 """
 from __future__ import annotations
 
-import os
-import threading
 from dataclasses import asdict, dataclass
 
 import numpy as np
@@ -22,6 +20,7 @@ import torch
 from torch import nn
 
 from core.checkpoint import ASSETS
+from pmf_edit.video.weights import load_net, save_net
 
 # Bundled next to the other shipped weights: core/assets is the folder setup.cfg packages.
 WEIGHTS = str(ASSETS / "vfi_refiner.safetensors")
@@ -66,42 +65,23 @@ class RefineNet(nn.Module):
         return blend + r
 
 
-_cache: dict[str, RefineNet] = {}
-_lock = threading.Lock()
-
-
 def load_refiner(path: str | None = None) -> RefineNet:
     """The refinement network from a safetensors file (default: the bundled weights), cached per path.
 
     Raises:
-        FileNotFoundError: the weights file is missing .
+        FileNotFoundError: the weights file is missing.
     """
-    path = path or WEIGHTS
-    with _lock:
-        if path not in _cache:
-            if not os.path.exists(path):
-                raise FileNotFoundError(
-                    f"VFI refiner weights not found: {path}. They ship with the package "
+    def build(meta: dict[str, str]) -> RefineNet:
+        return RefineNet(RefineConfig(**{k: int(meta[k]) for k in asdict(RefineConfig()) if k in meta}))
+
+    return load_net(path or WEIGHTS, build, "The VFI refiner weights ship with the package "
                     "(core/assets/vfi_refiner.safetensors); retrain them with benchmarks/train_vfi_refiner.py, "
                     "or use a config with refine=False.")
-            from safetensors import safe_open
-            from safetensors.torch import load_file
-
-            with safe_open(path, "pt") as fh:
-                meta = fh.metadata() or {}
-            cfg = RefineConfig(**{k: int(meta[k]) for k in asdict(RefineConfig()) if k in meta})
-            net = RefineNet(cfg)
-            net.load_state_dict(load_file(path))
-            _cache[path] = net.eval().requires_grad_(False)
-        return _cache[path]
 
 
 def save_refiner(net: RefineNet, path: str) -> None:
     """Write `net`'s weights as safetensors, its `RefineConfig` as string metadata."""
-    from safetensors.torch import save_file
-
-    save_file({k: v.contiguous() for k, v in net.state_dict().items()}, path,
-              metadata={k: str(v) for k, v in asdict(net.cfg).items()})
+    save_net(net, path)
 
 
 def check_warps(a: np.ndarray, b: np.ndarray, wa: np.ndarray, wb: np.ndarray) -> None:

@@ -19,9 +19,7 @@ Bunny (first 80 % of its frames) and synthetic scenes of offline stills under mo
 """
 from __future__ import annotations
 
-import os
-import threading
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 
 import cv2
 import numpy as np
@@ -31,6 +29,7 @@ from torch import nn
 
 from core.checkpoint import ASSETS
 from pmf_edit.video.refine import check_warps
+from pmf_edit.video.weights import load_net, save_net
 
 WEIGHTS = str(ASSETS / "vfi_selector.safetensors")
 NUM_MAPS = 6  # PairInterpolator.evidence channels
@@ -84,43 +83,24 @@ class SelectNet(nn.Module):
         return torch.sigmoid(torch.logit(m.clamp(1e-4, 1 - 1e-4)) + d)
 
 
-_cache: dict[str, SelectNet] = {}
-_lock = threading.Lock()
-
-
 def load_selector(path: str | None = None) -> SelectNet:
     """The selection network from a safetensors file (default: the bundled weights), cached per path.
 
     Raises:
         FileNotFoundError: the weights file is missing.
     """
-    path = path or WEIGHTS
-    with _lock:
-        if path not in _cache:
-            if not os.path.exists(path):
-                raise FileNotFoundError(
-                    f"VFI selector weights not found: {path}. They ship with the package "
+    def build(meta: dict[str, str]) -> SelectNet:
+        return SelectNet(SelectConfig(width=int(meta.get("width", SelectConfig.width)),
+                                      dilations=meta.get("dilations", SelectConfig.dilations)))
+
+    return load_net(path or WEIGHTS, build, "The VFI selector weights ship with the package "
                     "(core/assets/vfi_selector.safetensors); retrain them with benchmarks/train_vfi_selector.py, "
                     "or use a config with select=False.")
-            from safetensors import safe_open
-            from safetensors.torch import load_file
-
-            with safe_open(path, "pt") as fh:
-                meta = fh.metadata() or {}
-            cfg = SelectConfig(width=int(meta.get("width", SelectConfig.width)),
-                               dilations=meta.get("dilations", SelectConfig.dilations))
-            net = SelectNet(cfg)
-            net.load_state_dict(load_file(path))
-            _cache[path] = net.eval().requires_grad_(False)
-        return _cache[path]
 
 
 def save_selector(net: SelectNet, path: str) -> None:
     """Write `net`'s weights as safetensors, its `SelectConfig` as string metadata."""
-    from safetensors.torch import save_file
-
-    save_file({k: v.contiguous() for k, v in net.state_dict().items()}, path,
-              metadata={k: str(v) for k, v in asdict(net.cfg).items()})
+    save_net(net, path)
 
 
 def select(a: np.ndarray, b: np.ndarray, wa: np.ndarray, wb: np.ndarray, maps: np.ndarray,
