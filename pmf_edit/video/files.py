@@ -33,9 +33,6 @@ from pmf_edit.video.ffmpeg_io import (ALPHA_CODECS, ALPHA_FRAMES, ANIMATED_IMAGE
 # GIFs (taken at their own frame timing). Not ".ts": in a mixed folder that is more often TypeScript.
 VIDEO_EXTENSIONS = (".mp4", ".mov", ".mkv", ".avi", ".webm", ".m4v", ".mpg", ".mpeg", ".wmv", ".flv", ".mts", ".m2ts",
                     ".3gp", ".ogv", ".gif")
-# ... and animated images: every APNG, and the WebP files that are animations (a folder of WebP photos is
-# not a folder of videos: those would each fail).
-ANIMATED_IMAGE_EXTENSIONS = (".apng", ".webp")
 
 
 def _animated_webp(path: Path) -> bool:
@@ -50,9 +47,13 @@ def _animated_webp(path: Path) -> bool:
 
 
 def is_video_file(path: Path) -> bool:
-    """What a folder run (`interpolate_videos`) picks up: `VIDEO_EXTENSIONS`, APNG files and animated WebPs."""
+    """What a folder run (`interpolate_videos`) picks up: `VIDEO_EXTENSIONS` and the animated images
+    (`ffmpeg_io.ANIMATED_IMAGES`), a WebP only when it is an animation (a folder of WebP photos is not a
+    folder of videos: each would fail)."""
     ext = path.suffix.lower()
-    return ext in VIDEO_EXTENSIONS or ext == ".apng" or (ext == ".webp" and _animated_webp(path))
+    if ext == ".webp":
+        return _animated_webp(path)
+    return ext in VIDEO_EXTENSIONS or ext in ANIMATED_IMAGES
 
 
 @dataclass(frozen=True)
@@ -665,8 +666,7 @@ def interpolate_videos(
         raise FileNotFoundError(f"input folder not found: {src_dir}")
     files = sorted(p for p in src_dir.iterdir() if p.is_file() and is_video_file(p))
     if not files:
-        raise ValueError(f"no video files ({', '.join(VIDEO_EXTENSIONS)}, animated "
-                         f"{' / '.join(ANIMATED_IMAGE_EXTENSIONS)}) in {src_dir}")
+        raise ValueError(f"no video files ({', '.join(VIDEO_EXTENSIONS)}, .apng, animated .webp) in {src_dir}")
     if dst_dir.exists() and not dst_dir.is_dir():
         raise ValueError(f"output folder {dst_dir} is a file; give a folder path")
     if _same_path(src_dir, dst_dir) and not suffix:

@@ -135,15 +135,16 @@ def select(a: np.ndarray, b: np.ndarray, wa: np.ndarray, wb: np.ndarray, maps: n
         for r0 in range(0, H, band_rows):
             r1 = min(H, r0 + band_rows)
             s0, s1 = max(0, r0 - MARGIN), min(H, r1 + MARGIN)  # s0 even (r0 and MARGIN are)
-
-            def t(x: np.ndarray) -> torch.Tensor:  # (rows, W, C) -> (1, C, rows, W) float32
-                return torch.from_numpy(np.ascontiguousarray(x)).permute(2, 0, 1)[None].float()
-
-            ta, tb = t(a[s0:s1]) * scale, t(b[s0:s1]) * scale
-            w = net(ta, tb, t(m[s0:s1, :, None]), t(half[s0 // 2:(s1 + 1) // 2]))  # (1, 1, rows, W)
+            ta, tb = _tensor(a[s0:s1]) * scale, _tensor(b[s0:s1]) * scale
+            w = net(ta, tb, _tensor(m[s0:s1, :, None]), _tensor(half[s0 // 2:(s1 + 1) // 2]))  # (1, 1, rows, W)
             y = (w * ta + (1 - w) * tb)[0, :, r0 - s0:r1 - s0].permute(1, 2, 0).numpy()  # (band, W, 3)
             if out.dtype == np.uint8:
                 out[r0:r1] = np.clip(y * 255 + 0.5, 0, 255).astype(np.uint8)
             else:
                 out[r0:r1] = np.clip(y, 0, 1)
     return out
+
+
+def _tensor(x: np.ndarray) -> torch.Tensor:
+    """(rows, W, C) array -> (1, C, rows, W) float32 tensor."""
+    return torch.from_numpy(np.ascontiguousarray(x)).permute(2, 0, 1)[None].float()
