@@ -102,20 +102,27 @@ def cut_free_pairs(frames: np.ndarray, idx: list[int]) -> dict[int, bool]:
     return {k: cut_score(thumbs[k], thumbs[k + 2]) <= 0.3 for k in idx}
 
 
-def rebuild(frames: np.ndarray, cfg: InterpolationConfig, idx: list[int], linked: dict[int, bool]):
-    """Yield (k, middle of frames k and k + 2) for k in `idx` (ascending, step 2), the way
-    `interpolate_video` sees a clip: each pair's flows computed once, its neighbouring pairs
-    (k - 2, k) and (k + 2, k + 4) attached (`use_neighbours`) unless a cut (`linked`) lies between."""
+def linked_pairs(frames: np.ndarray, idx: list[int], linked: dict[int, bool],
+                 make=lambda f0, f1: PairInterpolator(f0, f1, InterpolationConfig())):
+    """Yield (k, pair of frames k and k + 2) for k in `idx` (ascending, step 2), the way `interpolate_video`
+    sees a clip: each pair built once by `make(f0, f1)`, its neighbouring pairs (k - 2, k) and (k + 2, k + 4)
+    attached (`use_neighbours`) unless a cut (`linked`) lies between."""
     pairs: dict[int, PairInterpolator] = {}
     for k in idx:
         for j in (k, k + 2):  # this pair and the next, each built once
             if j in linked and j not in pairs:
-                pairs[j] = PairInterpolator(frames[j], frames[j + 2], cfg)
+                pairs[j] = make(frames[j], frames[j + 2])
         pairs.pop(k - 4, None)  # no longer anyone's neighbour
         before = pairs.get(k - 2) if linked.get(k - 2) and linked[k] else None
         after = pairs.get(k + 2) if linked.get(k + 2) and linked[k] else None
         pairs[k].use_neighbours(before, after)
-        yield k, pairs[k].render(0.5)
+        yield k, pairs[k]
+
+
+def rebuild(frames: np.ndarray, cfg: InterpolationConfig, idx: list[int], linked: dict[int, bool]):
+    """Yield (k, middle of frames k and k + 2) for k in `idx`, each pair as `linked_pairs` builds it."""
+    for k, pair in linked_pairs(frames, idx, linked, lambda f0, f1: PairInterpolator(f0, f1, cfg)):
+        yield k, pair.render(0.5)
 
 
 def bench_clip(frames: np.ndarray, methods: dict[str, InterpolationConfig], with_minterp: bool,

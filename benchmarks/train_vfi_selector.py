@@ -42,62 +42,45 @@ from pmf_edit.video.select import SelectConfig, SelectNet, save_selector  # noqa
 SWAP = [1, 0, 3, 2, 5, 4]  # evidence channels of frame 0 <-> frame 1 (PairInterpolator.evidence)
 
 
-def triplet_crops(pair: PairInterpolator, ft: np.ndarray, t: float, crop: int, count: int,
-                  rng: np.random.Generator, out: dict[str, list]) -> None:
-    """Append `count` crops of one target frame to `out`: half centred where the blend is worst, half at random."""
+def triplet_crops(f0: np.ndarray, ft: np.ndarray, f1: np.ndarray, t: float, crop: int, count: int,
+                  rng: np.random.Generator, pair: PairInterpolator | None = None) -> gd.Crops:
+    """`count` crops of one target frame (`generative_data.triplet_crops` with the selector's inputs): the
+    two warped frames, the blend share, the evidence maps at half resolution, the truth."""
+    pair = pair or PairInterpolator(f0, f1, InterpolationConfig())
     small = pair._flows_at(t)
     a, b, wa, wb = pair.warps(t, small)
     m = wa / (wa + wb)  # (H, W) share of a
     H, W = ft.shape[:2]
     maps = cv2.resize(pair.evidence(t, small), ((W + 1) // 2, (H + 1) // 2), interpolation=cv2.INTER_LINEAR)
-    blend = b + m[..., None] * (a.astype(np.float32) - b)
-    err = cv2.blur(np.abs(blend - ft).mean(-1), (crop, crop))
-    ys = rng.integers(0, (H - crop) // 2 + 1, 4 * count) * 2  # even: the evidence crop starts at y / 2
-    xs = rng.integers(0, (W - crop) // 2 + 1, 4 * count) * 2
-    hard = [int(i) for i in np.argsort(-err[ys + crop // 2, xs + crop // 2])[: count // 2]]
-    pick = hard + [i for i in range(4 * count) if i not in set(hard)][: count - len(hard)]
-    for i in pick:
-        y, x = ys[i], xs[i]
+    out: dict[str, list] = {k: [] for k in ("a", "b", "gt", "m", "maps")}
+    # even corners: the evidence crop starts at y / 2
+    for y, x in gd.crop_corners(gd.blend_error(a, b, m, ft, crop), crop, count, rng, step=2):
         sl = (slice(y, y + crop), slice(x, x + crop))
         out["a"].append(a[sl])
         out["b"].append(b[sl])
         out["gt"].append(ft[sl])
         out["m"].append(m[sl][..., None].astype(np.float16))
         out["maps"].append(maps[y // 2:(y + crop) // 2, x // 2:(x + crop) // 2].astype(np.float16))
+    return {k: np.stack(v) for k, v in out.items()}
 
 
-def video_crops(frames: np.ndarray, crop: int, per: int, rng: np.random.Generator, out: dict[str, list]) -> None:
-    H, W = frames.shape[1:3]
-    for div in (1, 2, 4):
-        if min(H, W) // div < crop:
-            continue
-        fr = frames if div == 1 else np.stack(
-            [cv2.resize(f, (W // div, H // div), interpolation=cv2.INTER_AREA) for f in frames])
-        for k, j, g in gd.video_triplets(fr, (2,) if div == 1 else (2, 4)):
-            if j == 1:
-                pair = PairInterpolator(fr[k], fr[k + g], InterpolationConfig())
-            triplet_crops(pair, fr[k + j], j / g, crop, per, rng, out)
-
-
-def build_data(args: argparse.Namespace) -> tuple[dict, dict]:
+def build_data(args: argparse.Namespace) -> tuple[gd.Crops, gd.Crops]:
     from bench_vfi import load_clip
 
-    sets = {"train": {k: [] for k in ("a", "b", "gt", "m", "maps")}, "val": {k: [] for k in ("a", "b", "gt", "m", "maps")}}
     rng = np.random.default_rng(args.seed)
+    train, val = [], []
     for path in args.video:
         if not os.path.isfile(path):
             raise SystemExit(f"video not found: {path}")
         frames = load_clip(path, None)
         split = int(0.8 * len(frames))
-        video_crops(frames[:split], args.crop, args.per_target, rng, sets["train"])
-        video_crops(frames[split:], args.crop, args.per_target, rng, sets["val"])
+        train.append(gd.video_crops(frames[:split], args.crop, args.per_target, rng, crops_of=triplet_crops))
+        val.append(gd.video_crops(frames[split:], args.crop, args.per_target, rng, crops_of=triplet_crops))
     stills = gd.offline_stills()
-    for name, n in (("train", args.synthetic), ("val", max(20, args.synthetic // 20))):
-        r = rng if name == "train" else np.random.default_rng(args.seed + 1)
-        for _ in range(n):
-            f0, ft, f1 = gd.synthetic_triplet(stills, 192, r)
-            triplet_crops(PairInterpolator(f0, f1, InterpolationConfig()), ft, 0.5, args.crop, 8, r, sets[name])
-    return tuple({k: np.stack(v) for k, v in s.items()} for s in (sets["train"], sets["val"]))  # type: ignore
+    train.append(gd.synthetic_crops(args.synthetic, args.crop, 8, rng, stills=stills, crops_of=triplet_crops))
+    val.append(gd.synthetic_crops(max(20, args.synthetic // 20), args.crop, 8, np.random.default_rng(args.seed + 1),
+                                  stills=stills, crops_of=triplet_crops))
+    return gd.concat(train), gd.concat(val)
 
 
 def tensors(d: dict, idx, gen: torch.Generator | None = None) -> tuple[torch.Tensor, ...]:

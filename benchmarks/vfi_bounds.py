@@ -39,8 +39,8 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from bench_vfi import clip_dir, cut_free_pairs, load_clip, score  # noqa: E402
-from pmf_edit.video.flow import backward_warp, fb_consistency, splat  # noqa: E402
+from bench_vfi import clip_dir, cut_free_pairs, linked_pairs, load_clip, score  # noqa: E402
+from pmf_edit.video.flow import backward_warp, fb_consistency  # noqa: E402
 from pmf_edit.video.interpolate import CONFIGS, PairInterpolator  # noqa: E402
 
 TIMES = (0.35, 0.4, 0.45, 0.5, 0.55, 0.6, 0.65)
@@ -50,12 +50,6 @@ class SelectingPair(PairInterpolator):
     """The default flow pair with its blend weights multiplied by a visibility rule (`selector`)."""
 
     selector: tuple[str, float] | None = None
-
-    def _densities(self, t: float) -> tuple[np.ndarray, np.ndarray]:
-        """Splat densities (hs, ws) of frame-0 and frame-1 pixels at time t."""
-        d0, d1 = self._displacements(t)
-        ones, w = np.ones(d0.shape[:2] + (1,), np.float32), np.ones(d0.shape[:2], np.float32)
-        return splat(ones, d0, w)[1], splat(ones, d1, w)[1]
 
     def _full_flows(self, t, size=None, small=None):
         small = small or self._flows_at(t)
@@ -70,7 +64,7 @@ class SelectingPair(PairInterpolator):
             v0 = np.exp(-k * backward_warp(self.c1, small[1]))
             v1 = np.exp(-k * backward_warp(self.c0, small[0]))
         elif kind == "density":
-            n0, n1 = self._densities(t)
+            n0, n1 = self.densities(t)
             v0, v1 = np.minimum(n0, 1) ** k, np.minimum(n1, 1) ** k
         else:
             raise ValueError(f"unknown selector {kind!r}")
@@ -81,20 +75,15 @@ class SelectingPair(PairInterpolator):
 
 
 def frames_of(frames: np.ndarray, parity: int, selector: tuple[str, float] | None):
-    """Yield (k, pair) for every rebuilt frame k + 1, pairs built once with their neighbours (bench_vfi.rebuild)."""
+    """Yield (k, pair) for every rebuilt frame k + 1 (`bench_vfi.linked_pairs` with `SelectingPair`s)."""
     idx = list(range(parity, len(frames) - 2, 2))
-    linked = cut_free_pairs(frames, idx)
-    pairs: dict[int, SelectingPair] = {}
-    for k in idx:
-        for j in (k, k + 2):
-            if j in linked and j not in pairs:
-                pairs[j] = SelectingPair(frames[j], frames[j + 2], CONFIGS["flow"])
-                pairs[j].selector = selector
-        pairs.pop(k - 4, None)
-        before = pairs.get(k - 2) if linked.get(k - 2) and linked[k] else None
-        after = pairs.get(k + 2) if linked.get(k + 2) and linked[k] else None
-        pairs[k].use_neighbours(before, after)
-        yield k, pairs[k]
+
+    def make(f0: np.ndarray, f1: np.ndarray) -> SelectingPair:
+        pair = SelectingPair(f0, f1, CONFIGS["flow"])
+        pair.selector = selector
+        return pair
+
+    yield from linked_pairs(frames, idx, cut_free_pairs(frames, idx), make)
 
 
 def oracles(pair: PairInterpolator, gt: np.ndarray) -> dict[str, float]:

@@ -112,6 +112,24 @@ def synthetic_triplet(stills: Sequence[np.ndarray], size: int, rng: np.random.Ge
     return frames
 
 
+def crop_corners(err: np.ndarray, crop: int, count: int, rng: np.random.Generator,
+                 step: int = 1) -> list[tuple[int, int]]:
+    """(top, left) of `count` crops of a frame: half where `err` (H, W), the blend's error blurred over a
+    crop, is largest among 4 x `count` random candidates, half random. `step`: corners on multiples of it."""
+    H, W = err.shape
+    ys = rng.integers(0, (H - crop) // step + 1, 4 * count) * step
+    xs = rng.integers(0, (W - crop) // step + 1, 4 * count) * step
+    hard = list(np.argsort(-err[ys + crop // 2, xs + crop // 2])[: count // 2])  # the worst of the candidates
+    pick = hard + [i for i in range(4 * count) if i not in set(hard)][: count - len(hard)]
+    return [(int(ys[i]), int(xs[i])) for i in pick]
+
+
+def blend_error(a: np.ndarray, b: np.ndarray, m: np.ndarray, ft: np.ndarray, crop: int) -> np.ndarray:
+    """(H, W) mean |plain blend - truth| over the crop around each pixel (`crop_corners`' `err`)."""
+    blend = b + m[..., None] * (a.astype(np.float32) - b)
+    return cv2.blur(np.abs(blend - ft).mean(-1), (crop, crop))
+
+
 def triplet_crops(f0: np.ndarray, ft: np.ndarray, f1: np.ndarray, t: float, crop: int, count: int,
                   rng: np.random.Generator, config: InterpolationConfig | None = None,
                   pair: PairInterpolator | None = None) -> Crops:
@@ -124,16 +142,9 @@ def triplet_crops(f0: np.ndarray, ft: np.ndarray, f1: np.ndarray, t: float, crop
     pair = pair or PairInterpolator(f0, f1, config or InterpolationConfig())
     a, b, wa, wb = pair.warps(t)
     m = wa / (wa + wb)  # (H, W) share of a
-    blend = b + m[..., None] * (a.astype(np.float32) - b)
-    err = cv2.blur(np.abs(blend - ft).mean(-1), (crop, crop))  # mean error of the crop around each pixel
-    H, W = ft.shape[:2]
-    ys = rng.integers(0, H - crop + 1, 4 * count)
-    xs = rng.integers(0, W - crop + 1, 4 * count)
-    hard = np.argsort(-err[ys + crop // 2, xs + crop // 2])[: count // 2]  # the worst of the candidates
-    pick = list(hard) + [i for i in range(4 * count) if i not in set(hard)][: count - len(hard)]
     out: dict[str, list] = {"a": [], "b": [], "m": [], "gt": []}
-    for i in pick:
-        sl = (slice(ys[i], ys[i] + crop), slice(xs[i], xs[i] + crop))
+    for y, x in crop_corners(blend_error(a, b, m, ft, crop), crop, count, rng):
+        sl = (slice(y, y + crop), slice(x, x + crop))
         out["a"].append(a[sl])
         out["b"].append(b[sl])
         out["m"].append((m[sl] * 255 + 0.5).astype(np.uint8)[..., None])
@@ -149,12 +160,17 @@ def video_triplets(frames: np.ndarray, gaps: Sequence[int] = (2,)) -> Iterator[t
                 yield k, j, g
 
 
+TripletCrops = Callable[..., Crops]  # (f0, ft, f1, t, crop, count, rng, pair=...) -> Crops, like triplet_crops
+
+
 def video_crops(frames: np.ndarray, crop: int, per_target: int, rng: np.random.Generator,
-                sizes: Sequence[int] = (1, 2, 4), gaps: Sequence[int] = (2, 4)) -> Crops:
+                sizes: Sequence[int] = (1, 2, 4), gaps: Sequence[int] = (2, 4),
+                crops_of: TripletCrops = triplet_crops) -> Crops:
     """Crops of every triplet of a clip (F, H, W, 3) uint8 at full size and shrunk by each of `sizes`.
 
     The gap g = 2 (t = 1/2, the 2x case) is used at every size; larger gaps (larger motion, other t)
-    only at the shrunk sizes, where they match the pixel motion of full-size footage.
+    only at the shrunk sizes, where they match the pixel motion of full-size footage. `crops_of` cuts
+    one triplet (default `triplet_crops`; a training script may cut other inputs with the same call).
     """
     parts = []
     H, W = frames.shape[1:3]
@@ -167,21 +183,21 @@ def video_crops(frames: np.ndarray, crop: int, per_target: int, rng: np.random.G
         for k, j, g in video_triplets(fr, gaps if div > 1 else (2,)):
             if (k, g) not in pairs:
                 pairs = {(k, g): PairInterpolator(fr[k], fr[k + g], InterpolationConfig())}
-            parts.append(triplet_crops(fr[k], fr[k + j], fr[k + g], j / g, crop, per_target, rng,
-                                       pair=pairs[(k, g)]))
+            parts.append(crops_of(fr[k], fr[k + j], fr[k + g], j / g, crop, per_target, rng, pair=pairs[(k, g)]))
     if not parts:
         raise ValueError(f"frames of {H}x{W} are smaller than one {crop}-px crop at every size")
     return concat(parts)
 
 
 def synthetic_crops(num_scenes: int, crop: int, per_scene: int, rng: np.random.Generator,
-                    size: int = 192, stills: Sequence[np.ndarray] | None = None) -> Crops:
+                    size: int = 192, stills: Sequence[np.ndarray] | None = None,
+                    crops_of: TripletCrops = triplet_crops) -> Crops:
     """Crops of `num_scenes` synthetic moving scenes (`synthetic_triplet`), t = 1/2."""
     stills = stills if stills is not None else offline_stills()
     parts = []
     for _ in range(num_scenes):
         f0, ft, f1 = synthetic_triplet(stills, size, rng)
-        parts.append(triplet_crops(f0, ft, f1, 0.5, crop, per_scene, rng))
+        parts.append(crops_of(f0, ft, f1, 0.5, crop, per_scene, rng))
     return concat(parts)
 
 

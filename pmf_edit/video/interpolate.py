@@ -299,6 +299,13 @@ class PairInterpolator:
             d1 = d1 + np.float32((s * s - s) / 2) * self.acc1
         return d0, d1
 
+    def densities(self, t: float) -> tuple[np.ndarray, np.ndarray]:
+        """How many frame-0 and frame-1 pixels land on each point of the splatting grid at time t: two (hs, ws)
+        float32 maps, ~1 where a frame's pixels spread evenly, ~0 where none of them land (not visible in it)."""
+        d0, d1 = self._displacements(t)
+        ones, weight = np.ones(d0.shape[:2] + (1,), np.float32), np.ones(d0.shape[:2], np.float32)
+        return splat(ones, d0, weight)[1], splat(ones, d1, weight)[1]
+
     def evidence(self, t: float, small: tuple[np.ndarray, np.ndarray] | None = None) -> np.ndarray:
         """What the flow stage knows about each warped frame at time t: (h, w, 6) float32 at the flow resolution.
 
@@ -314,11 +321,8 @@ class PairInterpolator:
         ft0, ft1 = small or self._flows_at(t)  # (h, w, 2) each
         if self.c0 is None:
             self.c0, self.c1 = fb_consistency(self.f01, self.f10), fb_consistency(self.f10, self.f01)
-        d0, d1 = self._displacements(t)
-        ones = np.ones(d0.shape[:2] + (1,), np.float32)
-        weight = np.ones(d0.shape[:2], np.float32)
-        n0, n1 = (cv2.resize(np.minimum(splat(ones, d, weight)[1], np.float32(2)), (self.w, self.h),
-                             interpolation=cv2.INTER_LINEAR) for d in (d0, d1))  # (h, w) each
+        n0, n1 = (cv2.resize(np.minimum(n, np.float32(2)), (self.w, self.h), interpolation=cv2.INTER_LINEAR)
+                  for n in self.densities(t))  # (h, w) each
         z0, z1 = (cv2.resize(np.log(np.maximum(z, np.float32(1e-6))), (self.w, self.h),
                              interpolation=cv2.INTER_LINEAR) for z in self.rev_weights)
         maps = [np.log1p(backward_warp(self.c1, ft1)), np.log1p(backward_warp(self.c0, ft0)),
