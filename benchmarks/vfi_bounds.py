@@ -40,7 +40,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from bench_vfi import clip_dir, cut_free_pairs, linked_pairs, load_clip, score  # noqa: E402
-from pmf_edit.video.flow import backward_warp, fb_consistency  # noqa: E402
+from pmf_edit.video.flow import backward_warp  # noqa: E402
 from pmf_edit.video.interpolate import CONFIGS, PairInterpolator  # noqa: E402
 
 TIMES = (0.35, 0.4, 0.45, 0.5, 0.55, 0.6, 0.65)
@@ -58,11 +58,10 @@ class SelectingPair(PairInterpolator):
             return ft0, ft1, None, None
         kind, k = self.selector
         if kind == "fbvis":
-            if self.c0 is None:
-                self.c0, self.c1 = fb_consistency(self.f01, self.f10), fb_consistency(self.f10, self.f01)
+            c0, c1 = self.consistency()
             # c1 high where a frame-1 pixel is hidden in frame 0: the frame-0 sample there is wrong.
-            v0 = np.exp(-k * backward_warp(self.c1, small[1]))
-            v1 = np.exp(-k * backward_warp(self.c0, small[0]))
+            v0 = np.exp(-k * backward_warp(c1, small[1]))
+            v1 = np.exp(-k * backward_warp(c0, small[0]))
         elif kind == "density":
             n0, n1 = self.densities(t)
             v0, v1 = np.minimum(n0, 1) ** k, np.minimum(n1, 1) ** k

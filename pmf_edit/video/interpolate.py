@@ -197,8 +197,7 @@ class PairInterpolator:
                                        config.parallel_flows, config.finest_scale)  # (h, w, 2)
         self.c0 = self.c1 = None  # (h, w) forward-backward inconsistency, computed when something needs it
         if config.reverse_flow or config.visibility:
-            self.c0 = fb_consistency(self.f01, self.f10)  # (h, w) occlusion evidence in frame 0
-            self.c1 = fb_consistency(self.f10, self.f01)
+            self.consistency()  # (h, w) occlusion evidence in frame 0 and in frame 1
         if config.reverse_flow:
             # Brightness-constancy error of each pixel against its match: the softmax-splatting metric.
             z0 = _splat_weight(s0, backward_warp(s1, self.f01), self.c0, config)
@@ -214,6 +213,13 @@ class PairInterpolator:
         # Accelerations of frame-0 / frame-1 pixels (use_neighbours), (2,)-vectors at the resolution the
         # path reads them: the splatting grid (hs, ws) with reverse_flow, else the flow grid (h, w).
         self.acc0 = self.acc1 = None
+
+    def consistency(self) -> tuple[np.ndarray, np.ndarray]:
+        """(c0, c1): (h, w) forward-backward inconsistency of frame-0 and frame-1 pixels, in flow pixels;
+        computed on first use (at construction already with reverse_flow or visibility)."""
+        if self.c0 is None:
+            self.c0, self.c1 = fb_consistency(self.f01, self.f10), fb_consistency(self.f10, self.f01)
+        return self.c0, self.c1
 
     def use_neighbours(self, before: PairInterpolator | None, after: PairInterpolator | None) -> None:
         """Bend the motion: each pixel moves on a parabola through four frames instead of a line.
@@ -241,8 +247,8 @@ class PairInterpolator:
                                  f"{getattr(other, 'f01', np.empty(0)).shape} and {self.f01.shape}")
         # before.c1: inconsistency of before.f10 seen from this frame 0; after.c0 likewise for frame 1.
         for pair in (self, before, after):
-            if pair is not None and pair.c0 is None:  # computed already unless reverse_flow=visibility=False
-                pair.c0, pair.c1 = fb_consistency(pair.f01, pair.f10), fb_consistency(pair.f10, pair.f01)
+            if pair is not None:
+                pair.consistency()
         self.acc0 = None if before is None else self._acceleration(self.f01, before.f10, self.c0 + before.c1)
         self.acc1 = None if after is None else self._acceleration(self.f10, after.f01, self.c1 + after.c0)
 
@@ -319,13 +325,12 @@ class PairInterpolator:
         if self.cfg.method != "flow" or not self.cfg.reverse_flow:
             raise ValueError("evidence() needs method='flow' with reverse_flow=True")
         ft0, ft1 = small or self._flows_at(t)  # (h, w, 2) each
-        if self.c0 is None:
-            self.c0, self.c1 = fb_consistency(self.f01, self.f10), fb_consistency(self.f10, self.f01)
+        c0, c1 = self.consistency()
         n0, n1 = (cv2.resize(np.minimum(n, np.float32(2)), (self.w, self.h), interpolation=cv2.INTER_LINEAR)
                   for n in self.densities(t))  # (h, w) each
         z0, z1 = (cv2.resize(np.log(np.maximum(z, np.float32(1e-6))), (self.w, self.h),
                              interpolation=cv2.INTER_LINEAR) for z in self.rev_weights)
-        maps = [np.log1p(backward_warp(self.c1, ft1)), np.log1p(backward_warp(self.c0, ft0)),
+        maps = [np.log1p(backward_warp(c1, ft1)), np.log1p(backward_warp(c0, ft0)),
                 backward_warp(z0, ft0) * np.float32(0.1), backward_warp(z1, ft1) * np.float32(0.1), n0, n1]
         return np.stack(maps, -1).astype(np.float32)
 
